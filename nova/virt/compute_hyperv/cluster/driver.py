@@ -1,0 +1,3 @@
+from psdriver.cluster.driver import HyperVClusterDriver
+
+__all__ = ['HyperVClusterDriver']

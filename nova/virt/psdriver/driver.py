@@ -1,0 +1,3 @@
+from psdriver.driver import HyperVDriver
+
+__all__ = ['HyperVDriver']

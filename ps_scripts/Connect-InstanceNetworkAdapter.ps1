@@ -1,0 +1,394 @@
+<#
+.SYNOPSIS
+    Makes sure a virtual machine has one correctly set up network adapter
+    per Neutron port (plug_vifs), in one call for all ports.
+
+.DESCRIPTION
+    For each entry of Nics:
+      - an adapter named after the port id is added if missing, with the
+        port's MAC as static MAC (created);
+      - an existing adapter gets the port's MAC if it differs or is
+        dynamic (updated);
+      - with switch set, the adapter is connected to that virtual switch if
+        it is not already (updated); switch absent or null leaves the
+        connection alone (an L2 agent may manage it);
+      - with vlan set, 0 makes the adapter untagged and 1-4094 puts it in
+        access mode on that VLAN (updated); vlan absent or null leaves the
+        VLAN setting alone.
+    Adapters not listed are left alone.
+
+    All entries are checked before anything is changed: an entry without
+    an id or with a bad MAC is an error of category InvalidArgument with
+    error id PsDriver.InvalidNicSpec; a generation 1 VM that is not Off and
+    misses an adapter is an error of category InvalidOperation with error
+    id PsDriver.NicHotplugUnsupported (generation 1 VMs cannot hot-add
+    adapters; generation 2 VMs can). Hyper-V refusing a change (for example
+    a MAC change while running): InvalidOperation /
+    PsDriver.NicOperationFailed. Missing VM: ObjectNotFound /
+    PsDriver.VMNotFound.
+
+    MAC addresses in the result are lower case, colon separated
+    (fa:16:3e:01:02:03); vlan is the access VLAN id or null when untagged.
+
+.PARAMETER Name
+    The exact name of the virtual machine.
+
+.PARAMETER Nics
+    The ports: objects or hashtables with id (Neutron port id, the adapter
+    name), mac (fa:16:3e:01:02:03, dashes or bare hex also accepted),
+    switch (virtual switch name or null) and vlan (0-4094 or null).
+
+.EXAMPLE
+    .\Connect-InstanceNetworkAdapter.ps1 -Name instance-00000001 -Nics @(
+        @{ id = '3f1d2c4b-5a69-4e7f-8a9b-0c1d2e3f4a5b'; mac = 'fa:16:3e:01:02:03'; switch = 'br-int'; vlan = 101 }
+    )
+
+.OUTPUTS
+    One object: name (the VM), nics (one {name, mac, switch, vlan,
+    connected} per listed port, in the order given), created (ids of the
+    adapters added), updated (ids of existing adapters changed).
+#>
+[CmdletBinding(SupportsShouldProcess)]
+param(
+    [Parameter(Mandatory)]
+    [ValidateNotNullOrEmpty()]
+    [string]$Name,
+
+    [Parameter(Mandatory)]
+    [AllowEmptyCollection()]
+    [psobject[]]$Nics
+)
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+
+function New-ErrorRecord {
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)]
+        [string]$Message,
+
+        [Parameter(Mandatory)]
+        [System.Management.Automation.ErrorCategory]$Category,
+
+        [Parameter(Mandatory)]
+        [string]$ErrorId,
+
+        [object]$Target
+    )
+    $exception = [System.InvalidOperationException]::new($Message)
+    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
+}
+
+function Get-TargetVM {
+    <#
+    .SYNOPSIS
+        Returns the one VM named exactly $Name, or throws PsDriver.VMNotFound.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)]
+        [string]$Name
+    )
+    $candidates = @(Get-VM -Name ([System.Management.Automation.WildcardPattern]::Escape($Name)) -ErrorAction SilentlyContinue)
+    $found = @($candidates | Where-Object { $_.Name -eq $Name })
+    if ($found.Count -eq 0) {
+        throw (New-ErrorRecord -Message "Virtual machine '$Name' was not found on this host." -Category ObjectNotFound -ErrorId 'PsDriver.VMNotFound' -Target $Name)
+    }
+    if ($found.Count -gt 1) {
+        throw (New-ErrorRecord -Message "$($found.Count) virtual machines are named '$Name'; the name must be unique." -Category InvalidOperation -ErrorId 'PsDriver.VMNameNotUnique' -Target $Name)
+    }
+    $found[0]
+}
+
+function ConvertTo-HyperVMac {
+    <#
+    .SYNOPSIS
+        'fa:16:3e:01:02:03' (or with dashes, or bare) -> 'FA163E010203'; $null if not a MAC.
+    #>
+    param(
+        [AllowNull()]
+        [AllowEmptyString()]
+        [string]$Mac
+    )
+    if ([string]::IsNullOrWhiteSpace($Mac)) {
+        return $null
+    }
+    $text = $Mac.Trim()
+    if ($text -notmatch '^(?:[0-9a-fA-F]{2}([:-]?)){5}[0-9a-fA-F]{2}$') {
+        return $null
+    }
+    ($text -replace '[:-]', '').ToUpperInvariant()
+}
+
+function ConvertTo-MacString {
+    <#
+    .SYNOPSIS
+        'FA163E010203' -> 'fa:16:3e:01:02:03'; $null for an empty or all-zero address.
+    #>
+    param(
+        [AllowNull()]
+        [AllowEmptyString()]
+        [string]$Mac
+    )
+    $hex = ([string]$Mac) -replace '[^0-9a-fA-F]', ''
+    if ($hex.Length -ne 12 -or $hex -eq '000000000000') {
+        return $null
+    }
+    $hex = $hex.ToLowerInvariant()
+    (0..5 | ForEach-Object { $hex.Substring($_ * 2, 2) }) -join ':'
+}
+
+function Get-VlanMap {
+    <#
+    .SYNOPSIS
+        VLAN settings of all the VM's adapters (one call), keyed by adapter id.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [object]$VM
+    )
+    $map = @{}
+    foreach ($vlan in @(Get-VMNetworkAdapterVlan -VM $VM)) {
+        if ($null -ne $vlan -and $null -ne $vlan.ParentAdapter) {
+            $map[[string]$vlan.ParentAdapter.Id] = $vlan
+        }
+    }
+    $map
+}
+
+function Get-AccessVlanId {
+    <#
+    .SYNOPSIS
+        The adapter's access VLAN id, or $null when untagged or in another mode.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [hashtable]$VlanMap,
+
+        [Parameter(Mandatory)]
+        [object]$Adapter
+    )
+    $vlan = $VlanMap[[string]$Adapter.Id]
+    if ($null -ne $vlan -and $vlan.OperationMode.ToString() -eq 'Access') {
+        return [int]$vlan.AccessVlanId
+    }
+    $null
+}
+
+function Get-NicRecord {
+    param(
+        [Parameter(Mandatory)]
+        [object]$Adapter,
+
+        [Parameter(Mandatory)]
+        [hashtable]$VlanMap
+    )
+    $switchName = $null
+    if (-not [string]::IsNullOrEmpty($Adapter.SwitchName)) {
+        $switchName = [string]$Adapter.SwitchName
+    }
+    [ordered]@{
+        name      = [string]$Adapter.Name
+        mac       = ConvertTo-MacString -Mac $Adapter.MacAddress
+        'switch'  = $switchName
+        vlan      = Get-AccessVlanId -VlanMap $VlanMap -Adapter $Adapter
+        connected = ($null -ne $switchName)
+    }
+}
+
+function Assert-NicHotplug {
+    <#
+    .SYNOPSIS
+        Throws PsDriver.NicHotplugUnsupported when adapters cannot be added or removed now.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [object]$VM,
+
+        [Parameter(Mandatory)]
+        [string]$Operation
+    )
+    $state = $VM.State.ToString()
+    if ($state -ne 'Off' -and [int]$VM.Generation -eq 1) {
+        throw (New-ErrorRecord -Message "Cannot $Operation a network adapter on virtual machine '$($VM.Name)' while it is ${state}: generation 1 virtual machines do not support network adapter hot plug; turn the virtual machine off first." -Category InvalidOperation -ErrorId 'PsDriver.NicHotplugUnsupported' -Target $VM.Name)
+    }
+}
+
+function Invoke-NicChange {
+    <#
+    .SYNOPSIS
+        Runs one adapter change; a Hyper-V refusal becomes PsDriver.NicOperationFailed.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [string]$Description,
+
+        [Parameter(Mandatory)]
+        [object]$VM,
+
+        [Parameter(Mandatory)]
+        [scriptblock]$Change
+    )
+    try {
+        & $Change
+    }
+    catch {
+        $message = "Cannot {0} on virtual machine '{1}' (state {2}): {3}" -f $Description, $VM.Name, $VM.State.ToString(), $_.Exception.Message
+        throw (New-ErrorRecord -Message $message -Category InvalidOperation -ErrorId 'PsDriver.NicOperationFailed' -Target $VM.Name)
+    }
+}
+
+function Get-SpecValue {
+    <#
+    .SYNOPSIS
+        A field of a NIC entry (hashtable or object), or $null when absent.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [object]$Spec,
+
+        [Parameter(Mandatory)]
+        [string]$Field
+    )
+    $base = $Spec
+    if ($Spec -is [psobject]) {
+        $base = $Spec.PSObject.BaseObject
+    }
+    if ($base -is [System.Collections.IDictionary]) {
+        if ($base.Contains($Field)) {
+            return $base[$Field]
+        }
+        return $null
+    }
+    $property = $Spec.PSObject.Properties[$Field]
+    if ($null -eq $property) {
+        return $null
+    }
+    $property.Value
+}
+
+$wanted = [System.Collections.Generic.List[object]]::new()
+$index = 0
+foreach ($spec in $Nics) {
+    $index++
+    if ($null -eq $spec) {
+        throw (New-ErrorRecord -Message "Nics entry $index is null." -Category InvalidArgument -ErrorId 'PsDriver.InvalidNicSpec' -Target $index)
+    }
+    $portId = [string](Get-SpecValue -Spec $spec -Field 'id')
+    $rawMac = [string](Get-SpecValue -Spec $spec -Field 'mac')
+    $mac = ConvertTo-HyperVMac -Mac $rawMac
+    if ([string]::IsNullOrWhiteSpace($portId) -or $null -eq $mac) {
+        throw (New-ErrorRecord -Message "Nics entry $index needs an id and a MAC address (got id '$portId', mac '$rawMac')." -Category InvalidArgument -ErrorId 'PsDriver.InvalidNicSpec' -Target $index)
+    }
+    $switchValue = Get-SpecValue -Spec $spec -Field 'switch'
+    $switchName = $null
+    if (-not [string]::IsNullOrEmpty([string]$switchValue)) {
+        $switchName = [string]$switchValue
+    }
+    $vlanValue = Get-SpecValue -Spec $spec -Field 'vlan'
+    $vlanId = $null
+    if ($null -ne $vlanValue) {
+        $vlanNumber = 0
+        if (-not [int]::TryParse([string]$vlanValue, [ref]$vlanNumber) -or $vlanNumber -lt 0 -or $vlanNumber -gt 4094) {
+            throw (New-ErrorRecord -Message "Nics entry $index has VLAN '$vlanValue'; expected 0 to 4094 or null." -Category InvalidArgument -ErrorId 'PsDriver.InvalidNicSpec' -Target $index)
+        }
+        $vlanId = $vlanNumber
+    }
+    $wanted.Add([pscustomobject]@{
+            Id         = $portId
+            Mac        = $mac
+            SwitchName = $switchName
+            VlanId     = $vlanId
+        })
+}
+
+$vm = Get-TargetVM -Name $Name
+$adapters = @(Get-VMNetworkAdapter -VM $vm)
+$vlanMap = Get-VlanMap -VM $vm
+
+$missing = @($wanted | Where-Object {
+        $portId = $_.Id
+        @($adapters | Where-Object { $_.Name -eq $portId }).Count -eq 0
+    })
+if ($missing.Count -gt 0) {
+    Assert-NicHotplug -VM $vm -Operation 'add'
+}
+
+$created = [System.Collections.Generic.List[string]]::new()
+$updated = [System.Collections.Generic.List[string]]::new()
+
+if ($wanted.Count -gt 0 -and $PSCmdlet.ShouldProcess("virtual machine '$Name'", "Plug $($wanted.Count) network adapter(s)")) {
+    foreach ($want in $wanted) {
+        $adapter = @($adapters | Where-Object { $_.Name -eq $want.Id }) | Select-Object -First 1
+        $changedThis = $false
+        if ($null -eq $adapter) {
+            $addArgs = @{
+                VM               = $vm
+                Name             = $want.Id
+                StaticMacAddress = $want.Mac
+                Passthru         = $true
+                Confirm          = $false
+            }
+            if ($null -ne $want.SwitchName) {
+                $addArgs['SwitchName'] = $want.SwitchName
+            }
+            $adapter = Invoke-NicChange -Description "add network adapter '$($want.Id)'" -VM $vm -Change {
+                Add-VMNetworkAdapter @addArgs
+            }
+            $created.Add($want.Id)
+        }
+        else {
+            if ((ConvertTo-HyperVMac -Mac $adapter.MacAddress) -ne $want.Mac -or $adapter.DynamicMacAddressEnabled) {
+                Invoke-NicChange -Description "set the MAC address of network adapter '$($want.Id)'" -VM $vm -Change {
+                    Set-VMNetworkAdapter -VMNetworkAdapter $adapter -StaticMacAddress $want.Mac -Confirm:$false
+                }
+                $changedThis = $true
+            }
+            if ($null -ne $want.SwitchName -and $adapter.SwitchName -ne $want.SwitchName) {
+                Invoke-NicChange -Description "connect network adapter '$($want.Id)' to switch '$($want.SwitchName)'" -VM $vm -Change {
+                    Connect-VMNetworkAdapter -VMNetworkAdapter $adapter -SwitchName $want.SwitchName -Confirm:$false
+                }
+                $changedThis = $true
+            }
+        }
+        if ($null -ne $want.VlanId) {
+            $current = $null
+            if ($created -notcontains $want.Id) {
+                $current = Get-AccessVlanId -VlanMap $vlanMap -Adapter $adapter
+            }
+            if ($want.VlanId -eq 0 -and $null -ne $current) {
+                Invoke-NicChange -Description "make network adapter '$($want.Id)' untagged" -VM $vm -Change {
+                    Set-VMNetworkAdapterVlan -VMNetworkAdapter $adapter -Untagged -Confirm:$false
+                }
+                $changedThis = $true
+            }
+            elseif ($want.VlanId -gt 0 -and $current -ne $want.VlanId) {
+                Invoke-NicChange -Description "set VLAN $($want.VlanId) on network adapter '$($want.Id)'" -VM $vm -Change {
+                    Set-VMNetworkAdapterVlan -VMNetworkAdapter $adapter -Access -VlanId $want.VlanId -Confirm:$false
+                }
+                $changedThis = $true
+            }
+        }
+        if ($changedThis -and $created -notcontains $want.Id) {
+            $updated.Add($want.Id)
+        }
+    }
+}
+
+$finalAdapters = @(Get-VMNetworkAdapter -VM $vm)
+$finalVlans = Get-VlanMap -VM $vm
+$records = [System.Collections.Generic.List[object]]::new()
+foreach ($want in $wanted) {
+    $adapter = @($finalAdapters | Where-Object { $_.Name -eq $want.Id }) | Select-Object -First 1
+    if ($null -ne $adapter) {
+        $records.Add((Get-NicRecord -Adapter $adapter -VlanMap $finalVlans))
+    }
+}
+
+[ordered]@{
+    name    = [string]$vm.Name
+    nics    = @($records)
+    created = @($created)
+    updated = @($updated)
+}

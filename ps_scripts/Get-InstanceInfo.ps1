@@ -1,0 +1,330 @@
+<#
+.SYNOPSIS
+    Describes one virtual machine in detail (state, CPU, memory, disks, DVD
+    drives, network adapters, serial ports and optionally usage metrics).
+
+.DESCRIPTION
+    Used for a compute driver's get_info and diagnostics. The VM is looked up
+    by its exact name (no wildcards). A missing VM is an error of category
+    ObjectNotFound with error id PsDriver.VMNotFound.
+
+    Instance UUID in the VM Notes: the first line of a VM's Notes holds the
+    instance UUID in its canonical form (36 characters, 8-4-4-4-12 hex
+    digits, lower case), possibly followed by further lines; this is what
+    compute-hyperv wrote. When reading, surrounding whitespace, upper case
+    hex digits, enclosing braces and a leading "openstack-instance-uuid:"
+    label are tolerated; writers use the bare form. instance_uuid is null
+    when the first line is not a UUID.
+
+    MAC addresses are returned as six lower case hex pairs separated by
+    colons (fa:16:3e:01:02:03), or null while Hyper-V has not assigned a
+    dynamic address yet. vlan is the access VLAN id, or null when the
+    adapter is untagged or in another VLAN mode.
+
+    With -IncludeMetrics and resource metering enabled on the VM
+    (Enable-VMResourceMetering), metrics holds the Measure-VM report;
+    otherwise metrics is null.
+
+.PARAMETER Name
+    The exact name of the virtual machine.
+
+.PARAMETER IncludeMetrics
+    Also return resource metering figures (Measure-VM).
+
+.EXAMPLE
+    .\Get-InstanceInfo.ps1 -Name instance-00000001 -IncludeMetrics
+
+.OUTPUTS
+    One object: name, vm_id, instance_uuid, state, vcpus, memory_mb (startup
+    memory), memory_assigned_mb, dynamic_memory_enabled, uptime_seconds,
+    generation, notes, disks, dvd_drives, nics, serial_ports, metrics.
+#>
+[CmdletBinding()]
+param(
+    [Parameter(Mandatory)]
+    [ValidateNotNullOrEmpty()]
+    [string]$Name,
+
+    [switch]$IncludeMetrics
+)
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+
+function New-ErrorRecord {
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)]
+        [string]$Message,
+
+        [Parameter(Mandatory)]
+        [System.Management.Automation.ErrorCategory]$Category,
+
+        [Parameter(Mandatory)]
+        [string]$ErrorId,
+
+        [object]$Target
+    )
+    $exception = [System.InvalidOperationException]::new($Message)
+    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
+}
+
+function Get-TargetVM {
+    <#
+    .SYNOPSIS
+        Returns the one VM named exactly $Name, or throws PsDriver.VMNotFound.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)]
+        [string]$Name
+    )
+    $candidates = @(Get-VM -Name ([System.Management.Automation.WildcardPattern]::Escape($Name)) -ErrorAction SilentlyContinue)
+    $found = @($candidates | Where-Object { $_.Name -eq $Name })
+    if ($found.Count -eq 0) {
+        throw (New-ErrorRecord -Message "Virtual machine '$Name' was not found on this host." -Category ObjectNotFound -ErrorId 'PsDriver.VMNotFound' -Target $Name)
+    }
+    if ($found.Count -gt 1) {
+        throw (New-ErrorRecord -Message "$($found.Count) virtual machines are named '$Name'; the name must be unique." -Category InvalidOperation -ErrorId 'PsDriver.VMNameNotUnique' -Target $Name)
+    }
+    $found[0]
+}
+
+function ConvertTo-InstanceUuid {
+    <#
+    .SYNOPSIS
+        Returns the instance UUID recorded on the first line of VM Notes, or $null.
+    #>
+    [CmdletBinding()]
+    [OutputType([string])]
+    param(
+        [AllowNull()]
+        [AllowEmptyString()]
+        [string]$Notes
+    )
+    if ([string]::IsNullOrWhiteSpace($Notes)) {
+        return $null
+    }
+    $firstLine = ($Notes -split "\r?\n", 2)[0].Trim()
+    $pattern = '^(?:openstack-instance-uuid:\s*)?\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?$'
+    $match = [regex]::Match($firstLine, $pattern)
+    if (-not $match.Success) {
+        return $null
+    }
+    return $match.Groups[1].Value.ToLowerInvariant()
+}
+
+function ConvertTo-MacString {
+    param(
+        [AllowNull()]
+        [AllowEmptyString()]
+        [string]$Mac
+    )
+    $hex = ([string]$Mac) -replace '[^0-9a-fA-F]', ''
+    if ($hex.Length -ne 12 -or $hex -eq '000000000000') {
+        return $null
+    }
+    $hex = $hex.ToLowerInvariant()
+    (0..5 | ForEach-Object { $hex.Substring($_ * 2, 2) }) -join ':'
+}
+
+function Get-DiskRecord {
+    param(
+        [Parameter(Mandatory)]
+        [object]$Drive
+    )
+    $diskNumber = $null
+    if ($null -ne $Drive.DiskNumber) {
+        $diskNumber = [int]$Drive.DiskNumber
+    }
+    $record = [ordered]@{
+        path                = $Drive.Path
+        controller_type     = $Drive.ControllerType.ToString()
+        controller_number   = [int]$Drive.ControllerNumber
+        controller_location = [int]$Drive.ControllerLocation
+        disk_number         = $diskNumber
+        format              = $null
+        vhd_type            = $null
+        parent_path         = $null
+        size_bytes          = $null
+        file_size_bytes     = $null
+    }
+    if ($null -eq $diskNumber -and -not [string]::IsNullOrEmpty($Drive.Path)) {
+        try {
+            $vhd = Get-VHD -Path $Drive.Path
+            $record.format = $vhd.VhdFormat.ToString()
+            $record.vhd_type = $vhd.VhdType.ToString()
+            if (-not [string]::IsNullOrEmpty($vhd.ParentPath)) {
+                $record.parent_path = [string]$vhd.ParentPath
+            }
+            $record.size_bytes = [long]$vhd.Size
+            $record.file_size_bytes = [long]$vhd.FileSize
+        }
+        catch {
+            Write-Verbose "Cannot read virtual disk '$($Drive.Path)': $($_.Exception.Message)"
+        }
+    }
+    $record
+}
+
+function Get-ReportNumber {
+    <#
+    .SYNOPSIS
+        The first of the named properties that the report has, as a whole number (0 when none).
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [object]$Report,
+
+        [Parameter(Mandatory)]
+        [string[]]$Names
+    )
+    foreach ($propertyName in $Names) {
+        $property = $Report.PSObject.Properties[$propertyName]
+        if ($null -ne $property -and $null -ne $property.Value) {
+            return [long]$property.Value
+        }
+    }
+    0L
+}
+
+function Get-MeteringRecord {
+    param(
+        [Parameter(Mandatory)]
+        [object]$VM
+    )
+    if (-not $VM.ResourceMeteringEnabled) {
+        return $null
+    }
+    $report = Measure-VM -VM $VM
+    $inbound = 0L
+    $outbound = 0L
+    $trafficProperty = $report.PSObject.Properties['NetworkMeteredTrafficReport']
+    $trafficReports = @()
+    if ($null -ne $trafficProperty -and $null -ne $trafficProperty.Value) {
+        $trafficReports = @($trafficProperty.Value)
+    }
+    foreach ($traffic in $trafficReports) {
+        if ($null -eq $traffic) {
+            continue
+        }
+        if ($traffic.Direction.ToString() -eq 'Inbound') {
+            $inbound += [long]$traffic.TotalTraffic
+        }
+        else {
+            $outbound += [long]$traffic.TotalTraffic
+        }
+    }
+    $duration = $null
+    $durationProperty = $report.PSObject.Properties['MeteringDuration']
+    if ($null -ne $durationProperty -and $null -ne $durationProperty.Value) {
+        $duration = [long][math]::Floor(([timespan]$durationProperty.Value).TotalSeconds)
+    }
+    # Measure-VM shows AvgCPU, AvgRAM, ... (aliases of AverageProcessorUsage, AverageMemoryUsage, ...)
+    [ordered]@{
+        cpu_average_mhz           = Get-ReportNumber -Report $report -Names 'AvgCPU', 'AverageProcessorUsage'
+        memory_average_mb         = Get-ReportNumber -Report $report -Names 'AvgRAM', 'AverageMemoryUsage'
+        memory_minimum_mb         = Get-ReportNumber -Report $report -Names 'MinRAM', 'MinimumMemoryUsage'
+        memory_maximum_mb         = Get-ReportNumber -Report $report -Names 'MaxRAM', 'MaximumMemoryUsage'
+        disk_allocated_mb         = Get-ReportNumber -Report $report -Names 'TotalDisk', 'TotalDiskAllocation'
+        disk_read_mb              = Get-ReportNumber -Report $report -Names 'AggregatedDiskDataRead'
+        disk_written_mb           = Get-ReportNumber -Report $report -Names 'AggregatedDiskDataWritten'
+        disk_normalized_iops      = Get-ReportNumber -Report $report -Names 'AggregatedAverageNormalizedIOPS'
+        network_inbound_mb        = $inbound
+        network_outbound_mb       = $outbound
+        metering_duration_seconds = $duration
+    }
+}
+
+$vm = Get-TargetVM -Name $Name
+
+$disks = @(Get-VMHardDiskDrive -VM $vm | ForEach-Object { Get-DiskRecord -Drive $_ })
+
+$dvdDrives = @(Get-VMDvdDrive -VM $vm | ForEach-Object {
+        $dvdPath = $null
+        if (-not [string]::IsNullOrEmpty($_.Path)) {
+            $dvdPath = [string]$_.Path
+        }
+        [ordered]@{
+            path                = $dvdPath
+            controller_type     = $_.ControllerType.ToString()
+            controller_number   = [int]$_.ControllerNumber
+            controller_location = [int]$_.ControllerLocation
+        }
+    })
+
+$vlanByAdapter = @{}
+foreach ($vlan in @(Get-VMNetworkAdapterVlan -VM $vm)) {
+    if ($null -ne $vlan -and $null -ne $vlan.ParentAdapter) {
+        $vlanByAdapter[[string]$vlan.ParentAdapter.Id] = $vlan
+    }
+}
+$nics = @(Get-VMNetworkAdapter -VM $vm | ForEach-Object {
+        $vlanId = $null
+        $vlan = $vlanByAdapter[[string]$_.Id]
+        if ($null -ne $vlan -and $vlan.OperationMode.ToString() -eq 'Access') {
+            $vlanId = [int]$vlan.AccessVlanId
+        }
+        $switchName = $null
+        if (-not [string]::IsNullOrEmpty($_.SwitchName)) {
+            $switchName = [string]$_.SwitchName
+        }
+        [ordered]@{
+            name      = [string]$_.Name
+            mac       = ConvertTo-MacString -Mac $_.MacAddress
+            'switch'  = $switchName
+            vlan      = $vlanId
+            connected = ($null -ne $switchName)
+        }
+    })
+
+$serialPorts = @(Get-VMComPort -VM $vm | ForEach-Object {
+        $port = 0
+        $digits = [regex]::Match([string]$_.Name, '\d+')
+        if ($digits.Success) {
+            $port = [int]$digits.Value
+        }
+        $pipe = $null
+        if (-not [string]::IsNullOrEmpty($_.Path)) {
+            $pipe = [string]$_.Path
+        }
+        [ordered]@{
+            port = $port
+            path = $pipe
+        }
+    })
+
+$metrics = $null
+if ($IncludeMetrics) {
+    try {
+        $metrics = Get-MeteringRecord -VM $vm
+    }
+    catch {
+        Write-Verbose "Resource metering report unavailable for '$Name': $($_.Exception.Message)"
+        $metrics = $null
+    }
+}
+
+$notes = ''
+if ($null -ne $vm.Notes) {
+    $notes = [string]$vm.Notes
+}
+
+[ordered]@{
+    name                   = [string]$vm.Name
+    vm_id                  = $vm.Id.ToString()
+    instance_uuid          = ConvertTo-InstanceUuid -Notes $notes
+    state                  = $vm.State.ToString()
+    vcpus                  = [int]$vm.ProcessorCount
+    memory_mb              = [long]($vm.MemoryStartup / 1MB)
+    memory_assigned_mb     = [long]($vm.MemoryAssigned / 1MB)
+    dynamic_memory_enabled = [bool]$vm.DynamicMemoryEnabled
+    uptime_seconds         = [long][math]::Floor($vm.Uptime.TotalSeconds)
+    generation             = [int]$vm.Generation
+    notes                  = $notes
+    disks                  = $disks
+    dvd_drives             = $dvdDrives
+    nics                   = $nics
+    serial_ports           = $serialPorts
+    metrics                = $metrics
+}

@@ -1,0 +1,1141 @@
+<#
+.SYNOPSIS
+    Creates (spawns) one OpenStack instance as a Hyper-V virtual machine in
+    a single call: folder, disks, config drive, VM, NICs, serial ports,
+    boot order, power on.
+
+.DESCRIPTION
+    Everything the instance needs is in one structured parameter, Spec
+    (the JSON Schema is the x-spec-schema key of
+    New-Instance.contract.json). Spec is checked completely before
+    anything is changed; a bad spec is an error of category InvalidArgument
+    with error id PsDriver.InvalidSpec naming the field (for example
+    spec.root_disk.format).
+
+    Spec fields (optional ones show their default):
+
+      name                  VM name (1-100 characters), e.g. instance-0000002a.
+      instance_uuid         Nova instance UUID. Written, lower case, as the
+                            first line of the VM Notes; notes_extra follows
+                            on the next lines. This is how instances are
+                            recognised (see Get-InstanceSummary).
+      instance_dir          Absolute path of the instance folder, normally
+                            <instances_path>\<name>. Created when missing.
+                            The VM configuration, checkpoints and smart
+                            paging file live in it.
+      generation            1 or 2.
+      secure_boot = null    {enabled, template}. Generation 2 only.
+                            template: MicrosoftWindows (also when null),
+                            MicrosoftUEFICertificateAuthority (Linux) or
+                            OpenSourceShieldedVM. null or enabled false turns
+                            secure boot off (generation 2 VMs otherwise
+                            start with it on).
+      vcpus                 1-240.
+      memory_mb             Even, at least 32: the maximum memory.
+      dynamic_memory_ratio = 1
+                            Greater than 1 enables dynamic memory as
+                            compute-hyperv did: maximum = memory_mb,
+                            minimum = startup = memory_mb / ratio rounded
+                            down to an even number of MB. Must be 1 when
+                            vnuma.enabled is true (dynamic memory and vNUMA
+                            exclude each other).
+      vnuma = null          {enabled, max_processors_per_node,
+                            max_memory_per_node_mb}: when enabled, the per
+                            NUMA node limits are set (null limits are left
+                            to Hyper-V). The guest only sees the topology
+                            when the host has NUMA spanning disabled
+                            (Initialize-ComputeHost reports it).
+      limit_cpu_features = false
+                            Processor compatibility for migration.
+      root_disk = null      {source, cow = false, format, size_gb = null,
+                            controller = null}:
+                              source  cached image (a file in the image
+                                      cache) or null for no image.
+                              format  vhd, vhdx or iso; must match the
+                                      extension of source.
+                              cow     true: differencing disk on source;
+                                      false: copy of source.
+                              size_gb virtual size wanted (the flavor root
+                                      disk). Grown when bigger than the
+                                      image; never shrunk: smaller is an
+                                      error InvalidArgument /
+                                      PsDriver.RootDiskTooSmall. A vhd
+                                      differencing disk cannot grow: pass a
+                                      base image already of that size, else
+                                      InvalidArgument /
+                                      PsDriver.DifferencingVhdResize.
+                                      Ignored for iso.
+                              controller
+                                      ide (generation 1) or scsi
+                                      (generation 2); null picks that.
+                            File: <instance_dir>\root.<format>; an iso is
+                            copied and attached as a DVD. source null with
+                            size_gb > 0 creates an empty dynamic disk;
+                            source null without size_gb (or root_disk null)
+                            means no root disk (boot from volume): its slot
+                            (IDE 0:0 or SCSI 0:0) stays free.
+                            Generation 2 cannot boot from vhd.
+      ephemerals = []       [{size_gb, format, controller = null}]: dynamic
+                            disks <instance_dir>\eph<i>.<format>.
+      swap = null           {size_mb, format, controller = null}: dynamic
+                            disk <instance_dir>\swap.<format>.
+      nics = []             [{id, mac, switch = null, vlan = null}]: one
+                            adapter per Neutron port, named after the port
+                            id, with the port MAC as static MAC; connected
+                            to switch when given (else left for the L2
+                            agent); vlan 1-4094 sets access mode.
+      serial_ports = []     [{port, pipe}]: COM port 1 or 2 connected to
+                            named pipe \\.\pipe\<pipe> (a full
+                            \\.\pipe\... path is accepted too).
+      config_drive = null   {content_base64, format, as_dvd}: the config
+                            drive image built by the caller (ISO, or a VHD
+                            holding a vfat file system), written to
+                            <instance_dir>\configdrive.<format> (an existing
+                            file is overwritten). iso requires as_dvd true
+                            (DVD drive), vhd requires as_dvd false (hard
+                            disk).
+      enable_metrics = false
+                            Enable-VMResourceMetering.
+      power_on = true       Start the VM at the end.
+      notes_extra = null    Extra text after the UUID line in the Notes.
+      automatic_stop_action = null
+                            Save, TurnOff or ShutDown on host shutdown; null
+                            keeps the Hyper-V default.
+
+    Drive placement (reported in drives):
+      generation 1: root IDE 0:0, config drive IDE 1:0; disks with
+        controller ide take the free IDE slots in the order 0:1, 1:0,
+        1:1. A SCSI controller is added for the other disks and volumes.
+      generation 2: root SCSI 0:0.
+      Disks without a controller go to SCSI controller 0 (as
+      compute-hyperv did), in the order ephemerals, swap, config drive, at
+      the next free locations (from 1 on generation 2, from 0 on
+      generation 1). No free IDE slot: InvalidArgument /
+      PsDriver.InvalidSpec.
+    Boot: generation 1 boots from IDE (CD first for an iso root);
+    generation 2 boots from the root drive.
+
+    Existing files: a root, ephemeral or swap file that already exists in
+    instance_dir is reused as it is (not resized; listed in reused), so a
+    spawn on shared storage (evacuate) keeps the disks. A VM that already
+    has this name is an error ResourceExists / PsDriver.VMExists. A missing
+    source image: ObjectNotFound / PsDriver.ImageNotFound.
+
+    On any failure after the checks, everything this call created is
+    removed in reverse order (VM turned off and removed, created files
+    deleted, the instance folder deleted if this call created it); reused
+    files and files outside instance_dir are never touched. Then the
+    original error is raised again unchanged (same category and error
+    id). -WhatIf checks the spec and reports the plan without changing
+    anything (state NotCreated).
+
+.PARAMETER Spec
+    The instance spec (an object, for example from ConvertFrom-Json, a
+    hashtable, or a JSON string). It can carry secrets in the config drive
+    (admin password, user data): never log it.
+
+.EXAMPLE
+    $spec = Get-Content .\spec.json -Raw
+    .\New-Instance.ps1 -Spec $spec
+
+.EXAMPLE
+    .\New-Instance.ps1 -Spec @{
+        name = 'instance-00000001'; instance_uuid = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f'
+        instance_dir = 'C:\OpenStack\Instances\instance-00000001'; generation = 2
+        vcpus = 2; memory_mb = 2048
+        root_disk = @{ source = 'C:\OpenStack\Instances\_base\0c7e2a55.vhdx'; cow = $true; format = 'vhdx'; size_gb = 20 }
+    } -WhatIf
+
+.OUTPUTS
+    One object: name, instance_uuid, vm_id (null with -WhatIf), state (VM
+    state after the call, NotCreated with -WhatIf), generation,
+    root_disk_path (null without a root disk file), drives [{role (root,
+    ephemeral, swap, config_drive), index, path, drive_type (disk, dvd),
+    controller_type (IDE, SCSI), controller_number, controller_location}],
+    created (paths this call created: the instance folder, disk files,
+    config drive, in order), reused (existing disk files kept).
+#>
+[CmdletBinding(SupportsShouldProcess)]
+param(
+    [Parameter(Mandatory)]
+    [ValidateNotNull()]
+    [psobject]$Spec
+)
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+
+function New-ErrorRecord {
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)]
+        [string]$Message,
+
+        [Parameter(Mandatory)]
+        [System.Management.Automation.ErrorCategory]$Category,
+
+        [Parameter(Mandatory)]
+        [string]$ErrorId,
+
+        [object]$Target
+    )
+    $exception = [System.InvalidOperationException]::new($Message)
+    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
+}
+
+function New-SpecError {
+    param(
+        [Parameter(Mandatory)]
+        [string]$Field,
+
+        [Parameter(Mandatory)]
+        [string]$Message
+    )
+    New-ErrorRecord -Message "Invalid instance spec: $Field $Message" -Category InvalidArgument -ErrorId 'PsDriver.InvalidSpec' -Target $Field
+}
+
+function Test-SpecObject {
+    param(
+        [AllowNull()]
+        [object]$Value
+    )
+    $Value -is [System.Collections.IDictionary] -or $Value -is [System.Management.Automation.PSCustomObject]
+}
+
+function Test-SpecNumber {
+    param(
+        [AllowNull()]
+        [object]$Value
+    )
+    $numericTypes = @([int], [long], [double], [decimal], [single], [int16], [uint32], [uint64])
+    $null -ne $Value -and $numericTypes -contains $Value.GetType()
+}
+
+function Get-SpecFieldName {
+    param(
+        [Parameter(Mandatory)]
+        [object]$Object
+    )
+    if ($Object -is [System.Collections.IDictionary]) {
+        return @($Object.Keys | ForEach-Object { [string]$_ })
+    }
+    @($Object.PSObject.Properties | ForEach-Object { $_.Name })
+}
+
+function Assert-KnownSpecField {
+    <#
+    .SYNOPSIS
+        Rejects fields the spec schema does not know (typos must not pass silently).
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [object]$Object,
+
+        [Parameter(Mandatory)]
+        [string]$Path,
+
+        [Parameter(Mandatory)]
+        [string[]]$Allowed
+    )
+    foreach ($field in @(Get-SpecFieldName -Object $Object)) {
+        if ($Allowed -cnotcontains $field) {
+            throw (New-SpecError -Field "$Path.$field" -Message ('is not a known field (known: {0}).' -f ($Allowed -join ', ')))
+        }
+    }
+}
+
+function Read-SpecField {
+    <#
+    .SYNOPSIS
+        One field of a spec object, type-checked; arrays come back enumerated (wrap the call in @()).
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [object]$Object,
+
+        [Parameter(Mandatory)]
+        [string]$Path,
+
+        [Parameter(Mandatory)]
+        [string]$Name,
+
+        [Parameter(Mandatory)]
+        [ValidateSet('string', 'integer', 'number', 'boolean', 'object', 'array')]
+        [string]$Type,
+
+        [switch]$Required,
+
+        [switch]$Nullable,
+
+        [AllowNull()]
+        [object]$Default
+    )
+    $field = "$Path.$Name"
+    $found = $false
+    $value = $null
+    if ($Object -is [System.Collections.IDictionary]) {
+        if ($Object.Contains($Name)) {
+            $found = $true
+            $value = $Object[$Name]
+        }
+    }
+    else {
+        $property = $Object.PSObject.Properties[$Name]
+        if ($null -ne $property) {
+            $found = $true
+            $value = $property.Value
+        }
+    }
+    if (-not $found) {
+        if ($Required) {
+            throw (New-SpecError -Field $field -Message 'is required.')
+        }
+        return $Default
+    }
+    if ($null -eq $value) {
+        if ($Nullable) {
+            return $null
+        }
+        throw (New-SpecError -Field $field -Message 'must not be null.')
+    }
+    switch ($Type) {
+        'string' {
+            if ($value -isnot [string]) {
+                throw (New-SpecError -Field $field -Message 'must be a string.')
+            }
+            return [string]$value
+        }
+        'integer' {
+            if (-not (Test-SpecNumber -Value $value) -or [double]$value -ne [math]::Floor([double]$value)) {
+                throw (New-SpecError -Field $field -Message 'must be an integer.')
+            }
+            return [long]$value
+        }
+        'number' {
+            if (-not (Test-SpecNumber -Value $value)) {
+                throw (New-SpecError -Field $field -Message 'must be a number.')
+            }
+            return [double]$value
+        }
+        'boolean' {
+            if ($value -isnot [bool]) {
+                throw (New-SpecError -Field $field -Message 'must be true or false.')
+            }
+            return [bool]$value
+        }
+        'object' {
+            if (-not (Test-SpecObject -Value $value)) {
+                throw (New-SpecError -Field $field -Message 'must be an object.')
+            }
+            return $value
+        }
+        'array' {
+            if ($value -is [string] -or $value -isnot [System.Collections.IList]) {
+                throw (New-SpecError -Field $field -Message 'must be a list.')
+            }
+            return $value
+        }
+    }
+}
+
+function Assert-SpecRange {
+    param(
+        [Parameter(Mandatory)]
+        [string]$Field,
+
+        [Parameter(Mandatory)]
+        [double]$Value,
+
+        [double]$Minimum = [double]::MinValue,
+
+        [double]$Maximum = [double]::MaxValue
+    )
+    if ($Value -lt $Minimum -or $Value -gt $Maximum) {
+        throw (New-SpecError -Field $Field -Message "must be between $Minimum and $Maximum (got $Value).")
+    }
+}
+
+function Assert-SpecChoice {
+    param(
+        [Parameter(Mandatory)]
+        [string]$Field,
+
+        [AllowNull()]
+        [object]$Value,
+
+        [Parameter(Mandatory)]
+        [object[]]$Allowed
+    )
+    if ($Allowed -cnotcontains $Value) {
+        throw (New-SpecError -Field $Field -Message ("must be one of {0} (got '{1}')." -f ($Allowed -join ', '), $Value))
+    }
+}
+
+function Test-AbsolutePath {
+    param(
+        [Parameter(Mandatory)]
+        [string]$Path
+    )
+    if ($Path -match '^\\\\[^\\/]+[\\/][^\\/]+' -or $Path -match '^[A-Za-z]:[\\/]') {
+        return $true
+    }
+    [System.IO.Path]::DirectorySeparatorChar -eq '/' -and $Path.StartsWith('/')
+}
+
+function ConvertTo-HyperVMac {
+    <#
+    .SYNOPSIS
+        'fa:16:3e:01:02:03' (or with dashes, or bare) -> 'FA163E010203'; $null if not a MAC.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [string]$Mac
+    )
+    $text = $Mac.Trim()
+    if ($text -notmatch '^(?:[0-9a-fA-F]{2}([:-]?)){5}[0-9a-fA-F]{2}$') {
+        return $null
+    }
+    ($text -replace '[:-]', '').ToUpperInvariant()
+}
+
+function Read-DiskSpec {
+    <#
+    .SYNOPSIS
+        An ephemeral or swap disk entry: size, format, controller.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [object]$Object,
+
+        [Parameter(Mandatory)]
+        [string]$Path,
+
+        [Parameter(Mandatory)]
+        [string]$SizeField,
+
+        [Parameter(Mandatory)]
+        [int]$Generation
+    )
+    Assert-KnownSpecField -Object $Object -Path $Path -Allowed @($SizeField, 'format', 'controller')
+    $size = Read-SpecField -Object $Object -Path $Path -Name $SizeField -Type integer -Required
+    Assert-SpecRange -Field "$Path.$SizeField" -Value $size -Minimum 1
+    $format = Read-SpecField -Object $Object -Path $Path -Name 'format' -Type string -Required
+    Assert-SpecChoice -Field "$Path.format" -Value $format -Allowed @('vhd', 'vhdx')
+    $controller = Read-SpecField -Object $Object -Path $Path -Name 'controller' -Type string -Nullable
+    if ($null -ne $controller) {
+        Assert-SpecChoice -Field "$Path.controller" -Value $controller -Allowed @('ide', 'scsi')
+        if ($controller -eq 'ide' -and $Generation -eq 2) {
+            throw (New-SpecError -Field "$Path.controller" -Message 'cannot be ide on a generation 2 VM.')
+        }
+    }
+    else {
+        $controller = 'scsi'
+    }
+    @{ Size = $size; Format = $format; Controller = $controller }
+}
+
+function ConvertTo-InstancePlan {
+    <#
+    .SYNOPSIS
+        Checks the whole spec and turns it into a plan (no change to the host).
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [object]$Spec
+    )
+    $s = 'spec'
+    if (-not (Test-SpecObject -Value $Spec)) {
+        throw (New-SpecError -Field $s -Message 'must be an object.')
+    }
+    Assert-KnownSpecField -Object $Spec -Path $s -Allowed @(
+        'name', 'instance_uuid', 'instance_dir', 'generation', 'secure_boot', 'vcpus', 'memory_mb',
+        'dynamic_memory_ratio', 'vnuma', 'limit_cpu_features', 'root_disk', 'ephemerals', 'swap', 'nics',
+        'serial_ports', 'config_drive', 'enable_metrics', 'power_on', 'notes_extra', 'automatic_stop_action')
+    $plan = @{}
+
+    $plan.Name = Read-SpecField -Object $Spec -Path $s -Name 'name' -Type string -Required
+    if ([string]::IsNullOrWhiteSpace($plan.Name) -or $plan.Name.Length -gt 100) {
+        throw (New-SpecError -Field "$s.name" -Message 'must be 1 to 100 characters, not only blanks.')
+    }
+    $uuid = Read-SpecField -Object $Spec -Path $s -Name 'instance_uuid' -Type string -Required
+    if ($uuid -notmatch '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$') {
+        throw (New-SpecError -Field "$s.instance_uuid" -Message "must be a UUID (8-4-4-4-12 hex digits), got '$uuid'.")
+    }
+    $plan.Uuid = $uuid.ToLowerInvariant()
+    $dir = Read-SpecField -Object $Spec -Path $s -Name 'instance_dir' -Type string -Required
+    if (-not (Test-AbsolutePath -Path $dir)) {
+        throw (New-SpecError -Field "$s.instance_dir" -Message "must be an absolute path, got '$dir'.")
+    }
+    $plan.InstanceDir = $dir.TrimEnd('\', '/')
+    $generation = Read-SpecField -Object $Spec -Path $s -Name 'generation' -Type integer -Required
+    Assert-SpecChoice -Field "$s.generation" -Value $generation -Allowed @([long]1, [long]2)
+    $plan.Generation = [int]$generation
+
+    # Firmware.
+    $plan.SecureBoot = $false
+    $plan.SecureBootTemplate = $null
+    $secureBoot = Read-SpecField -Object $Spec -Path $s -Name 'secure_boot' -Type object -Nullable
+    if ($null -ne $secureBoot) {
+        $p = "$s.secure_boot"
+        Assert-KnownSpecField -Object $secureBoot -Path $p -Allowed @('enabled', 'template')
+        $plan.SecureBoot = Read-SpecField -Object $secureBoot -Path $p -Name 'enabled' -Type boolean -Required
+        $template = Read-SpecField -Object $secureBoot -Path $p -Name 'template' -Type string -Nullable
+        if ($null -ne $template) {
+            Assert-SpecChoice -Field "$p.template" -Value $template -Allowed @('MicrosoftWindows', 'MicrosoftUEFICertificateAuthority', 'OpenSourceShieldedVM')
+        }
+        if ($plan.SecureBoot) {
+            if ($plan.Generation -ne 2) {
+                throw (New-SpecError -Field "$p.enabled" -Message 'secure boot needs a generation 2 VM.')
+            }
+            if ($null -eq $template) {
+                $template = 'MicrosoftWindows'
+            }
+            $plan.SecureBootTemplate = $template
+        }
+    }
+
+    # Processors and memory.
+    $plan.Vcpus = Read-SpecField -Object $Spec -Path $s -Name 'vcpus' -Type integer -Required
+    Assert-SpecRange -Field "$s.vcpus" -Value $plan.Vcpus -Minimum 1 -Maximum 240
+    $plan.MemoryMb = Read-SpecField -Object $Spec -Path $s -Name 'memory_mb' -Type integer -Required
+    Assert-SpecRange -Field "$s.memory_mb" -Value $plan.MemoryMb -Minimum 32
+    if ($plan.MemoryMb % 2 -ne 0) {
+        throw (New-SpecError -Field "$s.memory_mb" -Message "must be even (Hyper-V assigns memory in 2 MB units), got $($plan.MemoryMb).")
+    }
+    $ratio = Read-SpecField -Object $Spec -Path $s -Name 'dynamic_memory_ratio' -Type number -Default ([double]1)
+    Assert-SpecRange -Field "$s.dynamic_memory_ratio" -Value $ratio -Minimum 1
+    $plan.DynamicMemory = $ratio -gt 1
+    $plan.StartupMb = $plan.MemoryMb
+    if ($plan.DynamicMemory) {
+        $startup = [long][math]::Floor($plan.MemoryMb / $ratio)
+        $startup -= $startup % 2
+        $plan.StartupMb = [math]::Max([long]2, [math]::Min($startup, $plan.MemoryMb))
+    }
+    $plan.Vnuma = $false
+    $plan.VnumaProcessors = $null
+    $plan.VnumaMemoryMb = $null
+    $vnuma = Read-SpecField -Object $Spec -Path $s -Name 'vnuma' -Type object -Nullable
+    if ($null -ne $vnuma) {
+        $p = "$s.vnuma"
+        Assert-KnownSpecField -Object $vnuma -Path $p -Allowed @('enabled', 'max_processors_per_node', 'max_memory_per_node_mb')
+        $plan.Vnuma = Read-SpecField -Object $vnuma -Path $p -Name 'enabled' -Type boolean -Required
+        $plan.VnumaProcessors = Read-SpecField -Object $vnuma -Path $p -Name 'max_processors_per_node' -Type integer -Nullable
+        if ($null -ne $plan.VnumaProcessors) {
+            Assert-SpecRange -Field "$p.max_processors_per_node" -Value $plan.VnumaProcessors -Minimum 1 -Maximum 240
+        }
+        $plan.VnumaMemoryMb = Read-SpecField -Object $vnuma -Path $p -Name 'max_memory_per_node_mb' -Type integer -Nullable
+        if ($null -ne $plan.VnumaMemoryMb) {
+            Assert-SpecRange -Field "$p.max_memory_per_node_mb" -Value $plan.VnumaMemoryMb -Minimum 2
+        }
+        if ($plan.Vnuma -and $plan.DynamicMemory) {
+            throw (New-SpecError -Field "$p.enabled" -Message "cannot be combined with dynamic memory (dynamic_memory_ratio $ratio); pass dynamic_memory_ratio 1 for vNUMA instances.")
+        }
+    }
+    $plan.LimitCpuFeatures = Read-SpecField -Object $Spec -Path $s -Name 'limit_cpu_features' -Type boolean -Default $false
+
+    # Disks and slots.
+    $ideFree = [System.Collections.Generic.List[object]]::new()
+    $scsiNext = 0
+    if ($plan.Generation -eq 2) {
+        $scsiNext = 1
+    }
+    $drives = [System.Collections.Generic.List[object]]::new()
+    $plan.Root = $null
+
+    $configDrive = Read-SpecField -Object $Spec -Path $s -Name 'config_drive' -Type object -Nullable
+    if ($plan.Generation -eq 1) {
+        $ideFree.Add(@(0, 1))
+        if ($null -eq $configDrive) {
+            $ideFree.Add(@(1, 0))
+        }
+        $ideFree.Add(@(1, 1))
+    }
+
+    $root = Read-SpecField -Object $Spec -Path $s -Name 'root_disk' -Type object -Nullable
+    if ($null -ne $root) {
+        $p = "$s.root_disk"
+        Assert-KnownSpecField -Object $root -Path $p -Allowed @('source', 'cow', 'format', 'size_gb', 'controller')
+        $source = Read-SpecField -Object $root -Path $p -Name 'source' -Type string -Nullable
+        $cow = Read-SpecField -Object $root -Path $p -Name 'cow' -Type boolean -Default $false
+        $format = Read-SpecField -Object $root -Path $p -Name 'format' -Type string -Required
+        Assert-SpecChoice -Field "$p.format" -Value $format -Allowed @('vhd', 'vhdx', 'iso')
+        $sizeGb = Read-SpecField -Object $root -Path $p -Name 'size_gb' -Type integer -Nullable
+        if ($null -ne $sizeGb) {
+            Assert-SpecRange -Field "$p.size_gb" -Value $sizeGb -Minimum 0
+        }
+        $controller = Read-SpecField -Object $root -Path $p -Name 'controller' -Type string -Nullable
+        $expected = 'scsi'
+        if ($plan.Generation -eq 1) {
+            $expected = 'ide'
+        }
+        if ($null -ne $controller -and $controller -cne $expected) {
+            throw (New-SpecError -Field "$p.controller" -Message "must be $expected for a generation $($plan.Generation) VM (got '$controller').")
+        }
+        if ($format -eq 'vhd' -and $plan.Generation -eq 2) {
+            throw (New-SpecError -Field "$p.format" -Message 'generation 2 VMs cannot boot from a vhd image; vhdx is required.')
+        }
+        if ($format -eq 'iso') {
+            if ($null -eq $source) {
+                throw (New-SpecError -Field "$p.source" -Message 'is required for an iso root disk.')
+            }
+            if ($cow) {
+                throw (New-SpecError -Field "$p.cow" -Message 'must be false for an iso root disk (the iso is copied).')
+            }
+        }
+        if ($null -ne $source) {
+            if (-not (Test-AbsolutePath -Path $source)) {
+                throw (New-SpecError -Field "$p.source" -Message "must be an absolute path, got '$source'.")
+            }
+            $extension = [System.IO.Path]::GetExtension($source).TrimStart('.').ToLowerInvariant()
+            if ($extension -cne $format) {
+                throw (New-SpecError -Field "$p.format" -Message "is '$format' but the image '$source' is a .$extension file.")
+            }
+        }
+        $wantsFile = $null -ne $source -or ($null -ne $sizeGb -and $sizeGb -gt 0)
+        if ($wantsFile) {
+            $driveType = 'disk'
+            if ($format -eq 'iso') {
+                $driveType = 'dvd'
+            }
+            $plan.Root = @{
+                Source   = $source
+                Cow      = $cow
+                Format   = $format
+                SizeGb   = $sizeGb
+                Path     = Join-Path -Path $plan.InstanceDir -ChildPath "root.$format"
+                Reused   = $false
+            }
+            $rootDrive = @{
+                Role = 'root'; Index = $null; Path = $plan.Root.Path; DriveType = $driveType
+                ControllerType = $expected.ToUpperInvariant(); ControllerNumber = 0; ControllerLocation = 0
+            }
+            $drives.Add($rootDrive)
+        }
+    }
+
+    $ephemerals = @(Read-SpecField -Object $Spec -Path $s -Name 'ephemerals' -Type array -Default @())
+    $swap = Read-SpecField -Object $Spec -Path $s -Name 'swap' -Type object -Nullable
+    $extraDisks = [System.Collections.Generic.List[object]]::new()
+    for ($i = 0; $i -lt $ephemerals.Count; $i++) {
+        $p = "$s.ephemerals[$i]"
+        if (-not (Test-SpecObject -Value $ephemerals[$i])) {
+            throw (New-SpecError -Field $p -Message 'must be an object.')
+        }
+        $disk = Read-DiskSpec -Object $ephemerals[$i] -Path $p -SizeField 'size_gb' -Generation $plan.Generation
+        $extraDisk = @{
+            Role = 'ephemeral'; Index = $i; Field = $p; SizeBytes = [long]$disk.Size * 1GB; Format = $disk.Format
+            Controller = $disk.Controller; FileName = "eph$i.$($disk.Format)"
+        }
+        $extraDisks.Add($extraDisk)
+    }
+    if ($null -ne $swap) {
+        $p = "$s.swap"
+        $disk = Read-DiskSpec -Object $swap -Path $p -SizeField 'size_mb' -Generation $plan.Generation
+        $extraDisk = @{
+            Role = 'swap'; Index = $null; Field = $p; SizeBytes = [long]$disk.Size * 1MB; Format = $disk.Format
+            Controller = $disk.Controller; FileName = "swap.$($disk.Format)"
+        }
+        $extraDisks.Add($extraDisk)
+    }
+    $plan.Disks = [System.Collections.Generic.List[object]]::new()
+    foreach ($disk in $extraDisks) {
+        $path = Join-Path -Path $plan.InstanceDir -ChildPath $disk.FileName
+        if ($disk.Controller -eq 'ide') {
+            if ($ideFree.Count -eq 0) {
+                throw (New-SpecError -Field "$($disk.Field).controller" -Message 'is ide but no IDE slot is free (a generation 1 VM has 4, the root disk and the config drive take one each); use scsi.')
+            }
+            $slot = $ideFree[0]
+            $ideFree.RemoveAt(0)
+            $drive = @{
+                Role = $disk.Role; Index = $disk.Index; Path = $path; DriveType = 'disk'
+                ControllerType = 'IDE'; ControllerNumber = $slot[0]; ControllerLocation = $slot[1]
+            }
+        }
+        else {
+            $drive = @{
+                Role = $disk.Role; Index = $disk.Index; Path = $path; DriveType = 'disk'
+                ControllerType = 'SCSI'; ControllerNumber = 0; ControllerLocation = $scsiNext
+            }
+            $scsiNext++
+        }
+        $drives.Add($drive)
+        $plan.Disks.Add(@{ Path = $path; SizeBytes = $disk.SizeBytes; Drive = $drive })
+    }
+
+    $plan.ConfigDrive = $null
+    if ($null -ne $configDrive) {
+        $p = "$s.config_drive"
+        Assert-KnownSpecField -Object $configDrive -Path $p -Allowed @('content_base64', 'format', 'as_dvd')
+        $content = Read-SpecField -Object $configDrive -Path $p -Name 'content_base64' -Type string -Required
+        $format = Read-SpecField -Object $configDrive -Path $p -Name 'format' -Type string -Required
+        Assert-SpecChoice -Field "$p.format" -Value $format -Allowed @('iso', 'vhd')
+        $asDvd = Read-SpecField -Object $configDrive -Path $p -Name 'as_dvd' -Type boolean -Required
+        if ($asDvd -ne ($format -eq 'iso')) {
+            throw (New-SpecError -Field "$p.as_dvd" -Message "must be true for an iso config drive and false for a vhd one (format '$format', as_dvd $asDvd).")
+        }
+        try {
+            $bytes = [System.Convert]::FromBase64String($content)
+        }
+        catch {
+            throw (New-SpecError -Field "$p.content_base64" -Message 'is not valid base64.')
+        }
+        if ($bytes.Length -eq 0) {
+            throw (New-SpecError -Field "$p.content_base64" -Message 'is empty.')
+        }
+        $path = Join-Path -Path $plan.InstanceDir -ChildPath "configdrive.$format"
+        $driveType = 'disk'
+        if ($asDvd) {
+            $driveType = 'dvd'
+        }
+        if ($plan.Generation -eq 1) {
+            $drive = @{
+                Role = 'config_drive'; Index = $null; Path = $path; DriveType = $driveType
+                ControllerType = 'IDE'; ControllerNumber = 1; ControllerLocation = 0
+            }
+        }
+        else {
+            $drive = @{
+                Role = 'config_drive'; Index = $null; Path = $path; DriveType = $driveType
+                ControllerType = 'SCSI'; ControllerNumber = 0; ControllerLocation = $scsiNext
+            }
+            $scsiNext++
+        }
+        $drives.Add($drive)
+        $plan.ConfigDrive = @{ Path = $path; Bytes = $bytes; Drive = $drive }
+    }
+    if ($scsiNext -gt 64) {
+        throw (New-SpecError -Field "$s.ephemerals" -Message "needs $scsiNext SCSI locations; a SCSI controller has 64.")
+    }
+    $plan.Drives = $drives
+
+    # Network adapters.
+    $plan.Nics = [System.Collections.Generic.List[object]]::new()
+    $nics = @(Read-SpecField -Object $Spec -Path $s -Name 'nics' -Type array -Default @())
+    for ($i = 0; $i -lt $nics.Count; $i++) {
+        $p = "$s.nics[$i]"
+        if (-not (Test-SpecObject -Value $nics[$i])) {
+            throw (New-SpecError -Field $p -Message 'must be an object.')
+        }
+        Assert-KnownSpecField -Object $nics[$i] -Path $p -Allowed @('id', 'mac', 'switch', 'vlan')
+        $id = Read-SpecField -Object $nics[$i] -Path $p -Name 'id' -Type string -Required
+        if ([string]::IsNullOrWhiteSpace($id)) {
+            throw (New-SpecError -Field "$p.id" -Message 'must not be empty.')
+        }
+        if (@($plan.Nics | Where-Object { $_.Id -eq $id }).Count -gt 0) {
+            throw (New-SpecError -Field "$p.id" -Message "repeats the port id '$id'.")
+        }
+        $macText = Read-SpecField -Object $nics[$i] -Path $p -Name 'mac' -Type string -Required
+        $mac = ConvertTo-HyperVMac -Mac $macText
+        if ($null -eq $mac) {
+            throw (New-SpecError -Field "$p.mac" -Message "is not a MAC address: '$macText'.")
+        }
+        $switchName = Read-SpecField -Object $nics[$i] -Path $p -Name 'switch' -Type string -Nullable
+        $vlan = Read-SpecField -Object $nics[$i] -Path $p -Name 'vlan' -Type integer -Nullable
+        if ($null -ne $vlan) {
+            Assert-SpecRange -Field "$p.vlan" -Value $vlan -Minimum 1 -Maximum 4094
+        }
+        $plan.Nics.Add(@{ Id = $id; Mac = $mac; Switch = $switchName; Vlan = $vlan })
+    }
+
+    # Serial ports.
+    $plan.SerialPorts = [System.Collections.Generic.List[object]]::new()
+    $ports = @(Read-SpecField -Object $Spec -Path $s -Name 'serial_ports' -Type array -Default @())
+    for ($i = 0; $i -lt $ports.Count; $i++) {
+        $p = "$s.serial_ports[$i]"
+        if (-not (Test-SpecObject -Value $ports[$i])) {
+            throw (New-SpecError -Field $p -Message 'must be an object.')
+        }
+        Assert-KnownSpecField -Object $ports[$i] -Path $p -Allowed @('port', 'pipe')
+        $number = Read-SpecField -Object $ports[$i] -Path $p -Name 'port' -Type integer -Required
+        Assert-SpecChoice -Field "$p.port" -Value $number -Allowed @([long]1, [long]2)
+        if (@($plan.SerialPorts | Where-Object { $_.Number -eq $number }).Count -gt 0) {
+            throw (New-SpecError -Field "$p.port" -Message "repeats COM port $number.")
+        }
+        $pipe = Read-SpecField -Object $ports[$i] -Path $p -Name 'pipe' -Type string -Required
+        $pipeMatch = [regex]::Match($pipe, '^(?:\\\\\.\\pipe\\)?([^\\/]+)$', [System.Text.RegularExpressions.RegexOptions]::IgnoreCase)
+        if (-not $pipeMatch.Success) {
+            throw (New-SpecError -Field "$p.pipe" -Message "must be a pipe name or \\.\pipe\<name>, got '$pipe'.")
+        }
+        $plan.SerialPorts.Add(@{ Number = [int]$number; Path = '\\.\pipe\' + $pipeMatch.Groups[1].Value })
+    }
+
+    $plan.EnableMetrics = Read-SpecField -Object $Spec -Path $s -Name 'enable_metrics' -Type boolean -Default $false
+    $plan.PowerOn = Read-SpecField -Object $Spec -Path $s -Name 'power_on' -Type boolean -Default $true
+    $notesExtra = Read-SpecField -Object $Spec -Path $s -Name 'notes_extra' -Type string -Nullable
+    $plan.Notes = $plan.Uuid
+    if (-not [string]::IsNullOrEmpty($notesExtra)) {
+        $plan.Notes = $plan.Uuid + "`n" + $notesExtra
+    }
+    $plan.StopAction = Read-SpecField -Object $Spec -Path $s -Name 'automatic_stop_action' -Type string -Nullable
+    if ($null -ne $plan.StopAction) {
+        Assert-SpecChoice -Field "$s.automatic_stop_action" -Value $plan.StopAction -Allowed @('Save', 'TurnOff', 'ShutDown')
+    }
+    $plan
+}
+
+function Find-VMByName {
+    param(
+        [Parameter(Mandatory)]
+        [string]$Name
+    )
+    $candidates = @(Get-VM -Name ([System.Management.Automation.WildcardPattern]::Escape($Name)) -ErrorAction SilentlyContinue)
+    @($candidates | Where-Object { $_.Name -eq $Name })
+}
+
+function Assert-RootSource {
+    <#
+    .SYNOPSIS
+        Checks the cached image of the root disk exists and is not bigger than the size asked for.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [hashtable]$Root
+    )
+    $source = $Root.Source
+    if (-not (Test-Path -LiteralPath $source -PathType Leaf)) {
+        throw (New-ErrorRecord -Message "The image '$source' for the root disk was not found." -Category ObjectNotFound -ErrorId 'PsDriver.ImageNotFound' -Target $source)
+    }
+    if ($Root.Format -eq 'iso' -or $null -eq $Root.SizeGb) {
+        return
+    }
+    $imageSize = [long](Get-VHD -Path $source).Size
+    $wanted = [long]$Root.SizeGb * 1GB
+    if ($wanted -lt $imageSize) {
+        $message = 'The root disk of {0} GB ({1} bytes) is smaller than the virtual size of the image ''{2}'' ({3} bytes, {4:0.##} GB); a disk is never shrunk.' -f $Root.SizeGb, $wanted, $source, $imageSize, ($imageSize / 1GB)
+        throw (New-ErrorRecord -Message $message -Category InvalidArgument -ErrorId 'PsDriver.RootDiskTooSmall' -Target $source)
+    }
+    if ($Root.Cow -and $Root.Format -eq 'vhd' -and $wanted -gt $imageSize) {
+        $message = 'A vhd differencing disk cannot be grown: the image ''{0}'' is {1} bytes but {2} GB were asked for. Pass a base image already resized to that size.' -f $source, $imageSize, $Root.SizeGb
+        throw (New-ErrorRecord -Message $message -Category InvalidArgument -ErrorId 'PsDriver.DifferencingVhdResize' -Target $source)
+    }
+    $Root.ImageSize = $imageSize
+}
+
+function Remove-CreatedVM {
+    param(
+        [Parameter(Mandatory)]
+        [string]$Name
+    )
+    foreach ($vm in @(Find-VMByName -Name $Name)) {
+        if ($vm.State.ToString() -ne 'Off') {
+            Stop-VM -VM $vm -TurnOff -Force -Confirm:$false
+        }
+        Remove-VM -VM $vm -Force -Confirm:$false
+    }
+}
+
+function Undo-Creation {
+    <#
+    .SYNOPSIS
+        Removes what this call created, newest first; a step that fails is reported and skipped.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [AllowEmptyCollection()]
+        [System.Collections.Generic.List[object]]$Undo
+    )
+    for ($i = $Undo.Count - 1; $i -ge 0; $i--) {
+        $step = $Undo[$i]
+        try {
+            switch ($step.Kind) {
+                'VM' {
+                    Remove-CreatedVM -Name $step.Name
+                }
+                'File' {
+                    if (Test-Path -LiteralPath $step.Path -PathType Leaf) {
+                        Remove-Item -LiteralPath $step.Path -Force -Confirm:$false
+                    }
+                }
+                'Directory' {
+                    if (Test-Path -LiteralPath $step.Path -PathType Container) {
+                        Remove-Item -LiteralPath $step.Path -Recurse -Force -Confirm:$false
+                    }
+                }
+            }
+        }
+        catch {
+            $what = $step.Path
+            if ($null -eq $what) {
+                $what = $step.Name
+            }
+            Write-Warning ("Cleanup after the failed spawn could not remove {0} '{1}': {2}" -f $step.Kind, $what, $_.Exception.Message)
+        }
+    }
+}
+
+function Add-InstanceDrive {
+    <#
+    .SYNOPSIS
+        Attaches one planned drive; returns the drive object.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [object]$VM,
+
+        [Parameter(Mandatory)]
+        [hashtable]$Drive
+    )
+    if ($Drive.DriveType -eq 'dvd') {
+        return Add-VMDvdDrive -VM $VM -ControllerNumber $Drive.ControllerNumber -ControllerLocation $Drive.ControllerLocation -Path $Drive.Path -Passthru -Confirm:$false
+    }
+    Add-VMHardDiskDrive -VM $VM -ControllerType $Drive.ControllerType -ControllerNumber $Drive.ControllerNumber -ControllerLocation $Drive.ControllerLocation -Path $Drive.Path -Passthru -Confirm:$false
+}
+
+function Get-DriveRecord {
+    param(
+        [Parameter(Mandatory)]
+        [hashtable]$Drive
+    )
+    $index = $null
+    if ($null -ne $Drive.Index) {
+        $index = [int]$Drive.Index
+    }
+    [ordered]@{
+        role                = $Drive.Role
+        index               = $index
+        path                = $Drive.Path
+        drive_type          = $Drive.DriveType
+        controller_type     = $Drive.ControllerType
+        controller_number   = [int]$Drive.ControllerNumber
+        controller_location = [int]$Drive.ControllerLocation
+    }
+}
+
+$specObject = $Spec
+if ($Spec -is [string]) {
+    try {
+        $specObject = ConvertFrom-Json -InputObject ([string]$Spec)
+    }
+    catch {
+        throw (New-SpecError -Field 'spec' -Message "is a string but not JSON: $($_.Exception.Message)")
+    }
+}
+$plan = ConvertTo-InstancePlan -Spec $specObject
+
+if (@(Find-VMByName -Name $plan.Name).Count -gt 0) {
+    throw (New-ErrorRecord -Message "A virtual machine named '$($plan.Name)' already exists on this host." -Category ResourceExists -ErrorId 'PsDriver.VMExists' -Target $plan.Name)
+}
+if ($null -ne $plan.Root) {
+    if (Test-Path -LiteralPath $plan.Root.Path -PathType Leaf) {
+        $plan.Root.Reused = $true
+    }
+    elseif ($null -ne $plan.Root.Source) {
+        Assert-RootSource -Root $plan.Root
+    }
+}
+
+$created = [System.Collections.Generic.List[string]]::new()
+$reused = [System.Collections.Generic.List[string]]::new()
+$vmId = $null
+$state = 'NotCreated'
+
+if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.InstanceDir)'", 'Create instance')) {
+    $undo = [System.Collections.Generic.List[object]]::new()
+    try {
+        # Folder and files.
+        if (-not (Test-Path -LiteralPath $plan.InstanceDir -PathType Container)) {
+            $undo.Add(@{ Kind = 'Directory'; Path = $plan.InstanceDir })
+            $null = New-Item -ItemType Directory -Path $plan.InstanceDir -Force -Confirm:$false
+            $created.Add($plan.InstanceDir)
+        }
+        if ($null -ne $plan.Root) {
+            $root = $plan.Root
+            if ($root.Reused) {
+                $reused.Add($root.Path)
+            }
+            else {
+                $undo.Add(@{ Kind = 'File'; Path = $root.Path })
+                $wanted = $null
+                if ($null -ne $root.SizeGb -and $root.SizeGb -gt 0) {
+                    $wanted = [long]$root.SizeGb * 1GB
+                }
+                if ($null -eq $root.Source) {
+                    $null = New-VHD -Path $root.Path -SizeBytes $wanted -Dynamic -Confirm:$false
+                }
+                elseif ($root.Format -eq 'iso') {
+                    Copy-Item -LiteralPath $root.Source -Destination $root.Path -Force -Confirm:$false
+                }
+                else {
+                    if ($root.Cow) {
+                        $null = New-VHD -Path $root.Path -ParentPath $root.Source -Differencing -Confirm:$false
+                    }
+                    else {
+                        Copy-Item -LiteralPath $root.Source -Destination $root.Path -Force -Confirm:$false
+                    }
+                    if ($null -ne $wanted -and $wanted -gt $root.ImageSize) {
+                        $null = Resize-VHD -Path $root.Path -SizeBytes $wanted -Confirm:$false
+                    }
+                }
+                $created.Add($root.Path)
+            }
+        }
+        foreach ($disk in $plan.Disks) {
+            if (Test-Path -LiteralPath $disk.Path -PathType Leaf) {
+                $reused.Add($disk.Path)
+                continue
+            }
+            $undo.Add(@{ Kind = 'File'; Path = $disk.Path })
+            $null = New-VHD -Path $disk.Path -SizeBytes $disk.SizeBytes -Dynamic -Confirm:$false
+            $created.Add($disk.Path)
+        }
+        if ($null -ne $plan.ConfigDrive) {
+            $configPath = $plan.ConfigDrive.Path
+            $isNew = -not (Test-Path -LiteralPath $configPath -PathType Leaf)
+            if ($isNew) {
+                $undo.Add(@{ Kind = 'File'; Path = $configPath })
+            }
+            [System.IO.File]::WriteAllBytes($configPath, $plan.ConfigDrive.Bytes)
+            if ($isNew) {
+                $created.Add($configPath)
+            }
+        }
+
+        # The VM. Recorded before New-VM: no VM of this name existed, so one found later is ours.
+        $undo.Add(@{ Kind = 'VM'; Name = $plan.Name })
+        $vmFolder = $plan.InstanceDir
+        if ((Split-Path -Path $plan.InstanceDir -Leaf) -eq $plan.Name) {
+            # New-VM puts the configuration in <Path>\<Name>: keep it inside the instance folder.
+            $vmFolder = Split-Path -Path $plan.InstanceDir -Parent
+        }
+        $vm = New-VM -Name $plan.Name -Generation $plan.Generation -Path $vmFolder -NoVHD -MemoryStartupBytes ([long]$plan.StartupMb * 1MB) -Confirm:$false
+        $vmId = $vm.Id.ToString()
+
+        $setVmArgs = @{
+            VM                   = $vm
+            Notes                = $plan.Notes
+            AutomaticStartAction = 'Nothing'
+            SnapshotFileLocation = $plan.InstanceDir
+            SmartPagingFilePath  = $plan.InstanceDir
+            Confirm              = $false
+        }
+        if ($null -ne $plan.StopAction) {
+            $setVmArgs['AutomaticStopAction'] = $plan.StopAction
+        }
+        # Automatic checkpoints (Windows Server 2019 and later) would add a differencing disk at each start.
+        $hasAutomaticCheckpoints = $false
+        try {
+            $hasAutomaticCheckpoints = (Get-Command -Name 'Set-VM').Parameters.ContainsKey('AutomaticCheckpointsEnabled')
+        }
+        catch {
+            Write-Verbose "Cannot inspect Set-VM: $($_.Exception.Message)"
+        }
+        if ($hasAutomaticCheckpoints) {
+            $setVmArgs['AutomaticCheckpointsEnabled'] = $false
+        }
+        Set-VM @setVmArgs
+
+        # New-VM adds a network adapter (and a DVD drive on generation 1): start from a clean VM.
+        foreach ($adapter in @(Get-VMNetworkAdapter -VM $vm)) {
+            Remove-VMNetworkAdapter -VMNetworkAdapter $adapter -Confirm:$false
+        }
+        foreach ($dvd in @(Get-VMDvdDrive -VM $vm)) {
+            Remove-VMDvdDrive -VMDvdDrive $dvd -Confirm:$false
+        }
+
+        $processorArgs = @{
+            VM                               = $vm
+            Count                            = $plan.Vcpus
+            CompatibilityForMigrationEnabled = $plan.LimitCpuFeatures
+            Confirm                          = $false
+        }
+        if ($plan.Vnuma -and $null -ne $plan.VnumaProcessors) {
+            $processorArgs['MaximumCountPerNumaNode'] = $plan.VnumaProcessors
+        }
+        Set-VMProcessor @processorArgs
+
+        $memoryArgs = @{
+            VM                   = $vm
+            DynamicMemoryEnabled = $plan.DynamicMemory
+            StartupBytes         = [long]$plan.StartupMb * 1MB
+            Confirm              = $false
+        }
+        if ($plan.DynamicMemory) {
+            $memoryArgs['MinimumBytes'] = [long]$plan.StartupMb * 1MB
+            $memoryArgs['MaximumBytes'] = [long]$plan.MemoryMb * 1MB
+        }
+        if ($plan.Vnuma -and $null -ne $plan.VnumaMemoryMb) {
+            $memoryArgs['MaximumAmountPerNumaNodeBytes'] = [long]$plan.VnumaMemoryMb * 1MB
+        }
+        Set-VMMemory @memoryArgs
+
+        if ($plan.Generation -eq 2) {
+            if ($plan.SecureBoot) {
+                Set-VMFirmware -VM $vm -EnableSecureBoot On -SecureBootTemplate $plan.SecureBootTemplate -Confirm:$false
+            }
+            else {
+                Set-VMFirmware -VM $vm -EnableSecureBoot Off -Confirm:$false
+            }
+        }
+        else {
+            Add-VMScsiController -VM $vm -Confirm:$false
+        }
+
+        # Drives, then boot order.
+        $rootDrive = $null
+        foreach ($drive in $plan.Drives) {
+            $attached = Add-InstanceDrive -VM $vm -Drive $drive
+            if ($drive.Role -eq 'root') {
+                $rootDrive = $attached
+            }
+        }
+        if ($plan.Generation -eq 1) {
+            $order = @('IDE', 'CD', 'LegacyNetworkAdapter', 'Floppy')
+            if ($null -ne $plan.Root -and $plan.Root.Format -eq 'iso') {
+                $order = @('CD', 'IDE', 'LegacyNetworkAdapter', 'Floppy')
+            }
+            Set-VMBios -VM $vm -StartupOrder $order -Confirm:$false
+        }
+        elseif ($null -ne $rootDrive) {
+            Set-VMFirmware -VM $vm -FirstBootDevice $rootDrive -Confirm:$false
+        }
+
+        foreach ($nic in $plan.Nics) {
+            $adapterArgs = @{
+                VM               = $vm
+                Name             = $nic.Id
+                StaticMacAddress = $nic.Mac
+                Passthru         = $true
+                Confirm          = $false
+            }
+            if (-not [string]::IsNullOrEmpty($nic.Switch)) {
+                $adapterArgs['SwitchName'] = $nic.Switch
+            }
+            $adapter = Add-VMNetworkAdapter @adapterArgs
+            if ($null -ne $nic.Vlan) {
+                Set-VMNetworkAdapterVlan -VMNetworkAdapter $adapter -Access -VlanId ([int]$nic.Vlan) -Confirm:$false
+            }
+        }
+        foreach ($port in $plan.SerialPorts) {
+            Set-VMComPort -VM $vm -Number $port.Number -Path $port.Path -Confirm:$false
+        }
+        if ($plan.EnableMetrics) {
+            Enable-VMResourceMetering -VM $vm
+        }
+        if ($plan.PowerOn) {
+            Start-VM -VM $vm -Confirm:$false
+        }
+        $state = (Get-VM -Id $vm.Id).State.ToString()
+    }
+    catch {
+        $failure = $_
+        Undo-Creation -Undo $undo
+        throw $failure
+    }
+}
+
+$rootPath = $null
+if ($null -ne $plan.Root) {
+    $rootPath = $plan.Root.Path
+}
+
+[ordered]@{
+    name           = $plan.Name
+    instance_uuid  = $plan.Uuid
+    vm_id          = $vmId
+    state          = $state
+    generation     = $plan.Generation
+    root_disk_path = $rootPath
+    drives         = @($plan.Drives | ForEach-Object { Get-DriveRecord -Drive $_ })
+    created        = @($created)
+    reused         = @($reused)
+}

@@ -1,0 +1,320 @@
+<#
+.SYNOPSIS
+    Destroys one OpenStack instance: turns its VM off, removes the VM and
+    its checkpoints and, with -DeleteFiles, its disk files and folder.
+
+.DESCRIPTION
+    Safe to repeat: a VM that does not exist is not an error (existed is
+    false); with -DeleteFiles the instance folder is still removed, which
+    cleans up after a spawn that failed half way.
+
+    Steps:
+      1. Find the VM named exactly Name. Several VMs with that name: error
+         InvalidOperation / PsDriver.VMNameNotUnique.
+      2. With InstanceUuid: the first line of the VM Notes must be that
+         UUID (compared case-insensitively; braces and a leading
+         "openstack-instance-uuid:" label are tolerated, as when reading).
+         A VM with another UUID, or with none, is not this instance and is
+         left alone: error InvalidOperation / PsDriver.InstanceUuidMismatch.
+      3. The disk files of the VM and of its checkpoints are collected, with
+         their parent chains (Get-VHD ParentPath).
+      4. A VM that is not Off or Saved is turned off hard (Stop-VM
+         -TurnOff); the VM is removed with its checkpoints (Remove-VM; the
+         checkpoints are not merged).
+      5. With -DeleteFiles: the collected files (and DVD images) that lie
+         under InstanceDir are deleted, never a file outside it, so cached
+         base images in the image cache stay; then InstanceDir itself is
+         deleted with everything left in it (config drive, logs, VM
+         configuration folders). A locked file is retried for up to five
+         seconds before the error is raised.
+
+    An InstanceUuid that is not a UUID: InvalidArgument /
+    PsDriver.InvalidInstanceUuid. -DeleteFiles needs InstanceDir (else
+    InvalidArgument / PsDriver.InstanceDirRequired). An InstanceDir that is
+    a drive or share root, or not an absolute path, is refused:
+    InvalidArgument / PsDriver.UnsafeInstanceDir. Without -DeleteFiles no
+    file is touched.
+    -WhatIf reports what exists and changes nothing.
+
+.PARAMETER Name
+    The exact name of the virtual machine.
+
+.PARAMETER InstanceUuid
+    The Nova instance UUID the VM must carry in its Notes. Optional.
+
+.PARAMETER InstanceDir
+    The instance folder (normally <instances_path>\<Name>). Optional; needed
+    with -DeleteFiles.
+
+.PARAMETER DeleteFiles
+    Delete the disk files under InstanceDir and the folder itself (Nova
+    destroy_disks).
+
+.EXAMPLE
+    .\Remove-Instance.ps1 -Name instance-00000001 -InstanceUuid 4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f -InstanceDir C:\OpenStack\Instances\instance-00000001 -DeleteFiles
+
+.OUTPUTS
+    One object: name, existed (a VM of that name was found), vm_id (null
+    when none), previous_state (null when none), snapshots_removed,
+    removed_files (files deleted one by one before the folder),
+    instance_dir_removed.
+#>
+[CmdletBinding(SupportsShouldProcess)]
+param(
+    [Parameter(Mandatory)]
+    [ValidateNotNullOrEmpty()]
+    [string]$Name,
+
+    [string]$InstanceUuid,
+
+    [string]$InstanceDir,
+
+    [switch]$DeleteFiles
+)
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+
+function New-ErrorRecord {
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)]
+        [string]$Message,
+
+        [Parameter(Mandatory)]
+        [System.Management.Automation.ErrorCategory]$Category,
+
+        [Parameter(Mandatory)]
+        [string]$ErrorId,
+
+        [object]$Target
+    )
+    $exception = [System.InvalidOperationException]::new($Message)
+    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
+}
+
+function ConvertTo-InstanceUuid {
+    <#
+    .SYNOPSIS
+        Returns the instance UUID recorded on the first line of VM Notes, or $null.
+    #>
+    [CmdletBinding()]
+    [OutputType([string])]
+    param(
+        [AllowNull()]
+        [AllowEmptyString()]
+        [string]$Notes
+    )
+    if ([string]::IsNullOrWhiteSpace($Notes)) {
+        return $null
+    }
+    $firstLine = ($Notes -split "\r?\n", 2)[0].Trim()
+    $pattern = '^(?:openstack-instance-uuid:\s*)?\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?$'
+    $match = [regex]::Match($firstLine, $pattern)
+    if (-not $match.Success) {
+        return $null
+    }
+    return $match.Groups[1].Value.ToLowerInvariant()
+}
+
+function Test-AbsolutePath {
+    param(
+        [Parameter(Mandatory)]
+        [string]$Path
+    )
+    if ($Path -match '^\\\\[^\\/]+[\\/][^\\/]+' -or $Path -match '^[A-Za-z]:[\\/]') {
+        return $true
+    }
+    [System.IO.Path]::DirectorySeparatorChar -eq '/' -and $Path.StartsWith('/')
+}
+
+function Get-NormalizedPath {
+    <#
+    .SYNOPSIS
+        Full path with one kind of separator and no trailing separator, for comparisons.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [string]$Path
+    )
+    $separator = [System.IO.Path]::DirectorySeparatorChar
+    $full = [System.IO.Path]::GetFullPath(($Path -replace '[\\/]', $separator))
+    $full.TrimEnd($separator)
+}
+
+function Test-PathUnder {
+    param(
+        [Parameter(Mandatory)]
+        [string]$Path,
+
+        [Parameter(Mandatory)]
+        [string]$Folder
+    )
+    $prefix = (Get-NormalizedPath -Path $Folder) + [System.IO.Path]::DirectorySeparatorChar
+    (Get-NormalizedPath -Path $Path).StartsWith($prefix, [System.StringComparison]::OrdinalIgnoreCase)
+}
+
+function Get-DiskChain {
+    <#
+    .SYNOPSIS
+        The disk file and its parents (differencing chain); stops at a file Get-VHD cannot read.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [string]$Path
+    )
+    $chain = [System.Collections.Generic.List[string]]::new()
+    $current = $Path
+    while (-not [string]::IsNullOrEmpty($current) -and $chain -notcontains $current) {
+        $chain.Add($current)
+        if ($current -notmatch '\.a?vhdx?$') {
+            break
+        }
+        try {
+            $vhd = Get-VHD -Path $current
+        }
+        catch {
+            Write-Verbose "Cannot read '$current': $($_.Exception.Message)"
+            break
+        }
+        $current = [string]$vhd.ParentPath
+    }
+    @($chain)
+}
+
+function Remove-FileWithRetry {
+    <#
+    .SYNOPSIS
+        Deletes a file or folder, retrying while Hyper-V still holds it (up to five attempts, a second apart).
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [string]$Path,
+
+        [switch]$Recurse
+    )
+    for ($attempt = 1; $attempt -le 5; $attempt++) {
+        try {
+            Remove-Item -LiteralPath $Path -Recurse:$Recurse -Force -Confirm:$false
+            return
+        }
+        catch {
+            if ($attempt -eq 5) {
+                throw
+            }
+            Start-Sleep -Seconds 1
+        }
+    }
+}
+
+$uuidPattern = '^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?$'
+if (-not [string]::IsNullOrEmpty($InstanceUuid) -and $InstanceUuid -notmatch $uuidPattern) {
+    throw (New-ErrorRecord -Message "InstanceUuid '$InstanceUuid' is not a UUID." -Category InvalidArgument -ErrorId 'PsDriver.InvalidInstanceUuid' -Target $InstanceUuid)
+}
+if ($DeleteFiles -and [string]::IsNullOrEmpty($InstanceDir)) {
+    throw (New-ErrorRecord -Message "Deleting the files of '$Name' needs InstanceDir." -Category InvalidArgument -ErrorId 'PsDriver.InstanceDirRequired' -Target $Name)
+}
+if (-not [string]::IsNullOrEmpty($InstanceDir)) {
+    $isRoot = $InstanceDir -match '^[A-Za-z]:[\\/]*$' -or $InstanceDir -match '^\\\\[^\\/]+[\\/][^\\/]+[\\/]*$' -or $InstanceDir -match '^[\\/]+$'
+    if (-not (Test-AbsolutePath -Path $InstanceDir) -or $isRoot) {
+        throw (New-ErrorRecord -Message "InstanceDir '$InstanceDir' must be an absolute path below a drive or share root." -Category InvalidArgument -ErrorId 'PsDriver.UnsafeInstanceDir' -Target $InstanceDir)
+    }
+}
+
+$candidates = @(Get-VM -Name ([System.Management.Automation.WildcardPattern]::Escape($Name)) -ErrorAction SilentlyContinue)
+$found = @($candidates | Where-Object { $_.Name -eq $Name })
+if ($found.Count -gt 1) {
+    throw (New-ErrorRecord -Message "$($found.Count) virtual machines are named '$Name'; the name must be unique." -Category InvalidOperation -ErrorId 'PsDriver.VMNameNotUnique' -Target $Name)
+}
+$vm = $null
+if ($found.Count -eq 1) {
+    $vm = $found[0]
+}
+
+if ($null -ne $vm -and -not [string]::IsNullOrEmpty($InstanceUuid)) {
+    $expected = $InstanceUuid.Trim('{', '}').ToLowerInvariant()
+    $actual = ConvertTo-InstanceUuid -Notes ([string]$vm.Notes)
+    if ($actual -ne $expected) {
+        $carried = 'no instance UUID'
+        if ($null -ne $actual) {
+            $carried = "instance UUID $actual"
+        }
+        throw (New-ErrorRecord -Message "Virtual machine '$Name' carries $carried in its Notes, not $expected; it is left alone." -Category InvalidOperation -ErrorId 'PsDriver.InstanceUuidMismatch' -Target $Name)
+    }
+}
+
+$existed = $null -ne $vm
+$vmId = $null
+$previousState = $null
+$snapshotCount = 0
+$removedFiles = [System.Collections.Generic.List[string]]::new()
+$instanceDirRemoved = $false
+
+$target = "instance '$Name'"
+if ($DeleteFiles) {
+    $target += " and the files in '$InstanceDir'"
+}
+if ($PSCmdlet.ShouldProcess($target, 'Remove')) {
+    $files = [System.Collections.Generic.List[string]]::new()
+    if ($existed) {
+        $vmId = $vm.Id.ToString()
+        $previousState = $vm.State.ToString()
+        $snapshots = @(Get-VMSnapshot -VM $vm)
+        $snapshotCount = $snapshots.Count
+        if ($DeleteFiles) {
+            $paths = [System.Collections.Generic.List[string]]::new()
+            foreach ($drive in @(Get-VMHardDiskDrive -VM $vm)) {
+                $paths.Add([string]$drive.Path)
+            }
+            foreach ($drive in @(Get-VMDvdDrive -VM $vm)) {
+                $paths.Add([string]$drive.Path)
+            }
+            foreach ($snapshot in $snapshots) {
+                foreach ($drive in @(Get-VMHardDiskDrive -VMSnapshot $snapshot)) {
+                    $paths.Add([string]$drive.Path)
+                }
+            }
+            foreach ($path in $paths) {
+                if ([string]::IsNullOrEmpty($path) -or -not (Test-AbsolutePath -Path $path)) {
+                    # Pass-through disks have no file path.
+                    continue
+                }
+                foreach ($link in @(Get-DiskChain -Path $path)) {
+                    if ((Test-PathUnder -Path $link -Folder $InstanceDir) -and $files -notcontains $link) {
+                        $files.Add($link)
+                    }
+                }
+            }
+        }
+        if ($previousState -notin @('Off', 'Saved')) {
+            Stop-VM -VM $vm -TurnOff -Force -Confirm:$false
+        }
+        Remove-VM -VM $vm -Force -Confirm:$false
+    }
+    if ($DeleteFiles) {
+        foreach ($file in $files) {
+            if (Test-Path -LiteralPath $file -PathType Leaf) {
+                Remove-FileWithRetry -Path $file
+                $removedFiles.Add($file)
+            }
+        }
+        if (Test-Path -LiteralPath $InstanceDir -PathType Container) {
+            Remove-FileWithRetry -Path $InstanceDir -Recurse
+            $instanceDirRemoved = $true
+        }
+    }
+}
+elseif ($existed) {
+    $vmId = $vm.Id.ToString()
+    $previousState = $vm.State.ToString()
+}
+
+[ordered]@{
+    name                 = $Name
+    existed              = $existed
+    vm_id                = $vmId
+    previous_state       = $previousState
+    snapshots_removed    = [int]$snapshotCount
+    removed_files        = @($removedFiles)
+    instance_dir_removed = $instanceDirRemoved
+}

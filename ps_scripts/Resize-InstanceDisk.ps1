@@ -1,0 +1,117 @@
+<#
+.SYNOPSIS
+    Grows a virtual hard disk (VHD or VHDX) of an instance to a new virtual
+    size; never shrinks it.
+
+.DESCRIPTION
+    Reads the disk with Get-VHD and compares SizeBytes with its virtual
+    size:
+      smaller  error InvalidArgument / PsDriver.RootDiskTooSmall (the same
+               error as a spawn whose flavor disk is smaller than the
+               image); the message states both sizes. Nothing is changed.
+      equal    nothing to do (resized false).
+      bigger   Resize-VHD. A vhd differencing disk cannot grow: error
+               InvalidArgument / PsDriver.DifferencingVhdResize. Hyper-V
+               refusing the resize (for example a disk in use on an IDE
+               controller of a running VM; only a VHDX on SCSI grows
+               online): InvalidOperation / PsDriver.DiskResizeFailed with
+               Hyper-V's message.
+    A missing file: ObjectNotFound / PsDriver.DiskNotFound. SizeBytes not
+    positive: InvalidArgument / PsDriver.InvalidDiskSize. The file
+    system inside the guest is not touched (the guest grows its partition).
+    -WhatIf reports the sizes and changes nothing.
+
+.PARAMETER Path
+    Full path of the .vhd or .vhdx file.
+
+.PARAMETER SizeBytes
+    The new virtual size in bytes (a multiple of 512; flavor sizes are whole
+    GiB).
+
+.EXAMPLE
+    .\Resize-InstanceDisk.ps1 -Path C:\OpenStack\Instances\instance-00000001\root.vhdx -SizeBytes 40GB
+
+.OUTPUTS
+    One object: path, format (vhd, vhdx), vhd_type, previous_size_bytes,
+    size_bytes, resized.
+#>
+[CmdletBinding(SupportsShouldProcess)]
+param(
+    [Parameter(Mandatory)]
+    [ValidateNotNullOrEmpty()]
+    [string]$Path,
+
+    [Parameter(Mandatory)]
+    [long]$SizeBytes
+)
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+
+function New-ErrorRecord {
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)]
+        [string]$Message,
+
+        [Parameter(Mandatory)]
+        [System.Management.Automation.ErrorCategory]$Category,
+
+        [Parameter(Mandatory)]
+        [string]$ErrorId,
+
+        [object]$Target,
+
+        [System.Exception]$InnerException
+    )
+    if ($null -ne $InnerException) {
+        $exception = [System.InvalidOperationException]::new($Message, $InnerException)
+    }
+    else {
+        $exception = [System.InvalidOperationException]::new($Message)
+    }
+    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
+}
+
+if ($SizeBytes -le 0) {
+    throw (New-ErrorRecord -Message "SizeBytes must be positive, got $SizeBytes." -Category InvalidArgument -ErrorId 'PsDriver.InvalidDiskSize' -Target $Path)
+}
+if (-not (Test-Path -LiteralPath $Path -PathType Leaf)) {
+    throw (New-ErrorRecord -Message "The virtual disk '$Path' was not found." -Category ObjectNotFound -ErrorId 'PsDriver.DiskNotFound' -Target $Path)
+}
+
+$vhd = Get-VHD -Path $Path
+$format = $vhd.VhdFormat.ToString().ToLowerInvariant()
+$vhdType = $vhd.VhdType.ToString()
+$previousSize = [long]$vhd.Size
+$size = $previousSize
+$resized = $false
+
+if ($SizeBytes -lt $previousSize) {
+    $message = "Cannot resize '{0}' to {1} bytes ({2:0.##} GB): it is {3} bytes ({4:0.##} GB) and a disk is never shrunk." -f $Path, $SizeBytes, ($SizeBytes / 1GB), $previousSize, ($previousSize / 1GB)
+    throw (New-ErrorRecord -Message $message -Category InvalidArgument -ErrorId 'PsDriver.RootDiskTooSmall' -Target $Path)
+}
+if ($SizeBytes -gt $previousSize) {
+    if ($format -eq 'vhd' -and $vhdType -eq 'Differencing') {
+        throw (New-ErrorRecord -Message "'$Path' is a vhd differencing disk, which cannot grow (only vhdx differencing disks can)." -Category InvalidArgument -ErrorId 'PsDriver.DifferencingVhdResize' -Target $Path)
+    }
+    if ($PSCmdlet.ShouldProcess("virtual disk '$Path' ($previousSize bytes)", "Grow to $SizeBytes bytes")) {
+        try {
+            $null = Resize-VHD -Path $Path -SizeBytes $SizeBytes -Confirm:$false
+        }
+        catch {
+            throw (New-ErrorRecord -Message "Hyper-V could not grow '$Path' to $SizeBytes bytes: $($_.Exception.Message)" -Category InvalidOperation -ErrorId 'PsDriver.DiskResizeFailed' -Target $Path -InnerException $_.Exception)
+        }
+        $size = [long](Get-VHD -Path $Path).Size
+        $resized = $true
+    }
+}
+
+[ordered]@{
+    path                = $Path
+    format              = $format
+    vhd_type            = $vhdType
+    previous_size_bytes = $previousSize
+    size_bytes          = $size
+    resized             = $resized
+}

@@ -1,0 +1,430 @@
+<#
+.SYNOPSIS
+    Starts (once per VM) a background process on this host that copies the
+    VM's serial console output into a log file, with a size cap and one
+    rotated file.
+
+.DESCRIPTION
+    The logger connects as a client to the named pipe Hyper-V serves for
+    the VM's serial port (the pipe exists while the VM runs), and appends
+    every byte it reads to LogPath. When a write would take LogPath past
+    MaxLogBytes, LogPath is renamed to LogPath + '.1' (replacing it) and a
+    new LogPath is started: at most about 2 x MaxLogBytes are kept. The log
+    file is opened only for each write, with full sharing, so it can be
+    read, moved or deleted at any time. This is the logging half of
+    compute-hyperv's serial console handler (os-win's named pipe handler
+    rotates the same way, at 512 KiB).
+
+    The pipe: PipePath, or else the VM's serial port whose pipe name ends
+    in "_ro" (compute-hyperv's read-only logging pipe), or else COM 1's
+    pipe. A VM without a serial port pipe is an error of category
+    InvalidOperation with error id PsDriver.NoSerialPipe.
+
+    One logger per VM: the logger holds the named mutex
+    Global\psdriver-console-<vm-id> (vm-id: the Hyper-V VM id, lower case)
+    while it runs, and this script starts nothing when that mutex exists
+    (started false, running true), so the call is idempotent. A second
+    logger started concurrently sees the mutex taken and exits at once.
+
+    The logger keeps waiting for the pipe while the VM is off and
+    reconnects when it starts again. It exits when
+      - the named event Global\psdriver-console-stop-<vm-id> is set (to
+        stop it: [System.Threading.EventWaitHandle]::OpenExisting(
+        'Global\psdriver-console-stop-<vm-id>').Set()),
+      - the directory of LogPath no longer exists (instance deleted or
+        moved), or
+      - the VM no longer exists (checked every five minutes while the pipe
+        is absent or idle).
+    -Restart sets the stop event, waits up to 10 seconds for the running
+    logger to exit (else ResourceBusy / PsDriver.ConsoleLoggerBusy) and
+    starts a new one (for example after the pipe or the log path changed).
+
+    Missing VM: ObjectNotFound / PsDriver.VMNotFound. Missing log
+    directory: ObjectNotFound / PsDriver.LogDirectoryNotFound. PipePath not
+    of the form \\.\pipe\<name>: InvalidArgument / PsDriver.InvalidPipePath.
+    The process cannot be created, or exits at once: InvalidOperation /
+    PsDriver.ConsoleLoggerStartFailed.
+
+.PARAMETER Name
+    The exact name of the virtual machine.
+
+.PARAMETER LogPath
+    Full path of the console log file on the host (its directory must
+    exist).
+
+.PARAMETER PipePath
+    The serial port pipe to read, \\.\pipe\<name>. Optional.
+
+.PARAMETER MaxLogBytes
+    Size at which the log file is rotated (4096 to 1073741824, default
+    524288).
+
+.PARAMETER Restart
+    Stop a running logger for this VM first, then start a new one.
+
+.EXAMPLE
+    .\Start-InstanceConsoleLogger.ps1 -Name instance-00000001 `
+        -LogPath 'C:\OpenStack\Instances\instance-00000001\console.log'
+
+.OUTPUTS
+    One object: name, vm_id, pipe_path, log_path, max_log_bytes, started
+    (a new logger process was launched), running (a logger holds the VM's
+    mutex now), pid (the launched process id, or null).
+
+.NOTES
+    Why a process created through WMI (Win32_Process.Create):
+    - It survives the PowerShell Remoting session. Processes a remote
+      session starts directly (Start-Process) belong to the WinRM shell's
+      job object and are killed when the session closes; a process created
+      by the WMI service is not in that job.
+    - Nothing to register or clean up, and no script file on disk: the
+      reader is passed with -EncodedCommand (also independent of the
+      execution policy). Its settings travel inside that command as one
+      base64 string, which cannot contain a quote.
+    - It does not survive a host reboot: the driver calls this script again
+      when the host service starts and when an instance is powered on, as
+      compute-hyperv restarted its console handlers. It runs as the account
+      that called it, in session 0.
+    A scheduled task per VM would survive reboots and could restart itself,
+    but leaves a registration per VM to remove, needs the ScheduledTasks
+    module and an account to run as (SYSTEM or a stored password), and
+    starts slower. Start-Process alone would do only for local use.
+#>
+[CmdletBinding(SupportsShouldProcess)]
+param(
+    [Parameter(Mandatory)]
+    [ValidateNotNullOrEmpty()]
+    [string]$Name,
+
+    [Parameter(Mandatory)]
+    [ValidateNotNullOrEmpty()]
+    [string]$LogPath,
+
+    [string]$PipePath,
+
+    [ValidateRange(4096, 1073741824)]
+    [int]$MaxLogBytes = 524288,
+
+    [switch]$Restart
+)
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+
+function New-ErrorRecord {
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)]
+        [string]$Message,
+
+        [Parameter(Mandatory)]
+        [System.Management.Automation.ErrorCategory]$Category,
+
+        [Parameter(Mandatory)]
+        [string]$ErrorId,
+
+        [object]$Target
+    )
+    $exception = [System.InvalidOperationException]::new($Message)
+    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
+}
+
+function Get-TargetVM {
+    <#
+    .SYNOPSIS
+        Returns the one VM named exactly $Name, or throws PsDriver.VMNotFound.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)]
+        [string]$Name
+    )
+    $candidates = @(Get-VM -Name ([System.Management.Automation.WildcardPattern]::Escape($Name)) -ErrorAction SilentlyContinue)
+    $found = @($candidates | Where-Object { $_.Name -eq $Name })
+    if ($found.Count -eq 0) {
+        throw (New-ErrorRecord -Message "Virtual machine '$Name' was not found on this host." -Category ObjectNotFound -ErrorId 'PsDriver.VMNotFound' -Target $Name)
+    }
+    if ($found.Count -gt 1) {
+        throw (New-ErrorRecord -Message "$($found.Count) virtual machines are named '$Name'; the name must be unique." -Category InvalidOperation -ErrorId 'PsDriver.VMNameNotUnique' -Target $Name)
+    }
+    $found[0]
+}
+
+function Get-SerialPipePath {
+    <#
+    .SYNOPSIS
+        The VM's logging pipe: a serial port pipe ending in _ro, else COM 1's pipe, else $null.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [object]$VM
+    )
+    $ports = @(Get-VMComPort -VM $VM | Where-Object { -not [string]::IsNullOrEmpty($_.Path) })
+    $readOnly = @($ports | Where-Object { $_.Path -like '*_ro' })
+    if ($readOnly.Count -gt 0) {
+        return [string]$readOnly[0].Path
+    }
+    $first = @($ports | Where-Object { $_.Name -match '1$' })
+    if ($first.Count -gt 0) {
+        return [string]$first[0].Path
+    }
+    if ($ports.Count -gt 0) {
+        return [string]$ports[0].Path
+    }
+    $null
+}
+
+function Test-ConsoleLoggerRunning {
+    param(
+        [Parameter(Mandatory)]
+        [string]$MutexName
+    )
+    $mutex = $null
+    if ([System.Threading.Mutex]::TryOpenExisting($MutexName, [ref]$mutex)) {
+        $mutex.Dispose()
+        return $true
+    }
+    $false
+}
+
+function Stop-ConsoleLogger {
+    <#
+    .SYNOPSIS
+        Signals the running logger to stop and waits up to 10 seconds for its mutex to go away.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [string]$MutexName,
+
+        [Parameter(Mandatory)]
+        [string]$EventName
+    )
+    $stopEvent = $null
+    if ([System.Threading.EventWaitHandle]::TryOpenExisting($EventName, [ref]$stopEvent)) {
+        try {
+            $null = $stopEvent.Set()
+        }
+        finally {
+            $stopEvent.Dispose()
+        }
+    }
+    for ($wait = 0; $wait -lt 50; $wait++) {
+        if (-not (Test-ConsoleLoggerRunning -MutexName $MutexName)) {
+            return
+        }
+        Start-Sleep -Milliseconds 200
+    }
+    throw (New-ErrorRecord -Message "The console logger of virtual machine '$Name' did not stop within 10 seconds." -Category ResourceBusy -ErrorId 'PsDriver.ConsoleLoggerBusy' -Target $Name)
+}
+
+# The reader runs in its own powershell.exe (Windows PowerShell 5.1). Static text: its settings
+# arrive as one base64 argument of Invoke-ConsoleLogReader.
+#ps-embedded
+$readerScript = @'
+function Write-ConsoleLogChunk {
+    param(
+        [string]$Path,
+        [byte[]]$Buffer,
+        [int]$Count,
+        [long]$MaxBytes
+    )
+    $info = [System.IO.FileInfo]::new($Path)
+    if ($info.Exists -and $info.Length -gt 0 -and $info.Length + $Count -gt $MaxBytes) {
+        for ($attempt = 0; $attempt -lt 5; $attempt++) {
+            try {
+                $archive = $Path + '.1'
+                if ([System.IO.File]::Exists($archive)) {
+                    [System.IO.File]::Delete($archive)
+                }
+                [System.IO.File]::Move($Path, $archive)
+                break
+            }
+            catch {
+                Start-Sleep -Milliseconds 200
+            }
+        }
+    }
+    $share = [System.IO.FileShare]::ReadWrite -bor [System.IO.FileShare]::Delete
+    $file = [System.IO.FileStream]::new($Path, [System.IO.FileMode]::Append, [System.IO.FileAccess]::Write, $share)
+    try {
+        $file.Write($Buffer, 0, $Count)
+    }
+    finally {
+        $file.Dispose()
+    }
+}
+
+function Test-ConsoleLogVM {
+    param(
+        [string]$VMId
+    )
+    try {
+        $filter = "Name='{0}'" -f ([guid]::Parse($VMId).ToString().ToUpperInvariant())
+        $found = @(Get-CimInstance -Namespace 'root\virtualization\v2' -ClassName 'Msvm_ComputerSystem' -Filter $filter)
+        return ($found.Count -gt 0)
+    }
+    catch {
+        return $true
+    }
+}
+
+function Invoke-ConsoleLogReader {
+    param(
+        [Parameter(Mandatory)]
+        [string]$ConfigBase64
+    )
+    Set-StrictMode -Version Latest
+    $ErrorActionPreference = 'Stop'
+    $json = [System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String($ConfigBase64))
+    $config = $json | ConvertFrom-Json
+    $createdNew = $false
+    $mutex = [System.Threading.Mutex]::new($true, [string]$config.mutex, [ref]$createdNew)
+    if (-not $createdNew) {
+        $mutex.Dispose()
+        return
+    }
+    $resetMode = [System.Threading.EventResetMode]::ManualReset
+    $stop = [System.Threading.EventWaitHandle]::new($false, $resetMode, [string]$config.stop)
+    $logPath = [string]$config.log
+    $logDir = [System.IO.Path]::GetDirectoryName($logPath)
+    $maxBytes = [long]$config.max
+    $vmCheck = [System.Diagnostics.Stopwatch]::StartNew()
+    $buffer = [byte[]]::new(4096)
+    try {
+        while (-not $stop.WaitOne(0)) {
+            if (-not [System.IO.Directory]::Exists($logDir)) {
+                return
+            }
+            if ($vmCheck.Elapsed.TotalSeconds -ge 300) {
+                $vmCheck.Restart()
+                if (-not (Test-ConsoleLogVM -VMId ([string]$config.vm))) {
+                    return
+                }
+            }
+            $pipeOptions = [System.IO.Pipes.PipeOptions]::Asynchronous
+            $pipe = [System.IO.Pipes.NamedPipeClientStream]::new('.', [string]$config.pipe, [System.IO.Pipes.PipeDirection]::In, $pipeOptions)
+            try {
+                $pipe.Connect(2000)
+                while ($true) {
+                    $pending = $pipe.BeginRead($buffer, 0, $buffer.Length, $null, $null)
+                    $handles = [System.Threading.WaitHandle[]]@($pending.AsyncWaitHandle, $stop)
+                    $which = [System.Threading.WaitHandle]::WaitAny($handles, 30000)
+                    while ($which -eq [System.Threading.WaitHandle]::WaitTimeout) {
+                        if (-not [System.IO.Directory]::Exists($logDir)) {
+                            return
+                        }
+                        $which = [System.Threading.WaitHandle]::WaitAny($handles, 30000)
+                    }
+                    if ($which -eq 1) {
+                        return
+                    }
+                    $count = $pipe.EndRead($pending)
+                    if ($count -le 0) {
+                        break
+                    }
+                    Write-ConsoleLogChunk -Path $logPath -Buffer $buffer -Count $count -MaxBytes $maxBytes
+                }
+            }
+            catch {
+                $null = $stop.WaitOne(2000)
+            }
+            finally {
+                $pipe.Dispose()
+            }
+        }
+    }
+    finally {
+        $stop.Dispose()
+        $mutex.ReleaseMutex()
+        $mutex.Dispose()
+    }
+}
+'@
+
+$vm = Get-TargetVM -Name $Name
+$vmId = $vm.Id.ToString().ToLowerInvariant()
+$mutexName = 'Global\psdriver-console-' + $vmId
+$eventName = 'Global\psdriver-console-stop-' + $vmId
+
+if ([string]::IsNullOrEmpty($PipePath)) {
+    $PipePath = Get-SerialPipePath -VM $vm
+    if ([string]::IsNullOrEmpty($PipePath)) {
+        throw (New-ErrorRecord -Message "Virtual machine '$Name' has no serial port connected to a named pipe." -Category InvalidOperation -ErrorId 'PsDriver.NoSerialPipe' -Target $Name)
+    }
+}
+$pipeMatch = [regex]::Match($PipePath, '^\\\\\.\\pipe\\([^\\]+)$', [System.Text.RegularExpressions.RegexOptions]::IgnoreCase)
+if (-not $pipeMatch.Success) {
+    throw (New-ErrorRecord -Message "'$PipePath' is not a local named pipe path (\\.\pipe\<name>)." -Category InvalidArgument -ErrorId 'PsDriver.InvalidPipePath' -Target $PipePath)
+}
+$pipeName = $pipeMatch.Groups[1].Value
+
+$logDirectory = Split-Path -Path $LogPath -Parent
+if ([string]::IsNullOrEmpty($logDirectory) -or -not (Test-Path -LiteralPath $logDirectory -PathType Container)) {
+    throw (New-ErrorRecord -Message "The directory of console log '$LogPath' does not exist." -Category ObjectNotFound -ErrorId 'PsDriver.LogDirectoryNotFound' -Target $LogPath)
+}
+
+$started = $false
+$processId = $null
+$running = Test-ConsoleLoggerRunning -MutexName $mutexName
+
+if (($Restart -or -not $running) -and $PSCmdlet.ShouldProcess("virtual machine '$Name'", "Start console logger writing '$LogPath'")) {
+    if ($running) {
+        Stop-ConsoleLogger -MutexName $mutexName -EventName $eventName
+    }
+    $settings = [ordered]@{
+        pipe  = $pipeName
+        log   = $LogPath
+        max   = $MaxLogBytes
+        vm    = $vmId
+        mutex = $mutexName
+        stop  = $eventName
+    }
+    $settingsJson = ConvertTo-Json -InputObject $settings -Compress
+    $settingsBase64 = [System.Convert]::ToBase64String([System.Text.Encoding]::UTF8.GetBytes($settingsJson))
+    $command = $readerScript + "`nInvoke-ConsoleLogReader -ConfigBase64 '" + $settingsBase64 + "'`n"
+    $encodedCommand = [System.Convert]::ToBase64String([System.Text.Encoding]::Unicode.GetBytes($command))
+    $systemRoot = $env:SystemRoot
+    if ([string]::IsNullOrEmpty($systemRoot)) {
+        $systemRoot = 'C:\Windows'
+    }
+    $powershellExe = Join-Path -Path $systemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
+    $commandLine = '"{0}" -NoLogo -NoProfile -NonInteractive -ExecutionPolicy Bypass -WindowStyle Hidden -EncodedCommand {1}' -f $powershellExe, $encodedCommand
+
+    $creation = Invoke-CimMethod -ClassName 'Win32_Process' -MethodName 'Create' -Arguments @{
+        CommandLine      = $commandLine
+        CurrentDirectory = $logDirectory
+    }
+    if ([int]$creation.ReturnValue -ne 0) {
+        throw (New-ErrorRecord -Message "Cannot start the console logger of virtual machine '$Name': Win32_Process.Create returned $($creation.ReturnValue)." -Category InvalidOperation -ErrorId 'PsDriver.ConsoleLoggerStartFailed' -Target $Name)
+    }
+    $started = $true
+    $processId = [int]$creation.ProcessId
+
+    # wait (up to 10 s) for the logger to take its mutex; a process that exits without it failed
+    $running = $false
+    for ($wait = 0; $wait -lt 50; $wait++) {
+        if (Test-ConsoleLoggerRunning -MutexName $mutexName) {
+            $running = $true
+            break
+        }
+        if ($null -eq (Get-Process -Id $processId -ErrorAction SilentlyContinue)) {
+            if (Test-ConsoleLoggerRunning -MutexName $mutexName) {
+                $running = $true
+                break
+            }
+            throw (New-ErrorRecord -Message "The console logger of virtual machine '$Name' (process $processId) exited at once." -Category InvalidOperation -ErrorId 'PsDriver.ConsoleLoggerStartFailed' -Target $Name)
+        }
+        Start-Sleep -Milliseconds 200
+    }
+}
+
+[ordered]@{
+    name          = [string]$vm.Name
+    vm_id         = $vmId
+    pipe_path     = $PipePath
+    log_path      = $LogPath
+    max_log_bytes = $MaxLogBytes
+    started       = $started
+    running       = $running
+    pid           = $processId
+}

@@ -1,0 +1,71 @@
+"""Bridge: render a script, run it through a runner, parse and validate the result.
+
+This is the one entry point the ops layer uses::
+
+    bridge.call('Get-HostInfo', {'InstancesPath': r'C:\\OpenStack\\Instances'})
+
+It never sees Nova objects; ops never see PowerShell text or transports.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Iterable
+
+import jsonschema
+
+from psdriver.bridge import call as call_mod
+from psdriver.bridge import contracts, envelope, errors
+from psdriver.bridge.render import Renderer
+from psdriver.bridge.runners import Runner
+
+LOG = logging.getLogger(__name__)
+
+
+class Bridge:
+    def __init__(self, runner: Runner, renderer: Renderer | None = None,
+                 default_timeout: float | None = None) -> None:
+        self.runner = runner
+        self.renderer = renderer or Renderer()
+        self.default_timeout = default_timeout
+        #: Number of host round trips made; the benchmarks and tests read it.
+        self.round_trips = 0
+
+    @property
+    def target(self) -> str:
+        return self.runner.target
+
+    def call(self, name: str, params: dict[str, Any] | None = None,
+             features: Iterable[str] = (), timeout: float | None = None) -> Any:
+        """Run script ``name`` with ``params``; return its validated result."""
+        params = dict(params or {})
+        contract = contracts.load_contract(name)
+        self.renderer.check_parameters(name, params)
+        text = self.renderer.render(
+            name, frozenset(features) | getattr(self.runner, 'features', frozenset()))
+        effective_timeout = timeout or self.default_timeout or contract.timeout
+        sc = call_mod.ScriptCall(
+            name=name, text=text, params=params,
+            document=call_mod.encode_document(params),
+            timeout=effective_timeout,
+            secret_params=contract.secret_parameters)
+        started = time.monotonic()
+        LOG.debug('Running %s on %s with %s', name, self.target, sc.loggable_params())
+        self.round_trips += 1
+        try:
+            raw = self.runner.run(sc)
+            result = envelope.parse(raw, name, self.target)
+        finally:
+            LOG.debug('%s on %s took %.3fs', name, self.target, time.monotonic() - started)
+        try:
+            contract.validate(result)
+        except jsonschema.ValidationError as exc:
+            where = '/'.join(str(p) for p in exc.absolute_path) or '<root>'
+            raise errors.BridgeBadOutput(
+                name, self.target,
+                f'result breaks the declared shape at {where}: {exc.message}') from None
+        return result
+
+    def close(self) -> None:
+        self.runner.close()

@@ -1,0 +1,124 @@
+"""Exceptions raised by the PowerShell bridge.
+
+Two families, kept apart on purpose:
+
+* ``ScriptError`` and its subclasses: the script ran and reported an error in
+  its envelope.  The ops layer translates these into Nova exceptions.
+* ``BridgeError`` and its subclasses: we could not get a valid envelope at all
+  (transport failure, timeout, unparseable output, non-zero exit without an
+  envelope).  They name the script, the target host and the stderr tail.
+"""
+
+from __future__ import annotations
+
+
+class PsDriverBridgeException(Exception):
+    """Base class of everything the bridge raises."""
+
+
+class ScriptError(PsDriverBridgeException):
+    """A script ran and returned ``{"ok": false, "error": {...}}``."""
+
+    def __init__(self, script: str, target: str, message: str,
+                 error_type: str = '', category: str = '', error_id: str = '',
+                 error_target: str = '', script_stack: str = '') -> None:
+        self.script = script
+        self.target = target
+        self.message = message
+        self.error_type = error_type
+        self.category = category
+        self.error_id = error_id
+        self.error_target = error_target
+        self.script_stack = script_stack
+        super().__init__(f'{script} on {target} failed: {message}')
+
+
+class ScriptObjectNotFound(ScriptError):
+    """ErrorCategory ObjectNotFound (e.g. Get-VM on a missing VM)."""
+
+
+class ScriptInvalidOperation(ScriptError):
+    """ErrorCategory InvalidOperation (e.g. pausing a VM that is Off)."""
+
+
+class ScriptInvalidArgument(ScriptError):
+    """ErrorCategory InvalidArgument / InvalidData / InvalidType."""
+
+
+class ScriptResourceUnavailable(ScriptError):
+    """ErrorCategory ResourceUnavailable / ResourceBusy / LimitsExceeded / QuotaExceeded."""
+
+
+class ScriptResourceExists(ScriptError):
+    """ErrorCategory ResourceExists (e.g. duplicate VM name)."""
+
+
+class ScriptPermissionDenied(ScriptError):
+    """ErrorCategory PermissionDenied / SecurityError."""
+
+
+class ScriptNotInstalled(ScriptError):
+    """ErrorCategory NotInstalled / NotImplemented (missing module or feature)."""
+
+
+class ScriptTimeout(ScriptError):
+    """ErrorCategory OperationTimeout, raised by the script itself."""
+
+
+#: PowerShell ErrorCategory name -> ScriptError subclass.
+CATEGORY_ERRORS: dict[str, type[ScriptError]] = {
+    'ObjectNotFound': ScriptObjectNotFound,
+    'InvalidOperation': ScriptInvalidOperation,
+    'InvalidArgument': ScriptInvalidArgument,
+    'InvalidData': ScriptInvalidArgument,
+    'InvalidType': ScriptInvalidArgument,
+    'InvalidResult': ScriptInvalidOperation,
+    'ResourceUnavailable': ScriptResourceUnavailable,
+    'ResourceBusy': ScriptResourceUnavailable,
+    'LimitsExceeded': ScriptResourceUnavailable,
+    'QuotaExceeded': ScriptResourceUnavailable,
+    'ResourceExists': ScriptResourceExists,
+    'PermissionDenied': ScriptPermissionDenied,
+    'SecurityError': ScriptPermissionDenied,
+    'NotInstalled': ScriptNotInstalled,
+    'NotImplemented': ScriptNotInstalled,
+    'OperationTimeout': ScriptTimeout,
+}
+
+
+class BridgeError(PsDriverBridgeException):
+    """No valid envelope came back.  Says what ran, where, and why."""
+
+    def __init__(self, script: str, target: str, reason: str,
+                 stderr_tail: str = '', exit_code: int | None = None) -> None:
+        self.script = script
+        self.target = target
+        self.reason = reason
+        self.stderr_tail = stderr_tail
+        self.exit_code = exit_code
+        text = f'{script} on {target}: {reason}'
+        if exit_code is not None:
+            text += f' (exit code {exit_code})'
+        if stderr_tail:
+            text += f'; stderr: {stderr_tail}'
+        super().__init__(text)
+
+
+class BridgeTimeout(BridgeError):
+    """The call exceeded its timeout; the process or pipeline was stopped."""
+
+
+class BridgeTransportError(BridgeError):
+    """Connection, authentication or process start failure."""
+
+
+class BridgeAuthenticationError(BridgeTransportError):
+    """The remote host refused our credentials."""
+
+
+class BridgeBadOutput(BridgeError):
+    """Output was not one JSON envelope, or the result broke its declared shape."""
+
+
+class BridgeUnavailable(BridgeError):
+    """No usable transport is configured (raised at init_host)."""

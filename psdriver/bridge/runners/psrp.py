@@ -1,0 +1,450 @@
+"""Run rendered scripts on a remote Hyper-V host through PowerShell Remoting (pypsrp).
+
+One runspace pool (one WinRM shell) is opened on first use and shared by every
+thread; each call is one pipeline in it::
+
+    PowerShell(pool).add_script(call.text).add_parameter('PsDriverInput', call.document)
+
+so the caller's values travel as one PSRP parameter, never as script text.
+
+Failure handling, and when a call is retried:
+
+* Opening the pool (Create + Receive) has no side effect on the host, so a
+  connection failure there is retried ``reconnect_attempts`` times with
+  exponential backoff, each time on a fresh connection and pool.
+* Once the Command request (which carries the pipeline) has been sent, the
+  script may be running, so the call is never retried: a lost connection is a
+  :class:`BridgeTransportError` saying the script may have run.  The only
+  exceptions are answers that prove nothing started: the connection was
+  refused or could not be made, HTTP 400 (a disconnected shell), or a WS-Man
+  fault instead of the command's acceptance (shell not found after an idle
+  timeout or a WinRM restart, command quota reached).  Those reopen the pool
+  and retry like an open failure.
+* A call that exceeds its timeout stops its pipeline (Signal ctrl_c) and
+  retires the pool; the pool is closed once calls still running on it finish,
+  and the next call opens a new one.
+* Any transport failure retires the pool the same way, so the next call
+  reconnects.  Authentication failures are never retried.
+
+Message encryption (HTTP with NTLM/Kerberos) ties one security context to one
+connection, so in that mode every WS-Man request is serialised and the
+Receive long-poll is kept short; over HTTPS requests run in parallel.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from typing import Any
+
+import requests
+from pypsrp import exceptions as psrp_exc
+from pypsrp.complex_objects import PSInvocationState, RunspacePoolState
+from pypsrp.powershell import PowerShell, RunspacePool
+from pypsrp.wsman import WSMan
+
+from psdriver.bridge import errors
+from psdriver.bridge.call import INPUT_PARAMETER, ScriptCall
+
+LOG = logging.getLogger(__name__)
+
+_STDERR_TAIL = 2000
+#: WinRM disconnects a shell that has been idle for a few minutes (IdleTimeout
+#: defaults to 180 s and the shell is "Disconnected" well before); a pool idle
+#: longer than this is replaced rather than used.
+DEFAULT_IDLE_RECYCLE = 90.0
+_SERIAL_POLL = 1          # seconds per Receive when requests are serialised
+
+_REDACTED_PREFIXES = ('Sending message', 'Received message',
+                      'Packing PSRP message', 'Unpacking PSRP message',
+                      'SPNEGO step', 'GSSAPI step', 'CredSSP step', 'CredSSP TSRequest')
+_REDACTED_LOGGERS = ('pypsrp.wsman', 'pypsrp.messages',
+                     'spnego._negotiate', 'spnego._gss', 'spnego._credssp')
+
+
+class _RedactPayloads(logging.Filter):
+    """Keep message bodies and auth tokens out of DEBUG logs.
+
+    pypsrp logs whole SOAP and PSRP messages, which hold the input document;
+    pyspnego logs NTLM/Kerberos/CredSSP tokens (no password, but an NTLM
+    exchange can be attacked offline).  They are replaced by their size.
+    The password itself is never logged: basic auth travels in an HTTP header
+    that neither pypsrp nor urllib3 logs.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.msg if isinstance(record.msg, str) else ''
+        if msg.startswith(_REDACTED_PREFIXES):
+            head = msg.split(':', 1)[0]
+            record.msg = f'{head}: <{len(record.getMessage())} characters redacted>'
+            record.args = ()
+        return True
+
+
+_FILTER = _RedactPayloads()
+for _name in _REDACTED_LOGGERS:
+    _logger = logging.getLogger(_name)
+    if _FILTER not in _logger.filters:
+        _logger.addFilter(_FILTER)
+
+_TRANSPORT_ERRORS = (requests.exceptions.RequestException, psrp_exc.WinRMError, OSError)
+
+
+class _Session:
+    """One WSMan connection and its runspace pool, shared by concurrent calls."""
+
+    def __init__(self, wsman: WSMan, pool: RunspacePool, serialised: bool) -> None:
+        self.wsman = wsman
+        self.pool = pool
+        self.serialised = serialised
+        self.inflight = 0
+        self.retired = False
+        #: The host or the shell is unreachable: close locally, skip the Delete.
+        self.broken = False
+        self.closed = False
+        self.last_used = time.monotonic()
+        #: pypsrp's fragmenter numbers outgoing messages without a lock.
+        self.start_lock = threading.Lock()
+
+    def close(self) -> None:
+        with self.start_lock:
+            if self.closed:
+                return
+            self.closed = True
+        if not self.broken:
+            try:
+                self.pool.close()
+            except Exception as exc:   # the host may be gone; nothing more to free
+                LOG.debug('Closing runspace pool failed: %s', type(exc).__name__)
+        try:
+            self.wsman.close()
+        except Exception:   # best effort: only the local HTTP session is left
+            pass
+
+
+class PSRPRunner:
+    """Runner for a remote host over WinRM/PSRP (see the module docstring)."""
+
+    features: frozenset[str] = frozenset()
+
+    def __init__(self, host: str, port: int = 5986, username: str | None = None,
+                 password: str | None = None, ssl: bool = True,
+                 cert_validation: bool | str = True, auth: str = 'negotiate',
+                 message_encryption: str = 'auto', operation_timeout: int = 20,
+                 connection_timeout: int = 30, pool_size: int = 4,
+                 reconnect_attempts: int = 3, reconnect_backoff: float = 1.0,
+                 certificate_pem: str | None = None,
+                 certificate_key_pem: str | None = None,
+                 idle_recycle: float = DEFAULT_IDLE_RECYCLE) -> None:
+        if message_encryption not in ('auto', 'always', 'never'):
+            raise ValueError(f'message_encryption must be auto, always or never, '
+                             f'not {message_encryption!r}')
+        if pool_size < 1:
+            raise ValueError('pool_size must be at least 1')
+        self.host = host
+        self.port = port
+        shown = f'[{host}]' if ':' in host and not host.startswith('[') else host
+        self.target = f'psrp://{shown}:{port}'
+        self.pool_size = pool_size
+        self.operation_timeout = max(1, int(operation_timeout))
+        self.reconnect_attempts = max(0, int(reconnect_attempts))
+        self.reconnect_backoff = max(0.0, float(reconnect_backoff))
+        self.idle_recycle = idle_recycle
+        kwargs: dict[str, Any] = {
+            'port': port, 'username': username, 'password': password, 'ssl': ssl,
+            'auth': auth, 'cert_validation': cert_validation,
+            'encryption': message_encryption, 'operation_timeout': self.operation_timeout,
+            'connection_timeout': connection_timeout,
+            'read_timeout': self.operation_timeout + 10}
+        if certificate_pem:
+            kwargs['certificate_pem'] = certificate_pem
+        if certificate_key_pem:
+            kwargs['certificate_key_pem'] = certificate_key_pem
+        self._wsman_kwargs = kwargs
+        # Build one transport now so bad option combinations (e.g. basic auth
+        # with message encryption) fail at start-up, not on the first call.
+        WSMan(host, **kwargs).close()
+        self._lock = threading.Lock()        # guards the fields below
+        self._open_lock = threading.Lock()   # one thread opens a pool at a time
+        self._current: _Session | None = None
+        self._sessions: set[_Session] = set()
+        self._closed = False
+        #: Number of runspace pools opened so far (tests and benchmarks read it).
+        self.pools_opened = 0
+
+    def __repr__(self) -> str:
+        return f'<PSRPRunner {self.target}>'
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def run(self, call: ScriptCall) -> str:
+        deadline = time.monotonic() + call.timeout
+        session, ps = self._start(call, deadline)
+        try:
+            self._wait(session, ps, call, deadline)
+            text, tail = self._collect(session, ps, call)
+        finally:
+            self._release(session)
+        return text if tail is None else self._no_envelope(call, ps, text, tail)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            sessions = list(self._sessions)
+            self._sessions.clear()
+            self._current = None
+        for session in sessions:
+            session.close()
+
+    # -- sessions -----------------------------------------------------------------------------
+
+    def _open(self) -> _Session:
+        wsman = WSMan(self.host, **self._wsman_kwargs)
+        serialised = bool(wsman.transport.wrap_required)
+        if serialised:
+            _serialise_requests(wsman)
+        pool = RunspacePool(wsman, max_runspaces=self.pool_size)
+        try:
+            pool.open()
+        except BaseException:
+            wsman.close()
+            raise
+        LOG.debug('Opened a runspace pool on %s (max %d runspaces)', self.target, self.pool_size)
+        return _Session(wsman, pool, serialised)
+
+    def _acquire(self, call: ScriptCall) -> _Session:
+        with self._open_lock:
+            with self._lock:
+                if self._closed:
+                    raise errors.BridgeTransportError(call.name, self.target, 'runner is closed')
+                session = self._current
+                stale = None
+                if session is not None and session.pool.state != RunspacePoolState.OPENED:
+                    # the host reported the pool broken, or it was closed under us
+                    stale, session = session, None
+                    self._retire_locked(stale, broken=True)
+                elif (session is not None and session.inflight == 0
+                        and time.monotonic() - session.last_used > self.idle_recycle):
+                    LOG.debug('Replacing the runspace pool on %s after %.0fs idle', self.target,
+                              time.monotonic() - session.last_used)
+                    stale, session = session, None
+                    self._retire_locked(stale)
+                if session is not None:
+                    session.inflight += 1
+                    return session
+            if stale is not None and stale.inflight == 0:
+                stale.close()
+            fresh = self._open()
+            with self._lock:
+                if self._closed:
+                    fresh.close()
+                    raise errors.BridgeTransportError(call.name, self.target, 'runner is closed')
+                self.pools_opened += 1
+                self._current = fresh
+                self._sessions.add(fresh)
+                fresh.inflight += 1
+                return fresh
+
+    def _release(self, session: _Session) -> None:
+        with self._lock:
+            session.inflight -= 1
+            session.last_used = time.monotonic()
+            done = session.retired and session.inflight == 0
+            if done:
+                self._sessions.discard(session)
+        if done:
+            session.close()
+
+    def _retire_locked(self, session: _Session, broken: bool = False) -> None:
+        session.retired = True
+        session.broken = session.broken or broken
+        if self._current is session:
+            self._current = None
+        if session.inflight == 0:
+            self._sessions.discard(session)
+
+    def _retire(self, session: _Session, broken: bool = False) -> None:
+        """Stop handing out ``session``; it is closed when its last call ends."""
+        with self._lock:
+            self._retire_locked(session, broken)
+
+    # -- one call -----------------------------------------------------------------------------
+
+    def _start(self, call: ScriptCall, deadline: float) -> tuple[_Session, PowerShell]:
+        attempt = 0
+        while True:
+            session: _Session | None = None
+            sent = False
+            try:
+                session = self._acquire(call)
+                ps = PowerShell(session.pool)
+                ps.add_script(call.text).add_parameter(INPUT_PARAMETER, call.document)
+                with session.start_lock:
+                    sent = True
+                    ps.begin_invoke()
+                return session, ps
+            except psrp_exc.AuthenticationError:
+                self._drop(session)
+                raise errors.BridgeAuthenticationError(
+                    call.name, self.target,
+                    'authentication failed (check psrp_username / psrp_password / psrp_auth)'
+                ) from None
+            except requests.exceptions.SSLError as exc:
+                self._drop(session)
+                raise errors.BridgeTransportError(
+                    call.name, self.target,
+                    f'TLS failure talking to the host: {_short(exc)}; if the host uses a '
+                    'self-signed or private-CA certificate, set psrp_cert_validation to the '
+                    'CA bundle path') from None
+            except errors.BridgeTransportError:
+                raise
+            except _TRANSPORT_ERRORS as exc:
+                self._drop(session)
+                if sent and not _nothing_started(exc):
+                    raise errors.BridgeTransportError(
+                        call.name, self.target,
+                        'connection lost while starting the pipeline; not retried because the '
+                        f'script may have started on the host: {_short(exc)}') from None
+                attempt += 1
+                delay = self.reconnect_backoff * 2 ** (attempt - 1)
+                if attempt > self.reconnect_attempts or time.monotonic() + delay > deadline:
+                    raise errors.BridgeTransportError(
+                        call.name, self.target,
+                        f'cannot open a PowerShell session after {attempt} attempt(s): '
+                        f'{_short(exc)}') from None
+                LOG.warning('PowerShell session to %s failed (%s); reconnecting in %.1fs '
+                            '(attempt %d of %d)', self.target, type(exc).__name__, delay,
+                            attempt, self.reconnect_attempts)
+                time.sleep(delay)
+
+    def _drop(self, session: _Session | None) -> None:
+        if session is not None:
+            self._retire(session, broken=True)
+            self._release(session)
+
+    def _wait(self, session: _Session, ps: PowerShell, call: ScriptCall,
+              deadline: float) -> None:
+        while ps.state == PSInvocationState.RUNNING:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self._stop(session, ps)
+                raise errors.BridgeTimeout(
+                    call.name, self.target,
+                    f'no result after {call.timeout:g}s; the pipeline was stopped and the '
+                    'session recycled')
+            cap = _SERIAL_POLL if session.serialised else self.operation_timeout
+            # WS-Man OperationTimeout in whole seconds: the host answers as soon
+            # as output is ready, so this only bounds how late a timeout is seen.
+            poll = max(1, min(cap, math.ceil(remaining)))
+            try:
+                ps.poll_invoke(timeout=poll)
+            except psrp_exc.AuthenticationError:
+                self._retire(session, broken=True)
+                raise errors.BridgeAuthenticationError(
+                    call.name, self.target, 'authentication failed while the script was running;'
+                    ' it may have completed on the host') from None
+            except _TRANSPORT_ERRORS as exc:
+                self._retire(session, broken=True)
+                raise errors.BridgeTransportError(
+                    call.name, self.target,
+                    'connection lost while the script was running; not retried because it may '
+                    f'have completed on the host: {_short(exc)}') from None
+
+    def _stop(self, session: _Session, ps: PowerShell) -> None:
+        try:
+            ps.stop()
+        except Exception as exc:   # the session is recycled either way
+            LOG.warning('Could not stop a timed-out pipeline on %s: %s', self.target,
+                        type(exc).__name__)
+        self._retire(session)
+
+    def _collect(self, session: _Session, ps: PowerShell,
+                 call: ScriptCall) -> tuple[str, str | None]:
+        """Return (output text, stderr tail if the call produced no envelope)."""
+        text = '\n'.join(str(o) for o in ps.output if o is not None)
+        try:
+            # WS-Man requires Terminate before the command's resources are freed;
+            # without it WinRM refuses new commands after MaxConcurrentCommandsPerShell.
+            ps.close()
+        except Exception as exc:
+            LOG.debug('Closing a finished pipeline on %s failed: %s', self.target,
+                      type(exc).__name__)
+            self._retire(session, broken=True)
+        tail = _error_tail(ps)
+        if text.strip():
+            return text, None
+        if ps.state in (PSInvocationState.FAILED, PSInvocationState.STOPPED) or tail:
+            return text, tail
+        return text, None
+
+    def _no_envelope(self, call: ScriptCall, ps: PowerShell, text: str, tail: str) -> str:
+        if ps.state == PSInvocationState.STOPPED:
+            reason = 'the pipeline was stopped on the host before writing its result'
+        elif ps.state == PSInvocationState.FAILED:
+            reason = 'the pipeline failed without writing a result envelope'
+        else:
+            reason = 'the pipeline wrote errors and no result envelope'
+        raise errors.BridgeError(call.name, self.target, reason, tail)
+
+
+def _serialise_requests(wsman: WSMan) -> None:
+    """Let one WS-Man request at a time use this connection's security context."""
+    lock = threading.Lock()
+    send = wsman.transport.send
+
+    def locked_send(*args: Any, **kwargs: Any) -> bytes:
+        with lock:
+            return send(*args, **kwargs)
+
+    wsman.transport.send = locked_send   # type: ignore[method-assign]
+
+
+def _nothing_started(exc: BaseException) -> bool:
+    """True when the failure proves the host did not start the pipeline."""
+    if isinstance(exc, psrp_exc.WSManFaultError):
+        # The host answered the Command (or Send) with a fault instead of
+        # accepting it: shell not found (idle timeout, WinRM restart), quota
+        # exceeded, ...  A fresh pool may succeed.
+        return True
+    if isinstance(exc, psrp_exc.WinRMTransportError):
+        return exc.code == 400
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return True
+    # requests wraps urllib3's NewConnectionError (connection refused / no route):
+    # the request was never written.
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        cur = stack.pop()
+        if cur is None or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if type(cur).__name__ in ('NewConnectionError', 'ConnectTimeoutError'):
+            return True
+        if isinstance(cur, BaseException):
+            stack.extend([cur.__cause__, cur.__context__, getattr(cur, 'reason', None),
+                          *[a for a in cur.args if isinstance(a, BaseException)]])
+    return False
+
+
+def _record_text(record: Any) -> str:
+    details = getattr(record, 'details_message', None)
+    if details:
+        return str(details)
+    exc = getattr(record, 'exception', None)
+    props = getattr(exc, 'adapted_properties', None) or {}
+    if props.get('Message'):
+        return str(props['Message'])
+    return str(getattr(record, 'message', None) or record)
+
+
+def _error_tail(ps: PowerShell) -> str:
+    text = '\n'.join(_record_text(r) for r in ps.streams.error)
+    return text[-_STDERR_TAIL:]
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 300 else text[:300] + '...'

@@ -1,0 +1,247 @@
+"""Block and file storage from outside the host: iSCSI, MPIO and SMB mappings.
+
+Test set-up describes the storage array (``add_iscsi_target``: a target
+behind a portal with LUNs and optional CHAP); the host then registers the
+portal, logs in (a session) and sees each LUN as a physical disk.  With MPIO
+claiming iSCSI, a second session to the same target adds a path to the
+existing disks; without it the LUNs show up again as new disks (what
+Windows does with multipath software missing).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import uuid
+
+from psdriver.sim import paths
+from psdriver.sim.errors import CIM_EXCEPTION, SimError, invalid_argument
+from psdriver.sim.devices import DeviceRules
+from psdriver.sim.state import GIB, Disk, IscsiLun, IscsiSession, IscsiTarget, SmbMapping
+from psdriver.sim.txn import reads, writes
+
+DEFAULT_ISCSI_PORT = 3260
+
+
+def normalize_portal(portal: str) -> str:
+    if not isinstance(portal, str) or not portal.strip():
+        raise invalid_argument('The target portal address is empty.', str(portal))
+    host, sep, port = portal.strip().rpartition(':')
+    if not sep or ']' in port or host.count(':') and not host.startswith('['):
+        host, port = portal.strip(), str(DEFAULT_ISCSI_PORT)
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise invalid_argument(f"'{portal}' has an invalid port.", portal)
+    return f'{host.lower()}:{int(port)}'
+
+
+def _iscsi_error(message: str, category: str, error_id: str, target: str) -> SimError:
+    return SimError(message, category, error_id, CIM_EXCEPTION, target)
+
+
+class IscsiRules(DeviceRules):
+
+    # -- the storage array (test set-up) -------------------------------------------
+
+    @writes
+    def add_iscsi_target(self, portals: str | list[str], iqn: str,
+                         lun_sizes_gb: list[float] = (1,), *, chap_username: str | None = None,
+                         chap_secret: str | None = None) -> IscsiTarget:
+        """Offer a target with LUNs of the given sizes behind one or more portals."""
+        if isinstance(portals, str):
+            portals = [portals]
+        target = IscsiTarget(
+            iqn=iqn, portals=[normalize_portal(p) for p in portals],
+            luns=[IscsiLun(lun=i, size=int(size * GIB),
+                           serial=f'SIM{uuid.uuid4().hex[:13].upper()}')
+                  for i, size in enumerate(lun_sizes_gb)],
+            chap_username=chap_username, chap_secret=chap_secret)
+        self._state.iscsi.targets.append(target)
+        return target
+
+    # -- initiator side ---------------------------------------------------------------
+
+    @reads
+    def initiator_name(self) -> str:
+        cfg = self._state.config
+        return cfg.iscsi_initiator or \
+            f'iqn.1991-05.com.microsoft:{cfg.hostname.lower()}.sim.local'
+
+    @writes
+    def add_target_portal(self, portal: str) -> str:
+        """``New-IscsiTargetPortal``: the portal must answer (a target lives behind it)."""
+        norm = normalize_portal(portal)
+        if not any(norm in t.portals for t in self._state.iscsi.targets):
+            raise _iscsi_error('Connection Failed.', 'ConnectionError', 'PortalUnreachable',
+                               portal)
+        if norm not in self._state.iscsi.portals:
+            self._state.iscsi.portals.append(norm)
+        return norm
+
+    @writes
+    def remove_target_portal(self, portal: str) -> None:
+        norm = normalize_portal(portal)
+        if norm not in self._state.iscsi.portals:
+            raise _iscsi_error(f"The target portal '{portal}' is not registered.",
+                               'ObjectNotFound', 'PortalNotFound', portal)
+        self._state.iscsi.portals.remove(norm)
+
+    @reads
+    def discovered_targets(self) -> list[IscsiTarget]:
+        """``Get-IscsiTarget``: targets behind the registered portals."""
+        portals = set(self._state.iscsi.portals)
+        return [t for t in self._state.iscsi.targets if portals.intersection(t.portals)]
+
+    @reads
+    def iscsi_sessions(self) -> list[IscsiSession]:
+        return list(self._state.iscsi.sessions)
+
+    @writes
+    def connect_iscsi_target(self, iqn: str, portal: str | None = None, *,
+                             chap_username: str | None = None, chap_secret: str | None = None,
+                             persistent: bool = False,
+                             multipath: bool = False) -> IscsiSession:
+        """``Connect-IscsiTarget``; its LUNs become host disks (online, like Windows)."""
+        iscsi = self._state.iscsi
+        wanted = normalize_portal(portal) if portal else None
+        usable = [(t, p) for t in self.discovered_targets() for p in t.portals
+                  if t.iqn == iqn and p in iscsi.portals and wanted in (None, p)]
+        if not usable:
+            raise _iscsi_error('The target name is not found or is marked as hidden from '
+                               'login.', 'ObjectNotFound', 'TargetNotFound', iqn)
+        target, via = usable[0]
+        if target.chap_username is not None and (chap_username, chap_secret) != \
+                (target.chap_username, target.chap_secret):
+            raise _iscsi_error('Authentication Failure.', 'AuthenticationError',
+                               'AuthenticationFailure', iqn)
+        existing = [s for s in iscsi.sessions if s.target_iqn == iqn]
+        if existing and not multipath:
+            raise _iscsi_error('The target has already been logged in via an iSCSI session.',
+                               'ResourceExists', 'AlreadyLoggedIn', iqn)
+        session = IscsiSession(id=f'{uuid.uuid4().hex[:16]}-{len(iscsi.sessions) + 1:x}',
+                               target_iqn=iqn, portal=via, persistent=persistent,
+                               auth_type='ONEWAYCHAP' if chap_username else 'NONE')
+        iscsi.sessions.append(session)
+        claimed = 'iSCSI' in iscsi.mpio_claimed_bus_types
+        for lun in target.luns:
+            disk = next((d for d in iscsi.disks if d.serial == lun.serial), None) \
+                if claimed else None
+            if disk is not None:
+                disk.session_ids.append(session.id)
+                continue
+            iscsi.disks.append(Disk(number=iscsi.next_disk_number, serial=lun.serial,
+                                    size=lun.size, target_iqn=iqn, lun=lun.lun,
+                                    session_ids=[session.id], mpio=claimed))
+            iscsi.next_disk_number += 1
+        return session
+
+    @writes
+    def disconnect_iscsi_target(self, iqn: str, session_id: str | None = None) -> None:
+        """``Disconnect-IscsiTarget``; refused while a VM uses one of its disks."""
+        iscsi = self._state.iscsi
+        sessions = [s for s in iscsi.sessions
+                    if s.target_iqn == iqn and (session_id is None or s.id == session_id)]
+        if not sessions:
+            raise _iscsi_error(f"No iSCSI session to target '{iqn}' exists.", 'ObjectNotFound',
+                               'SessionNotFound', iqn)
+        ids = {s.id for s in sessions}
+        gone = [d for d in iscsi.disks if d.session_ids and set(d.session_ids) <= ids]
+        for disk in gone:
+            for vm in self._state.vms.values():
+                if any(dr.disk_number == disk.number for dr in vm.drives):
+                    raise _iscsi_error(
+                        'The session cannot be logged out since a device on that session is '
+                        f"currently being used (disk {disk.number}, virtual machine "
+                        f"'{vm.name}').", 'ResourceBusy', 'SessionBusy', iqn)
+        for disk in iscsi.disks:
+            disk.session_ids = [i for i in disk.session_ids if i not in ids]
+        iscsi.disks = [d for d in iscsi.disks if d.session_ids]
+        iscsi.sessions = [s for s in iscsi.sessions if s.id not in ids]
+
+    @reads
+    def list_disks(self) -> list[Disk]:
+        return sorted(self._state.iscsi.disks, key=lambda d: d.number)
+
+    @reads
+    def get_disk(self, number: int) -> Disk:
+        disk = self._find_disk(number)
+        if disk is None:
+            raise SimError(f'No MSFT_Disk objects found with property \'Number\' equal to '
+                           f"'{number}'.", 'ObjectNotFound', 'CmdletizationQuery_NotFound',
+                           CIM_EXCEPTION, str(number))
+        return disk
+
+    @writes
+    def set_disk_offline(self, number: int, offline: bool = True) -> Disk:
+        """``Set-Disk -IsOffline``; a disk given to a VM cannot come back online."""
+        disk = self.get_disk(number)
+        if not offline and any(d.disk_number == number for vm in self._state.vms.values()
+                               for d in vm.drives):
+            raise _iscsi_error(f'Disk {number} is attached to a virtual machine.',
+                               'ResourceBusy', 'DiskInUse', str(number))
+        disk.is_offline = bool(offline)
+        return disk
+
+    # -- MPIO -----------------------------------------------------------------------
+
+    def _require_module(self, module: str) -> None:
+        if not self._state.config.modules.get(module):
+            raise SimError(f"The '{module}' feature is not installed on this host.",
+                           'NotInstalled', 'ModuleNotInstalled', 'System.IO.FileNotFoundException',
+                           module)
+
+    @writes
+    def mpio_claim(self, bus_type: str = 'iSCSI') -> None:
+        """``Enable-MSDSMAutomaticClaim -BusType``: later sessions share disks."""
+        self._require_module('MPIO')
+        if bus_type not in self._state.iscsi.mpio_claimed_bus_types:
+            self._state.iscsi.mpio_claimed_bus_types.append(bus_type)
+
+    @writes
+    def mpio_unclaim(self, bus_type: str = 'iSCSI') -> None:
+        self._require_module('MPIO')
+        claimed = self._state.iscsi.mpio_claimed_bus_types
+        if bus_type in claimed:
+            claimed.remove(bus_type)
+
+    @reads
+    def mpio_claimed(self, bus_type: str = 'iSCSI') -> bool:
+        return bus_type in self._state.iscsi.mpio_claimed_bus_types
+
+    # -- SMB ---------------------------------------------------------------------------
+
+    @writes
+    def new_smb_mapping(self, remote_path: str, local_path: str = '',
+                        username: str = '') -> SmbMapping:
+        """``New-SmbGlobalMapping``: the share must exist (see ``add_volume``)."""
+        remote = paths.normalize(remote_path)
+        if not remote.startswith('\\\\') or not paths.is_root(remote):
+            raise invalid_argument(f"'{remote_path}' is not a share path (\\\\server\\share).",
+                                   remote_path)
+        share = paths.root(remote)
+        if share.lower() not in self._state.volumes:
+            raise SimError('The network name cannot be found.', 'ObjectNotFound',
+                           'NetworkNameNotFound', CIM_EXCEPTION, remote_path)
+        for mapping in self._state.smb_mappings:
+            if mapping.remote_path.lower() == share.lower():
+                raise SimError(f"A mapping to '{share}' already exists.", 'ResourceExists',
+                               'MappingExists', CIM_EXCEPTION, remote_path)
+            if local_path and mapping.local_path.lower() == local_path.lower():
+                raise SimError('The local device name is already in use.', 'ResourceExists',
+                               'LocalNameInUse', CIM_EXCEPTION, local_path)
+        mapping = SmbMapping(remote_path=share, local_path=local_path, username=username)
+        self._state.smb_mappings.append(mapping)
+        return mapping
+
+    @writes
+    def remove_smb_mapping(self, remote_path: str) -> None:
+        share = paths.root(paths.normalize(remote_path)).lower()
+        keep = [m for m in self._state.smb_mappings if m.remote_path.lower() != share]
+        if len(keep) == len(self._state.smb_mappings):
+            raise SimError(f"No SMB mapping to '{remote_path}' exists.", 'ObjectNotFound',
+                           'MappingNotFound', CIM_EXCEPTION, remote_path)
+        self._state.smb_mappings = keep
+
+    @reads
+    def smb_mappings(self, pattern: str = '*') -> list[SmbMapping]:
+        pat = pattern.lower()
+        return [m for m in self._state.smb_mappings
+                if fnmatch.fnmatchcase(m.remote_path.lower(), pat)]

@@ -1,0 +1,294 @@
+"""The data of one simulated Hyper-V host.
+
+Plain dataclasses, JSON-native fields only (str, int, float, bool, None,
+lists, dicts with string keys and other persisted dataclasses), so that
+:mod:`psdriver.sim.store` can save and load the whole host quickly.  The
+rules live in the :class:`~psdriver.sim.host.SimHost` methods, not here.
+
+Keys of the lookup dicts are case-folded (Windows names and paths are
+case-insensitive); each object keeps its display name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import field
+from typing import Any
+
+GIB = 1024 ** 3
+MIB = 1024 ** 2
+
+#: Registry of persisted classes, by name, for the tagged JSON codec.
+PERSISTED: dict[str, type] = {}
+
+
+def persisted(cls: type) -> type:
+    """Register a dataclass so the store can rebuild it from JSON."""
+    cls = dataclasses.dataclass(cls)
+    PERSISTED[cls.__name__] = cls
+    return cls
+
+
+def _default_modules() -> dict[str, bool]:
+    return {'Hyper-V': True, 'FailoverClusters': False, 'MPIO': True, 'iSCSI': True,
+            'Storage': True}
+
+
+def _default_features() -> list[str]:
+    return ['mmx', 'sse', 'sse2', 'sse3', 'ssse3', 'sse4_1', 'sse4_2', 'popcnt', 'aes',
+            'pclmulqdq', 'avx', 'avx2', 'fma', 'rdrand', 'xsave', 'nx', 'pae', 'vmx',
+            'slat']
+
+
+@persisted
+class HostConfig:
+    """What the host is; every field can be overridden by a ``SimHost(**kwargs)``."""
+
+    hostname: str = 'SIMHV01'
+    os_name: str = 'Microsoft Windows Server 2022 Datacenter'
+    os_version: str = '10.0.20348'
+    hyperv_version: str = '10.0.20348.1'
+    ps_version: str = '5.1.20348.2400'
+    ps_edition: str = 'Desktop'
+    logical_processors: int = 16
+    sockets: int = 2
+    threads_per_core: int = 2
+    numa_nodes: int = 2
+    memory_mb: int = 65536
+    #: Memory the root partition (the host OS) keeps for itself.
+    host_reserved_memory_mb: int = 2048
+    instances_path: str = 'C:\\OpenStack\\Instances'
+    #: Size of the volume that holds ``instances_path``.
+    disk_gb: float = 500
+    #: Other volumes (``'D:'`` or ``'\\\\server\\share'``) and their sizes in GiB.
+    extra_volumes: dict[str, float] = field(default_factory=dict)
+    cpu_vendor: str = 'GenuineIntel'
+    cpu_model: str = 'Intel(R) Xeon(R) Gold 6230 CPU @ 2.10GHz'
+    cpu_arch: str = 'x86_64'
+    cpu_features: list[str] = field(default_factory=_default_features)
+    ip_addresses: list[str] = field(default_factory=lambda: ['192.0.2.11', 'fe80::11'])
+    #: Virtual switches present at start: name -> type (External, Internal, Private).
+    switches: dict[str, str] = field(default_factory=lambda: {'external': 'External'})
+    modules: dict[str, bool] = field(default_factory=_default_modules)
+    is_admin: bool = True
+    iscsi_initiator: str = ''
+    max_running_vms: int = 1024
+
+
+@persisted
+class Volume:
+    root: str                      # 'C:' or '\\server\share'
+    capacity: int                  # bytes
+    used: int = 0                  # bytes, kept by the file rules
+
+
+@persisted
+class VhdInfo:
+    format: str                    # VHD | VHDX
+    vhd_type: str                  # Fixed | Dynamic | Differencing
+    size: int                      # virtual size, bytes
+    parent_path: str | None = None
+    disk_identifier: str = ''
+    logical_sector_size: int = 512
+    physical_sector_size: int = 4096
+    block_size: int = 33554432
+
+
+@persisted
+class FileEntry:
+    path: str                      # display path, normalised
+    is_dir: bool
+    size: int = 0                  # bytes on the volume (0 for directories)
+    created: float = 0.0
+    vhd: VhdInfo | None = None
+
+
+@persisted
+class Drive:
+    controller_type: str           # IDE | SCSI
+    controller_number: int
+    location: int
+    kind: str                      # HardDisk | DvdDrive
+    path: str | None = None        # VHD/VHDX or ISO path
+    disk_number: int | None = None  # pass-through physical disk
+
+
+@persisted
+class NetworkAdapter:
+    id: str
+    name: str
+    mac_address: str = '000000000000'
+    dynamic_mac: bool = True
+    switch_name: str | None = None
+    vlan_id: int | None = None
+
+
+@persisted
+class Snapshot:
+    id: str
+    name: str
+    parent_id: str | None
+    created: float
+    #: Drive slot ('SCSI:0:1') -> the disk path the snapshot froze.
+    disks: dict[str, str] = field(default_factory=dict)
+    processor_count: int = 1
+    memory_startup_mb: int = 512
+    notes: str = ''
+
+
+@persisted
+class Vm:
+    id: str
+    name: str
+    generation: int
+    path: str
+    state: str = 'Off'
+    notes: str = ''
+    processor_count: int = 1
+    memory_startup_mb: int = 512
+    dynamic_memory: bool = False
+    memory_minimum_mb: int = 512
+    memory_maximum_mb: int = 1048576
+    secure_boot: bool = False
+    secure_boot_template: str = ''
+    scsi_controllers: int = 0
+    drives: list[Drive] = field(default_factory=list)
+    nics: list[NetworkAdapter] = field(default_factory=list)
+    com_ports: dict[str, str] = field(default_factory=lambda: {'COM1': '', 'COM2': ''})
+    console_log: list[str] = field(default_factory=list)
+    snapshots: list[Snapshot] = field(default_factory=list)
+    current_snapshot_id: str | None = None
+    created: float = 0.0
+    started_at: float | None = None
+    #: Whether the guest answers a shutdown request (a hung guest does not).
+    guest_shutdown: bool = True
+    automatic_stop_action: str = 'Save'
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@persisted
+class Switch:
+    name: str
+    switch_type: str               # External | Internal | Private
+    id: str = ''
+
+
+@persisted
+class IscsiLun:
+    lun: int
+    size: int
+    serial: str
+
+
+@persisted
+class IscsiTarget:
+    """A target offered by a storage array behind a portal (set up by tests)."""
+
+    iqn: str
+    portals: list[str]             # 'address:port' of each path to the target
+    luns: list[IscsiLun] = field(default_factory=list)
+    chap_username: str | None = None
+    chap_secret: str | None = None
+
+
+@persisted
+class IscsiSession:
+    id: str
+    target_iqn: str
+    portal: str
+    persistent: bool = False
+    auth_type: str = 'NONE'
+
+
+@persisted
+class Disk:
+    """A physical disk of the host (iSCSI LUNs show up as these)."""
+
+    number: int
+    serial: str
+    size: int
+    bus_type: str = 'iSCSI'
+    target_iqn: str = ''
+    lun: int = 0
+    session_ids: list[str] = field(default_factory=list)
+    is_offline: bool = False
+    mpio: bool = False
+
+
+@persisted
+class SmbMapping:
+    remote_path: str
+    local_path: str = ''
+    username: str = ''
+    status: str = 'OK'
+
+
+@persisted
+class IscsiState:
+    initiator: str = ''
+    portals: list[str] = field(default_factory=list)
+    targets: list[IscsiTarget] = field(default_factory=list)
+    sessions: list[IscsiSession] = field(default_factory=list)
+    disks: list[Disk] = field(default_factory=list)
+    #: Bus types MPIO claims automatically (Enable-MSDSMAutomaticClaim).
+    mpio_claimed_bus_types: list[str] = field(default_factory=list)
+    next_disk_number: int = 1
+
+
+@persisted
+class ClusterNode:
+    name: str
+    state: str = 'Up'              # Up | Down | Paused
+
+
+@persisted
+class ClusterGroup:
+    name: str
+    owner_node: str
+    state: str = 'Online'          # Online | Offline | Failed | Pending
+    group_type: str = 'VirtualMachine'
+    vm_name: str | None = None
+
+
+@persisted
+class ClusterState:
+    name: str
+    nodes: list[ClusterNode] = field(default_factory=list)
+    groups: dict[str, ClusterGroup] = field(default_factory=dict)
+
+
+@persisted
+class FaultRule:
+    kind: str                      # fail | delay | garbage
+    script: str                    # script name or fnmatch pattern ('*', 'Get-*')
+    remaining: int | None = 1      # None: every call
+    message: str = ''
+    category: str = 'InvalidOperation'
+    error_id: str = ''
+    error_type: str = ''
+    target: str = ''
+    seconds: float = 0.0
+    text: str = ''
+
+
+@persisted
+class FaultState:
+    host_down: bool = False
+    rules: list[FaultRule] = field(default_factory=list)
+
+
+@persisted
+class HostState:
+    config: HostConfig
+    boot_time: float
+    volumes: dict[str, Volume] = field(default_factory=dict)
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    vms: dict[str, Vm] = field(default_factory=dict)
+    switches: dict[str, Switch] = field(default_factory=dict)
+    iscsi: IscsiState = field(default_factory=IscsiState)
+    smb_mappings: list[SmbMapping] = field(default_factory=list)
+    cluster: ClusterState | None = None
+    faults: FaultState = field(default_factory=FaultState)
+    mac_counter: int = 0
+    #: Bumped on every saved change; lets tests and tools see that state moved.
+    generation: int = 0

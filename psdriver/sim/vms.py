@@ -1,0 +1,521 @@
+"""Virtual machines: lifecycle, the state machine, memory and CPU capacity.
+
+The state machine follows Hyper-V's cmdlets.  Asking for the state a VM is
+already in is a no-op (Hyper-V only writes a warning); any other move the
+table below does not list is refused with Hyper-V's "The operation cannot be
+performed while the virtual machine is in its current state."
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import time
+import uuid
+
+from psdriver.sim import paths
+from psdriver.sim.errors import (
+    SimError, invalid_argument, invalid_state, vm_exists, vm_id_not_found,
+    vm_not_found)
+from psdriver.sim.state import Vm
+from psdriver.sim.network import NetworkRules
+from psdriver.sim.storage import ACTIVE_STATES
+from psdriver.sim.txn import reads, writes
+
+STATES = ('Off', 'Running', 'Paused', 'Saved', 'Starting', 'Stopping')
+
+#: Operation -> {state it is allowed from: state it leads to}.
+TRANSITIONS: dict[str, dict[str, str]] = {
+    'start': {'Off': 'Running', 'Saved': 'Running'},
+    'stop': {'Running': 'Off'},
+    'turn_off': {'Running': 'Off', 'Paused': 'Off', 'Saved': 'Off', 'Starting': 'Off',
+                 'Stopping': 'Off'},
+    'suspend': {'Running': 'Paused'},
+    'resume': {'Paused': 'Running'},
+    'save': {'Running': 'Saved', 'Paused': 'Saved'},
+    'restart': {'Running': 'Running'},
+    'remove_saved_state': {'Saved': 'Off'},
+}
+#: Operation -> the state in which it is a no-op.
+ALREADY = {'start': 'Running', 'stop': 'Off', 'turn_off': 'Off', 'suspend': 'Paused',
+           'resume': 'Running', 'save': 'Saved'}
+_ACTION_TEXT = {'start': 'start', 'stop': 'shut down', 'turn_off': 'turn off',
+                'suspend': 'pause', 'resume': 'resume', 'save': 'save', 'restart': 'restart',
+                'remove_saved_state': 'remove the saved state'}
+
+MAX_VM_NAME = 100
+MAX_MEMORY_MB = 12 * 1024 * 1024
+MIN_MEMORY_MB = 32
+MAX_VCPUS = {1: 64, 2: 240}
+SECURE_BOOT_TEMPLATES = ('MicrosoftWindows', 'MicrosoftUEFICertificateAuthority',
+                         'OpenSourceShieldedVM')
+DEFAULT_VM_PATH = 'C:\\ProgramData\\Microsoft\\Windows\\Hyper-V'
+CONSOLE_LOG_LINES = 2000
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise invalid_argument('The virtual machine name cannot be empty.', str(name))
+    if len(name) > MAX_VM_NAME:
+        raise invalid_argument(
+            f'The virtual machine name is longer than {MAX_VM_NAME} characters.', name)
+    if any(ord(c) < 32 for c in name) or any(c in name for c in '\\/:*?"<>|'):
+        raise invalid_argument(f'The virtual machine name "{name}" contains characters that '
+                               'are not allowed.', name)
+    return name
+
+
+class VmRules(NetworkRules):
+
+    # -- lookup ------------------------------------------------------------------
+
+    def _vm(self, name: str) -> Vm:
+        vm = self._state.vms.get(name.lower()) if isinstance(name, str) else None
+        if vm is None:
+            raise vm_not_found(str(name))
+        return vm
+
+    @reads
+    def get_vm(self, name: str) -> Vm:
+        """``Get-VM -Name``: exact name, case-insensitive; ObjectNotFound if missing."""
+        return self._vm(name)
+
+    @reads
+    def find_vm(self, name: str) -> Vm | None:
+        return self._state.vms.get(name.lower())
+
+    @reads
+    def get_vm_by_id(self, vm_id: str) -> Vm:
+        wanted = vm_id.lower()
+        for vm in self._state.vms.values():
+            if vm.id.lower() == wanted:
+                return vm
+        raise vm_id_not_found(vm_id)
+
+    @reads
+    def list_vms(self, pattern: str = '*') -> list[Vm]:
+        """``Get-VM [-Name pattern]`` with PowerShell wildcards, sorted by name."""
+        pat = pattern.lower()
+        return sorted((vm for k, vm in self._state.vms.items() if fnmatch.fnmatchcase(k, pat)),
+                      key=lambda vm: vm.name.lower())
+
+    # -- create, remove, rename ---------------------------------------------------
+
+    @writes
+    def create_vm(self, name: str, *, generation: int = 2, memory_startup_mb: int = 512,
+                  processor_count: int = 1, path: str | None = None, notes: str = '',
+                  dynamic_memory: bool = False, memory_minimum_mb: int | None = None,
+                  memory_maximum_mb: int | None = None) -> Vm:
+        """``New-VM``: names are unique on this host (psdriver relies on it)."""
+        _check_name(name)
+        if name.lower() in self._state.vms:
+            raise vm_exists(name)
+        if generation not in (1, 2):
+            raise invalid_argument(f'The generation {generation!r} is not valid; use 1 or 2.',
+                                   name)
+        vm_path = paths.normalize(path or DEFAULT_VM_PATH)
+        self._volume(vm_path)
+        vm = Vm(id=str(uuid.uuid4()), name=name, generation=generation, path=vm_path,
+                notes=notes, created=time.time(), scsi_controllers=1,
+                secure_boot=generation == 2,
+                secure_boot_template='MicrosoftWindows' if generation == 2 else '')
+        self._apply_memory(vm, memory_startup_mb, dynamic_memory,
+                           memory_minimum_mb if memory_minimum_mb is not None
+                           else min(512, memory_startup_mb),
+                           memory_maximum_mb if memory_maximum_mb is not None else 1048576)
+        self._apply_processor_count(vm, processor_count)
+        self._state.vms[name.lower()] = vm
+        return vm
+
+    @writes
+    def remove_vm(self, name: str) -> None:
+        """``Remove-VM``: only Off or Saved VMs; disks and folders stay on the volume."""
+        vm = self._vm(name)
+        if vm.state not in ('Off', 'Saved'):
+            raise invalid_state(vm.name, vm.state, 'delete')
+        cluster = self._state.cluster
+        if cluster and any(g.vm_name and g.vm_name.lower() == vm.name.lower()
+                           for g in cluster.groups.values()):
+            raise SimError(f"Virtual machine '{vm.name}' is a clustered role; remove it from "
+                           'the cluster first.', 'InvalidOperation', 'VMIsClustered',
+                           target=vm.name)
+        self._drop_saved_state(vm)
+        del self._state.vms[vm.name.lower()]
+
+    @writes
+    def rename_vm(self, name: str, new_name: str) -> Vm:
+        vm = self._vm(name)
+        _check_name(new_name)
+        if new_name.lower() != vm.name.lower() and new_name.lower() in self._state.vms:
+            raise vm_exists(new_name)
+        del self._state.vms[vm.name.lower()]
+        vm.name = new_name
+        self._state.vms[new_name.lower()] = vm
+        return vm
+
+    # -- settings -----------------------------------------------------------------
+
+    @writes
+    def set_notes(self, name: str, notes: str) -> Vm:
+        """VM notes (psdriver keeps the Nova instance UUID there)."""
+        vm = self._vm(name)
+        if not isinstance(notes, str):
+            raise invalid_argument('Notes must be a string.', vm.name)
+        vm.notes = notes
+        return vm
+
+    def _apply_memory(self, vm: Vm, startup: int, dynamic: bool, minimum: int,
+                      maximum: int) -> None:
+        for label, value in (('startup', startup), ('minimum', minimum), ('maximum', maximum)):
+            if not isinstance(value, int) or value < MIN_MEMORY_MB or value > MAX_MEMORY_MB:
+                raise invalid_argument(
+                    f"Invalid {label} memory value {value!r} MB for '{vm.name}': it must be "
+                    f'between {MIN_MEMORY_MB} and {MAX_MEMORY_MB} MB.', vm.name)
+            if value % 2:
+                raise invalid_argument(
+                    f"Invalid memory value assigned for '{vm.name}'. Memory values must be "
+                    'a multiple of 2 MB.', vm.name)
+        if dynamic and not minimum <= startup <= maximum:
+            raise invalid_argument(
+                f"Invalid dynamic memory settings for '{vm.name}': minimum ({minimum} MB) <= "
+                f'startup ({startup} MB) <= maximum ({maximum} MB) does not hold.', vm.name)
+        vm.memory_startup_mb = startup
+        vm.dynamic_memory = bool(dynamic)
+        vm.memory_minimum_mb = minimum
+        vm.memory_maximum_mb = maximum
+
+    @writes
+    def set_memory(self, name: str, startup_mb: int | None = None, *,
+                   dynamic: bool | None = None, minimum_mb: int | None = None,
+                   maximum_mb: int | None = None) -> Vm:
+        """``Set-VMMemory``.  A running VM may only change static startup memory."""
+        vm = self._vm(name)
+        startup = vm.memory_startup_mb if startup_mb is None else startup_mb
+        dyn = vm.dynamic_memory if dynamic is None else dynamic
+        minimum = vm.memory_minimum_mb if minimum_mb is None else minimum_mb
+        maximum = vm.memory_maximum_mb if maximum_mb is None else maximum_mb
+        if vm.state != 'Off':
+            changes_only_static_startup = (not dyn and not vm.dynamic_memory
+                                           and (minimum, maximum) == (vm.memory_minimum_mb,
+                                                                      vm.memory_maximum_mb))
+            if vm.state != 'Running' or not changes_only_static_startup:
+                raise invalid_state(vm.name, vm.state, 'modify memory')
+            grow = startup - vm.memory_startup_mb
+            if grow > 0 and grow > self._memory_free_mb():
+                raise self._out_of_memory(vm, startup)
+        self._apply_memory(vm, startup, dyn, minimum, maximum)
+        return vm
+
+    def _apply_processor_count(self, vm: Vm, count: int) -> None:
+        limit = min(MAX_VCPUS[vm.generation], self._state.config.logical_processors)
+        if not isinstance(count, int) or not 1 <= count <= limit:
+            raise invalid_argument(
+                f"'{vm.name}' failed to modify device 'Processor'. The processor count "
+                f'{count!r} is out of range: this host allows 1 to {limit} virtual processors '
+                'per virtual machine.', vm.name)
+        vm.processor_count = count
+
+    @writes
+    def set_processor_count(self, name: str, count: int) -> Vm:
+        """``Set-VMProcessor -Count``: only while the VM is Off."""
+        vm = self._vm(name)
+        if vm.state != 'Off':
+            raise invalid_state(vm.name, vm.state, 'modify processors')
+        self._apply_processor_count(vm, count)
+        return vm
+
+    @writes
+    def set_secure_boot(self, name: str, enabled: bool, template: str | None = None) -> Vm:
+        """``Set-VMFirmware``: generation 2 only, VM Off."""
+        vm = self._vm(name)
+        if vm.generation != 2:
+            raise SimError(f"Cannot change firmware settings of '{vm.name}': secure boot "
+                           'needs a generation 2 virtual machine.', 'InvalidOperation',
+                           'Generation1Firmware', target=vm.name)
+        if vm.state != 'Off':
+            raise invalid_state(vm.name, vm.state, 'modify firmware')
+        if template is not None and template not in SECURE_BOOT_TEMPLATES:
+            raise invalid_argument(f"Unknown secure boot template '{template}'.", vm.name)
+        vm.secure_boot = bool(enabled)
+        if template is not None:
+            vm.secure_boot_template = template
+        return vm
+
+    @writes
+    def set_guest_shutdown(self, name: str, responds: bool) -> Vm:
+        """Test knob: whether the guest honours a shutdown request (a hung guest does not)."""
+        vm = self._vm(name)
+        vm.guest_shutdown = bool(responds)
+        return vm
+
+    # -- memory and CPU capacity ---------------------------------------------------
+
+    @staticmethod
+    def memory_assigned_mb(vm: Vm) -> int:
+        """Memory a VM holds on the host: its startup memory while active, else 0."""
+        return vm.memory_startup_mb if vm.state in ACTIVE_STATES else 0
+
+    def _memory_free_mb(self) -> int:
+        cfg = self._state.config
+        used = sum(self.memory_assigned_mb(vm) for vm in self._state.vms.values())
+        return cfg.memory_mb - cfg.host_reserved_memory_mb - used
+
+    @reads
+    def memory_free_mb(self) -> int:
+        """Free physical memory: total minus the host's own share minus active VMs."""
+        return self._memory_free_mb()
+
+    @reads
+    def numa_nodes(self) -> list[dict[str, int]]:
+        """Per-node processors and memory; active VMs fill the freest node first."""
+        cfg = self._state.config
+        count = cfg.numa_nodes
+        total = [cfg.memory_mb // count] * count
+        free = [t - cfg.host_reserved_memory_mb // count for t in total]
+        active = sorted((vm for vm in self._state.vms.values() if vm.state in ACTIVE_STATES),
+                        key=lambda vm: (vm.started_at or 0.0, vm.name.lower()))
+        for vm in active:
+            need = self.memory_assigned_mb(vm)
+            while need > 0:
+                node = max(range(count), key=lambda i: (free[i], -i))
+                take = min(need, free[node]) if free[node] > 0 else need
+                free[node] -= take
+                need -= take
+        return [{'id': i, 'logical_processors': cfg.logical_processors // count,
+                 'memory_mb_total': total[i], 'memory_mb_free': max(free[i], 0)}
+                for i in range(count)]
+
+    def _out_of_memory(self, vm: Vm, need: int) -> SimError:
+        return SimError(
+            f"'{vm.name}' failed to start. Not enough memory in the system to start the "
+            f'virtual machine {vm.name} with ram size {need} megabytes. (Virtual machine ID '
+            f'{vm.id})', 'ResourceUnavailable', 'OutOfMemory', target=vm.name)
+
+    # -- the state machine ----------------------------------------------------------
+
+    def _transition(self, vm: Vm, op: str) -> str | None:
+        """The state ``op`` leads to, ``None`` for a no-op; raises if not allowed."""
+        if ALREADY.get(op) == vm.state:
+            return None
+        target = TRANSITIONS[op].get(vm.state)
+        if target is None:
+            raise invalid_state(vm.name, vm.state, _ACTION_TEXT[op])
+        return target
+
+    @writes
+    def start_vm(self, name: str) -> Vm:
+        """``Start-VM`` from Off or Saved: needs free memory, its disks, no disk conflicts."""
+        vm = self._vm(name)
+        if self._transition(vm, 'start') is None:
+            return vm
+        running = sum(1 for v in self._state.vms.values() if v.state in ACTIVE_STATES)
+        if running >= self._state.config.max_running_vms:
+            raise SimError(f"'{vm.name}' failed to start: this host already runs the maximum "
+                           f'of {running} virtual machines.', 'LimitsExceeded',
+                           'TooManyRunningVMs', target=vm.name)
+        if vm.memory_startup_mb > self._memory_free_mb():
+            raise self._out_of_memory(vm, vm.memory_startup_mb)
+        self._check_devices_startable(vm)
+        self._drop_saved_state(vm)
+        for nic in vm.nics:
+            if nic.dynamic_mac and nic.mac_address == '000000000000':
+                nic.mac_address = self._next_mac()
+        restored = vm.state == 'Saved'
+        vm.state = 'Running'
+        vm.started_at = time.time()
+        self._console_boot(vm, 'restored from saved state' if restored else 'booting')
+        return vm
+
+    def _check_devices_startable(self, vm: Vm) -> None:
+        writers: dict[str, str] = {}
+        readers: dict[str, str] = {}
+        for other in self._state.vms.values():
+            if other is vm or other.state not in ACTIVE_STATES:
+                continue
+            for drive in other.drives:
+                if drive.path and drive.kind == 'HardDisk':
+                    chain = self._chain_keys(drive.path)
+                    writers.setdefault(chain[0], other.name)
+                    for k in chain[1:]:
+                        readers.setdefault(k, other.name)
+        for drive in vm.drives:
+            if drive.disk_number is not None:
+                disk = self._find_disk(drive.disk_number)
+                if disk is None or not disk.is_offline:
+                    raise SimError(
+                        f"'{vm.name}' failed to start: pass-through disk {drive.disk_number} is "
+                        'missing or online.', 'ObjectNotFound', 'PassThroughDiskMissing',
+                        target=vm.name)
+                continue
+            if not drive.path:
+                continue
+            chain = self._chain_keys(drive.path)
+            for k in chain:
+                entry = self._state.files.get(k)
+                if entry is None or (drive.kind == 'HardDisk' and entry.vhd is None):
+                    missing = entry.path if entry else k
+                    raise SimError(
+                        f"'{vm.name}' failed to start. Failed to open attachment '{missing}'. "
+                        'The system cannot find the file specified.', 'ObjectNotFound',
+                        'VhdNotFound', target=vm.name)
+            if drive.kind != 'HardDisk':
+                continue
+            holder = writers.get(chain[0]) or readers.get(chain[0])
+            if holder is None:
+                holder = next((writers[k] for k in chain[1:] if k in writers), None)
+            if holder is not None:
+                raise SimError(
+                    f"'{vm.name}' failed to start. The process cannot access the file "
+                    f"'{drive.path}' because it is being used by another process "
+                    f"(virtual machine '{holder}').", 'ResourceBusy', 'FileInUse',
+                    target=vm.name)
+
+    @writes
+    def stop_vm(self, name: str, *, turn_off: bool = False) -> Vm:
+        """``Stop-VM`` (guest shutdown) or ``Stop-VM -TurnOff`` (power cut)."""
+        vm = self._vm(name)
+        op = 'turn_off' if turn_off else 'stop'
+        if self._transition(vm, op) is None:
+            return vm
+        if not turn_off and not vm.guest_shutdown:
+            raise SimError(f"'{vm.name}' failed to shut down: the guest did not respond to the "
+                           'shutdown request.', 'OperationTimeout', 'ShutdownFailed',
+                           target=vm.name)
+        self._drop_saved_state(vm)
+        vm.state = 'Off'
+        vm.started_at = None
+        return vm
+
+    @writes
+    def suspend_vm(self, name: str) -> Vm:
+        """``Suspend-VM``: Running -> Paused (memory stays assigned)."""
+        vm = self._vm(name)
+        if self._transition(vm, 'suspend') is not None:
+            vm.state = 'Paused'
+        return vm
+
+    @writes
+    def resume_vm(self, name: str) -> Vm:
+        """``Resume-VM``: Paused -> Running."""
+        vm = self._vm(name)
+        if self._transition(vm, 'resume') is not None:
+            vm.state = 'Running'
+        return vm
+
+    @writes
+    def save_vm(self, name: str) -> Vm:
+        """``Save-VM``: memory goes to a ``.vmrs`` file next to the VM's configuration."""
+        vm = self._vm(name)
+        if self._transition(vm, 'save') is None:
+            return vm
+        folder = paths.join(vm.path, 'Virtual Machines')
+        self._require_room(folder, vm.memory_startup_mb * 1024 * 1024)
+        self.make_dir(folder)
+        self.add_file(self._saved_state_path(vm), vm.memory_startup_mb * 1024 * 1024,
+                      overwrite=True)
+        vm.state = 'Saved'
+        vm.started_at = None
+        return vm
+
+    @writes
+    def restart_vm(self, name: str) -> Vm:
+        """``Restart-VM``: a running VM reboots (its uptime starts again)."""
+        vm = self._vm(name)
+        self._transition(vm, 'restart')
+        vm.started_at = time.time()
+        self._console_boot(vm, 'rebooting')
+        return vm
+
+    @writes
+    def remove_saved_state(self, name: str) -> Vm:
+        """``Remove-VMSavedState``: a Saved VM drops its memory image and is Off."""
+        vm = self._vm(name)
+        self._transition(vm, 'remove_saved_state')
+        self._drop_saved_state(vm)
+        vm.state = 'Off'
+        return vm
+
+    @writes
+    def set_state(self, name: str, state: str) -> Vm:
+        """Request a state the way ``RequestStateChange`` does (Nova's power actions).
+
+        Running: start (from Off/Saved) or resume (from Paused); Off: turn off;
+        Paused: suspend; Saved: save.  The same legality rules apply.
+        """
+        vm = self._vm(name)
+        if state == 'Running':
+            return self.resume_vm(name) if vm.state == 'Paused' else self.start_vm(name)
+        if state == 'Off':
+            return self.stop_vm(name, turn_off=True)
+        if state == 'Paused':
+            return self.suspend_vm(name)
+        if state == 'Saved':
+            return self.save_vm(name)
+        raise invalid_argument(f"'{state}' is not a state a virtual machine can be asked to "
+                               'enter.', vm.name)
+
+    @writes
+    def force_state(self, name: str, state: str) -> Vm:
+        """Put a VM straight into ``state`` (tests: e.g. one stuck in Starting)."""
+        vm = self._vm(name)
+        if state not in STATES:
+            raise ValueError(f'unknown VM state {state!r}')
+        vm.state = state
+        vm.started_at = time.time() if state in ACTIVE_STATES else None
+        return vm
+
+    def _saved_state_path(self, vm: Vm) -> str:
+        return paths.join(vm.path, 'Virtual Machines', f'{vm.id}.vmrs')
+
+    def _drop_saved_state(self, vm: Vm) -> None:
+        path = self._saved_state_path(vm)
+        entry = self._entry(path)
+        if entry is not None:
+            self._allocate(path, -entry.size)
+            del self._state.files[paths.key(path)]
+
+    @reads
+    def vm_uptime_seconds(self, name: str) -> int:
+        vm = self._vm(name)
+        return int(time.time() - vm.started_at) if vm.started_at else 0
+
+    # -- serial console ------------------------------------------------------------
+
+    def _console_boot(self, vm: Vm, what: str) -> None:
+        stamp = time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime())
+        self._console_append(vm, f'[{stamp}] {vm.name}: {what} (generation {vm.generation}, '
+                                 f'{vm.processor_count} vCPU, {vm.memory_startup_mb} MB)')
+
+    def _console_append(self, vm: Vm, text: str) -> None:
+        # The guest's console is COM1; with no pipe attached its output goes nowhere.
+        if not vm.com_ports.get('COM1'):
+            return
+        vm.console_log.extend(text.splitlines() or [''])
+        if len(vm.console_log) > CONSOLE_LOG_LINES:
+            del vm.console_log[:-CONSOLE_LOG_LINES]
+
+    @writes
+    def write_console(self, name: str, text: str) -> Vm:
+        """The guest writes ``text`` to its serial console (kept if COM1 has a pipe)."""
+        vm = self._vm(name)
+        self._console_append(vm, text)
+        return vm
+
+    @reads
+    def console_output(self, name: str) -> str:
+        return '\n'.join(self._vm(name).console_log)
+
+    @writes
+    def set_com_port(self, name: str, port: str, pipe_path: str) -> Vm:
+        """``Set-VMComPort``: COM1/COM2 to a named pipe (``\\\\.\\pipe\\...``) or ``''``."""
+        vm = self._vm(name)
+        number = port.upper() if isinstance(port, str) else port
+        if number in (1, 2):
+            number = f'COM{number}'
+        if number not in ('COM1', 'COM2'):
+            raise invalid_argument(f"'{port}' is not a COM port of a virtual machine; use "
+                                   'COM1 or COM2.', vm.name)
+        if pipe_path and not pipe_path.lower().startswith('\\\\.\\pipe\\'):
+            raise invalid_argument(f"'{pipe_path}' is not a named pipe path "
+                                   "('\\\\.\\pipe\\<name>').", vm.name)
+        vm.com_ports[number] = pipe_path or ''
+        return vm

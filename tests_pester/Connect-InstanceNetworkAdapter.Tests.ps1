@@ -1,0 +1,289 @@
+BeforeDiscovery {
+    $contractFile = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts/Connect-InstanceNetworkAdapter.contract.json'
+    $exampleIndex = 0
+    $Examples = @((Get-Content -LiteralPath $contractFile -Raw | ConvertFrom-Json -AsHashtable)['examples'] | ForEach-Object {
+            $exampleIndex++
+            @{ Index = $exampleIndex; Example = $_ }
+        })
+}
+
+BeforeAll {
+    $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
+    $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Connect-InstanceNetworkAdapter.ps1'
+    $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Connect-InstanceNetworkAdapter.contract.json'
+    $script:ResultSchema = (Get-Content -LiteralPath $contractPath -Raw | ConvertFrom-Json -AsHashtable)['result'] |
+        ConvertTo-Json -Depth 100
+    $script:Stubs = [System.Collections.Generic.List[string]]::new()
+
+    # Stand-ins for cmdlets missing on this machine (no Hyper-V module), so that Mock can replace them.
+    # A leading '-' declares a switch.
+    function Add-CommandStub {
+        param(
+            [Parameter(Mandatory)]
+            [string]$Name,
+
+            [string[]]$Parameter = @()
+        )
+        if (Get-Command -Name $Name -ErrorAction SilentlyContinue) {
+            return
+        }
+        $declared = @($Parameter | ForEach-Object {
+                if ($_.StartsWith('-')) {
+                    '[switch]$' + $_.Substring(1)
+                }
+                else {
+                    '$' + $_
+                }
+            }) -join ', '
+        $definition = '[CmdletBinding(SupportsShouldProcess)] param(' + $declared + ')'
+        Set-Item -Path ('function:global:' + $Name) -Value ([scriptblock]::Create($definition))
+        $script:Stubs.Add($Name)
+    }
+
+    # Exactly one result object, valid against the contract's JSON Schema.
+    function Assert-MatchesContract {
+        param(
+            [AllowNull()]
+            [object]$Result
+        )
+        @($Result).Count | Should -Be 1
+        $json = ConvertTo-Json -InputObject $Result -Depth 20
+        $problems = $null
+        $valid = Test-Json -Json $json -Schema $script:ResultSchema -ErrorVariable problems -ErrorAction SilentlyContinue
+        $valid | Should -BeTrue -Because ('the result must match the contract: ' + ($problems -join '; ') + "`n" + $json)
+    }
+
+    Add-CommandStub -Name 'Get-VM' -Parameter 'Name', 'Id'
+    Add-CommandStub -Name 'Get-VMNetworkAdapter' -Parameter 'VM'
+    Add-CommandStub -Name 'Get-VMNetworkAdapterVlan' -Parameter 'VM'
+    Add-CommandStub -Name 'Add-VMNetworkAdapter' -Parameter 'VM', 'Name', 'StaticMacAddress', 'SwitchName', '-Passthru'
+    Add-CommandStub -Name 'Set-VMNetworkAdapter' -Parameter 'VMNetworkAdapter', 'StaticMacAddress'
+    Add-CommandStub -Name 'Connect-VMNetworkAdapter' -Parameter 'VMNetworkAdapter', 'SwitchName'
+    Add-CommandStub -Name 'Set-VMNetworkAdapterVlan' -Parameter 'VMNetworkAdapter', '-Access', 'VlanId', '-Untagged'
+    Add-CommandStub -Name 'Remove-VMNetworkAdapter' -Parameter 'VMNetworkAdapter'
+
+    $script:Port1 = '3f1d2c4b-5a69-4e7f-8a9b-0c1d2e3f4a5b'
+    $script:Port2 = '9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d'
+    $script:Port3 = '11111111-2222-4333-8444-555555555555'
+
+    function New-FakeAdapter {
+        param(
+            [string]$Name,
+            [string]$Mac,
+            [string]$SwitchName = '',
+            [int]$Vlan = 0
+        )
+        $script:AdapterKey++
+        $adapter = [pscustomobject]@{
+            Name                     = $Name
+            Id                       = "Microsoft:0B9A6F3C\$($script:AdapterKey)"
+            MacAddress               = $Mac
+            SwitchName               = $SwitchName
+            DynamicMacAddressEnabled = $false
+        }
+        $script:Vlans[$adapter.Id] = $Vlan
+        $adapter
+    }
+}
+
+AfterAll {
+    foreach ($stub in $script:Stubs) {
+        Remove-Item -Path ('function:global:' + $stub) -ErrorAction SilentlyContinue
+    }
+}
+
+Describe 'Connect-InstanceNetworkAdapter' {
+    BeforeEach {
+        $script:AdapterKey = 0
+        $script:Vlans = @{}
+        $script:State = 'Running'
+        $script:Generation = 2
+        $script:Switches = @('br-int', 'external')
+        $script:Adapters = @()
+        Mock Get-VM {
+            if ($null -ne $Name -and @($Name)[0] -ne 'instance-00000001') {
+                return
+            }
+            [pscustomobject]@{
+                Name       = 'instance-00000001'
+                Id         = [guid]'0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b'
+                State      = $script:State
+                Generation = $script:Generation
+            }
+        }
+        Mock Get-VMNetworkAdapter { @($script:Adapters) } -RemoveParameterType 'VM'
+        Mock Get-VMNetworkAdapterVlan {
+            foreach ($adapter in @($script:Adapters)) {
+                $vlan = [int]$script:Vlans[$adapter.Id]
+                $mode = 'Untagged'
+                if ($vlan -gt 0) {
+                    $mode = 'Access'
+                }
+                [pscustomobject]@{ ParentAdapter = $adapter; OperationMode = $mode; AccessVlanId = $vlan }
+            }
+        } -RemoveParameterType 'VM'
+        Mock Add-VMNetworkAdapter {
+            if (-not [string]::IsNullOrEmpty($SwitchName) -and $SwitchName -notin $script:Switches) {
+                throw "Cannot find virtual switch '$SwitchName'."
+            }
+            $adapter = New-FakeAdapter -Name $Name -Mac $StaticMacAddress -SwitchName $SwitchName
+            $script:Adapters = @($script:Adapters) + $adapter
+            if ($Passthru) {
+                $adapter
+            }
+        } -RemoveParameterType 'VM'
+        Mock Set-VMNetworkAdapter {
+            if ($script:State -ne 'Off') {
+                throw 'The MAC address of a running virtual machine cannot be changed.'
+            }
+            @($VMNetworkAdapter)[0].MacAddress = $StaticMacAddress
+            @($VMNetworkAdapter)[0].DynamicMacAddressEnabled = $false
+        } -RemoveParameterType 'VMNetworkAdapter'
+        Mock Connect-VMNetworkAdapter { @($VMNetworkAdapter)[0].SwitchName = $SwitchName } -RemoveParameterType 'VMNetworkAdapter'
+        Mock Set-VMNetworkAdapterVlan {
+            if ($Untagged) {
+                $script:Vlans[@($VMNetworkAdapter)[0].Id] = 0
+            }
+            else {
+                $script:Vlans[@($VMNetworkAdapter)[0].Id] = [int]$VlanId
+            }
+        } -RemoveParameterType 'VMNetworkAdapter'
+        Mock Remove-VMNetworkAdapter {
+            $ids = @($VMNetworkAdapter | ForEach-Object { $_.Id })
+            $script:Adapters = @($script:Adapters | Where-Object { $_.Id -notin $ids })
+        } -RemoveParameterType 'VMNetworkAdapter'
+    }
+
+    It 'adds missing adapters and fixes existing ones in one call' {
+        $script:Adapters = @(
+            New-FakeAdapter -Name $script:Port1 -Mac 'FA163E010203' -SwitchName 'br-int' -Vlan 101
+            New-FakeAdapter -Name $script:Port2 -Mac 'FA163E0A0B0C' -SwitchName 'external' -Vlan 7
+        )
+        $nics = @(
+            [pscustomobject]@{ id = $script:Port1; mac = 'fa:16:3e:01:02:03'; switch = 'br-int'; vlan = 101 }
+            [pscustomobject]@{ id = $script:Port2; mac = 'fa:16:3e:0a:0b:0c'; switch = 'br-int'; vlan = 102 }
+            [pscustomobject]@{ id = $script:Port3; mac = 'fa:16:3e:55:55:55'; switch = 'br-int'; vlan = 103 }
+        )
+        $result = & $script:ScriptPath -Name 'instance-00000001' -Nics $nics
+        Assert-MatchesContract $result
+        $result.created | Should -Be @($script:Port3)
+        $result.updated | Should -Be @($script:Port2)
+        $result.nics.Count | Should -Be 3
+        $result.nics[0].name | Should -Be $script:Port1
+        $result.nics[1].switch | Should -Be 'br-int'
+        $result.nics[1].vlan | Should -Be 102
+        $result.nics[2].name | Should -Be $script:Port3
+        $result.nics[2].mac | Should -BeExactly 'fa:16:3e:55:55:55'
+        $result.nics[2].vlan | Should -Be 103
+        Should -Invoke Get-VMNetworkAdapter -Times 2 -Exactly
+        Should -Invoke Add-VMNetworkAdapter -Times 1 -Exactly
+        Should -Invoke Connect-VMNetworkAdapter -Times 1 -Exactly
+        Should -Invoke Set-VMNetworkAdapter -Times 0 -Exactly
+    }
+
+    It 'changes nothing when every adapter is already right' {
+        $script:Adapters = @(New-FakeAdapter -Name $script:Port1 -Mac 'FA163E010203' -SwitchName 'br-int' -Vlan 101)
+        $result = & $script:ScriptPath -Name 'instance-00000001' -Nics @(
+            @{ id = $script:Port1; mac = 'fa:16:3e:01:02:03'; switch = 'br-int'; vlan = 101 }
+        )
+        Assert-MatchesContract $result
+        @($result.created).Count | Should -Be 0
+        @($result.updated).Count | Should -Be 0
+        Should -Invoke Add-VMNetworkAdapter -Times 0 -Exactly
+        Should -Invoke Connect-VMNetworkAdapter -Times 0 -Exactly
+        Should -Invoke Set-VMNetworkAdapterVlan -Times 0 -Exactly
+    }
+
+    It 'leaves switch and VLAN alone when they are null or absent, and untags with vlan 0' {
+        $script:Adapters = @(
+            New-FakeAdapter -Name $script:Port1 -Mac 'FA163E010203' -SwitchName 'external' -Vlan 101
+            New-FakeAdapter -Name $script:Port2 -Mac 'FA163E0A0B0C' -SwitchName 'external' -Vlan 7
+        )
+        $result = & $script:ScriptPath -Name 'instance-00000001' -Nics @(
+            @{ id = $script:Port1; mac = 'fa:16:3e:01:02:03'; switch = $null; vlan = $null }
+            @{ id = $script:Port2; mac = 'fa:16:3e:0a:0b:0c'; vlan = 0 }
+        )
+        Assert-MatchesContract $result
+        $result.nics[0].switch | Should -Be 'external'
+        $result.nics[0].vlan | Should -Be 101
+        $result.nics[1].vlan | Should -BeNullOrEmpty
+        $result.updated | Should -Be @($script:Port2)
+        Should -Invoke Set-VMNetworkAdapterVlan -Times 1 -Exactly -ParameterFilter { $Untagged }
+    }
+
+    It 'sets the MAC of an adapter of a VM that is off' {
+        $script:State = 'Off'
+        $script:Adapters = @(New-FakeAdapter -Name $script:Port1 -Mac '00155D000001')
+        $script:Adapters[0].DynamicMacAddressEnabled = $true
+        $result = & $script:ScriptPath -Name 'instance-00000001' -Nics @(@{ id = $script:Port1; mac = 'fa:16:3e:01:02:03' })
+        $result.nics[0].mac | Should -BeExactly 'fa:16:3e:01:02:03'
+        $result.updated | Should -Be @($script:Port1)
+    }
+
+    It 'refuses a missing adapter on a running generation 1 VM before changing anything' {
+        $script:Generation = 1
+        $script:Adapters = @(New-FakeAdapter -Name $script:Port1 -Mac 'FA163E010203' -SwitchName 'external')
+        $failure = { & $script:ScriptPath -Name 'instance-00000001' -Nics @(
+                @{ id = $script:Port1; mac = 'fa:16:3e:01:02:03'; switch = 'br-int' }
+                @{ id = $script:Port2; mac = 'fa:16:3e:0a:0b:0c' }
+            ) } | Should -Throw -PassThru
+        $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.NicHotplugUnsupported'
+        $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'
+        Should -Invoke Connect-VMNetworkAdapter -Times 0 -Exactly
+        Should -Invoke Add-VMNetworkAdapter -Times 0 -Exactly
+    }
+
+    It 'reconnects existing adapters of a running generation 1 VM' {
+        $script:Generation = 1
+        $script:Adapters = @(New-FakeAdapter -Name $script:Port1 -Mac 'FA163E010203' -SwitchName 'external')
+        $result = & $script:ScriptPath -Name 'instance-00000001' -Nics @(@{ id = $script:Port1; mac = 'fa:16:3e:01:02:03'; switch = 'br-int' })
+        $result.nics[0].switch | Should -Be 'br-int'
+    }
+
+    It 'refuses an invalid entry (<Label>) before looking at the VM' -ForEach @(
+        @{ Label = 'no id'; Nic = @{ mac = 'fa:16:3e:01:02:03' } }
+        @{ Label = 'bad MAC'; Nic = @{ id = 'port'; mac = 'fa:16' } }
+        @{ Label = 'VLAN out of range'; Nic = @{ id = 'port'; mac = 'fa:16:3e:01:02:03'; vlan = 5000 } }
+        @{ Label = 'VLAN not a number'; Nic = @{ id = 'port'; mac = 'fa:16:3e:01:02:03'; vlan = 'ten' } }
+    ) {
+        $failure = { & $script:ScriptPath -Name 'instance-00000001' -Nics @($Nic) } | Should -Throw -PassThru
+        $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.InvalidNicSpec'
+        $failure.CategoryInfo.Category | Should -Be 'InvalidArgument'
+        Should -Invoke Get-VM -Times 0 -Exactly
+    }
+
+    It 'accepts an empty list' {
+        $result = & $script:ScriptPath -Name 'instance-00000001' -Nics @()
+        Assert-MatchesContract $result
+        ConvertTo-Json -InputObject $result -Depth 5 -Compress |
+            Should -Be '{"name":"instance-00000001","nics":[],"created":[],"updated":[]}'
+    }
+
+    It 'reports Hyper-V refusing a change as InvalidOperation' {
+        $failure = { & $script:ScriptPath -Name 'instance-00000001' -Nics @(@{ id = $script:Port1; mac = 'fa:16:3e:01:02:03'; switch = 'nope' }) } |
+            Should -Throw -PassThru
+        $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.NicOperationFailed'
+        $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'
+    }
+
+    It 'fails with ObjectNotFound for a missing VM' {
+        $failure = { & $script:ScriptPath -Name 'instance-00000099' -Nics @(@{ id = $script:Port1; mac = 'fa:16:3e:01:02:03' }) } |
+            Should -Throw -PassThru
+        $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.VMNotFound'
+        $failure.CategoryInfo.Category | Should -Be 'ObjectNotFound'
+    }
+
+    It 'changes nothing with -WhatIf' {
+        $result = & $script:ScriptPath -Name 'instance-00000001' -Nics @(@{ id = $script:Port1; mac = 'fa:16:3e:01:02:03' }) -WhatIf
+        Assert-MatchesContract $result
+        @($result.nics).Count | Should -Be 0
+        Should -Invoke Add-VMNetworkAdapter -Times 0 -Exactly
+    }
+
+    It 'runs contract example <Index>' -ForEach $Examples {
+        $params = $Example
+        $result = & $script:ScriptPath @params
+        Assert-MatchesContract $result
+        @($result.nics).Count | Should -Be @($params['Nics']).Count
+    }
+}

@@ -1,0 +1,256 @@
+BeforeDiscovery {
+    $contractFile = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts/Get-InstanceInfo.contract.json'
+    $exampleIndex = 0
+    $Examples = @((Get-Content -LiteralPath $contractFile -Raw | ConvertFrom-Json -AsHashtable)['examples'] | ForEach-Object {
+            $exampleIndex++
+            @{ Index = $exampleIndex; Example = $_ }
+        })
+}
+
+BeforeAll {
+    $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
+    $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Get-InstanceInfo.ps1'
+    $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Get-InstanceInfo.contract.json'
+    $script:ResultSchema = (Get-Content -LiteralPath $contractPath -Raw | ConvertFrom-Json -AsHashtable)['result'] |
+        ConvertTo-Json -Depth 100
+    $script:Stubs = [System.Collections.Generic.List[string]]::new()
+
+    # Stand-ins for cmdlets missing on this machine (no Hyper-V module), so that Mock can replace them.
+    # A leading '-' declares a switch.
+    function Add-CommandStub {
+        param(
+            [Parameter(Mandatory)]
+            [string]$Name,
+
+            [string[]]$Parameter = @()
+        )
+        if (Get-Command -Name $Name -ErrorAction SilentlyContinue) {
+            return
+        }
+        $declared = @($Parameter | ForEach-Object {
+                if ($_.StartsWith('-')) {
+                    '[switch]$' + $_.Substring(1)
+                }
+                else {
+                    '$' + $_
+                }
+            }) -join ', '
+        $definition = '[CmdletBinding(SupportsShouldProcess)] param(' + $declared + ')'
+        Set-Item -Path ('function:global:' + $Name) -Value ([scriptblock]::Create($definition))
+        $script:Stubs.Add($Name)
+    }
+
+    # Exactly one result object, valid against the contract's JSON Schema.
+    function Assert-MatchesContract {
+        param(
+            [AllowNull()]
+            [object]$Result
+        )
+        @($Result).Count | Should -Be 1
+        $json = ConvertTo-Json -InputObject $Result -Depth 20
+        $problems = $null
+        $valid = Test-Json -Json $json -Schema $script:ResultSchema -ErrorVariable problems -ErrorAction SilentlyContinue
+        $valid | Should -BeTrue -Because ('the result must match the contract: ' + ($problems -join '; ') + "`n" + $json)
+    }
+
+    Add-CommandStub -Name 'Get-VM' -Parameter 'Name', 'Id'
+    Add-CommandStub -Name 'Get-VMHardDiskDrive' -Parameter 'VM'
+    Add-CommandStub -Name 'Get-VHD' -Parameter 'Path'
+    Add-CommandStub -Name 'Get-VMDvdDrive' -Parameter 'VM'
+    Add-CommandStub -Name 'Get-VMNetworkAdapter' -Parameter 'VM'
+    Add-CommandStub -Name 'Get-VMNetworkAdapterVlan' -Parameter 'VM'
+    Add-CommandStub -Name 'Get-VMComPort' -Parameter 'VM'
+    Add-CommandStub -Name 'Measure-VM' -Parameter 'VM'
+}
+
+AfterAll {
+    foreach ($stub in $script:Stubs) {
+        Remove-Item -Path ('function:global:' + $stub) -ErrorAction SilentlyContinue
+    }
+}
+
+Describe 'Get-InstanceInfo' {
+    BeforeEach {
+        $script:Uuid = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f'
+        $script:VM = [pscustomobject]@{
+            Name                    = 'instance-00000001'
+            Id                      = [guid]'0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b'
+            Notes                   = "$script:Uuid`r`nmanaged by OpenStack"
+            State                   = 'Running'
+            ProcessorCount          = 4
+            MemoryStartup           = 4GB
+            MemoryAssigned          = 3GB
+            DynamicMemoryEnabled    = $true
+            Uptime                  = [timespan]::FromSeconds(3600.7)
+            Generation              = 2
+            ResourceMeteringEnabled = $true
+        }
+        $script:FakeVMs = @($script:VM, [pscustomobject]@{ Name = 'instance-000000010'; Id = [guid]::NewGuid() })
+        $script:Adapter1 = [pscustomobject]@{
+            Name = '3f1d2c4b-5a69-4e7f-8a9b-0c1d2e3f4a5b'; Id = 'Microsoft:A\1'; MacAddress = 'FA163E010203'; SwitchName = 'br-int'
+        }
+        $script:Adapter2 = [pscustomobject]@{
+            Name = 'Network Adapter'; Id = 'Microsoft:A\2'; MacAddress = '000000000000'; SwitchName = ''
+        }
+        Mock Get-VM { @($script:FakeVMs | Where-Object { $_.Name -like @($Name)[0] }) } -ParameterFilter { $null -ne $Name }
+        Mock Get-VMHardDiskDrive {
+            [pscustomobject]@{ Path = 'C:\Instances\instance-00000001\root.vhdx'; ControllerType = 'SCSI'; ControllerNumber = 0; ControllerLocation = 0; DiskNumber = $null }
+            [pscustomobject]@{ Path = 'Disk 3 2.00 GB Bus 0 Lun 1 Target 0'; ControllerType = 'SCSI'; ControllerNumber = 0; ControllerLocation = 1; DiskNumber = 3 }
+            [pscustomobject]@{ Path = 'C:\Instances\instance-00000001\eph0.vhdx'; ControllerType = 'SCSI'; ControllerNumber = 0; ControllerLocation = 2; DiskNumber = $null }
+        } -RemoveParameterType 'VM'
+        Mock Get-VHD {
+            [pscustomobject]@{ VhdFormat = 'VHDX'; VhdType = 'Differencing'; ParentPath = 'C:\Instances\_base\image.vhdx'; Size = 20GB; FileSize = 300MB }
+        } -ParameterFilter { $Path -like '*root.vhdx' }
+        Mock Get-VHD { throw 'The system cannot find the file specified.' } -ParameterFilter { $Path -like '*eph0.vhdx' }
+        Mock Get-VMDvdDrive {
+            [pscustomobject]@{ Path = 'C:\Instances\instance-00000001\configdrive.iso'; ControllerType = 'SCSI'; ControllerNumber = 0; ControllerLocation = 3 }
+            [pscustomobject]@{ Path = $null; ControllerType = 'SCSI'; ControllerNumber = 0; ControllerLocation = 4 }
+        } -RemoveParameterType 'VM'
+        Mock Get-VMNetworkAdapter { $script:Adapter1; $script:Adapter2 } -RemoveParameterType 'VM'
+        Mock Get-VMNetworkAdapterVlan {
+            [pscustomobject]@{ ParentAdapter = $script:Adapter1; OperationMode = 'Access'; AccessVlanId = 101 }
+            [pscustomobject]@{ ParentAdapter = $script:Adapter2; OperationMode = 'Untagged'; AccessVlanId = 0 }
+        } -RemoveParameterType 'VM'
+        Mock Get-VMComPort {
+            [pscustomobject]@{ Name = 'COM 1'; Path = "\\.\pipe\$($script:Uuid)_rw" }
+            [pscustomobject]@{ Name = 'COM 2'; Path = '' }
+        } -RemoveParameterType 'VM'
+        Mock Measure-VM {
+            [pscustomobject]@{
+                AvgCPU = 1200; AvgRAM = 2048; MinRAM = 1024; MaxRAM = 3072; TotalDisk = 20480
+                AggregatedDiskDataRead = 512; AggregatedDiskDataWritten = 256; AggregatedAverageNormalizedIOPS = 40
+                MeteringDuration = [timespan]::FromMinutes(90)
+                NetworkMeteredTrafficReport = @(
+                    [pscustomobject]@{ Direction = 'Inbound'; TotalTraffic = 10 }
+                    [pscustomobject]@{ Direction = 'Outbound'; TotalTraffic = 7 }
+                    [pscustomobject]@{ Direction = 'Inbound'; TotalTraffic = 5 }
+                )
+            }
+        } -RemoveParameterType 'VM'
+    }
+
+    It 'describes the VM' {
+        $result = & $script:ScriptPath -Name 'instance-00000001'
+        Assert-MatchesContract $result
+        $result.name | Should -Be 'instance-00000001'
+        $result.vm_id | Should -Be '0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b'
+        $result.instance_uuid | Should -Be $script:Uuid
+        $result.state | Should -Be 'Running'
+        $result.vcpus | Should -Be 4
+        $result.memory_mb | Should -Be 4096
+        $result.memory_assigned_mb | Should -Be 3072
+        $result.dynamic_memory_enabled | Should -BeTrue
+        $result.uptime_seconds | Should -Be 3600
+        $result.generation | Should -Be 2
+        $result.notes | Should -Be $script:VM.Notes
+        $result.metrics | Should -BeNullOrEmpty
+        Should -Invoke Measure-VM -Times 0 -Exactly
+    }
+
+    It 'reports virtual, pass-through and unreadable disks' {
+        $disks = (& $script:ScriptPath -Name 'instance-00000001').disks
+        $disks.Count | Should -Be 3
+        $disks[0].format | Should -Be 'VHDX'
+        $disks[0].vhd_type | Should -Be 'Differencing'
+        $disks[0].parent_path | Should -Be 'C:\Instances\_base\image.vhdx'
+        $disks[0].size_bytes | Should -Be 20GB
+        $disks[0].file_size_bytes | Should -Be 300MB
+        $disks[0].disk_number | Should -BeNullOrEmpty
+        $disks[1].disk_number | Should -Be 3
+        $disks[1].format | Should -BeNullOrEmpty
+        $disks[2].controller_location | Should -Be 2
+        $disks[2].size_bytes | Should -BeNullOrEmpty
+        Should -Invoke Get-VHD -Times 2 -Exactly
+    }
+
+    It 'reports DVD drives, adapters and serial ports' {
+        $result = & $script:ScriptPath -Name 'instance-00000001'
+        $result.dvd_drives[0].path | Should -Be 'C:\Instances\instance-00000001\configdrive.iso'
+        $result.dvd_drives[1].path | Should -BeNullOrEmpty
+        $result.nics[0].name | Should -Be '3f1d2c4b-5a69-4e7f-8a9b-0c1d2e3f4a5b'
+        $result.nics[0].mac | Should -BeExactly 'fa:16:3e:01:02:03'
+        $result.nics[0].switch | Should -Be 'br-int'
+        $result.nics[0].vlan | Should -Be 101
+        $result.nics[0].connected | Should -BeTrue
+        $result.nics[1].mac | Should -BeNullOrEmpty
+        $result.nics[1].switch | Should -BeNullOrEmpty
+        $result.nics[1].vlan | Should -BeNullOrEmpty
+        $result.nics[1].connected | Should -BeFalse
+        $result.serial_ports[0].port | Should -Be 1
+        $result.serial_ports[0].path | Should -Be "\\.\pipe\$($script:Uuid)_rw"
+        $result.serial_ports[1].port | Should -Be 2
+        $result.serial_ports[1].path | Should -BeNullOrEmpty
+    }
+
+    It 'adds Measure-VM figures with -IncludeMetrics' {
+        $result = & $script:ScriptPath -Name 'instance-00000001' -IncludeMetrics
+        Assert-MatchesContract $result
+        $result.metrics.cpu_average_mhz | Should -Be 1200
+        $result.metrics.memory_maximum_mb | Should -Be 3072
+        $result.metrics.disk_read_mb | Should -Be 512
+        $result.metrics.network_inbound_mb | Should -Be 15
+        $result.metrics.network_outbound_mb | Should -Be 7
+        $result.metrics.metering_duration_seconds | Should -Be 5400
+    }
+
+    It 'gives null metrics when resource metering is off' {
+        $script:VM.ResourceMeteringEnabled = $false
+        $result = & $script:ScriptPath -Name 'instance-00000001' -IncludeMetrics
+        Assert-MatchesContract $result
+        $result.metrics | Should -BeNullOrEmpty
+        Should -Invoke Measure-VM -Times 0 -Exactly
+    }
+
+    It 'gives null metrics when Measure-VM fails' {
+        Mock Measure-VM { throw 'metering unavailable' } -RemoveParameterType 'VM'
+        $result = & $script:ScriptPath -Name 'instance-00000001' -IncludeMetrics
+        Assert-MatchesContract $result
+        $result.metrics | Should -BeNullOrEmpty
+    }
+
+    It 'returns empty lists for a VM without devices' {
+        Mock Get-VMHardDiskDrive { } -RemoveParameterType 'VM'
+        Mock Get-VMDvdDrive { } -RemoveParameterType 'VM'
+        Mock Get-VMNetworkAdapter { } -RemoveParameterType 'VM'
+        Mock Get-VMNetworkAdapterVlan { } -RemoveParameterType 'VM'
+        Mock Get-VMComPort { } -RemoveParameterType 'VM'
+        $script:VM.Notes = $null
+        $result = & $script:ScriptPath -Name 'instance-00000001'
+        Assert-MatchesContract $result
+        $json = ConvertTo-Json -InputObject $result -Depth 20 -Compress
+        $json | Should -Match '"disks":\[\]'
+        $json | Should -Match '"nics":\[\]'
+        $result.notes | Should -BeExactly ''
+        $result.instance_uuid | Should -BeNullOrEmpty
+    }
+
+    It 'matches the name exactly, without wildcards' {
+        $script:FakeVMs = @(
+            [pscustomobject]@{ Name = 'vm1'; Id = [guid]::NewGuid() }
+            $script:VM
+        )
+        $script:VM.Name = 'vm[1]'
+        $result = & $script:ScriptPath -Name 'vm[1]'
+        $result.name | Should -Be 'vm[1]'
+    }
+
+    It 'fails with ObjectNotFound for a missing VM' {
+        $failure = { & $script:ScriptPath -Name 'instance-00000099' } | Should -Throw -PassThru
+        $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.VMNotFound'
+        $failure.CategoryInfo.Category | Should -Be 'ObjectNotFound'
+        $failure.Exception.Message | Should -Match 'instance-00000099'
+    }
+
+    It 'fails with InvalidOperation when two VMs share the name' {
+        $script:FakeVMs = @($script:VM, $script:VM)
+        $failure = { & $script:ScriptPath -Name 'instance-00000001' } | Should -Throw -PassThru
+        $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.VMNameNotUnique'
+        $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'
+    }
+
+    It 'runs contract example <Index>' -ForEach $Examples {
+        $params = $Example
+        $result = & $script:ScriptPath @params
+        Assert-MatchesContract $result
+    }
+}

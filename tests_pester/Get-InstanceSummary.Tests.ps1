@@ -1,0 +1,168 @@
+BeforeDiscovery {
+    $contractFile = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts/Get-InstanceSummary.contract.json'
+    $exampleIndex = 0
+    $Examples = @((Get-Content -LiteralPath $contractFile -Raw | ConvertFrom-Json -AsHashtable)['examples'] | ForEach-Object {
+            $exampleIndex++
+            @{ Index = $exampleIndex; Example = $_ }
+        })
+}
+
+BeforeAll {
+    $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
+    $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Get-InstanceSummary.ps1'
+    $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Get-InstanceSummary.contract.json'
+    $script:ResultSchema = (Get-Content -LiteralPath $contractPath -Raw | ConvertFrom-Json -AsHashtable)['result'] |
+        ConvertTo-Json -Depth 100
+    $script:Stubs = [System.Collections.Generic.List[string]]::new()
+
+    # Stand-ins for cmdlets missing on this machine (no Hyper-V module), so that Mock can replace them.
+    # A leading '-' declares a switch.
+    function Add-CommandStub {
+        param(
+            [Parameter(Mandatory)]
+            [string]$Name,
+
+            [string[]]$Parameter = @()
+        )
+        if (Get-Command -Name $Name -ErrorAction SilentlyContinue) {
+            return
+        }
+        $declared = @($Parameter | ForEach-Object {
+                if ($_.StartsWith('-')) {
+                    '[switch]$' + $_.Substring(1)
+                }
+                else {
+                    '$' + $_
+                }
+            }) -join ', '
+        $definition = '[CmdletBinding(SupportsShouldProcess)] param(' + $declared + ')'
+        Set-Item -Path ('function:global:' + $Name) -Value ([scriptblock]::Create($definition))
+        $script:Stubs.Add($Name)
+    }
+
+    # Exactly one result object, valid against the contract's JSON Schema.
+    function Assert-MatchesContract {
+        param(
+            [AllowNull()]
+            [object]$Result
+        )
+        @($Result).Count | Should -Be 1
+        $json = ConvertTo-Json -InputObject $Result -Depth 20
+        $problems = $null
+        $valid = Test-Json -Json $json -Schema $script:ResultSchema -ErrorVariable problems -ErrorAction SilentlyContinue
+        $valid | Should -BeTrue -Because ('the result must match the contract: ' + ($problems -join '; ') + "`n" + $json)
+    }
+
+    Add-CommandStub -Name 'Get-VM' -Parameter 'Name', 'Id'
+
+    function New-FakeVM {
+        param(
+            [string]$Name,
+            [AllowNull()]
+            [object]$Notes,
+            [string]$State = 'Running',
+            [long]$MemoryAssigned = 2GB,
+            [double]$UptimeSeconds = 125.9,
+            [int]$Generation = 2
+        )
+        [pscustomobject]@{
+            Name           = $Name
+            Id             = [guid]::NewGuid()
+            Notes          = $Notes
+            State          = $State
+            ProcessorCount = 2
+            MemoryAssigned = $MemoryAssigned
+            MemoryStartup  = 2GB
+            Uptime         = [timespan]::FromSeconds($UptimeSeconds)
+            Generation     = $Generation
+        }
+    }
+}
+
+AfterAll {
+    foreach ($stub in $script:Stubs) {
+        Remove-Item -Path ('function:global:' + $stub) -ErrorAction SilentlyContinue
+    }
+}
+
+Describe 'Get-InstanceSummary' {
+    BeforeEach {
+        $script:Uuid = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f'
+        $script:FakeVMs = @(
+            New-FakeVM -Name 'instance-00000001' -Notes $script:Uuid
+            New-FakeVM -Name 'admin-vm' -Notes 'build server, do not touch' -State 'Off' -MemoryAssigned 0 -UptimeSeconds 0 -Generation 1
+            New-FakeVM -Name 'no-notes' -Notes $null -State 'Saved'
+        )
+        Mock Get-VM { $script:FakeVMs }
+    }
+
+    It 'lists every VM with one Get-VM call' {
+        $result = & $script:ScriptPath
+        Assert-MatchesContract $result
+        $result.vms.Count | Should -Be 3
+        Should -Invoke Get-VM -Times 1 -Exactly
+    }
+
+    It 'reports the fields of a Nova VM' {
+        $vm = (& $script:ScriptPath).vms[0]
+        $vm.name | Should -Be 'instance-00000001'
+        $vm.instance_uuid | Should -Be $script:Uuid
+        $vm.vm_id | Should -Be $script:FakeVMs[0].Id.ToString()
+        $vm.state | Should -Be 'Running'
+        $vm.vcpus | Should -Be 2
+        $vm.memory_mb | Should -Be 2048
+        $vm.memory_startup_mb | Should -Be 2048
+        $vm.uptime_seconds | Should -Be 125
+        $vm.generation | Should -Be 2
+    }
+
+    It 'gives a null instance_uuid to VMs without a UUID in their notes' {
+        $vms = (& $script:ScriptPath).vms
+        $vms[1].instance_uuid | Should -BeNullOrEmpty
+        $vms[1].state | Should -Be 'Off'
+        $vms[1].memory_mb | Should -Be 0
+        $vms[2].instance_uuid | Should -BeNullOrEmpty
+    }
+
+    It 'keeps only Nova VMs with -NovaOnly' {
+        $result = & $script:ScriptPath -NovaOnly
+        Assert-MatchesContract $result
+        @($result.vms).Count | Should -Be 1
+        $result.vms[0].name | Should -Be 'instance-00000001'
+    }
+
+    It 'returns an empty list for a host without VMs' {
+        $script:FakeVMs = @()
+        $result = & $script:ScriptPath
+        Assert-MatchesContract $result
+        @($result.vms).Count | Should -Be 0
+        ConvertTo-Json -InputObject $result -Depth 5 -Compress | Should -Be '{"vms":[]}'
+    }
+
+    It 'reads the UUID from notes written as <Label>' -ForEach @(
+        @{ Label = 'a bare UUID'; Notes = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f'; Expected = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f' }
+        @{ Label = 'upper case in braces'; Notes = '{4F5C9A1E-2B7D-4C3E-9F10-6A8B2C4D5E6F}'; Expected = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f' }
+        @{ Label = 'a labelled first line'; Notes = 'openstack-instance-uuid: 4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f'; Expected = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f' }
+        @{ Label = 'several lines'; Notes = "  4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f `r`nCreated by OpenStack"; Expected = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f' }
+        @{ Label = 'a UUID on the second line only'; Notes = "hello`n4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f"; Expected = $null }
+        @{ Label = 'a UUID inside text'; Notes = 'vm 4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f'; Expected = $null }
+        @{ Label = 'a UUID without dashes'; Notes = '4f5c9a1e2b7d4c3e9f106a8b2c4d5e6f'; Expected = $null }
+        @{ Label = 'blank'; Notes = '   '; Expected = $null }
+    ) {
+        $script:FakeVMs = @(New-FakeVM -Name 'vm' -Notes $Notes)
+        $result = & $script:ScriptPath
+        Assert-MatchesContract $result
+        if ($null -eq $Expected) {
+            $result.vms[0].instance_uuid | Should -BeNullOrEmpty
+        }
+        else {
+            $result.vms[0].instance_uuid | Should -BeExactly $Expected
+        }
+    }
+
+    It 'runs contract example <Index>' -ForEach $Examples {
+        $params = $Example
+        $result = & $script:ScriptPath @params
+        Assert-MatchesContract $result
+    }
+}

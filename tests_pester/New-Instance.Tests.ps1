@@ -1,0 +1,902 @@
+BeforeDiscovery {
+    $contractFile = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts/New-Instance.contract.json'
+    $exampleIndex = 0
+    $Examples = @((Get-Content -LiteralPath $contractFile -Raw | ConvertFrom-Json -AsHashtable)['examples'] | ForEach-Object {
+            $exampleIndex++
+            @{ Index = $exampleIndex; Example = $_ }
+        })
+
+    # Each stage is one Hyper-V or file operation of a full spawn; the spawn is made to fail there.
+    # 'Name#n' is the n-th call of that command.
+    $Gen2Stages = @(
+        'New-VHD', 'Resize-VHD', 'New-VHD#2', 'New-VM', 'Set-VM', 'Remove-VMNetworkAdapter', 'Set-VMProcessor',
+        'Set-VMMemory', 'Set-VMFirmware', 'Add-VMHardDiskDrive', 'Add-VMHardDiskDrive#2', 'Add-VMDvdDrive',
+        'Set-VMFirmware#2', 'Add-VMNetworkAdapter', 'Add-VMNetworkAdapter#2', 'Set-VMNetworkAdapterVlan',
+        'Set-VMComPort', 'Enable-VMResourceMetering', 'Start-VM'
+    ) | ForEach-Object { @{ Stage = $_ } }
+    $Gen1Stages = @(
+        'Copy-Item', 'Resize-VHD', 'New-VHD', 'New-VHD#2', 'New-VM', 'Set-VM', 'Remove-VMDvdDrive',
+        'Set-VMProcessor', 'Set-VMMemory', 'Add-VMScsiController', 'Add-VMHardDiskDrive', 'Add-VMHardDiskDrive#3',
+        'Add-VMHardDiskDrive#4', 'Set-VMBios', 'Add-VMNetworkAdapter', 'Start-VM'
+    ) | ForEach-Object { @{ Stage = $_ } }
+}
+
+BeforeAll {
+    $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
+    $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'New-Instance.ps1'
+    $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'New-Instance.contract.json'
+    $contract = Get-Content -LiteralPath $contractPath -Raw | ConvertFrom-Json -AsHashtable
+    $script:ResultSchema = $contract['result'] | ConvertTo-Json -Depth 100
+    $script:SpecSchema = $contract['x-spec-schema'] | ConvertTo-Json -Depth 100
+    $script:Stubs = [System.Collections.Generic.List[string]]::new()
+    $script:Uuid = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f'
+    $script:ConfigDriveBase64 = [System.Convert]::ToBase64String([System.Text.Encoding]::ASCII.GetBytes('CD001 config-2'))
+
+    # Stand-ins for cmdlets missing on this machine (no Hyper-V module), so that Mock can replace them.
+    # A leading '-' declares a switch.
+    function Add-CommandStub {
+        param(
+            [Parameter(Mandatory)]
+            [string]$Name,
+
+            [string[]]$Parameter = @()
+        )
+        if (Get-Command -Name $Name -ErrorAction SilentlyContinue) {
+            return
+        }
+        $declared = @($Parameter | ForEach-Object {
+                if ($_.StartsWith('-')) {
+                    '[switch]$' + $_.Substring(1)
+                }
+                else {
+                    '$' + $_
+                }
+            }) -join ', '
+        $definition = '[CmdletBinding(SupportsShouldProcess)] param(' + $declared + ')'
+        Set-Item -Path ('function:global:' + $Name) -Value ([scriptblock]::Create($definition))
+        $script:Stubs.Add($Name)
+    }
+
+    # Exactly one result object, valid against the contract's JSON Schema.
+    function Assert-MatchesContract {
+        param(
+            [AllowNull()]
+            [object]$Result
+        )
+        @($Result).Count | Should -Be 1
+        $json = ConvertTo-Json -InputObject $Result -Depth 20
+        $problems = $null
+        $valid = Test-Json -Json $json -Schema $script:ResultSchema -ErrorVariable problems -ErrorAction SilentlyContinue
+        $valid | Should -BeTrue -Because ('the result must match the contract: ' + ($problems -join '; ') + "`n" + $json)
+    }
+
+    # Windows paths of the contract examples -> the same layout under a test folder.
+    function ConvertTo-TestPath {
+        param(
+            [AllowNull()]
+            [string]$Path,
+
+            [Parameter(Mandatory)]
+            [string]$Root
+        )
+        if ([string]::IsNullOrEmpty($Path) -or $Path.StartsWith('\\.\')) {
+            return $Path
+        }
+        $prefix = [regex]::Match($Path, '^(?:[A-Za-z]:\\|\\\\[^\\]+\\[^\\]+\\)')
+        if (-not $prefix.Success) {
+            return $Path
+        }
+        $rest = $Path.Substring($prefix.Length) -replace '\\', [string][System.IO.Path]::DirectorySeparatorChar
+        Join-Path -Path $Root -ChildPath $rest
+    }
+
+    function ConvertTo-TestValue {
+        param(
+            [AllowNull()]
+            [object]$Value,
+
+            [Parameter(Mandatory)]
+            [string]$Root
+        )
+        if ($Value -is [System.Collections.IDictionary]) {
+            $copy = [ordered]@{}
+            foreach ($key in @($Value.Keys)) {
+                $copy[$key] = ConvertTo-TestValue -Value $Value[$key] -Root $Root
+            }
+            return $copy
+        }
+        if ($Value -is [System.Collections.IList]) {
+            $items = [System.Collections.Generic.List[object]]::new()
+            foreach ($item in $Value) {
+                $items.Add((ConvertTo-TestValue -Value $item -Root $Root))
+            }
+            return , $items.ToArray()
+        }
+        if ($Value -is [string]) {
+            return ConvertTo-TestPath -Path $Value -Root $Root
+        }
+        $Value
+    }
+
+    function Get-FakeKey {
+        param(
+            [Parameter(Mandatory)]
+            [string]$Path
+        )
+        [System.IO.Path]::GetFullPath($Path).ToLowerInvariant()
+    }
+
+    function Get-FakeVhd {
+        param(
+            [Parameter(Mandatory)]
+            [string]$Path
+        )
+        $PsdTest.Vhds[(Get-FakeKey -Path $Path)]
+    }
+
+    # A virtual disk known to the fake Get-VHD; the file itself is created so that cleanup can be checked.
+    function Register-FakeVhd {
+        param(
+            [Parameter(Mandatory)]
+            [string]$Path,
+
+            [Parameter(Mandatory)]
+            [long]$Size,
+
+            [string]$Type = 'Dynamic',
+
+            [string]$Parent
+        )
+        $format = 'VHD'
+        if ($Path -match '\.vhdx$') {
+            $format = 'VHDX'
+        }
+        $PsdTest.Vhds[(Get-FakeKey -Path $Path)] = [pscustomobject]@{
+            Path       = $Path
+            Size       = $Size
+            VhdFormat  = $format
+            VhdType    = $Type
+            ParentPath = $Parent
+        }
+        if (-not (Test-Path -LiteralPath $Path)) {
+            $null = New-Item -ItemType File -Path $Path -Force
+        }
+    }
+
+    # Records the call; throws the injected failure when this is the stage under test.
+    function Invoke-FakeStep {
+        param(
+            [Parameter(Mandatory)]
+            [string]$Step
+        )
+        $count = 1
+        if ($PsdTest.CallCounts.ContainsKey($Step)) {
+            $count = $PsdTest.CallCounts[$Step] + 1
+        }
+        $PsdTest.CallCounts[$Step] = $count
+        $PsdTest.Calls.Add("$Step#$count")
+        if ($PsdTest.FailAt -eq $Step -or $PsdTest.FailAt -eq "$Step#$count") {
+            $exception = [System.IO.IOException]::new("Injected failure in $Step")
+            throw [System.Management.Automation.ErrorRecord]::new($exception, 'Fake.InjectedFailure',
+                [System.Management.Automation.ErrorCategory]::ResourceBusy, $Step)
+        }
+    }
+
+    function Remove-FakeVM {
+        param(
+            [Parameter(Mandatory)]
+            [object]$VM
+        )
+        $target = @($VM)[0]
+        $keep = @($PsdTest.Vms | Where-Object { $_.Id -ne $target.Id })
+        $PsdTest.Vms.Clear()
+        foreach ($vm in $keep) {
+            $PsdTest.Vms.Add($vm)
+        }
+    }
+
+    # A generation 2 spawn that uses every feature, under $Root.
+    function New-Gen2Spec {
+        param(
+            [Parameter(Mandatory)]
+            [string]$Root
+        )
+        $base = Join-Path -Path $Root -ChildPath '_base'
+        $image = Join-Path -Path $base -ChildPath 'image.vhdx'
+        Register-FakeVhd -Path $image -Size 2GB
+        [ordered]@{
+            name                 = 'instance-0000002a'
+            instance_uuid        = $script:Uuid
+            instance_dir         = Join-Path -Path $Root -ChildPath 'instance-0000002a'
+            generation           = 2
+            secure_boot          = [ordered]@{ enabled = $true; template = 'MicrosoftUEFICertificateAuthority' }
+            vcpus                = 2
+            memory_mb            = 4096
+            dynamic_memory_ratio = 1.5
+            root_disk            = [ordered]@{ source = $image; cow = $true; format = 'vhdx'; size_gb = 20 }
+            ephemerals           = @([ordered]@{ size_gb = 10; format = 'vhdx' })
+            nics                 = @(
+                [ordered]@{ id = 'port-1'; mac = 'fa:16:3e:01:02:03'; switch = 'br-int'; vlan = $null }
+                [ordered]@{ id = 'port-2'; mac = 'fa:16:3e:0a:0b:0c'; switch = 'external'; vlan = 120 }
+            )
+            serial_ports         = @([ordered]@{ port = 1; pipe = "$($script:Uuid)_ro" })
+            config_drive         = [ordered]@{ content_base64 = $script:ConfigDriveBase64; format = 'iso'; as_dvd = $true }
+            enable_metrics       = $true
+            power_on             = $true
+        }
+    }
+
+    # A generation 1 spawn: copied vhd root, IDE ephemeral, SCSI swap, vhd config drive.
+    function New-Gen1Spec {
+        param(
+            [Parameter(Mandatory)]
+            [string]$Root
+        )
+        $base = Join-Path -Path $Root -ChildPath '_base'
+        $image = Join-Path -Path $base -ChildPath 'image.vhd'
+        Register-FakeVhd -Path $image -Size 10GB
+        [ordered]@{
+            name          = 'instance-0000002b'
+            instance_uuid = '0B9A6F3C-1D2E-4F50-8A7B-9C0D1E2F3A4B'
+            instance_dir  = Join-Path -Path $Root -ChildPath 'instance-0000002b'
+            generation    = 1
+            vcpus         = 4
+            memory_mb     = 8192
+            root_disk     = [ordered]@{ source = $image; cow = $false; format = 'vhd'; size_gb = 40 }
+            ephemerals    = @([ordered]@{ size_gb = 5; format = 'vhd'; controller = 'ide' })
+            swap          = [ordered]@{ size_mb = 1024; format = 'vhd' }
+            nics          = @([ordered]@{ id = 'port-3'; mac = 'FA-16-3E-11-22-33' })
+            config_drive  = [ordered]@{ content_base64 = $script:ConfigDriveBase64; format = 'vhd'; as_dvd = $false }
+            notes_extra   = 'project 6f1e2d3c'
+            power_on      = $true
+        }
+    }
+
+    function New-TestRoot {
+        $root = Join-Path -Path $TestDrive -ChildPath ([guid]::NewGuid().ToString('N'))
+        $null = New-Item -ItemType Directory -Path $root -Force
+        $root
+    }
+
+    Add-CommandStub -Name 'Get-VM' -Parameter 'Name', 'Id'
+    Add-CommandStub -Name 'New-VM' -Parameter 'Name', 'Generation', 'Path', 'MemoryStartupBytes', '-NoVHD'
+    Add-CommandStub -Name 'Set-VM' -Parameter 'VM', 'Notes', 'AutomaticStartAction', 'AutomaticStopAction', 'SnapshotFileLocation', 'SmartPagingFilePath', 'AutomaticCheckpointsEnabled'
+    Add-CommandStub -Name 'Remove-VM' -Parameter 'VM', '-Force'
+    Add-CommandStub -Name 'Start-VM' -Parameter 'VM'
+    Add-CommandStub -Name 'Stop-VM' -Parameter 'VM', '-TurnOff', '-Force'
+    Add-CommandStub -Name 'Get-VMNetworkAdapter' -Parameter 'VM'
+    Add-CommandStub -Name 'Remove-VMNetworkAdapter' -Parameter 'VMNetworkAdapter'
+    Add-CommandStub -Name 'Add-VMNetworkAdapter' -Parameter 'VM', 'Name', 'StaticMacAddress', 'SwitchName', '-Passthru'
+    Add-CommandStub -Name 'Set-VMNetworkAdapterVlan' -Parameter 'VMNetworkAdapter', '-Access', 'VlanId'
+    Add-CommandStub -Name 'Get-VMDvdDrive' -Parameter 'VM'
+    Add-CommandStub -Name 'Remove-VMDvdDrive' -Parameter 'VMDvdDrive'
+    Add-CommandStub -Name 'Add-VMDvdDrive' -Parameter 'VM', 'ControllerNumber', 'ControllerLocation', 'Path', '-Passthru'
+    Add-CommandStub -Name 'Add-VMHardDiskDrive' -Parameter 'VM', 'ControllerType', 'ControllerNumber', 'ControllerLocation', 'Path', '-Passthru'
+    Add-CommandStub -Name 'Add-VMScsiController' -Parameter 'VM'
+    Add-CommandStub -Name 'Set-VMProcessor' -Parameter 'VM', 'Count', 'CompatibilityForMigrationEnabled', 'MaximumCountPerNumaNode'
+    Add-CommandStub -Name 'Set-VMMemory' -Parameter 'VM', 'DynamicMemoryEnabled', 'StartupBytes', 'MinimumBytes', 'MaximumBytes', 'MaximumAmountPerNumaNodeBytes'
+    Add-CommandStub -Name 'Set-VMFirmware' -Parameter 'VM', 'EnableSecureBoot', 'SecureBootTemplate', 'FirstBootDevice'
+    Add-CommandStub -Name 'Set-VMBios' -Parameter 'VM', 'StartupOrder'
+    Add-CommandStub -Name 'Set-VMComPort' -Parameter 'VM', 'Number', 'Path'
+    Add-CommandStub -Name 'Enable-VMResourceMetering' -Parameter 'VM'
+    Add-CommandStub -Name 'New-VHD' -Parameter 'Path', 'ParentPath', 'SizeBytes', '-Differencing', '-Dynamic'
+    Add-CommandStub -Name 'Resize-VHD' -Parameter 'Path', 'SizeBytes'
+    Add-CommandStub -Name 'Get-VHD' -Parameter 'Path'
+}
+
+AfterAll {
+    foreach ($stub in $script:Stubs) {
+        Remove-Item -Path ('function:global:' + $stub) -ErrorAction SilentlyContinue
+    }
+}
+
+Describe 'New-Instance' {
+    BeforeEach {
+        # Shared with the mocks. Mock bodies run inside the tested script's scopes (its $script: scope
+        # and StrictMode), so they reach this state through one unqualified, uniquely named variable.
+        $script:PsdTest = @{
+            Vms        = [System.Collections.Generic.List[object]]::new()
+            Vhds       = @{}
+            Calls      = [System.Collections.Generic.List[string]]::new()
+            CallCounts = @{}
+            FailAt     = $null
+        }
+
+        Mock Get-VM {
+            if ($PesterBoundParameters.ContainsKey('Id')) {
+                return @($PsdTest.Vms | Where-Object { $_.Id -eq $Id })
+            }
+            if ($PesterBoundParameters.ContainsKey('Name')) {
+                return @($PsdTest.Vms | Where-Object { $_.Name -like @($Name)[0] })
+            }
+            $PsdTest.Vms.ToArray()
+        }
+        Mock New-VM {
+            Invoke-FakeStep -Step 'New-VM'
+            $vm = [pscustomobject]@{
+                Name       = $Name
+                Id         = [guid]::NewGuid()
+                State      = 'Off'
+                Generation = [int]$Generation
+                Notes      = ''
+            }
+            $PsdTest.Vms.Add($vm)
+            $vm
+        }
+        Mock Set-VM {
+            Invoke-FakeStep -Step 'Set-VM'
+            @($VM)[0].Notes = $Notes
+        } -RemoveParameterType 'VM'
+        Mock Remove-VM {
+            Invoke-FakeStep -Step 'Remove-VM'
+            Remove-FakeVM -VM $VM
+        } -RemoveParameterType 'VM'
+        Mock Start-VM {
+            Invoke-FakeStep -Step 'Start-VM'
+            @($VM)[0].State = 'Running'
+        } -RemoveParameterType 'VM'
+        Mock Stop-VM {
+            Invoke-FakeStep -Step 'Stop-VM'
+            @($VM)[0].State = 'Off'
+        } -RemoveParameterType 'VM'
+        Mock Get-VMNetworkAdapter {
+            [pscustomobject]@{ Name = 'Network Adapter'; VMName = @($VM)[0].Name }
+        } -RemoveParameterType 'VM'
+        Mock Remove-VMNetworkAdapter { Invoke-FakeStep -Step 'Remove-VMNetworkAdapter' } -RemoveParameterType 'VMNetworkAdapter'
+        Mock Add-VMNetworkAdapter {
+            Invoke-FakeStep -Step 'Add-VMNetworkAdapter'
+            [pscustomobject]@{ Name = $Name; MacAddress = $StaticMacAddress; SwitchName = $SwitchName }
+        } -RemoveParameterType 'VM'
+        Mock Set-VMNetworkAdapterVlan { Invoke-FakeStep -Step 'Set-VMNetworkAdapterVlan' } -RemoveParameterType 'VMNetworkAdapter'
+        Mock Get-VMDvdDrive {
+            if (@($VM)[0].Generation -eq 1) {
+                [pscustomobject]@{ ControllerNumber = 1; ControllerLocation = 0; Path = $null }
+            }
+        } -RemoveParameterType 'VM'
+        Mock Remove-VMDvdDrive { Invoke-FakeStep -Step 'Remove-VMDvdDrive' } -RemoveParameterType 'VMDvdDrive'
+        Mock Add-VMDvdDrive {
+            Invoke-FakeStep -Step 'Add-VMDvdDrive'
+            [pscustomobject]@{ ControllerNumber = $ControllerNumber; ControllerLocation = $ControllerLocation; Path = $Path }
+        } -RemoveParameterType 'VM'
+        Mock Add-VMHardDiskDrive {
+            Invoke-FakeStep -Step 'Add-VMHardDiskDrive'
+            [pscustomobject]@{
+                ControllerType     = $ControllerType
+                ControllerNumber   = $ControllerNumber
+                ControllerLocation = $ControllerLocation
+                Path               = $Path
+            }
+        } -RemoveParameterType 'VM'
+        Mock Add-VMScsiController { Invoke-FakeStep -Step 'Add-VMScsiController' } -RemoveParameterType 'VM'
+        Mock Set-VMProcessor { Invoke-FakeStep -Step 'Set-VMProcessor' } -RemoveParameterType 'VM'
+        Mock Set-VMMemory { Invoke-FakeStep -Step 'Set-VMMemory' } -RemoveParameterType 'VM'
+        Mock Set-VMFirmware { Invoke-FakeStep -Step 'Set-VMFirmware' } -RemoveParameterType 'VM', 'FirstBootDevice'
+        Mock Set-VMBios { Invoke-FakeStep -Step 'Set-VMBios' } -RemoveParameterType 'VM'
+        Mock Set-VMComPort { Invoke-FakeStep -Step 'Set-VMComPort' } -RemoveParameterType 'VM'
+        Mock Enable-VMResourceMetering { Invoke-FakeStep -Step 'Enable-VMResourceMetering' } -RemoveParameterType 'VM'
+        Mock New-VHD {
+            # The file appears before the operation can fail, as a half-written disk would.
+            $null = New-Item -ItemType File -Path $Path -Force
+            Invoke-FakeStep -Step 'New-VHD'
+            if ($PesterBoundParameters.ContainsKey('ParentPath')) {
+                $parent = Get-FakeVhd -Path $ParentPath
+                Register-FakeVhd -Path $Path -Size $parent.Size -Type 'Differencing' -Parent $ParentPath
+            }
+            else {
+                Register-FakeVhd -Path $Path -Size $SizeBytes
+            }
+            Get-FakeVhd -Path $Path
+        }
+        Mock Resize-VHD {
+            Invoke-FakeStep -Step 'Resize-VHD'
+            $vhd = Get-FakeVhd -Path $Path
+            if ($null -eq $vhd) {
+                Register-FakeVhd -Path $Path -Size $SizeBytes
+            }
+            else {
+                $vhd.Size = $SizeBytes
+            }
+        }
+        Mock Get-VHD {
+            $vhd = Get-FakeVhd -Path $Path
+            if ($null -eq $vhd) {
+                throw "'$Path' is not a virtual hard disk."
+            }
+            $vhd
+        }
+        # Only the failure is faked; otherwise the real Copy-Item copies the file.
+        Mock Copy-Item {
+            $null = New-Item -ItemType File -Path $Destination -Force
+            Invoke-FakeStep -Step 'Copy-Item'
+        } -ParameterFilter { $PsdTest.FailAt -eq 'Copy-Item' }
+    }
+
+    Context 'contract examples' {
+        It 'example <Index> is a valid spec' -ForEach $Examples {
+            $json = $Example['Spec'] | ConvertTo-Json -Depth 20
+            $problems = $null
+            $valid = Test-Json -Json $json -Schema $script:SpecSchema -ErrorVariable problems -ErrorAction SilentlyContinue
+            $valid | Should -BeTrue -Because ($problems -join '; ')
+        }
+
+        It 'example <Index> spawns and matches the contract' -ForEach $Examples {
+            $root = New-TestRoot
+            $spec = ConvertTo-TestValue -Value $Example['Spec'] -Root $root
+            $rootDisk = $spec['root_disk']
+            if ($null -ne $rootDisk -and $null -ne $rootDisk['source']) {
+                if ($rootDisk['source'] -match '\.iso$') {
+                    $null = New-Item -ItemType File -Path $rootDisk['source'] -Force
+                }
+                else {
+                    Register-FakeVhd -Path $rootDisk['source'] -Size 1GB
+                }
+            }
+
+            $result = & $script:ScriptPath -Spec $spec
+
+            Assert-MatchesContract -Result $result
+            $result.name | Should -Be $spec['name']
+            $result.instance_uuid | Should -Be ([string]$spec['instance_uuid']).ToLowerInvariant()
+            $PsdTest.Vms.Count | Should -Be 1
+            @($PsdTest.Vms)[0].Notes.Split("`n")[0] | Should -Be $result.instance_uuid
+            Test-Path -LiteralPath $spec['instance_dir'] -PathType Container | Should -BeTrue
+        }
+    }
+
+    Context 'a full generation 2 spawn' {
+        BeforeEach {
+            $script:Root = New-TestRoot
+            $script:Spec = New-Gen2Spec -Root $script:Root
+        }
+
+        It 'creates the folder, a differencing root grown to the flavor size, the ephemeral and the config drive' {
+            $result = & $script:ScriptPath -Spec $script:Spec
+
+            Assert-MatchesContract -Result $result
+            $dir = $script:Spec['instance_dir']
+            $rootPath = Join-Path -Path $dir -ChildPath 'root.vhdx'
+            $ephPath = Join-Path -Path $dir -ChildPath 'eph0.vhdx'
+            $configPath = Join-Path -Path $dir -ChildPath 'configdrive.iso'
+            $result.root_disk_path | Should -Be $rootPath
+            @($result.created) | Should -Be @($dir, $rootPath, $ephPath, $configPath)
+            @($result.reused).Count | Should -Be 0
+            (Get-FakeVhd -Path $rootPath).VhdType | Should -Be 'Differencing'
+            (Get-FakeVhd -Path $rootPath).Size | Should -Be 20GB
+            (Get-FakeVhd -Path $ephPath).Size | Should -Be 10GB
+            [System.IO.File]::ReadAllBytes($configPath) | Should -Be ([System.Convert]::FromBase64String($script:ConfigDriveBase64))
+            Should -Invoke New-VHD -Times 1 -Exactly -ParameterFilter { $Differencing -and $ParentPath -eq $script:Spec['root_disk']['source'] }
+            Should -Invoke Resize-VHD -Times 1 -Exactly -ParameterFilter { $SizeBytes -eq 20GB }
+        }
+
+        It 'configures the VM and starts it' {
+            $result = & $script:ScriptPath -Spec $script:Spec
+
+            $result.state | Should -Be 'Running'
+            $result.vm_id | Should -Be @($PsdTest.Vms)[0].Id.ToString()
+            $result.generation | Should -Be 2
+            @($PsdTest.Vms)[0].Notes | Should -Be $script:Uuid
+            Should -Invoke New-VM -Times 1 -Exactly -ParameterFilter {
+                $Name -eq 'instance-0000002a' -and $Generation -eq 2 -and $NoVHD -and $Path -eq $script:Root
+            }
+            Should -Invoke Set-VM -Times 1 -Exactly -ParameterFilter {
+                $AutomaticStartAction -eq 'Nothing' -and $SnapshotFileLocation -eq $script:Spec['instance_dir'] -and
+                $SmartPagingFilePath -eq $script:Spec['instance_dir']
+            }
+            Should -Invoke Remove-VMNetworkAdapter -Times 1 -Exactly
+            Should -Invoke Set-VMProcessor -Times 1 -Exactly -ParameterFilter { $Count -eq 2 -and $CompatibilityForMigrationEnabled -eq $false }
+            Should -Invoke Set-VMFirmware -Times 1 -Exactly -ParameterFilter {
+                $EnableSecureBoot -eq 'On' -and $SecureBootTemplate -eq 'MicrosoftUEFICertificateAuthority'
+            }
+            Should -Invoke Set-VMFirmware -Times 1 -Exactly -ParameterFilter { $null -ne $FirstBootDevice -and $FirstBootDevice.ControllerLocation -eq 0 }
+            Should -Invoke Add-VMScsiController -Times 0 -Exactly
+            Should -Invoke Enable-VMResourceMetering -Times 1 -Exactly
+            Should -Invoke Start-VM -Times 1 -Exactly
+        }
+
+        It 'enables dynamic memory with startup = minimum = memory_mb / ratio, rounded down to even' {
+            $null = & $script:ScriptPath -Spec $script:Spec
+
+            # 4096 / 1.5 = 2730.67 -> 2730
+            Should -Invoke Set-VMMemory -Times 1 -Exactly -ParameterFilter {
+                $DynamicMemoryEnabled -eq $true -and $StartupBytes -eq 2730MB -and $MinimumBytes -eq 2730MB -and $MaximumBytes -eq 4096MB
+            }
+            Should -Invoke New-VM -Times 1 -Exactly -ParameterFilter { $MemoryStartupBytes -eq 2730MB }
+        }
+
+        It 'places the drives on SCSI 0: root at 0, then ephemerals, then the config drive' {
+            $result = & $script:ScriptPath -Spec $script:Spec
+
+            $drives = @($result.drives)
+            $drives.Count | Should -Be 3
+            $drives[0].role | Should -Be 'root'
+            $drives[0].controller_type | Should -Be 'SCSI'
+            $drives[0].controller_location | Should -Be 0
+            $drives[1].role | Should -Be 'ephemeral'
+            $drives[1].index | Should -Be 0
+            $drives[1].controller_location | Should -Be 1
+            $drives[2].role | Should -Be 'config_drive'
+            $drives[2].drive_type | Should -Be 'dvd'
+            $drives[2].controller_location | Should -Be 2
+            Should -Invoke Add-VMHardDiskDrive -Times 1 -Exactly -ParameterFilter {
+                $ControllerType -eq 'SCSI' -and $ControllerNumber -eq 0 -and $ControllerLocation -eq 0 -and $Path -like '*root.vhdx'
+            }
+            Should -Invoke Add-VMDvdDrive -Times 1 -Exactly -ParameterFilter { $ControllerLocation -eq 2 -and $Path -like '*configdrive.iso' }
+        }
+
+        It 'names each adapter after its port, with the static MAC, switch and VLAN' {
+            $null = & $script:ScriptPath -Spec $script:Spec
+
+            Should -Invoke Add-VMNetworkAdapter -Times 1 -Exactly -ParameterFilter {
+                $Name -eq 'port-1' -and $StaticMacAddress -eq 'FA163E010203' -and $SwitchName -eq 'br-int'
+            }
+            Should -Invoke Add-VMNetworkAdapter -Times 1 -Exactly -ParameterFilter {
+                $Name -eq 'port-2' -and $StaticMacAddress -eq 'FA163E0A0B0C' -and $SwitchName -eq 'external'
+            }
+            Should -Invoke Set-VMNetworkAdapterVlan -Times 1 -Exactly -ParameterFilter { $Access -and $VlanId -eq 120 }
+        }
+
+        It 'connects COM 1 to the named pipe' {
+            $null = & $script:ScriptPath -Spec $script:Spec
+
+            Should -Invoke Set-VMComPort -Times 1 -Exactly -ParameterFilter {
+                $Number -eq 1 -and $Path -eq "\\.\pipe\$($script:Uuid)_ro"
+            }
+        }
+
+        It 'leaves the VM off when power_on is false' {
+            $script:Spec['power_on'] = $false
+
+            $result = & $script:ScriptPath -Spec $script:Spec
+
+            $result.state | Should -Be 'Off'
+            Should -Invoke Start-VM -Times 0 -Exactly
+        }
+
+        It 'turns secure boot off when it is not requested' {
+            $script:Spec.Remove('secure_boot')
+
+            $null = & $script:ScriptPath -Spec $script:Spec
+
+            Should -Invoke Set-VMFirmware -Times 1 -Exactly -ParameterFilter { $EnableSecureBoot -eq 'Off' }
+        }
+
+        It 'sets the vNUMA limits with static memory' {
+            $script:Spec['dynamic_memory_ratio'] = 1
+            $script:Spec['vnuma'] = [ordered]@{ enabled = $true; max_processors_per_node = 1; max_memory_per_node_mb = 2048 }
+
+            $null = & $script:ScriptPath -Spec $script:Spec
+
+            Should -Invoke Set-VMProcessor -Times 1 -Exactly -ParameterFilter { $MaximumCountPerNumaNode -eq 1 }
+            Should -Invoke Set-VMMemory -Times 1 -Exactly -ParameterFilter {
+                $DynamicMemoryEnabled -eq $false -and $StartupBytes -eq 4096MB -and $MaximumAmountPerNumaNodeBytes -eq 2048MB
+            }
+        }
+
+        It 'accepts the spec as a JSON string' {
+            $json = $script:Spec | ConvertTo-Json -Depth 10
+
+            $result = & $script:ScriptPath -Spec $json
+
+            Assert-MatchesContract -Result $result
+            $result.state | Should -Be 'Running'
+        }
+
+        It 'reuses disk files that already exist and never deletes them' {
+            $dir = $script:Spec['instance_dir']
+            $rootPath = Join-Path -Path $dir -ChildPath 'root.vhdx'
+            Register-FakeVhd -Path $rootPath -Size 20GB -Type 'Differencing' -Parent $script:Spec['root_disk']['source']
+            $PsdTest.FailAt = 'Start-VM'
+
+            { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'Fake.InjectedFailure'
+
+            Test-Path -LiteralPath $rootPath -PathType Leaf | Should -BeTrue
+            Test-Path -LiteralPath (Join-Path -Path $dir -ChildPath 'eph0.vhdx') | Should -BeFalse
+            Test-Path -LiteralPath (Join-Path -Path $dir -ChildPath 'configdrive.iso') | Should -BeFalse
+            Test-Path -LiteralPath $dir -PathType Container | Should -BeTrue
+            Should -Invoke New-VHD -Times 0 -Exactly -ParameterFilter { $Path -eq $rootPath }
+            Should -Invoke Resize-VHD -Times 0 -Exactly
+        }
+
+        It 'reports a reused root disk' {
+            $rootPath = Join-Path -Path $script:Spec['instance_dir'] -ChildPath 'root.vhdx'
+            Register-FakeVhd -Path $rootPath -Size 20GB -Type 'Differencing' -Parent $script:Spec['root_disk']['source']
+
+            $result = & $script:ScriptPath -Spec $script:Spec
+
+            Assert-MatchesContract -Result $result
+            @($result.reused) | Should -Be @($rootPath)
+            @($result.created) | Should -Not -Contain $rootPath
+        }
+    }
+
+    Context 'a generation 1 spawn' {
+        BeforeEach {
+            $script:Root = New-TestRoot
+            $script:Spec = New-Gen1Spec -Root $script:Root
+        }
+
+        It 'copies the image, grows it, and lays out IDE and SCSI as compute-hyperv did' {
+            $result = & $script:ScriptPath -Spec $script:Spec
+
+            Assert-MatchesContract -Result $result
+            $dir = $script:Spec['instance_dir']
+            $rootPath = Join-Path -Path $dir -ChildPath 'root.vhd'
+            Test-Path -LiteralPath $rootPath -PathType Leaf | Should -BeTrue
+            Should -Invoke New-VHD -Times 0 -Exactly -ParameterFilter { $Path -eq $rootPath }
+            Should -Invoke Resize-VHD -Times 1 -Exactly -ParameterFilter { $Path -eq $rootPath -and $SizeBytes -eq 40GB }
+            $drives = @($result.drives)
+            ($drives | ForEach-Object { '{0}:{1}:{2}:{3}' -f $_.role, $_.controller_type, $_.controller_number, $_.controller_location }) |
+                Should -Be @('root:IDE:0:0', 'ephemeral:IDE:0:1', 'swap:SCSI:0:0', 'config_drive:IDE:1:0')
+            $drives[3].drive_type | Should -Be 'disk'
+            Should -Invoke Add-VMScsiController -Times 1 -Exactly
+            Should -Invoke Remove-VMDvdDrive -Times 1 -Exactly
+            Should -Invoke Set-VMBios -Times 1 -Exactly -ParameterFilter { @($StartupOrder)[0] -eq 'IDE' }
+            Should -Invoke Set-VMFirmware -Times 0 -Exactly
+        }
+
+        It 'writes the UUID in lower case on the first Notes line and notes_extra after it' {
+            $null = & $script:ScriptPath -Spec $script:Spec
+
+            @($PsdTest.Vms)[0].Notes | Should -Be "0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b`nproject 6f1e2d3c"
+        }
+
+        It 'creates a swap disk of size_mb' {
+            $null = & $script:ScriptPath -Spec $script:Spec
+
+            (Get-FakeVhd -Path (Join-Path -Path $script:Spec['instance_dir'] -ChildPath 'swap.vhd')).Size | Should -Be 1024MB
+        }
+
+        It 'boots an iso root from CD first and attaches it as a DVD' {
+            $iso = Join-Path -Path $script:Root -ChildPath '_base/image.iso'
+            $null = New-Item -ItemType File -Path $iso -Force
+            $script:Spec['root_disk'] = [ordered]@{ source = $iso; format = 'iso'; size_gb = 40 }
+            $script:Spec.Remove('config_drive')
+
+            $result = & $script:ScriptPath -Spec $script:Spec
+
+            Assert-MatchesContract -Result $result
+            @($result.drives)[0].drive_type | Should -Be 'dvd'
+            Should -Invoke Add-VMDvdDrive -Times 1 -Exactly -ParameterFilter { $ControllerNumber -eq 0 -and $ControllerLocation -eq 0 }
+            Should -Invoke Set-VMBios -Times 1 -Exactly -ParameterFilter { @($StartupOrder)[0] -eq 'CD' }
+            Should -Invoke Resize-VHD -Times 0 -Exactly
+        }
+    }
+
+    Context 'rollback' {
+        It 'generation 2: a failure in <Stage> removes everything created, then raises the original error' -ForEach $Gen2Stages {
+            $root = New-TestRoot
+            $spec = New-Gen2Spec -Root $root
+            $PsdTest.FailAt = $Stage
+
+            $failure = { & $script:ScriptPath -Spec $spec } | Should -Throw -ErrorId 'Fake.InjectedFailure' -PassThru
+
+            $expectedCall = $Stage
+            if ($Stage -notmatch '#') {
+                $expectedCall = "$Stage#1"
+            }
+            $PsdTest.Calls | Should -Contain $expectedCall
+            $failure.CategoryInfo.Category | Should -Be 'ResourceBusy'
+            $failure.Exception.Message | Should -Be "Injected failure in $($Stage -replace '#.*$', '')"
+            $PsdTest.Vms.Count | Should -Be 0
+            Test-Path -LiteralPath $spec['instance_dir'] | Should -BeFalse
+            Test-Path -LiteralPath $spec['root_disk']['source'] -PathType Leaf | Should -BeTrue
+            @(Get-ChildItem -LiteralPath $root).Name | Should -Be @('_base')
+            @(Get-ChildItem -LiteralPath (Join-Path -Path $root -ChildPath '_base')).Name | Should -Be @('image.vhdx')
+        }
+
+        It 'generation 1: a failure in <Stage> removes everything created, then raises the original error' -ForEach $Gen1Stages {
+            $root = New-TestRoot
+            $spec = New-Gen1Spec -Root $root
+            $PsdTest.FailAt = $Stage
+
+            $failure = { & $script:ScriptPath -Spec $spec } | Should -Throw -ErrorId 'Fake.InjectedFailure' -PassThru
+
+            $expectedCall = $Stage
+            if ($Stage -notmatch '#') {
+                $expectedCall = "$Stage#1"
+            }
+            $PsdTest.Calls | Should -Contain $expectedCall
+            $failure.CategoryInfo.Category | Should -Be 'ResourceBusy'
+            $PsdTest.Vms.Count | Should -Be 0
+            Test-Path -LiteralPath $spec['instance_dir'] | Should -BeFalse
+            @(Get-ChildItem -LiteralPath (Join-Path -Path $root -ChildPath '_base')).Name | Should -Be @('image.vhd')
+        }
+
+        It 'removes the VM after New-VM fails half way' {
+            $root = New-TestRoot
+            $spec = New-Gen2Spec -Root $root
+            Mock New-VM {
+                $PsdTest.Vms.Add([pscustomobject]@{ Name = $Name; Id = [guid]::NewGuid(); State = 'Off'; Generation = 2; Notes = '' })
+                Invoke-FakeStep -Step 'New-VM'
+            }
+            $PsdTest.FailAt = 'New-VM'
+
+            { & $script:ScriptPath -Spec $spec } | Should -Throw -ErrorId 'Fake.InjectedFailure'
+
+            $PsdTest.Vms.Count | Should -Be 0
+            Should -Invoke Remove-VM -Times 1 -Exactly
+        }
+
+        It 'turns a running VM off before removing it' {
+            $root = New-TestRoot
+            $spec = New-Gen2Spec -Root $root
+            Mock Start-VM {
+                @($VM)[0].State = 'Running'
+                $PsdTest.FailAt = 'Start-VM'
+                Invoke-FakeStep -Step 'Start-VM'
+            } -RemoveParameterType 'VM'
+
+            { & $script:ScriptPath -Spec $spec } | Should -Throw -ErrorId 'Fake.InjectedFailure'
+
+            Should -Invoke Stop-VM -Times 1 -Exactly -ParameterFilter { $TurnOff -and $Force }
+            Should -Invoke Remove-VM -Times 1 -Exactly
+            $PsdTest.Vms.Count | Should -Be 0
+        }
+
+        It 'keeps an instance folder that existed before' {
+            $root = New-TestRoot
+            $spec = New-Gen2Spec -Root $root
+            $dir = $spec['instance_dir']
+            $null = New-Item -ItemType Directory -Path $dir -Force
+            $keep = Join-Path -Path $dir -ChildPath 'console.log'
+            Set-Content -LiteralPath $keep -Value 'previous boot'
+            $PsdTest.FailAt = 'Set-VMMemory'
+
+            { & $script:ScriptPath -Spec $spec } | Should -Throw -ErrorId 'Fake.InjectedFailure'
+
+            Test-Path -LiteralPath $dir -PathType Container | Should -BeTrue
+            @(Get-ChildItem -LiteralPath $dir).Name | Should -Be @('console.log')
+        }
+    }
+
+    Context 'never shrink' {
+        BeforeEach {
+            $script:Root = New-TestRoot
+            $script:Spec = New-Gen2Spec -Root $script:Root
+        }
+
+        It 'refuses a root disk smaller than the image and changes nothing' {
+            Register-FakeVhd -Path $script:Spec['root_disk']['source'] -Size 30GB
+
+            $failure = { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.RootDiskTooSmall' -PassThru
+
+            $failure.CategoryInfo.Category | Should -Be 'InvalidArgument'
+            $failure.Exception.Message | Should -BeLike '*20 GB*'
+            $failure.Exception.Message | Should -BeLike "*$(30GB)*"
+            $failure.Exception.Message | Should -BeLike '*never shrunk*'
+            Test-Path -LiteralPath $script:Spec['instance_dir'] | Should -BeFalse
+            Should -Invoke New-VM -Times 0 -Exactly
+            Should -Invoke New-VHD -Times 0 -Exactly
+        }
+
+        It 'refuses it for a copied image too' {
+            $gen1 = New-Gen1Spec -Root $script:Root
+            $gen1['root_disk']['size_gb'] = 5
+
+            { & $script:ScriptPath -Spec $gen1 } | Should -Throw -ErrorId 'PsDriver.RootDiskTooSmall'
+
+            Test-Path -LiteralPath $gen1['instance_dir'] | Should -BeFalse
+        }
+
+        It 'does not resize when the sizes are equal' {
+            Register-FakeVhd -Path $script:Spec['root_disk']['source'] -Size 20GB
+
+            $null = & $script:ScriptPath -Spec $script:Spec
+
+            Should -Invoke Resize-VHD -Times 0 -Exactly
+        }
+
+        It 'refuses to grow a vhd differencing disk' {
+            $gen1 = New-Gen1Spec -Root $script:Root
+            $gen1['root_disk']['cow'] = $true
+
+            $failure = { & $script:ScriptPath -Spec $gen1 } | Should -Throw -ErrorId 'PsDriver.DifferencingVhdResize' -PassThru
+
+            $failure.CategoryInfo.Category | Should -Be 'InvalidArgument'
+            Should -Invoke New-VHD -Times 0 -Exactly
+        }
+    }
+
+    Context 'checks before any change' {
+        BeforeEach {
+            $script:Root = New-TestRoot
+            $script:Spec = New-Gen2Spec -Root $script:Root
+        }
+
+        It 'refuses a spec with <Case>' -ForEach @(
+            @{ Case = 'an unknown field'; Field = 'colour'; Value = 'blue' }
+            @{ Case = 'a string for a boolean'; Field = 'power_on'; Value = 'false' }
+            @{ Case = 'an odd memory size'; Field = 'memory_mb'; Value = 1025 }
+            @{ Case = 'a generation 3'; Field = 'generation'; Value = 3 }
+            @{ Case = 'a bad UUID'; Field = 'instance_uuid'; Value = 'not-a-uuid' }
+            @{ Case = 'a relative instance folder'; Field = 'instance_dir'; Value = 'instances\x' }
+            @{ Case = 'vNUMA with dynamic memory'; Field = 'vnuma'; Value = @{ enabled = $true } }
+            @{ Case = 'a bad MAC'; Field = 'nics'; Value = @(@{ id = 'p'; mac = 'zz:16:3e:01:02:03' }) }
+            @{ Case = 'a repeated port id'; Field = 'nics'; Value = @(@{ id = 'p'; mac = 'fa:16:3e:01:02:03' }, @{ id = 'p'; mac = 'fa:16:3e:01:02:04' }) }
+            @{ Case = 'an IDE disk on generation 2'; Field = 'ephemerals'; Value = @(@{ size_gb = 1; format = 'vhdx'; controller = 'ide' }) }
+            @{ Case = 'an iso config drive as a disk'; Field = 'config_drive'; Value = @{ content_base64 = 'Q0QwMDE='; format = 'iso'; as_dvd = $false } }
+            @{ Case = 'config drive content that is not base64'; Field = 'config_drive'; Value = @{ content_base64 = '***'; format = 'iso'; as_dvd = $true } }
+            @{ Case = 'COM port 3'; Field = 'serial_ports'; Value = @(@{ port = 3; pipe = 'x' }) }
+            @{ Case = 'a vhd root on generation 2'; Field = 'root_disk'; Value = @{ source = $null; format = 'vhd'; size_gb = 10 } }
+        ) {
+            $script:Spec[$Field] = $Value
+
+            $failure = { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.InvalidSpec' -PassThru
+
+            $failure.CategoryInfo.Category | Should -Be 'InvalidArgument'
+            $failure.Exception.Message | Should -BeLike "*spec.$Field*"
+            Test-Path -LiteralPath $script:Spec['instance_dir'] | Should -BeFalse
+            Should -Invoke New-VM -Times 0 -Exactly
+        }
+
+        It 'refuses a third IDE disk on generation 1 with a config drive' {
+            $gen1 = New-Gen1Spec -Root $script:Root
+            $gen1['ephemerals'] = @(
+                [ordered]@{ size_gb = 1; format = 'vhd'; controller = 'ide' }
+                [ordered]@{ size_gb = 1; format = 'vhd'; controller = 'ide' }
+                [ordered]@{ size_gb = 1; format = 'vhd'; controller = 'ide' }
+            )
+
+            { & $script:ScriptPath -Spec $gen1 } | Should -Throw -ErrorId 'PsDriver.InvalidSpec'
+        }
+
+        It 'refuses a VM name that already exists' {
+            $PsdTest.Vms.Add([pscustomobject]@{ Name = 'instance-0000002a'; Id = [guid]::NewGuid(); State = 'Off'; Generation = 2; Notes = '' })
+
+            $failure = { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.VMExists' -PassThru
+
+            $failure.CategoryInfo.Category | Should -Be 'ResourceExists'
+            Should -Invoke New-VM -Times 0 -Exactly
+            $PsdTest.Vms.Count | Should -Be 1
+        }
+
+        It 'reports a missing image' {
+            $script:Spec['root_disk']['source'] = Join-Path -Path $script:Root -ChildPath '_base/missing.vhdx'
+
+            $failure = { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.ImageNotFound' -PassThru
+
+            $failure.CategoryInfo.Category | Should -Be 'ObjectNotFound'
+            Test-Path -LiteralPath $script:Spec['instance_dir'] | Should -BeFalse
+        }
+
+        It 'changes nothing with -WhatIf and reports the plan' {
+            $result = & $script:ScriptPath -Spec $script:Spec -WhatIf
+
+            Assert-MatchesContract -Result $result
+            $result.state | Should -Be 'NotCreated'
+            $result.vm_id | Should -BeNullOrEmpty
+            @($result.created).Count | Should -Be 0
+            @($result.drives).Count | Should -Be 3
+            Test-Path -LiteralPath $script:Spec['instance_dir'] | Should -BeFalse
+            Should -Invoke New-VM -Times 0 -Exactly
+            Should -Invoke New-VHD -Times 0 -Exactly
+        }
+    }
+
+    Context 'boot from volume' {
+        It 'creates no root disk and keeps the root slot free' {
+            $root = New-TestRoot
+            $spec = New-Gen2Spec -Root $root
+            $spec['root_disk'] = $null
+
+            $result = & $script:ScriptPath -Spec $spec
+
+            Assert-MatchesContract -Result $result
+            $result.root_disk_path | Should -BeNullOrEmpty
+            @($result.drives | Where-Object { $_.role -eq 'root' }).Count | Should -Be 0
+            @($result.drives | Where-Object { $_.controller_type -eq 'SCSI' -and $_.controller_location -eq 0 }).Count | Should -Be 0
+            Should -Invoke Set-VMFirmware -Times 0 -Exactly -ParameterFilter { $null -ne $FirstBootDevice }
+        }
+
+        It 'creates an empty root disk when there is no image but a size' {
+            $root = New-TestRoot
+            $spec = New-Gen2Spec -Root $root
+            $spec['root_disk'] = [ordered]@{ source = $null; format = 'vhdx'; size_gb = 8 }
+
+            $result = & $script:ScriptPath -Spec $spec
+
+            (Get-FakeVhd -Path $result.root_disk_path).Size | Should -Be 8GB
+            Should -Invoke New-VHD -Times 1 -Exactly -ParameterFilter { $Dynamic -and $SizeBytes -eq 8GB -and $Path -eq $result.root_disk_path }
+        }
+    }
+}

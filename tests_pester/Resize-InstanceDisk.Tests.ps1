@@ -1,0 +1,232 @@
+BeforeDiscovery {
+    $contractFile = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts/Resize-InstanceDisk.contract.json'
+    $exampleIndex = 0
+    $Examples = @((Get-Content -LiteralPath $contractFile -Raw | ConvertFrom-Json -AsHashtable)['examples'] | ForEach-Object {
+            $exampleIndex++
+            @{ Index = $exampleIndex; Example = $_ }
+        })
+}
+
+BeforeAll {
+    $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
+    $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Resize-InstanceDisk.ps1'
+    $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Resize-InstanceDisk.contract.json'
+    $script:ResultSchema = (Get-Content -LiteralPath $contractPath -Raw | ConvertFrom-Json -AsHashtable)['result'] |
+        ConvertTo-Json -Depth 100
+    $script:Stubs = [System.Collections.Generic.List[string]]::new()
+
+    # Stand-ins for cmdlets missing on this machine (no Hyper-V module), so that Mock can replace them.
+    # A leading '-' declares a switch.
+    function Add-CommandStub {
+        param(
+            [Parameter(Mandatory)]
+            [string]$Name,
+
+            [string[]]$Parameter = @()
+        )
+        if (Get-Command -Name $Name -ErrorAction SilentlyContinue) {
+            return
+        }
+        $declared = @($Parameter | ForEach-Object {
+                if ($_.StartsWith('-')) {
+                    '[switch]$' + $_.Substring(1)
+                }
+                else {
+                    '$' + $_
+                }
+            }) -join ', '
+        $definition = '[CmdletBinding(SupportsShouldProcess)] param(' + $declared + ')'
+        Set-Item -Path ('function:global:' + $Name) -Value ([scriptblock]::Create($definition))
+        $script:Stubs.Add($Name)
+    }
+
+    # Exactly one result object, valid against the contract's JSON Schema.
+    function Assert-MatchesContract {
+        param(
+            [AllowNull()]
+            [object]$Result
+        )
+        @($Result).Count | Should -Be 1
+        $json = ConvertTo-Json -InputObject $Result -Depth 20
+        $problems = $null
+        $valid = Test-Json -Json $json -Schema $script:ResultSchema -ErrorVariable problems -ErrorAction SilentlyContinue
+        $valid | Should -BeTrue -Because ('the result must match the contract: ' + ($problems -join '; ') + "`n" + $json)
+    }
+
+    # Windows paths of the contract examples -> the same layout under a test folder.
+    function ConvertTo-TestPath {
+        param(
+            [Parameter(Mandatory)]
+            [string]$Path,
+
+            [Parameter(Mandatory)]
+            [string]$Root
+        )
+        $prefix = [regex]::Match($Path, '^(?:[A-Za-z]:\\|\\\\[^\\]+\\[^\\]+\\)')
+        if (-not $prefix.Success) {
+            return $Path
+        }
+        $rest = $Path.Substring($prefix.Length) -replace '\\', [string][System.IO.Path]::DirectorySeparatorChar
+        Join-Path -Path $Root -ChildPath $rest
+    }
+
+    function Get-FakeKey {
+        param(
+            [Parameter(Mandatory)]
+            [string]$Path
+        )
+        [System.IO.Path]::GetFullPath($Path).ToLowerInvariant()
+    }
+
+    function New-FakeDisk {
+        param(
+            [Parameter(Mandatory)]
+            [string]$Path,
+
+            [Parameter(Mandatory)]
+            [long]$Size,
+
+            [string]$Type = 'Dynamic'
+        )
+        $null = New-Item -ItemType File -Path $Path -Force
+        $format = 'VHD'
+        if ($Path -match 'x$') {
+            $format = 'VHDX'
+        }
+        $PsdTest.Vhds[(Get-FakeKey -Path $Path)] = [pscustomobject]@{ Path = $Path; Size = $Size; VhdFormat = $format; VhdType = $Type }
+        $Path
+    }
+
+    Add-CommandStub -Name 'Get-VHD' -Parameter 'Path'
+    Add-CommandStub -Name 'Resize-VHD' -Parameter 'Path', 'SizeBytes'
+}
+
+AfterAll {
+    foreach ($stub in $script:Stubs) {
+        Remove-Item -Path ('function:global:' + $stub) -ErrorAction SilentlyContinue
+    }
+}
+
+Describe 'Resize-InstanceDisk' {
+    BeforeEach {
+        # Shared with the mocks. Mock bodies run inside the tested script's scopes (its $script: scope
+        # and StrictMode), so they reach this state through one unqualified, uniquely named variable.
+        $script:PsdTest = @{
+            Vhds    = @{}
+            Failure = $null
+        }
+        $script:Folder = Join-Path -Path $TestDrive -ChildPath ([guid]::NewGuid().ToString('N'))
+
+        Mock Get-VHD {
+            $vhd = $PsdTest.Vhds[(Get-FakeKey -Path $Path)]
+            if ($null -eq $vhd) {
+                throw "'$Path' is not a virtual hard disk."
+            }
+            $vhd
+        }
+        Mock Resize-VHD {
+            if ($null -ne $PsdTest.Failure) {
+                throw $PsdTest.Failure
+            }
+            $PsdTest.Vhds[(Get-FakeKey -Path $Path)].Size = $SizeBytes
+        }
+    }
+
+    It 'example <Index> matches the contract' -ForEach $Examples {
+        $path = ConvertTo-TestPath -Path $Example['Path'] -Root $script:Folder
+        $null = New-FakeDisk -Path $path -Size 10GB
+
+        $result = & $script:ScriptPath -Path $path -SizeBytes $Example['SizeBytes']
+
+        Assert-MatchesContract -Result $result
+    }
+
+    It 'grows a disk' {
+        $path = New-FakeDisk -Path (Join-Path -Path $script:Folder -ChildPath 'root.vhdx') -Size 20GB -Type 'Differencing'
+
+        $result = & $script:ScriptPath -Path $path -SizeBytes 40GB
+
+        Assert-MatchesContract -Result $result
+        $result.resized | Should -BeTrue
+        $result.previous_size_bytes | Should -Be 20GB
+        $result.size_bytes | Should -Be 40GB
+        $result.format | Should -Be 'vhdx'
+        $result.vhd_type | Should -Be 'Differencing'
+        Should -Invoke Resize-VHD -Times 1 -Exactly -ParameterFilter { $SizeBytes -eq 40GB }
+    }
+
+    It 'does nothing when the size is already right' {
+        $path = New-FakeDisk -Path (Join-Path -Path $script:Folder -ChildPath 'root.vhdx') -Size 20GB
+
+        $result = & $script:ScriptPath -Path $path -SizeBytes 20GB
+
+        Assert-MatchesContract -Result $result
+        $result.resized | Should -BeFalse
+        Should -Invoke Resize-VHD -Times 0 -Exactly
+    }
+
+    It 'never shrinks, and says both sizes' {
+        $path = New-FakeDisk -Path (Join-Path -Path $script:Folder -ChildPath 'root.vhdx') -Size 40GB
+
+        $failure = { & $script:ScriptPath -Path $path -SizeBytes 20GB } | Should -Throw -ErrorId 'PsDriver.RootDiskTooSmall' -PassThru
+
+        $failure.CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $failure.Exception.Message | Should -BeLike "*$(20GB) bytes*"
+        $failure.Exception.Message | Should -BeLike "*$(40GB) bytes*"
+        $failure.Exception.Message | Should -BeLike '*never shrunk*'
+        Should -Invoke Resize-VHD -Times 0 -Exactly
+        $PsdTest.Vhds[(Get-FakeKey -Path $path)].Size | Should -Be 40GB
+    }
+
+    It 'refuses to grow a vhd differencing disk' {
+        $path = New-FakeDisk -Path (Join-Path -Path $script:Folder -ChildPath 'root.vhd') -Size 20GB -Type 'Differencing'
+
+        $failure = { & $script:ScriptPath -Path $path -SizeBytes 40GB } | Should -Throw -ErrorId 'PsDriver.DifferencingVhdResize' -PassThru
+
+        $failure.CategoryInfo.Category | Should -Be 'InvalidArgument'
+        Should -Invoke Resize-VHD -Times 0 -Exactly
+    }
+
+    It 'grows a dynamic vhd' {
+        $path = New-FakeDisk -Path (Join-Path -Path $script:Folder -ChildPath 'eph0.vhd') -Size 10GB
+
+        $result = & $script:ScriptPath -Path $path -SizeBytes 15GB
+
+        $result.format | Should -Be 'vhd'
+        $result.size_bytes | Should -Be 15GB
+    }
+
+    It 'reports a missing disk' {
+        $failure = { & $script:ScriptPath -Path (Join-Path -Path $script:Folder -ChildPath 'none.vhdx') -SizeBytes 1GB } |
+            Should -Throw -ErrorId 'PsDriver.DiskNotFound' -PassThru
+
+        $failure.CategoryInfo.Category | Should -Be 'ObjectNotFound'
+    }
+
+    It 'refuses a size that is not positive' {
+        $path = New-FakeDisk -Path (Join-Path -Path $script:Folder -ChildPath 'root.vhdx') -Size 1GB
+
+        { & $script:ScriptPath -Path $path -SizeBytes 0 } | Should -Throw -ErrorId 'PsDriver.InvalidDiskSize'
+    }
+
+    It 'turns a Hyper-V refusal into PsDriver.DiskResizeFailed with its message' {
+        $path = New-FakeDisk -Path (Join-Path -Path $script:Folder -ChildPath 'root.vhdx') -Size 10GB
+        $PsdTest.Failure = 'The disk is attached to an IDE controller of a running virtual machine.'
+
+        $failure = { & $script:ScriptPath -Path $path -SizeBytes 20GB } | Should -Throw -ErrorId 'PsDriver.DiskResizeFailed' -PassThru
+
+        $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'
+        $failure.Exception.Message | Should -BeLike '*IDE controller of a running virtual machine*'
+    }
+
+    It 'changes nothing with -WhatIf' {
+        $path = New-FakeDisk -Path (Join-Path -Path $script:Folder -ChildPath 'root.vhdx') -Size 10GB
+
+        $result = & $script:ScriptPath -Path $path -SizeBytes 20GB -WhatIf
+
+        Assert-MatchesContract -Result $result
+        $result.resized | Should -BeFalse
+        $result.size_bytes | Should -Be 10GB
+        Should -Invoke Resize-VHD -Times 0 -Exactly
+    }
+}

@@ -1,0 +1,339 @@
+BeforeDiscovery {
+    $contractFile = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts/Set-InstancePowerState.contract.json'
+    $exampleIndex = 0
+    $Examples = @((Get-Content -LiteralPath $contractFile -Raw | ConvertFrom-Json -AsHashtable)['examples'] | ForEach-Object {
+            $exampleIndex++
+            @{ Index = $exampleIndex; Example = $_ }
+        })
+}
+
+BeforeAll {
+    $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
+    $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Set-InstancePowerState.ps1'
+    $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Set-InstancePowerState.contract.json'
+    $script:ResultSchema = (Get-Content -LiteralPath $contractPath -Raw | ConvertFrom-Json -AsHashtable)['result'] |
+        ConvertTo-Json -Depth 100
+    $script:Stubs = [System.Collections.Generic.List[string]]::new()
+
+    # Stand-ins for cmdlets missing on this machine (no Hyper-V module), so that Mock can replace them.
+    # A leading '-' declares a switch.
+    function Add-CommandStub {
+        param(
+            [Parameter(Mandatory)]
+            [string]$Name,
+
+            [string[]]$Parameter = @()
+        )
+        if (Get-Command -Name $Name -ErrorAction SilentlyContinue) {
+            return
+        }
+        $declared = @($Parameter | ForEach-Object {
+                if ($_.StartsWith('-')) {
+                    '[switch]$' + $_.Substring(1)
+                }
+                else {
+                    '$' + $_
+                }
+            }) -join ', '
+        $definition = '[CmdletBinding(SupportsShouldProcess)] param(' + $declared + ')'
+        Set-Item -Path ('function:global:' + $Name) -Value ([scriptblock]::Create($definition))
+        $script:Stubs.Add($Name)
+    }
+
+    # Exactly one result object, valid against the contract's JSON Schema.
+    function Assert-MatchesContract {
+        param(
+            [AllowNull()]
+            [object]$Result
+        )
+        @($Result).Count | Should -Be 1
+        $json = ConvertTo-Json -InputObject $Result -Depth 20
+        $problems = $null
+        $valid = Test-Json -Json $json -Schema $script:ResultSchema -ErrorVariable problems -ErrorAction SilentlyContinue
+        $valid | Should -BeTrue -Because ('the result must match the contract: ' + ($problems -join '; ') + "`n" + $json)
+    }
+
+    Add-CommandStub -Name 'Get-VM' -Parameter 'Name', 'Id'
+    Add-CommandStub -Name 'Start-VM' -Parameter 'VM'
+    Add-CommandStub -Name 'Stop-VM' -Parameter 'VM', '-TurnOff', '-Force'
+    Add-CommandStub -Name 'Remove-VMSavedState' -Parameter 'VM'
+    Add-CommandStub -Name 'Restart-VM' -Parameter 'VM', '-Force'
+    Add-CommandStub -Name 'Suspend-VM' -Parameter 'VM'
+    Add-CommandStub -Name 'Resume-VM' -Parameter 'VM'
+    Add-CommandStub -Name 'Save-VM' -Parameter 'VM'
+    Add-CommandStub -Name 'Get-CimInstance' -Parameter 'Namespace', 'ClassName', 'Filter'
+    Add-CommandStub -Name 'Invoke-CimMethod' -Parameter 'InputObject', 'MethodName', 'Arguments'
+
+    $script:PowerCmdlets = @('Start-VM', 'Stop-VM', 'Remove-VMSavedState', 'Restart-VM', 'Suspend-VM', 'Resume-VM', 'Save-VM')
+    $script:Refusal = "'instance-00000001' failed to change state. The operation cannot be performed while the object is in its current state."
+
+    function New-VMObject {
+        [pscustomobject]@{
+            Name       = 'instance-00000001'
+            Id         = [guid]'0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b'
+            State      = $script:State
+            Generation = 2
+        }
+    }
+
+    # Moves the fake VM from one of $From to $To, or refuses like Hyper-V.
+    function Move-FakeState {
+        param(
+            [string[]]$From,
+            [string]$To
+        )
+        if ($script:State -notin $From) {
+            throw $script:Refusal
+        }
+        $script:State = $To
+    }
+}
+
+AfterAll {
+    foreach ($stub in $script:Stubs) {
+        Remove-Item -Path ('function:global:' + $stub) -ErrorAction SilentlyContinue
+    }
+}
+
+Describe 'Set-InstancePowerState' {
+    BeforeEach {
+        $script:State = 'Running'
+        $script:Requests = 0
+        $script:ReturnValues = @(0)
+        $script:Accepted = $false
+        $script:TicksSinceAccept = 0
+        $script:GuestOffAfter = 3
+        $script:GuestCooperates = $true
+
+        Mock Get-VM {
+            if ($null -ne $Name -and @($Name)[0] -ne 'instance-00000001') {
+                return
+            }
+            New-VMObject
+        }
+        Mock Start-VM { Move-FakeState -From 'Off', 'Saved' -To 'Running' } -RemoveParameterType 'VM'
+        Mock Stop-VM { Move-FakeState -From 'Running', 'Paused', 'Starting', 'Stopping' -To 'Off' } -RemoveParameterType 'VM'
+        Mock Remove-VMSavedState { Move-FakeState -From 'Saved' -To 'Off' } -RemoveParameterType 'VM'
+        Mock Restart-VM { Move-FakeState -From 'Running' -To 'Running' } -RemoveParameterType 'VM'
+        Mock Suspend-VM { Move-FakeState -From 'Running' -To 'Paused' } -RemoveParameterType 'VM'
+        Mock Resume-VM { Move-FakeState -From 'Paused' -To 'Running' } -RemoveParameterType 'VM'
+        Mock Save-VM { Move-FakeState -From 'Running', 'Paused' -To 'Saved' } -RemoveParameterType 'VM'
+        Mock Get-CimInstance { [pscustomobject]@{ SystemName = '0B9A6F3C-1D2E-4F50-8A7B-9C0D1E2F3A4B' } } -ParameterFilter {
+            $ClassName -eq 'Msvm_ShutdownComponent' -and $Filter -eq "SystemName='0B9A6F3C-1D2E-4F50-8A7B-9C0D1E2F3A4B'"
+        }
+        Mock Invoke-CimMethod {
+            $index = [math]::Min($script:Requests, $script:ReturnValues.Count - 1)
+            $value = $script:ReturnValues[$index]
+            $script:Requests++
+            if ($value -eq 0 -and $script:GuestCooperates) {
+                $script:Accepted = $true
+            }
+            [pscustomobject]@{ ReturnValue = $value }
+        } -RemoveParameterType 'InputObject'
+        Mock Start-Sleep {
+            if ($script:Accepted) {
+                $script:TicksSinceAccept++
+                if ($script:TicksSinceAccept -ge $script:GuestOffAfter) {
+                    $script:State = 'Off'
+                }
+            }
+        }
+    }
+
+    Context 'transitions without a guest shutdown' {
+        It '<Action> from <From> ends <To>' -ForEach @(
+            @{ Action = 'Start'; From = 'Off'; To = 'Running'; Changed = $true; Forced = $false; Steps = @('Start-VM') }
+            @{ Action = 'Start'; From = 'Running'; To = 'Running'; Changed = $false; Forced = $false; Steps = @() }
+            @{ Action = 'Start'; From = 'Saved'; To = 'Running'; Changed = $true; Forced = $false; Steps = @('Start-VM') }
+            @{ Action = 'Start'; From = 'Paused'; To = 'Running'; Changed = $true; Forced = $false; Steps = @('Resume-VM') }
+            @{ Action = 'Stop'; From = 'Running'; To = 'Off'; Changed = $true; Forced = $true; Steps = @('Stop-VM') }
+            @{ Action = 'Stop'; From = 'Off'; To = 'Off'; Changed = $false; Forced = $false; Steps = @() }
+            @{ Action = 'Stop'; From = 'Saved'; To = 'Off'; Changed = $true; Forced = $true; Steps = @('Remove-VMSavedState') }
+            @{ Action = 'Stop'; From = 'Paused'; To = 'Off'; Changed = $true; Forced = $true; Steps = @('Stop-VM') }
+            @{ Action = 'Shutdown'; From = 'Off'; To = 'Off'; Changed = $false; Forced = $false; Steps = @() }
+            @{ Action = 'Shutdown'; From = 'Saved'; To = 'Off'; Changed = $true; Forced = $true; Steps = @('Remove-VMSavedState') }
+            @{ Action = 'Shutdown'; From = 'Paused'; To = 'Off'; Changed = $true; Forced = $true; Steps = @('Stop-VM') }
+            @{ Action = 'Restart'; From = 'Running'; To = 'Running'; Changed = $true; Forced = $true; Steps = @('Restart-VM') }
+            @{ Action = 'Restart'; From = 'Off'; To = 'Running'; Changed = $true; Forced = $false; Steps = @('Start-VM') }
+            @{ Action = 'Restart'; From = 'Saved'; To = 'Running'; Changed = $true; Forced = $true; Steps = @('Remove-VMSavedState', 'Start-VM') }
+            @{ Action = 'Restart'; From = 'Paused'; To = 'Running'; Changed = $true; Forced = $true; Steps = @('Stop-VM', 'Start-VM') }
+            @{ Action = 'SoftReboot'; From = 'Off'; To = 'Running'; Changed = $true; Forced = $false; Steps = @('Start-VM') }
+            @{ Action = 'SoftReboot'; From = 'Saved'; To = 'Running'; Changed = $true; Forced = $true; Steps = @('Remove-VMSavedState', 'Start-VM') }
+            @{ Action = 'Pause'; From = 'Running'; To = 'Paused'; Changed = $true; Forced = $false; Steps = @('Suspend-VM') }
+            @{ Action = 'Pause'; From = 'Paused'; To = 'Paused'; Changed = $false; Forced = $false; Steps = @() }
+            @{ Action = 'Resume'; From = 'Paused'; To = 'Running'; Changed = $true; Forced = $false; Steps = @('Resume-VM') }
+            @{ Action = 'Resume'; From = 'Running'; To = 'Running'; Changed = $false; Forced = $false; Steps = @() }
+            @{ Action = 'Save'; From = 'Running'; To = 'Saved'; Changed = $true; Forced = $false; Steps = @('Save-VM') }
+            @{ Action = 'Save'; From = 'Paused'; To = 'Saved'; Changed = $true; Forced = $false; Steps = @('Save-VM') }
+            @{ Action = 'Save'; From = 'Saved'; To = 'Saved'; Changed = $false; Forced = $false; Steps = @() }
+            @{ Action = 'Restore'; From = 'Saved'; To = 'Running'; Changed = $true; Forced = $false; Steps = @('Start-VM') }
+            @{ Action = 'Restore'; From = 'Off'; To = 'Running'; Changed = $true; Forced = $false; Steps = @('Start-VM') }
+            @{ Action = 'Restore'; From = 'Paused'; To = 'Running'; Changed = $true; Forced = $false; Steps = @('Resume-VM') }
+            @{ Action = 'Restore'; From = 'Running'; To = 'Running'; Changed = $false; Forced = $false; Steps = @() }
+        ) {
+            $script:State = $From
+            $result = & $script:ScriptPath -Name 'instance-00000001' -Action $Action
+            Assert-MatchesContract $result
+            $result.name | Should -Be 'instance-00000001'
+            $result.action | Should -Be $Action
+            $result.previous_state | Should -Be $From
+            $result.state | Should -Be $To
+            $result.changed | Should -Be $Changed
+            $result.forced | Should -Be $Forced
+            $result.waited_seconds | Should -Be 0
+            foreach ($cmdlet in $script:PowerCmdlets) {
+                $times = @($Steps | Where-Object { $_ -eq $cmdlet }).Count
+                Should -Invoke $cmdlet -Times $times -Exactly
+            }
+            Should -Invoke Invoke-CimMethod -Times 0 -Exactly
+        }
+
+        It 'refuses <Action> from <From> with Hyper-V''s message' -ForEach @(
+            @{ Action = 'Pause'; From = 'Off' }
+            @{ Action = 'Resume'; From = 'Off' }
+            @{ Action = 'Save'; From = 'Off' }
+            @{ Action = 'Pause'; From = 'Saved' }
+        ) {
+            $script:State = $From
+            $failure = { & $script:ScriptPath -Name 'instance-00000001' -Action $Action } | Should -Throw -PassThru
+            $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.InvalidPowerTransition'
+            $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'
+            $failure.Exception.Message | Should -BeLike "*$Action*$From*current state*"
+            $script:State | Should -Be $From
+        }
+    }
+
+    Context 'clean shutdown' {
+        It 'waits for the guest and does not force' {
+            $result = & $script:ScriptPath -Name 'instance-00000001' -Action Shutdown -TimeoutSeconds 60
+            Assert-MatchesContract $result
+            $result.state | Should -Be 'Off'
+            $result.forced | Should -BeFalse
+            $result.changed | Should -BeTrue
+            $result.waited_seconds | Should -Be 3
+            Should -Invoke Invoke-CimMethod -Times 1 -Exactly -ParameterFilter {
+                $MethodName -eq 'InitiateShutdown' -and $Arguments.Force -eq $true
+            }
+            Should -Invoke Stop-VM -Times 0 -Exactly
+        }
+
+        It 'asks again every RetryIntervalSeconds while the guest refuses' {
+            $script:ReturnValues = @(32775, 0)
+            $result = & $script:ScriptPath -Name 'instance-00000001' -Action Shutdown -TimeoutSeconds 60 -RetryIntervalSeconds 5
+            $result.state | Should -Be 'Off'
+            $result.forced | Should -BeFalse
+            $result.waited_seconds | Should -Be 8
+            $script:Requests | Should -Be 2
+        }
+
+        It 'turns the VM off when the guest does not shut down in time' {
+            $script:GuestCooperates = $false
+            $result = & $script:ScriptPath -Name 'instance-00000001' -Action Shutdown -TimeoutSeconds 12 -RetryIntervalSeconds 5
+            Assert-MatchesContract $result
+            $result.state | Should -Be 'Off'
+            $result.forced | Should -BeTrue
+            $result.waited_seconds | Should -Be 12
+            $script:Requests | Should -Be 3
+            Should -Invoke Stop-VM -Times 1 -Exactly
+        }
+
+        It 'turns the VM off when it has no shutdown integration service' {
+            Mock Get-CimInstance { }
+            $result = & $script:ScriptPath -Name 'instance-00000001' -Action Shutdown -TimeoutSeconds 4
+            $result.forced | Should -BeTrue
+            $result.state | Should -Be 'Off'
+            Should -Invoke Invoke-CimMethod -Times 0 -Exactly
+        }
+
+        It 'turns the VM off at once with TimeoutSeconds 0' {
+            $result = & $script:ScriptPath -Name 'instance-00000001' -Action Shutdown -TimeoutSeconds 0
+            $result.forced | Should -BeTrue
+            $result.waited_seconds | Should -Be 0
+            Should -Invoke Get-CimInstance -Times 0 -Exactly
+            Should -Invoke Stop-VM -Times 1 -Exactly
+        }
+
+        It 'fails with OperationTimeout and leaves the VM running with -NoForce' {
+            $script:GuestCooperates = $false
+            $failure = { & $script:ScriptPath -Name 'instance-00000001' -Action Shutdown -TimeoutSeconds 6 -NoForce } |
+                Should -Throw -PassThru
+            $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.GuestShutdownTimeout'
+            $failure.CategoryInfo.Category | Should -Be 'OperationTimeout'
+            $script:State | Should -Be 'Running'
+            Should -Invoke Stop-VM -Times 0 -Exactly
+        }
+
+        It 'refuses -NoForce on a VM whose guest cannot shut down (<From>)' -ForEach @(
+            @{ Action = 'Shutdown'; From = 'Paused' }
+            @{ Action = 'Shutdown'; From = 'Saved' }
+            @{ Action = 'SoftReboot'; From = 'Saved' }
+        ) {
+            $script:State = $From
+            $failure = { & $script:ScriptPath -Name 'instance-00000001' -Action $Action -NoForce } | Should -Throw -PassThru
+            $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.InvalidPowerTransition'
+            $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'
+            foreach ($cmdlet in $script:PowerCmdlets) {
+                Should -Invoke $cmdlet -Times 0 -Exactly
+            }
+        }
+    }
+
+    Context 'soft reboot' {
+        It 'starts the VM again after a clean shutdown' {
+            $script:GuestOffAfter = 2
+            $result = & $script:ScriptPath -Name 'instance-00000001' -Action SoftReboot -TimeoutSeconds 60
+            Assert-MatchesContract $result
+            $result.state | Should -Be 'Running'
+            $result.forced | Should -BeFalse
+            $result.waited_seconds | Should -Be 2
+            Should -Invoke Start-VM -Times 1 -Exactly
+            Should -Invoke Restart-VM -Times 0 -Exactly
+        }
+
+        It 'resets the VM when the guest does not shut down in time' {
+            $script:GuestCooperates = $false
+            $result = & $script:ScriptPath -Name 'instance-00000001' -Action SoftReboot -TimeoutSeconds 10
+            Assert-MatchesContract $result
+            $result.state | Should -Be 'Running'
+            $result.forced | Should -BeTrue
+            $result.waited_seconds | Should -Be 10
+            Should -Invoke Restart-VM -Times 1 -Exactly
+            Should -Invoke Start-VM -Times 0 -Exactly
+        }
+
+        It 'fails with OperationTimeout with -NoForce' {
+            $script:GuestCooperates = $false
+            $failure = { & $script:ScriptPath -Name 'instance-00000001' -Action SoftReboot -TimeoutSeconds 5 -NoForce } |
+                Should -Throw -PassThru
+            $failure.CategoryInfo.Category | Should -Be 'OperationTimeout'
+            Should -Invoke Restart-VM -Times 0 -Exactly
+        }
+    }
+
+    Context 'errors and dry runs' {
+        It 'fails with ObjectNotFound for a missing VM' {
+            $failure = { & $script:ScriptPath -Name 'instance-00000099' -Action Start } | Should -Throw -PassThru
+            $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.VMNotFound'
+            $failure.CategoryInfo.Category | Should -Be 'ObjectNotFound'
+        }
+
+        It 'rejects an unknown action' {
+            { & $script:ScriptPath -Name 'instance-00000001' -Action 'Hibernate' } | Should -Throw
+        }
+
+        It 'changes nothing with -WhatIf' {
+            $script:State = 'Off'
+            $result = & $script:ScriptPath -Name 'instance-00000001' -Action Start -WhatIf
+            Assert-MatchesContract $result
+            $result.changed | Should -BeFalse
+            $result.state | Should -Be 'Off'
+            Should -Invoke Start-VM -Times 0 -Exactly
+        }
+    }
+
+    It 'runs contract example <Index>' -ForEach $Examples {
+        $params = $Example
+        $result = & $script:ScriptPath @params
+        Assert-MatchesContract $result
+    }
+}
