@@ -3,19 +3,267 @@
 ``[DEFAULT] compute_driver = psdriver.driver.HyperVDriver`` (or the
 compute-hyperv name ``compute_hyperv.driver.HyperVDriver``) loads this class
 through the shims under ``nova/virt/``.
+
+Thin by design: every method hands off to one ops module.  Ops build plain
+requests (script name + parameters); the bridge renders and runs them on the
+host through the transport ``[powershell] transport`` names.
 """
 
+from __future__ import annotations
+
+import ntpath
+from typing import Any
+
+from nova import exception
 from nova.virt import driver
+from oslo_log import log as logging
 
 import psdriver.conf
+from psdriver import coordination
+from psdriver.bridge import errors as bridge_errors
+from psdriver.bridge import factory
+from psdriver.ops import errors, eventhandler, hostops, imagecache, vifops, vmops
 
+LOG = logging.getLogger(__name__)
 CONF = psdriver.conf.CONF
 
 
 class HyperVDriver(driver.ComputeDriver):
     """Hyper-V compute driver."""
 
-    capabilities = dict(driver.ComputeDriver.capabilities)
+    # Only what works today; each grows true as its issue lands.
+    capabilities = dict(
+        driver.ComputeDriver.capabilities,
+        has_imagecache=True,
+        supports_evacuate=False,
+        supports_attach_interface=True,
+        supports_device_tagging=False,
+        supports_tagged_attach_interface=False,
+        supports_tagged_attach_volume=False,
+        supports_extend_volume=False,
+        supports_multiattach=False,
+        supports_trusted_certs=False,
+        supports_secure_boot=True,
+        supports_image_type_vhd=True,
+        supports_image_type_vhdx=True,
+        supports_image_type_iso=True,
+    )
 
-    def __init__(self, virtapi):
+    def __init__(self, virtapi: Any, read_only: bool = False) -> None:
         super().__init__(virtapi)
+        self._bridge = None
+        self._hostops: hostops.HostOps | None = None
+        self._vmops: vmops.VMOps | None = None
+        self._vifops: vifops.VifOps | None = None
+        self._imagecache: imagecache.ImageCache | None = None
+        self._events: eventhandler.LifecycleEventPoller | None = None
+        self.host_report: dict[str, Any] | None = None
+
+    # -- wiring -----------------------------------------------------------------------
+
+    def _connect(self) -> None:
+        if self._bridge is not None:
+            return
+        bridge = factory.build_bridge(CONF)
+        self._bridge = bridge
+        self._hostops = hostops.HostOps(bridge, lambda: CONF.instances_path)
+        self._vifops = vifops.VifOps(bridge, CONF)
+        self._imagecache = imagecache.ImageCache(bridge, CONF)
+        self._vmops = vmops.VMOps(bridge, CONF, self._imagecache, self._vifops)
+
+    @property
+    def bridge(self):
+        self._connect()
+        return self._bridge
+
+    @property
+    def hostops(self) -> hostops.HostOps:
+        self._connect()
+        return self._hostops
+
+    @property
+    def vmops(self) -> vmops.VMOps:
+        self._connect()
+        return self._vmops
+
+    @property
+    def vifops(self) -> vifops.VifOps:
+        self._connect()
+        return self._vifops
+
+    @property
+    def imagecache(self) -> imagecache.ImageCache:
+        self._connect()
+        return self._imagecache
+
+    # -- host ---------------------------------------------------------------------------
+
+    def init_host(self, host: str) -> None:
+        """Check the host, create the instance folders, start locks and events.
+
+        No usable transport, no Hyper-V, or an unreachable instances_path
+        stop the service here with the host's own message.
+        """
+        try:
+            self._connect()
+        except bridge_errors.BridgeUnavailable as exc:
+            raise exception.NovaException(str(exc)) from exc
+        params: dict[str, Any] = {
+            'InstancesPath': CONF.instances_path,
+            'BaseDirectoryName': CONF.image_cache.subdirectory_name,
+        }
+        if CONF.hyperv.vswitch_name:
+            params['RequiredSwitches'] = [CONF.hyperv.vswitch_name]
+        with errors.translate(operation='init_host'):
+            report = self._bridge.call('Initialize-ComputeHost', params)
+        self.host_report = report
+        for switch in report['missing_switches']:
+            LOG.warning('Virtual switch %s ([hyperv] vswitch_name) does not exist on %s',
+                        switch, report['hostname'])
+        LOG.info('Hyper-V host %s ready: Windows %s, instances in %s (%s)', report['hostname'],
+                 report['os_version'], report['instances_path'].get('path'),
+                 report['instances_path'].get('kind'))
+        coordination.COORDINATOR.start()
+        if CONF.workarounds.handle_virt_lifecycle_events:
+            self._events = eventhandler.LifecycleEventPoller(
+                lambda: self._vmops.summary(refresh=True), self.emit_event,
+                CONF.hyperv.power_state_event_polling_interval)
+            self._events.start()
+
+    def cleanup_host(self, host: str) -> None:
+        if self._events is not None:
+            self._events.stop()
+            self._events = None
+        coordination.COORDINATOR.stop()
+        if self._bridge is not None:
+            self._bridge.close()
+            self._bridge = None
+
+    def get_available_nodes(self, refresh: bool = False) -> list[str]:
+        return [self.hostops.nodename()]
+
+    def get_available_resource(self, nodename: str) -> dict[str, Any]:
+        return self.hostops.get_available_resource(nodename)
+
+    def update_provider_tree(self, provider_tree: Any, nodename: str,
+                             allocations: Any = None) -> None:
+        inventory = provider_tree.data(nodename).inventory
+        ratios = self._get_allocation_ratios(inventory)
+        provider_tree.update_inventory(nodename, self.hostops.provider_inventory(
+            CONF, self._get_reserved_host_disk_gb_from_config(), ratios))
+        ours = {t for t in provider_tree.data(nodename).traits if t.startswith('HW_CPU_X86_')}
+        wanted = self.hostops.host_traits()
+        if ours - wanted:
+            provider_tree.remove_traits(nodename, *(ours - wanted))
+        if wanted - ours:
+            provider_tree.add_traits(nodename, *(wanted - ours))
+
+    def get_host_ip_addr(self) -> str:
+        return self.hostops.get_host_ip_addr(CONF.my_ip)
+
+    def get_host_uptime(self) -> str:
+        return self.hostops.get_host_uptime()
+
+    def host_power_action(self, action: str) -> str:
+        return self.hostops.host_power_action(action)
+
+    # -- instances: listing and state ------------------------------------------------
+
+    def list_instances(self) -> list[str]:
+        return self.vmops.list_instances()
+
+    def list_instance_uuids(self) -> list[str]:
+        return self.vmops.list_instance_uuids()
+
+    def instance_exists(self, instance: Any) -> bool:
+        return self.vmops.instance_exists(instance)
+
+    def get_info(self, instance: Any, use_cache: bool = True):
+        return self.vmops.get_info(instance, use_cache)
+
+    # -- instances: life cycle ----------------------------------------------------------
+
+    def spawn(self, context, instance, image_meta, injected_files, admin_password,
+              allocations, network_info=None, block_device_info=None, power_on=True,
+              accel_info=None) -> None:
+        self.vmops.spawn(context, instance, image_meta, injected_files, admin_password,
+                         network_info, block_device_info, power_on)
+
+    def destroy(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, destroy_secrets=True) -> None:
+        self.vmops.destroy(instance, destroy_disks)
+
+    def cleanup(self, context, instance, network_info, block_device_info=None,
+                destroy_disks=True, migrate_data=None, destroy_vifs=True,
+                destroy_secrets=True) -> None:
+        # Idempotent: whatever destroy left (or a failed spawn) is removed.
+        self.vmops.destroy(instance, destroy_disks)
+
+    def reboot(self, context, instance, network_info, reboot_type, block_device_info=None,
+               bad_volumes_callback=None, accel_info=None, share_info=None) -> None:
+        self.vmops.reboot(instance, reboot_type)
+
+    def power_off(self, instance, timeout=0, retry_interval=0) -> None:
+        self.vmops.power_off(instance, timeout, retry_interval)
+
+    def power_on(self, context, instance, network_info, block_device_info=None,
+                 accel_info=None, share_info=None) -> None:
+        self.vmops.power_on(instance)
+
+    def resume_state_on_host_boot(self, context, instance, network_info, share_info,
+                                  block_device_info=None) -> None:
+        self.vmops.power_on(instance)
+
+    def pause(self, instance) -> None:
+        self.vmops.pause(instance)
+
+    def unpause(self, instance) -> None:
+        self.vmops.unpause(instance)
+
+    def suspend(self, context, instance) -> None:
+        self.vmops.suspend(instance)
+
+    def resume(self, context, instance, network_info, block_device_info=None,
+               share_info=None) -> None:
+        self.vmops.resume(instance)
+
+    def rescue(self, context, instance, network_info, image_meta, rescue_password,
+               block_device_info, share_info=None) -> None:
+        self.vmops.rescue(context, instance, network_info, image_meta, rescue_password)
+
+    def unrescue(self, context, instance) -> None:
+        self.vmops.unrescue(instance)
+
+    def get_console_output(self, context, instance) -> bytes:
+        return self.vmops.get_console_output(instance)
+
+    def get_instance_diagnostics(self, instance):
+        return self.vmops.get_instance_diagnostics(instance)
+
+    def instance_on_disk(self, instance) -> bool:
+        # A UNC or CSV instances_path is shared between hosts.
+        path = CONF.instances_path or ''
+        return path.startswith('\\\\') or 'clusterstorage' in ntpath.normcase(path)
+
+    # -- networking ---------------------------------------------------------------------
+
+    def plug_vifs(self, instance, network_info) -> None:
+        self.vifops.plug(instance, network_info)
+
+    def unplug_vifs(self, instance, network_info) -> None:
+        self.vifops.unplug(instance, network_info)
+
+    def attach_interface(self, context, instance, image_meta, vif) -> None:
+        self.vifops.attach(instance, vif)
+
+    def detach_interface(self, context, instance, vif) -> None:
+        self.vifops.detach(instance, vif)
+
+    # -- image cache --------------------------------------------------------------------
+
+    def manage_image_cache(self, context, all_instances) -> None:
+        self.imagecache.update(context, all_instances)
+
+    def cache_image(self, context, image_id) -> bool:
+        return self.imagecache.cache_image(context, image_id)
+

@@ -122,3 +122,10 @@ class BridgeBadOutput(BridgeError):
 
 class BridgeUnavailable(BridgeError):
     """No usable transport is configured (raised at init_host)."""
+
+
+class BridgeParameterError(PsDriverBridgeException, ValueError):
+    """A caller passed parameters the script does not declare, or missed a mandatory one.
+
+    Raised before anything runs: it is a bug in the calling code, not a host fault.
+    """

@@ -1,0 +1,214 @@
+<#
+.SYNOPSIS
+    Reports this Hyper-V host's identity and capacity in one call.
+
+.DESCRIPTION
+    Everything the compute service needs for its resource view, gathered in
+    one script so that it costs one round trip: host name (the DNS host name,
+    which is what compute-hyperv reported as the hypervisor host name), the
+    Windows and Hyper-V versions, logical processors and the CPU's vendor,
+    model, topology and features, total and free memory, total and free space
+    of the volume holding the instances path (a local folder, a mapped drive,
+    a UNC share or a Cluster Shared Volume), the host's NUMA nodes, uptime
+    and IP addresses.
+
+    When -InstancesPath does not exist yet, the capacity of the nearest
+    existing parent folder is reported and "exists" is false.
+
+.PARAMETER InstancesPath
+    Folder that holds the instances (nova's instances_path). Defaults to the
+    host's default virtual hard disk path.
+
+.EXAMPLE
+    .\Get-HostInfo.ps1 -InstancesPath 'C:\OpenStack\Instances'
+
+.EXAMPLE
+    .\Get-HostInfo.ps1 -InstancesPath '\\fileserver\hyperv\instances' | ConvertTo-Json -Depth 4
+
+.OUTPUTS
+    One object: hostname, os_name, os_version, hyperv_version, ps_version,
+    logical_processors, cpu {vendor, model, arch, sockets, cores, threads,
+    features}, memory_mb_total, memory_mb_free, instances_path {path,
+    exists, total_gb, free_gb}, numa_nodes [{id, logical_processors,
+    memory_mb_total, memory_mb_free}], uptime_seconds, ip_addresses.
+#>
+[CmdletBinding()]
+param(
+    [Parameter()]
+    [AllowEmptyString()]
+    [string]$InstancesPath = ''
+)
+
+Set-StrictMode -Version Latest
+$ErrorActionPreference = 'Stop'
+
+function Initialize-NativeHostApi {
+    <#
+    .SYNOPSIS
+        Loads the two kernel32 calls PowerShell has no cmdlet for (once per session).
+    #>
+    [CmdletBinding()]
+    param()
+    if ($null -eq ('PsDriver.NativeHostApi' -as [type])) {
+        Add-Type -Namespace 'PsDriver' -Name 'NativeHostApi' -MemberDefinition @'
+[DllImport("kernel32.dll")]
+public static extern bool IsProcessorFeaturePresent(uint feature);
+
+[DllImport("kernel32.dll", CharSet = CharSet.Unicode, SetLastError = true)]
+public static extern bool GetDiskFreeSpaceEx(string directory, out ulong freeToCaller,
+    out ulong total, out ulong totalFree);
+'@
+    }
+}
+
+function Get-PathCapacity {
+    <#
+    .SYNOPSIS
+        Total and free bytes of the volume holding a folder (local, mapped, UNC or CSV).
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)]
+        [string]$Path
+    )
+    $probe = $Path
+    while ($probe -and -not (Test-Path -LiteralPath $probe -PathType Container)) {
+        $parent = Split-Path -Path $probe -Parent
+        if ($parent -eq $probe) {
+            break
+        }
+        $probe = $parent
+    }
+    if (-not $probe) {
+        throw [System.IO.DirectoryNotFoundException]::new("No part of the instances path '$Path' exists.")
+    }
+    $free = [uint64]0
+    $total = [uint64]0
+    $totalFree = [uint64]0
+    if (-not [PsDriver.NativeHostApi]::GetDiskFreeSpaceEx($probe, [ref]$free, [ref]$total, [ref]$totalFree)) {
+        $code = [System.Runtime.InteropServices.Marshal]::GetLastWin32Error()
+        throw [System.ComponentModel.Win32Exception]::new($code)
+    }
+    [ordered]@{
+        total = $total
+        free  = $free
+    }
+}
+
+function Get-CpuFeature {
+    <#
+    .SYNOPSIS
+        Names of the processor features Windows reports as present.
+    #>
+    [CmdletBinding()]
+    [OutputType([string[]])]
+    param()
+    $featureIds = [ordered]@{
+        mmx     = 3
+        sse     = 6
+        rdtsc   = 8
+        pae     = 9
+        sse2    = 10
+        nx      = 12
+        sse3    = 13
+        xsave   = 17
+        slat    = 20
+        vmx     = 21
+        ssse3   = 36
+        sse4_1  = 37
+        sse4_2  = 38
+        avx     = 39
+        avx2    = 40
+        avx512f = 41
+    }
+    $present = [System.Collections.Generic.List[string]]::new()
+    foreach ($name in $featureIds.Keys) {
+        if ([PsDriver.NativeHostApi]::IsProcessorFeaturePresent([uint32]$featureIds[$name])) {
+            $present.Add($name)
+        }
+    }
+    , $present.ToArray()
+}
+
+Initialize-NativeHostApi
+$os = Get-CimInstance -ClassName Win32_OperatingSystem
+$computer = Get-CimInstance -ClassName Win32_ComputerSystem
+$processors = @(Get-CimInstance -ClassName Win32_Processor)
+$vmHost = Get-VMHost
+
+if (-not $InstancesPath) {
+    $InstancesPath = $vmHost.VirtualHardDiskPath
+}
+$capacity = Get-PathCapacity -Path $InstancesPath
+
+$hypervVersion = $os.Version
+$vmms = Join-Path -Path $env:SystemRoot -ChildPath 'System32\vmms.exe'
+if (Test-Path -LiteralPath $vmms) {
+    $hypervVersion = (Get-Item -LiteralPath $vmms).VersionInfo.ProductVersion
+}
+
+$cores = 0
+$logical = 0
+foreach ($processor in $processors) {
+    $cores += [int]$processor.NumberOfCores
+    $logical += [int]$processor.NumberOfLogicalProcessors
+}
+$sockets = [math]::Max($processors.Count, 1)
+$coresPerSocket = [math]::Max([int]($cores / $sockets), 1)
+$threadsPerCore = [math]::Max([int]($logical / [math]::Max($cores, 1)), 1)
+$architectures = @{
+    0  = 'i686'
+    5  = 'armv7l'
+    9  = 'x86_64'
+    12 = 'aarch64'
+}
+$arch = 'x86_64'
+if ($processors.Count -gt 0 -and $architectures.ContainsKey([int]$processors[0].Architecture)) {
+    $arch = $architectures[[int]$processors[0].Architecture]
+}
+
+$numaNodes = [System.Collections.Generic.List[object]]::new()
+foreach ($node in @(Get-VMHostNumaNode)) {
+    $numaNodes.Add([ordered]@{
+            id                 = [int]$node.NodeId
+            logical_processors = @($node.ProcessorsAvailability).Count
+            memory_mb_total    = [long]$node.MemoryTotal
+            memory_mb_free     = [long]$node.MemoryAvailable
+        })
+}
+
+$addresses = [System.Collections.Generic.List[string]]::new()
+foreach ($address in @(Get-NetIPAddress -AddressState Preferred)) {
+    if ($address.IPAddress -notlike '127.*' -and $address.IPAddress -ne '::1') {
+        $addresses.Add([string]$address.IPAddress)
+    }
+}
+
+[ordered]@{
+    hostname           = [System.Net.Dns]::GetHostName()
+    os_name            = [string]$os.Caption
+    os_version         = [string]$os.Version
+    hyperv_version     = [string]$hypervVersion
+    ps_version         = $PSVersionTable.PSVersion.ToString()
+    logical_processors = [int]$vmHost.LogicalProcessorCount
+    cpu                = [ordered]@{
+        vendor   = [string]$processors[0].Manufacturer
+        model    = [string]$processors[0].Name
+        arch     = $arch
+        sockets  = $sockets
+        cores    = $coresPerSocket
+        threads  = $threadsPerCore
+        features = Get-CpuFeature
+    }
+    memory_mb_total    = [long]([uint64]$computer.TotalPhysicalMemory / 1MB)
+    memory_mb_free     = [long]([uint64]$os.FreePhysicalMemory / 1KB)
+    instances_path     = [ordered]@{
+        path     = $InstancesPath
+        exists   = [bool](Test-Path -LiteralPath $InstancesPath -PathType Container)
+        total_gb = [math]::Round($capacity.total / 1GB, 2)
+        free_gb  = [math]::Round($capacity.free / 1GB, 2)
+    }
+    numa_nodes         = $numaNodes.ToArray()
+    uptime_seconds     = [long]((Get-Date) - $os.LastBootUpTime).TotalSeconds
+    ip_addresses       = $addresses.ToArray()
+}

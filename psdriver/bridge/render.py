@@ -1,0 +1,140 @@
+"""Render the wrapped form of a ps_scripts/ script: structure only, never values.
+
+The wrapper template (``Invoke-PsDriverScript.ps1.j2``) puts the shared
+helpers of ``PsDriver.psm1`` and the standalone script (as a script block)
+inside one text that decodes the values document, runs the script and
+prints the envelope.  What varies between renders is the script name, the
+modules its contract lists and the *features* of the transport:
+
+``local_process``
+    the script runs in its own ``pwsh``/``powershell.exe`` process: read the
+    document from stdin, write UTF-8 to stdout and exit 0/1.
+``verbose_log``
+    turn on ``$VerbosePreference`` and return verbose records in the envelope.
+
+Nothing a caller supplies reaches the template context, so the rendered text
+for a script and a feature set is the same whatever the values; it is cached.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+import jinja2
+
+from psdriver.bridge import contracts, errors, pwsh_syntax
+from psdriver.bridge.call import INPUT_PARAMETER
+from psdriver.bridge.scripts_dir import scripts_dir
+
+WRAPPER_TEMPLATE = 'Invoke-PsDriverScript.ps1.j2'
+HELPER_MODULE = 'PsDriver.psm1'
+#: Every feature a runner may ask for; any other name is a programming error.
+FEATURES = frozenset({'local_process', 'verbose_log'})
+#: Module names are rendered into the wrapper, so they must be plain names.
+_MODULE_NAME = re.compile(r'^[A-Za-z][A-Za-z0-9._-]*$')
+
+
+def feature_sets() -> list[frozenset[str]]:
+    """Every combination of :data:`FEATURES` (the syntax tests render them all)."""
+    names = sorted(FEATURES)
+    combos = [frozenset()]
+    for name in names:
+        combos += [c | {name} for c in combos]
+    return combos
+
+
+class Renderer:
+    """Jinja2 environment over ``ps_scripts/`` with a cache of rendered wrappers."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = Path(root) if root else scripts_dir()
+        self._env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(str(self.root)),
+            undefined=jinja2.StrictUndefined,
+            autoescape=False,       # PowerShell, not HTML; no value is ever rendered
+            keep_trailing_newline=True,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            auto_reload=False,
+        )
+        self._cache: dict[tuple[str, frozenset[str]], str] = {}
+        self._lock = threading.Lock()
+
+    # -- rendering ------------------------------------------------------------------
+
+    def render(self, name: str, features: Iterable[str] = frozenset()) -> str:
+        """The wrapped text of script ``name`` for a feature set (cached)."""
+        wanted = frozenset(features)
+        unknown = wanted - FEATURES
+        if unknown:
+            raise ValueError(f'unknown render features: {sorted(unknown)}')
+        key = (name, wanted)
+        text = self._cache.get(key)
+        if text is None:
+            text = self._render(name, wanted)
+            with self._lock:
+                self._cache.setdefault(key, text)
+        return text
+
+    def _render(self, name: str, features: frozenset[str]) -> str:
+        contract = contracts.load_contract(name, str(self.root))
+        for module in contract.modules:
+            if not _MODULE_NAME.match(module):
+                raise ValueError(f'{name}.contract.json lists a bad module name {module!r}')
+        return self._env.get_template(WRAPPER_TEMPLATE).render(
+            script_name=name,
+            script_body=self._script_body(name),
+            helpers=self._read(HELPER_MODULE),
+            modules=list(contract.modules),
+            features=features,
+            input_parameter=INPUT_PARAMETER,
+        )
+
+    def _read(self, filename: str) -> str:
+        return (self.root / filename).read_text(encoding='utf-8-sig').replace('\r\n', '\n')
+
+    def _script_body(self, name: str) -> str:
+        return self._read(f'{name}.ps1').rstrip('\n')
+
+    # -- parameters -----------------------------------------------------------------
+
+    def declared_parameters(self, name: str) -> dict[str, pwsh_syntax.ScriptParam]:
+        """The script's ``param()`` block, by lower-case name."""
+        return _declared(str(self.root), name)
+
+    def check_parameters(self, name: str, params: dict[str, Any]) -> None:
+        """Refuse, before anything runs, what PowerShell's binder would refuse.
+
+        Unknown names and missing mandatory parameters are bugs in the caller;
+        a structured parameter is checked against the contract's ``x-spec-schema``.
+        """
+        declared = self.declared_parameters(name)
+        unknown = sorted(k for k in params if k.lower() not in declared)
+        if unknown:
+            raise errors.BridgeParameterError(
+                f'{name} has no parameter(s) {", ".join(unknown)}; '
+                f'it declares {", ".join(p.name for p in declared.values()) or "none"}')
+        given = {k.lower() for k in params}
+        missing = [p.name for key, p in declared.items() if p.mandatory and key not in given]
+        if missing:
+            raise errors.BridgeParameterError(
+                f'{name} needs mandatory parameter(s) {", ".join(missing)}')
+        contract = contracts.load_contract(name, str(self.root))
+        if contract.spec_schema is not None and 'spec' in given:
+            spec = next(v for k, v in params.items() if k.lower() == 'spec')
+            try:
+                contract.validate_spec(spec)
+            except Exception as exc:   # jsonschema.ValidationError
+                raise errors.BridgeParameterError(
+                    f'{name} -Spec breaks its declared schema: {getattr(exc, "message", exc)}'
+                ) from None
+
+
+@functools.lru_cache(maxsize=None)
+def _declared(root: str, name: str) -> dict[str, pwsh_syntax.ScriptParam]:
+    text = (Path(root) / f'{name}.ps1').read_text(encoding='utf-8-sig')
+    return {p.name.lower(): p for p in pwsh_syntax.script_parameters(text)}

@@ -1,0 +1,79 @@
+"""Network adapters on the Hyper-V virtual switch, one per Neutron port.
+
+The model is compute-hyperv's: the VM gets one adapter per port, named after
+the port id and carrying the port's MAC as a static MAC.  With the Neutron
+Hyper-V agent (``vif_type = hyperv``) the agent binds the adapter to its
+switch and VLAN; for OVS on Windows, and whenever ``[hyperv] vswitch_name``
+is set, psdriver connects the adapter to that switch itself.  A VLAN given
+in the port's binding details is set in access mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nova import exception
+from nova.network import model as network_model
+
+from psdriver.bridge.client import Bridge
+from psdriver.ops import errors
+
+
+def _vlan(vif: Any) -> int | None:
+    details = vif.get('details') or {}
+    vlan = details.get(network_model.VIF_DETAILS_VLAN)
+    if vlan in (None, ''):
+        return None
+    vlan = int(vlan)
+    return vlan if 1 <= vlan <= 4094 else None
+
+
+class VifOps:
+    def __init__(self, bridge: Bridge, conf: Any) -> None:
+        self._bridge = bridge
+        self._conf = conf
+
+    def nic_spec(self, vif: Any) -> dict[str, Any]:
+        """The ``nics`` entry of New-Instance / Connect-InstanceNetworkAdapter for one VIF."""
+        return {
+            'id': vif['id'],
+            'mac': vif['address'],
+            'switch': self._conf.hyperv.vswitch_name or None,
+            'vlan': _vlan(vif),
+        }
+
+    def nic_specs(self, network_info: Any) -> list[dict[str, Any]]:
+        return [self.nic_spec(vif) for vif in (network_info or [])]
+
+    def plug(self, instance: Any, network_info: Any) -> dict[str, Any] | None:
+        """Make sure every VIF has its adapter, MAC, switch and VLAN (one round trip)."""
+        nics = self.nic_specs(network_info)
+        if not nics:
+            return None
+        with errors.translate(instance.uuid, 'plug_vifs'):
+            return self._bridge.call('Connect-InstanceNetworkAdapter',
+                                     {'Name': instance.name, 'Nics': nics})
+
+    def unplug(self, instance: Any, network_info: Any) -> None:
+        """Nothing to do on the host: the adapters go with the VM or with detach."""
+
+    def attach(self, instance: Any, vif: Any) -> dict[str, Any]:
+        nic = self.nic_spec(vif)
+        params = {'Name': instance.name, 'Id': nic['id'], 'MacAddress': nic['mac']}
+        if nic['switch']:
+            params['SwitchName'] = nic['switch']
+        if nic['vlan'] is not None:
+            params['VlanId'] = nic['vlan']
+        try:
+            with errors.translate(instance.uuid, 'attach_interface'):
+                return self._bridge.call('Add-InstanceNetworkAdapter', params)
+        except errors.HyperVHostError as exc:
+            raise exception.InterfaceAttachFailed(instance_uuid=instance.uuid) from exc
+
+    def detach(self, instance: Any, vif: Any) -> dict[str, Any]:
+        try:
+            with errors.translate(instance.uuid, 'detach_interface'):
+                return self._bridge.call('Remove-InstanceNetworkAdapter',
+                                         {'Name': instance.name, 'Id': vif['id']})
+        except errors.HyperVHostError as exc:
+            raise exception.InterfaceDetachFailed(instance_uuid=instance.uuid) from exc

@@ -1,0 +1,449 @@
+"""Instance lifecycle: spawn, destroy, power, rescue, console, info.
+
+Each Nova operation is one script on the host (spawn is New-Instance with the
+whole instance in one spec, config drive included); the periodic power-state
+sync reads one snapshot of every VM (Get-InstanceSummary) instead of asking
+per instance.
+"""
+
+from __future__ import annotations
+
+import base64
+import ntpath
+import threading
+import time
+from typing import Any, Callable
+
+from nova import exception
+from nova.api.metadata import base as instance_metadata
+from nova.compute import power_state
+from nova.objects import diagnostics
+from nova.virt import configdrive as nova_configdrive
+from nova.virt import driver as virt_driver
+from nova.virt import hardware
+from oslo_log import log as logging
+
+from psdriver.bridge import errors as bridge_errors
+from psdriver.bridge.client import Bridge
+from psdriver.ops import configdrive, errors
+from psdriver.ops.vifops import VifOps
+
+LOG = logging.getLogger(__name__)
+
+#: Hyper-V VM state -> Nova power state, as compute-hyperv mapped them
+#: (Off and Stopping are SHUTDOWN, Saved is SUSPENDED); the transitional
+#: states a VM passes through on its way are reported as where it is going.
+POWER_STATE = {
+    'Off': power_state.SHUTDOWN,
+    'Stopping': power_state.SHUTDOWN,
+    'Running': power_state.RUNNING,
+    'Starting': power_state.RUNNING,
+    'Resuming': power_state.RUNNING,
+    'Reset': power_state.RUNNING,
+    'Paused': power_state.PAUSED,
+    'Pausing': power_state.PAUSED,
+    'Saved': power_state.SUSPENDED,
+    'Saving': power_state.SUSPENDED,
+}
+
+#: How long one Get-InstanceSummary snapshot answers get_info.  Nova's
+#: power-state sync asks for every instance in turn; they all share one
+#: host round trip.  Operations of this driver drop the snapshot at once.
+SUMMARY_TTL = 5.0
+
+#: Most bytes of serial console log returned by get_console_output.
+CONSOLE_MAX_BYTES = 1024 * 1024
+CONSOLE_LOG = 'console.log'
+SERIAL_LOG_PORT = 1
+
+#: system_metadata key remembering the rescue disk's format (vhd or vhdx).
+RESCUE_FORMAT_KEY = 'psdriver_rescue_disk_format'
+
+GEN1, GEN2 = 1, 2
+_MACHINE_TYPES = {'hyperv-gen1': GEN1, 'hyperv-gen2': GEN2}
+
+
+class VolumesNotSupported(exception.Invalid):
+    msg_fmt = 'psdriver does not attach block device volumes yet (instance %(instance_uuid)s)'
+
+
+def vm_generation(image_meta: Any) -> int:
+    """``hw_machine_type`` image property: ``hyperv-gen1`` (default) or ``hyperv-gen2``."""
+    wanted = image_meta.properties.get('hw_machine_type', 'hyperv-gen1') or 'hyperv-gen1'
+    try:
+        return _MACHINE_TYPES[wanted.lower()]
+    except KeyError:
+        raise exception.ImageUnacceptable(
+            image_id=image_meta.id if 'id' in image_meta else '',
+            reason=f'hw_machine_type {wanted!r} is not one of {", ".join(_MACHINE_TYPES)}'
+        ) from None
+
+
+def secure_boot(instance: Any, image_meta: Any, generation: int) -> dict[str, Any] | None:
+    """``os:secure_boot`` extra spec / ``os_secure_boot`` image property.
+
+    ``required`` turns secure boot on (generation 2 only); Linux guests
+    (``os_type = linux``) get the Microsoft UEFI CA template.
+    """
+    wanted = hardware.get_secure_boot_constraint(instance.flavor, image_meta)
+    if wanted != 'required':
+        return None
+    if generation != GEN2:
+        raise exception.InstanceUnacceptable(
+            instance_id=instance.uuid, reason='secure boot needs a generation 2 VM '
+            '(image property hw_machine_type = hyperv-gen2)')
+    os_type = (image_meta.properties.get('os_type') or instance.os_type or '').lower()
+    template = 'MicrosoftUEFICertificateAuthority' if os_type == 'linux' else 'MicrosoftWindows'
+    return {'enabled': True, 'template': template}
+
+
+def vnuma(instance: Any, image_meta: Any) -> dict[str, Any] | None:
+    """Per-node limits for a flavor or image asking for a NUMA topology.
+
+    Hyper-V applies one limit to every node, so the cells must be the same
+    size, as compute-hyperv required.
+    """
+    topology = hardware.numa_get_constraints(instance.flavor, image_meta)
+    if topology is None:
+        return None
+    cpus = {len(cell.cpuset | cell.pcpuset) for cell in topology.cells}
+    memory = {cell.memory for cell in topology.cells}
+    if len(cpus) != 1 or len(memory) != 1:
+        raise exception.InstanceUnacceptable(
+            instance_id=instance.uuid,
+            reason='Hyper-V vNUMA needs NUMA cells of equal vCPUs and memory')
+    return {'enabled': True, 'max_processors_per_node': cpus.pop(),
+            'max_memory_per_node_mb': memory.pop()}
+
+
+class VMOps:
+    def __init__(self, bridge: Bridge, conf: Any, images: Any, vifs: VifOps,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._bridge = bridge
+        self._conf = conf
+        self._images = images
+        self._vifs = vifs
+        self._clock = clock
+        self._summary_lock = threading.Lock()
+        self._summary: tuple[float, dict[str, dict[str, Any]]] | None = None
+
+    # -- where things are ---------------------------------------------------------
+
+    def instance_dir(self, instance: Any) -> str:
+        return ntpath.join(self._conf.instances_path, instance.name)
+
+    def _path(self, instance: Any, filename: str) -> str:
+        return ntpath.join(self.instance_dir(instance), filename)
+
+    # -- the all-VMs snapshot -----------------------------------------------------
+
+    def summary(self, refresh: bool = False) -> dict[str, dict[str, Any]]:
+        """Every Nova VM on the host by instance UUID (one Get-InstanceSummary)."""
+        with self._summary_lock:
+            now = self._clock()
+            if not refresh and self._summary and now - self._summary[0] < SUMMARY_TTL:
+                return self._summary[1]
+            with errors.translate(operation='list instances'):
+                result = self._bridge.call('Get-InstanceSummary', {'NovaOnly': True})
+            vms = {vm['instance_uuid']: vm for vm in result['vms'] if vm['instance_uuid']}
+            self._summary = (now, vms)
+            return vms
+
+    def invalidate(self) -> None:
+        with self._summary_lock:
+            self._summary = None
+
+    def list_instances(self) -> list[str]:
+        return sorted(vm['name'] for vm in self.summary(refresh=True).values())
+
+    def list_instance_uuids(self) -> list[str]:
+        return sorted(self.summary(refresh=True))
+
+    def instance_exists(self, instance: Any) -> bool:
+        return instance.uuid in self.summary(refresh=True)
+
+    def get_info(self, instance: Any, use_cache: bool = True) -> hardware.InstanceInfo:
+        vm = self.summary(refresh=not use_cache).get(instance.uuid)
+        if vm is None:
+            raise exception.InstanceNotFound(instance_id=instance.uuid)
+        return hardware.InstanceInfo(state=POWER_STATE.get(vm['state'], power_state.NOSTATE))
+
+    # -- spawn ----------------------------------------------------------------------
+
+    def spawn(self, context: Any, instance: Any, image_meta: Any, injected_files: Any,
+              admin_password: str | None, network_info: Any = None,
+              block_device_info: Any = None, power_on: bool = True) -> dict[str, Any]:
+        if virt_driver.block_device_info_get_mapping(block_device_info):
+            raise VolumesNotSupported(instance_uuid=instance.uuid)
+        generation = vm_generation(image_meta)
+        root = self._root_disk(context, instance, image_meta, generation)
+        spec = self._spec(instance, image_meta, generation, root, network_info,
+                          block_device_info, power_on)
+        spec['config_drive'] = self._config_drive(context, instance, injected_files,
+                                                  admin_password, network_info)
+        LOG.info('Creating VM %s (generation %d, %d vCPUs, %d MB)', instance.name,
+                 generation, spec['vcpus'], spec['memory_mb'], instance=instance)
+        try:
+            with _spawn_errors(instance):
+                result = self._bridge.call('New-Instance', {'Spec': spec})
+        finally:
+            self.invalidate()
+        self._start_console_logger(instance)
+        return result
+
+    def _root_disk(self, context: Any, instance: Any, image_meta: Any,
+                   generation: int) -> dict[str, Any] | None:
+        if 'id' not in image_meta or not image_meta.id:
+            return None       # boot from volume: refused earlier without volumes support
+        root_gb = instance.flavor.root_gb or None
+        image = self._images.get_cached_image(context, instance, root_gb)
+        if generation == GEN2 and image.format == 'vhd':
+            raise exception.InstanceUnacceptable(
+                instance_id=instance.uuid,
+                reason='generation 2 VMs cannot boot from a VHD image; use VHDX')
+        return {'source': image.path, 'cow': bool(self._conf.use_cow_images),
+                'format': image.format, 'size_gb': root_gb, 'controller': None}
+
+    def _spec(self, instance: Any, image_meta: Any, generation: int,
+              root: dict[str, Any] | None, network_info: Any, block_device_info: Any,
+              power_on: bool) -> dict[str, Any]:
+        flavor = instance.flavor
+        numa = vnuma(instance, image_meta)
+        ratio = float(self._conf.hyperv.dynamic_memory_ratio)
+        if numa and ratio > 1:
+            LOG.warning('vNUMA requested: dynamic memory is turned off for this instance',
+                        instance=instance)
+            ratio = 1.0
+        hyperv = self._conf.hyperv
+        return {
+            'name': instance.name,
+            'instance_uuid': instance.uuid,
+            'instance_dir': self.instance_dir(instance),
+            'generation': generation,
+            'secure_boot': secure_boot(instance, image_meta, generation),
+            'vcpus': flavor.vcpus,
+            # Hyper-V wants an even number of MB.
+            'memory_mb': flavor.memory_mb + flavor.memory_mb % 2,
+            'dynamic_memory_ratio': max(ratio, 1.0),
+            'vnuma': numa,
+            'limit_cpu_features': bool(hyperv.limit_cpu_features),
+            'root_disk': root,
+            'ephemerals': self._ephemerals(instance, block_device_info),
+            'swap': {'size_mb': flavor.swap, 'format': 'vhdx'} if flavor.swap else None,
+            'nics': self._vifs.nic_specs(network_info),
+            'serial_ports': [{'port': SERIAL_LOG_PORT, 'pipe': f'{instance.uuid}_ro'}],
+            'config_drive': None,
+            'enable_metrics': bool(hyperv.enable_instance_metrics_collection),
+            'power_on': power_on,
+            'notes_extra': None,
+            'automatic_stop_action': 'ShutDown' if hyperv.instance_automatic_shutdown
+            else 'Save',
+        }
+
+    @staticmethod
+    def _ephemerals(instance: Any, block_device_info: Any) -> list[dict[str, Any]]:
+        disks = virt_driver.block_device_info_get_ephemerals(block_device_info)
+        if disks:
+            return [{'size_gb': disk['size'], 'format': 'vhdx'} for disk in disks
+                    if disk.get('size')]
+        if instance.flavor.ephemeral_gb:
+            return [{'size_gb': instance.flavor.ephemeral_gb, 'format': 'vhdx'}]
+        return []
+
+    def _config_drive(self, context: Any, instance: Any, injected_files: Any,
+                      admin_password: str | None, network_info: Any,
+                      rescue: bool = False) -> dict[str, Any] | None:
+        if not nova_configdrive.required_by(instance):
+            return None
+        extra_md = {}
+        if admin_password and self._conf.hyperv.config_drive_inject_password:
+            extra_md['admin_pass'] = admin_password
+        metadata = instance_metadata.InstanceMetadata(
+            instance, content=injected_files, extra_md=extra_md, network_info=network_info)
+        files = [(path, data if isinstance(data, bytes) else data.encode('utf-8'))
+                 for path, data in metadata.metadata_for_config_drive()]
+        as_vhd = not self._conf.hyperv.config_drive_cdrom
+        image = configdrive.build_config_drive(files, as_vhd=as_vhd)
+        LOG.debug('Built a %d byte config drive%s', len(image), ' (rescue)' if rescue else '',
+                  instance=instance)
+        return {'content_base64': base64.b64encode(image).decode('ascii'),
+                'format': 'vhd' if as_vhd else 'iso', 'as_dvd': not as_vhd}
+
+    def _start_console_logger(self, instance: Any) -> None:
+        """Start the host-side serial log reader; a failure costs the log, not the VM."""
+        try:
+            self._bridge.call('Start-InstanceConsoleLogger', {
+                'Name': instance.name, 'LogPath': self._path(instance, CONSOLE_LOG)})
+        except bridge_errors.PsDriverBridgeException as exc:
+            LOG.warning('Console log of %s not started: %s', instance.name, exc,
+                        instance=instance)
+
+    # -- destroy ----------------------------------------------------------------------
+
+    def destroy(self, instance: Any, destroy_disks: bool = True) -> dict[str, Any]:
+        """Remove the VM (a missing VM is fine) and, with destroy_disks, its folder."""
+        params = {'Name': instance.name, 'InstanceUuid': instance.uuid,
+                  'InstanceDir': self.instance_dir(instance),
+                  'DeleteFiles': bool(destroy_disks)}
+        try:
+            with errors.translate(operation='destroy'):
+                result = self._bridge.call('Remove-Instance', params)
+        finally:
+            self.invalidate()
+        if result['existed']:
+            LOG.info('Removed VM %s (was %s)', instance.name, result['previous_state'],
+                     instance=instance)
+        return result
+
+    # -- power ------------------------------------------------------------------------
+
+    def _power(self, instance: Any, action: str, operation: str,
+               timeout: int | None = None, retry_interval: int | None = None,
+               no_force: bool = False) -> dict[str, Any]:
+        params: dict[str, Any] = {'Name': instance.name, 'Action': action}
+        call_timeout = None
+        if timeout is not None:
+            params['TimeoutSeconds'] = int(timeout)
+            call_timeout = int(timeout) + 120
+        if retry_interval:
+            params['RetryIntervalSeconds'] = max(int(retry_interval), 1)
+        if no_force:
+            params['NoForce'] = True
+        try:
+            with errors.translate(instance.uuid, operation):
+                return self._bridge.call('Set-InstancePowerState', params,
+                                         timeout=call_timeout)
+        finally:
+            self.invalidate()
+
+    def power_on(self, instance: Any) -> None:
+        self._power(instance, 'Start', 'power_on')
+
+    def power_off(self, instance: Any, timeout: int = 0, retry_interval: int = 0) -> None:
+        """Clean guest shutdown within ``timeout`` seconds then hard off; 0: hard off."""
+        if timeout:
+            self._power(instance, 'Shutdown', 'power_off', timeout, retry_interval)
+        else:
+            self._power(instance, 'Stop', 'power_off')
+
+    def reboot(self, instance: Any, reboot_type: str) -> None:
+        if reboot_type == 'SOFT':
+            self._power(instance, 'SoftReboot', 'reboot',
+                        timeout=self._conf.hyperv.wait_soft_reboot_seconds)
+        else:
+            self._power(instance, 'Restart', 'reboot')
+
+    def pause(self, instance: Any) -> None:
+        self._power(instance, 'Pause', 'pause')
+
+    def unpause(self, instance: Any) -> None:
+        self._power(instance, 'Resume', 'unpause')
+
+    def suspend(self, instance: Any) -> None:
+        self._power(instance, 'Save', 'suspend')
+
+    def resume(self, instance: Any) -> None:
+        self._power(instance, 'Restore', 'resume')
+
+    # -- rescue -----------------------------------------------------------------------
+
+    def rescue(self, context: Any, instance: Any, network_info: Any, image_meta: Any,
+               rescue_password: str | None) -> dict[str, Any]:
+        """Boot the instance from a rescue disk over the rescue image (one round trip).
+
+        The root disk stays attached as a data disk; a config drive carrying
+        the rescue password replaces the instance's own while rescued.
+        """
+        generation = vm_generation(image_meta)
+        image = self._images.get_cached_image(context, instance, None, image_meta=image_meta)
+        if image.format == 'iso':
+            raise exception.ImageUnacceptable(image_id=image.image_id,
+                                              reason='a rescue image must be a VHD or VHDX')
+        params: dict[str, Any] = {
+            'Name': instance.name,
+            'RescueDiskPath': self._path(instance, f'root-rescue.{image.format}'),
+            'RescueImagePath': image.path,
+        }
+        if generation == GEN2 and image.format == 'vhd':
+            raise exception.ImageUnacceptable(
+                image_id=image.image_id, reason='generation 2 VMs cannot boot from a VHD')
+        drive = self._config_drive(context, instance, None, rescue_password, network_info,
+                                   rescue=True)
+        if drive is not None:
+            params['ConfigDrivePath'] = self._path(instance, f'configdrive-rescue.{drive["format"]}')
+            params['ConfigDriveBase64'] = drive['content_base64']
+            params['OriginalConfigDrivePath'] = self._path(
+                instance, f'configdrive.{drive["format"]}')
+        try:
+            with errors.translate(instance.uuid, 'rescue'):
+                result = self._bridge.call('Set-InstanceRescue', params)
+        finally:
+            self.invalidate()
+        # Unrescue must find the same file; the manager saves the instance after rescue.
+        instance.system_metadata[RESCUE_FORMAT_KEY] = image.format
+        return result
+
+    def unrescue(self, instance: Any) -> dict[str, Any]:
+        disk_format = instance.system_metadata.get(RESCUE_FORMAT_KEY) or 'vhdx'
+        fmt = 'vhd' if not self._conf.hyperv.config_drive_cdrom else 'iso'
+        params = {'Name': instance.name,
+                  'RescueDiskPath': self._path(instance, f'root-rescue.{disk_format}'),
+                  'RescueConfigDrivePath': self._path(instance, f'configdrive-rescue.{fmt}'),
+                  'ConfigDrivePath': self._path(instance, f'configdrive.{fmt}')}
+        try:
+            with errors.translate(instance.uuid, 'unrescue'):
+                return self._bridge.call('Remove-InstanceRescue', params)
+        finally:
+            self.invalidate()
+
+    # -- console and diagnostics -------------------------------------------------------
+
+    def get_console_output(self, instance: Any) -> bytes:
+        with errors.translate(instance.uuid, 'get_console_output'):
+            result = self._bridge.call('Get-InstanceConsoleOutput', {
+                'Name': instance.name, 'LogPath': self._path(instance, CONSOLE_LOG),
+                'MaxBytes': CONSOLE_MAX_BYTES})
+        return result['content'].encode('utf-8')
+
+    def get_instance_diagnostics(self, instance: Any) -> diagnostics.Diagnostics:
+        with errors.translate(instance.uuid, 'get_instance_diagnostics'):
+            info = self._bridge.call('Get-InstanceInfo',
+                                     {'Name': instance.name, 'IncludeMetrics': True})
+        state = POWER_STATE.get(info['state'], power_state.NOSTATE)
+        diags = diagnostics.Diagnostics(
+            state=power_state.STATE_MAP[state], driver='hyperv', hypervisor='hyperv',
+            hypervisor_os='windows', uptime=info['uptime_seconds'],
+            config_drive=any('configdrive' in (d.get('path') or '').lower()
+                             for d in info['disks'] + info['dvd_drives']))
+        for index in range(info['vcpus']):
+            diags.add_cpu(id=index)
+        diags.memory_details = diagnostics.MemoryDiagnostics(
+            maximum=info['memory_mb'], used=info['memory_assigned_mb'])
+        for nic in info['nics']:
+            diags.add_nic(mac_address=nic.get('mac'))
+        for _disk in info['disks']:
+            diags.add_disk()
+        return diags
+
+
+class _spawn_errors:
+    """Spawn-specific translation: capacity problems make Nova reschedule."""
+
+    def __init__(self, instance: Any) -> None:
+        self._instance = instance
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None or not isinstance(exc, bridge_errors.PsDriverBridgeException):
+            return False
+        if isinstance(exc, bridge_errors.ScriptResourceExists):
+            raise exception.InstanceExists(name=self._instance.name) from exc
+        if isinstance(exc, bridge_errors.ScriptResourceUnavailable):
+            raise exception.ComputeResourcesUnavailable(reason=exc.message) from exc
+        if isinstance(exc, bridge_errors.ScriptObjectNotFound):
+            raise errors.HyperVHostError(reason=f'{exc.script}: {exc.message}') from exc
+        with errors.translate(self._instance.uuid, 'spawn'):
+            raise exc
+        return False

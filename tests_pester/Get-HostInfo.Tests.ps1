@@ -1,0 +1,80 @@
+# Pester 5 tests of Get-HostInfo.ps1. Hyper-V and CIM cmdlets are mocked; the
+# kernel32 calls (processor features, disk space) need Windows.
+
+BeforeAll {
+    $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
+    $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Get-HostInfo.ps1'
+    $contract = Get-Content -LiteralPath (Join-Path -Path $script:ScriptsDir -ChildPath 'Get-HostInfo.contract.json') -Raw |
+        ConvertFrom-Json -AsHashtable
+    $script:ResultSchema = $contract['result'] | ConvertTo-Json -Depth 100
+
+    foreach ($name in 'Get-VMHost', 'Get-VMHostNumaNode') {
+        if (-not (Get-Command -Name $name -ErrorAction SilentlyContinue)) {
+            Set-Item -Path ('function:global:' + $name) -Value ([scriptblock]::Create('[CmdletBinding()] param()'))
+        }
+    }
+}
+
+Describe 'Get-HostInfo' -Skip:(-not $IsWindows) {
+    BeforeEach {
+        Mock Get-CimInstance -ParameterFilter { $ClassName -eq 'Win32_OperatingSystem' } -MockWith {
+            [pscustomobject]@{
+                Caption            = 'Microsoft Windows Server 2022 Datacenter'
+                Version            = '10.0.20348'
+                FreePhysicalMemory = 8GB / 1KB
+                LastBootUpTime     = (Get-Date).AddHours(-2)
+            }
+        }
+        Mock Get-CimInstance -ParameterFilter { $ClassName -eq 'Win32_ComputerSystem' } -MockWith {
+            [pscustomobject]@{ TotalPhysicalMemory = 64GB }
+        }
+        Mock Get-CimInstance -ParameterFilter { $ClassName -eq 'Win32_Processor' } -MockWith {
+            foreach ($i in 1..2) {
+                [pscustomobject]@{
+                    Manufacturer              = 'GenuineIntel'
+                    Name                      = 'Intel(R) Xeon(R) Gold 6338'
+                    Architecture              = 9
+                    NumberOfCores             = 8
+                    NumberOfLogicalProcessors = 16
+                }
+            }
+        }
+        Mock Get-VMHost -MockWith {
+            [pscustomobject]@{ LogicalProcessorCount = 32; VirtualHardDiskPath = $env:TEMP }
+        }
+        Mock Get-VMHostNumaNode -MockWith {
+            foreach ($i in 0..1) {
+                [pscustomobject]@{ NodeId = $i; ProcessorsAvailability = @(0) * 16; MemoryTotal = 32768; MemoryAvailable = 4096 }
+            }
+        }
+        Mock Get-NetIPAddress -MockWith {
+            [pscustomobject]@{ IPAddress = '127.0.0.1' }
+            [pscustomobject]@{ IPAddress = '192.0.2.10' }
+        }
+    }
+
+    It 'reports topology, memory and NUMA nodes from the host and keeps the contract' {
+        $result = & $script:ScriptPath -InstancesPath $env:TEMP
+        $result['logical_processors'] | Should -Be 32
+        $result['cpu']['sockets'] | Should -Be 2
+        $result['cpu']['cores'] | Should -Be 8
+        $result['cpu']['threads'] | Should -Be 2
+        $result['memory_mb_total'] | Should -Be 65536
+        $result['numa_nodes'].Count | Should -Be 2
+        $result['ip_addresses'] | Should -Be @('192.0.2.10')
+        $result['instances_path']['exists'] | Should -BeTrue
+        Test-Json -Json ($result | ConvertTo-Json -Depth 10) -Schema $script:ResultSchema | Should -BeTrue
+    }
+
+    It 'measures the nearest existing parent of a missing instances path' {
+        $missing = Join-Path -Path $env:TEMP -ChildPath ('psdriver-missing-' + [guid]::NewGuid())
+        $result = & $script:ScriptPath -InstancesPath $missing
+        $result['instances_path']['exists'] | Should -BeFalse
+        $result['instances_path']['total_gb'] | Should -BeGreaterThan 0
+    }
+
+    It 'defaults to the host virtual hard disk path' {
+        $result = & $script:ScriptPath
+        $result['instances_path']['path'] | Should -BeExactly $env:TEMP
+    }
+}

@@ -1,0 +1,26 @@
+# Pester 5 tests of Test-PsDriverConnection.ps1 (Windows: it reads the Windows identity).
+
+BeforeAll {
+    $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
+    $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Test-PsDriverConnection.ps1'
+    $contract = Get-Content -LiteralPath (Join-Path -Path $script:ScriptsDir -ChildPath 'Test-PsDriverConnection.contract.json') -Raw |
+        ConvertFrom-Json -AsHashtable
+    $script:ResultSchema = $contract['result'] | ConvertTo-Json -Depth 100
+}
+
+Describe 'Test-PsDriverConnection' -Skip:(-not $IsWindows) {
+    It 'reports the modules that are installed' {
+        Mock Get-Module -ParameterFilter { $Name -eq 'Hyper-V' } -MockWith { [pscustomobject]@{ Name = 'Hyper-V' } }
+        Mock Get-Module -ParameterFilter { $Name -ne 'Hyper-V' } -MockWith { }
+        $result = & $script:ScriptPath -Echo 'x'
+        $result['modules']['Hyper-V'] | Should -BeTrue
+        $result['modules']['MPIO'] | Should -BeFalse
+    }
+
+    It 'echoes the value unchanged and keeps the contract' {
+        $value = "vm'01 `"; `$(whoami)"
+        $result = & $script:ScriptPath -Echo $value
+        $result['echo'] | Should -BeExactly $value
+        Test-Json -Json ($result | ConvertTo-Json -Depth 10) -Schema $script:ResultSchema | Should -BeTrue
+    }
+}
