@@ -62,7 +62,9 @@ def build_runner(conf: cfg.ConfigOpts):
             certificate_key_pem=opts.psrp_certificate_key_pem)
     if transport == 'sim':
         from psdriver.sim import SimHost, SimRunner
-        return SimRunner(SimHost(state_file=opts.sim_state_file))
+        # The simulated host is named after this compute service, as a real
+        # Hyper-V host running nova-compute locally would be.
+        return SimRunner(SimHost(state_file=opts.sim_state_file, hostname=conf.host))
     raise errors.BridgeUnavailable('init_host', transport,
                                    f'unknown [powershell] transport {transport!r}')
 

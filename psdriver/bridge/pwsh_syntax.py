@@ -1,23 +1,21 @@
-"""PowerShell syntax checks with tree-sitter-pwsh (provisional; being completed)."""
+"""PowerShell syntax checks with tree-sitter-pwsh.
+
+``parse_errors(text)`` lists every ERROR or MISSING node with its line and
+column; an empty list means the text parses.  The tests run it over every
+script in ps_scripts/ and every rendered wrapper.  (Reading a script's
+``param()`` block is :mod:`psdriver.bridge.script_params`' job: the grammar
+reads ``[int]$A = 5,`` followed by the next parameter as an array literal.)
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import re
 import threading
 
 import tree_sitter
 import tree_sitter_pwsh
 
 _local = threading.local()
-
-
-@dataclasses.dataclass(frozen=True)
-class ScriptParam:
-    name: str
-    mandatory: bool = False
-    type_name: str = ''
 
 
 @functools.lru_cache(maxsize=1)
@@ -53,42 +51,3 @@ def parse_errors(text: str) -> list[str]:
         elif node.has_error:
             stack.extend(reversed(node.children))
     return problems or ['syntax error (position unknown)']
-
-
-_MANDATORY = re.compile(r'\bMandatory\b(\s*=\s*\$(true|false))?', re.IGNORECASE)
-
-
-def script_parameters(text: str) -> list[ScriptParam]:
-    tree = parse(text)
-    root = tree.root_node
-    block = None
-    stack = [root]
-    while stack:
-        node = stack.pop(0)
-        if node.type == 'param_block':
-            block = node
-            break
-        if node.type in ('function_statement', 'script_block_expression'):
-            continue
-        stack.extend(node.children)
-    if block is None:
-        return []
-    params = []
-    stack = list(block.children)
-    while stack:
-        node = stack.pop(0)
-        if node.type == 'script_parameter':
-            src = node.text.decode('utf-8')
-            names = re.findall(r'\$([A-Za-z_][A-Za-z0-9_]*)', src)
-            name = names[-1] if names else ''
-            for child in node.children:
-                if child.type == 'variable':
-                    name = child.text.decode('utf-8').lstrip('$')
-            mandatory = False
-            for m in _MANDATORY.finditer(src):
-                mandatory = m.group(2) is None or m.group(2).lower() == 'true'
-            types = re.findall(r'\[([A-Za-z_][\w.\[\]]*)\]\s*\$', src)
-            params.append(ScriptParam(name, mandatory, types[-1] if types else ''))
-        else:
-            stack.extend(node.children)
-    return params

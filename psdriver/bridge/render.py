@@ -26,7 +26,7 @@ from typing import Any, Iterable
 
 import jinja2
 
-from psdriver.bridge import contracts, errors, pwsh_syntax
+from psdriver.bridge import contracts, errors, script_params
 from psdriver.bridge.call import INPUT_PARAMETER
 from psdriver.bridge.scripts_dir import scripts_dir
 
@@ -102,7 +102,7 @@ class Renderer:
 
     # -- parameters -----------------------------------------------------------------
 
-    def declared_parameters(self, name: str) -> dict[str, pwsh_syntax.ScriptParam]:
+    def declared_parameters(self, name: str) -> dict[str, script_params.ScriptParam]:
         """The script's ``param()`` block, by lower-case name."""
         return _declared(str(self.root), name)
 
@@ -135,6 +135,6 @@ class Renderer:
 
 
 @functools.lru_cache(maxsize=None)
-def _declared(root: str, name: str) -> dict[str, pwsh_syntax.ScriptParam]:
+def _declared(root: str, name: str) -> dict[str, script_params.ScriptParam]:
     text = (Path(root) / f'{name}.ps1').read_text(encoding='utf-8-sig')
-    return {p.name.lower(): p for p in pwsh_syntax.script_parameters(text)}
+    return {p.name.lower(): p for p in script_params.script_parameters(text)}

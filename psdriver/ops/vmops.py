@@ -184,7 +184,7 @@ class VMOps:
         LOG.info('Creating VM %s (generation %d, %d vCPUs, %d MB)', instance.name,
                  generation, spec['vcpus'], spec['memory_mb'], instance=instance)
         try:
-            with _spawn_errors(instance):
+            with SpawnErrors(instance):
                 result = self._bridge.call('New-Instance', {'Spec': spec})
         finally:
             self.invalidate()
@@ -370,7 +370,8 @@ class VMOps:
         drive = self._config_drive(context, instance, None, rescue_password, network_info,
                                    rescue=True)
         if drive is not None:
-            params['ConfigDrivePath'] = self._path(instance, f'configdrive-rescue.{drive["format"]}')
+            params['ConfigDrivePath'] = self._path(
+                instance, f'configdrive-rescue.{drive["format"]}')
             params['ConfigDriveBase64'] = drive['content_base64']
             params['OriginalConfigDrivePath'] = self._path(
                 instance, f'configdrive.{drive["format"]}')
@@ -426,7 +427,7 @@ class VMOps:
         return diags
 
 
-class _spawn_errors:
+class SpawnErrors:
     """Spawn-specific translation: capacity problems make Nova reschedule."""
 
     def __init__(self, instance: Any) -> None:

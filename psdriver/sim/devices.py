@@ -26,6 +26,7 @@ IDE_LOCATIONS = 2
 MAX_SCSI_CONTROLLERS = 4
 SCSI_LOCATIONS = 64
 MAX_NICS = 8
+BIOS_DEVICES = ('CD', 'IDE', 'LegacyNetworkAdapter', 'Floppy')
 _MAC = re.compile(r'^[0-9A-Fa-f]{12}$')
 _SNAPSHOT_SUFFIX = re.compile(r'_[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-'
                               r'[0-9A-Fa-f]{12}$')
@@ -176,7 +177,38 @@ class DeviceRules(VmRules):
         hot = controller_type == 'SCSI' and drive.kind == 'HardDisk'
         self._check_hardware_change(vm, hot, f'remove the drive at {slot_name(drive)}')
         vm.drives.remove(drive)
+        if vm.first_boot_device == slot_name(drive):
+            vm.first_boot_device = None     # its boot entry goes with it
         return drive
+
+    # -- boot order -------------------------------------------------------------------
+
+    @writes
+    def set_boot_order(self, name: str, order: list[str]) -> Vm:
+        """``Set-VMBios -StartupOrder`` (generation 1, VM Off): each device class once."""
+        vm = self._vm(name)
+        if vm.generation != 1:
+            raise invalid_argument(f"'{vm.name}' is a generation 2 virtual machine; use "
+                                   'Set-VMFirmware for its boot order.', vm.name)
+        self._check_hardware_change(vm, False, 'modify the BIOS')
+        if sorted(order) != sorted(BIOS_DEVICES):
+            raise invalid_argument(f"The startup order must list {', '.join(BIOS_DEVICES)} "
+                                   'once each.', vm.name)
+        vm.boot_order = list(order)
+        return vm
+
+    @writes
+    def set_first_boot_device(self, name: str, controller_type: str, controller_number: int,
+                              location: int) -> Vm:
+        """``Set-VMFirmware -FirstBootDevice`` (generation 2, VM Off): a drive's slot."""
+        vm = self._vm(name)
+        if vm.generation != 2:
+            raise invalid_argument(f"'{vm.name}' is a generation 1 virtual machine; use "
+                                   'Set-VMBios for its boot order.', vm.name)
+        self._check_hardware_change(vm, False, 'modify firmware')
+        drive = self._drive(vm, controller_type, controller_number, location)
+        vm.first_boot_device = slot_name(drive)
+        return vm
 
     # -- DVD drives -----------------------------------------------------------------
 

@@ -39,7 +39,7 @@ from psdriver.bridge.call import decode_document
 from psdriver.bridge.scripts_dir import scripts_dir
 from psdriver.sim.errors import (
     PARAMETER_BINDING_EXCEPTION, SimError, SimHostDown, SimTimeout)
-from psdriver.sim.params import ScriptParam, script_parameters
+from psdriver.bridge.script_params import ScriptParam, script_parameters
 
 HandlerFunc = Callable[[Any, dict[str, Any]], Any]
 PrepareFunc = Callable[[Any, dict[str, Any]], None]

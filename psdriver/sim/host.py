@@ -14,8 +14,8 @@ import time
 from typing import Any
 
 from psdriver.sim import paths
-from psdriver.sim.cluster import ClusterRules
 from psdriver.sim.faults import Faults
+from psdriver.sim.hostpower import HostPowerRules
 from psdriver.sim.state import GIB, FileEntry, HostConfig, HostState, Switch, Volume
 from psdriver.sim.store import FileStore, dumps
 from psdriver.sim.txn import reads
@@ -57,7 +57,7 @@ def new_state(cfg: HostConfig) -> HostState:
     return state
 
 
-class SimHost(ClusterRules):
+class SimHost(HostPowerRules):
     """One simulated Hyper-V host.  See the rule modules for what it enforces."""
 
     def __init__(self, state_file: str | None = None, *, reset: bool = False,

@@ -73,6 +73,16 @@ class HostConfig:
     is_admin: bool = True
     iscsi_initiator: str = ''
     max_running_vms: int = 1024
+    #: Whether the Virtual Machine Management service answers (Get-VMHost).
+    vmms_running: bool = True
+    #: Default VM configuration version (Get-VMHostSupportedVersion -Default).
+    default_vm_version: str = '10.0'
+    #: NUMA spanning (Set-VMHost -NumaSpanningEnabled); vNUMA guests want it off.
+    numa_spanning_enabled: bool = True
+    #: Drive letters mapped to network shares (``'Z:'``), as Win32_LogicalDisk type 4.
+    mapped_drives: list[str] = field(default_factory=list)
+    #: Other users logged on: a reboot or shutdown without -Force is refused.
+    interactive_sessions: int = 0
 
 
 @persisted
@@ -101,6 +111,12 @@ class FileEntry:
     size: int = 0                  # bytes on the volume (0 for directories)
     created: float = 0.0
     vhd: VhdInfo | None = None
+    #: Last write (0: the creation time).
+    modified: float = 0.0
+    #: The bytes of a file whose content the host keeps (console logs), one
+    #: character per byte (latin-1), so any byte sequence survives JSON;
+    #: ``None`` for files whose content is not simulated (disks, images).
+    content: str | None = None
 
 
 @persisted
@@ -163,6 +179,22 @@ class Vm:
     #: Whether the guest answers a shutdown request (a hung guest does not).
     guest_shutdown: bool = True
     automatic_stop_action: str = 'Save'
+    automatic_start_action: str = 'StartIfRunning'
+    #: Seconds the guest needs to shut down when asked (if it answers at all).
+    guest_shutdown_seconds: int = 3
+    #: Set-VMProcessor -CompatibilityForMigrationEnabled.
+    limit_cpu_features: bool = False
+    #: vNUMA limits (Set-VMProcessor -MaximumCountPerNumaNode,
+    #: Set-VMMemory -MaximumAmountPerNumaNodeBytes); None: Hyper-V's default.
+    numa_max_processors: int | None = None
+    numa_max_memory_mb: int | None = None
+    #: Enable-VMResourceMetering: when metering started (None: off).
+    metering_since: float | None = None
+    #: Generation 1 boot order (Set-VMBios -StartupOrder).
+    boot_order: list[str] = field(default_factory=lambda: ['CD', 'IDE',
+                                                           'LegacyNetworkAdapter', 'Floppy'])
+    #: Generation 2 first boot device: a drive slot such as ``'SCSI:0:0'``.
+    first_boot_device: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -258,6 +290,30 @@ class ClusterState:
 
 
 @persisted
+class ConsoleLogger:
+    """A background process copying a VM's serial pipe into a log file."""
+
+    vm_id: str
+    pipe_path: str                 # \\.\pipe\<name>
+    log_path: str
+    max_log_bytes: int
+    pid: int
+    started: float = 0.0
+
+
+@persisted
+class HostPower:
+    """What host power actions did (Invoke-HostPowerAction)."""
+
+    last_action: str = ''
+    last_action_time: float = 0.0
+    reboots: int = 0
+    shutdowns: int = 0
+    #: VMs that were running when the host went down (StartIfRunning brings them back).
+    running_at_stop: list[str] = field(default_factory=list)
+
+
+@persisted
 class FaultRule:
     kind: str                      # fail | delay | garbage
     script: str                    # script name or fnmatch pattern ('*', 'Get-*')
@@ -290,5 +346,9 @@ class HostState:
     cluster: ClusterState | None = None
     faults: FaultState = field(default_factory=FaultState)
     mac_counter: int = 0
+    #: Console loggers by VM id (lower case).
+    console_loggers: dict[str, ConsoleLogger] = field(default_factory=dict)
+    power: HostPower = field(default_factory=HostPower)
+    next_pid: int = 4000
     #: Bumped on every saved change; lets tests and tools see that state moved.
     generation: int = 0

@@ -9,6 +9,7 @@ exactly like a file Hyper-V's worker process holds.
 
 from __future__ import annotations
 
+import struct
 import time
 import uuid
 
@@ -27,6 +28,28 @@ EMPTY_VHD_FILE = {'VHD': 64 * 1024, 'VHDX': 4 * MIB}
 FIXED_OVERHEAD = {'VHD': 512, 'VHDX': 4 * MIB}
 #: VM states in which the VM's worker process holds its disks open.
 ACTIVE_STATES = frozenset({'Running', 'Paused', 'Starting', 'Stopping'})
+
+
+def parse_fixed_vhd(data: bytes) -> VhdInfo | None:
+    """The VhdInfo of bytes that form a fixed VHD (data + 512-byte footer), else None.
+
+    Checks what Hyper-V checks when it opens one: the ``conectix`` cookie,
+    disk type 2 (fixed), the footer checksum and a current size equal to
+    the data part.
+    """
+    if len(data) < 1024 or len(data) % 512:
+        return None
+    footer = data[-512:]
+    if footer[:8] != b'conectix':
+        return None
+    size, = struct.unpack('>Q', footer[48:56])
+    disk_type, checksum = struct.unpack('>II', footer[60:68])
+    expected = ~(sum(footer[:64]) + sum(footer[68:])) & 0xFFFFFFFF
+    if disk_type != 2 or checksum != expected or size != len(data) - 512:
+        return None
+    return VhdInfo(format='VHD', vhd_type='Fixed', size=size,
+                   disk_identifier=str(uuid.UUID(bytes=bytes(footer[68:84]))).upper(),
+                   block_size=0)
 
 
 def vhd_format(path: str) -> str:
@@ -180,6 +203,63 @@ class StorageRules(HostBase):
         return entry
 
     @writes
+    def write_file(self, path: str, data: bytes, *, keep_content: bool = False) -> FileEntry:
+        """``[IO.File]::WriteAllBytes``: create or overwrite a file with ``data``.
+
+        A ``.vhd`` file whose bytes are a valid fixed VHD becomes a virtual
+        disk (a config drive built by the caller); other files are plain.
+        The bytes themselves are kept only with ``keep_content`` (config
+        drives carry secrets and are never stored).
+        """
+        norm = paths.normalize(path)
+        vhd = parse_fixed_vhd(data) if norm.lower().endswith('.vhd') else None
+        entry = self.add_file(norm, len(data), vhd=vhd, overwrite=True)
+        if keep_content:
+            entry.content = data.decode('latin-1')
+        return entry
+
+    @writes
+    def append_file(self, path: str, data: bytes) -> FileEntry:
+        """Append ``data`` to a file (created if missing) whose content the host keeps."""
+        norm = paths.normalize(path)
+        entry = self._entry(norm)
+        if entry is None:
+            entry = self.add_file(norm, 0)
+            entry.content = ''
+        elif entry.is_dir:
+            raise file_exists(norm)
+        self._allocate(entry.path, len(data))
+        entry.content = (entry.content if entry.content is not None
+                         else '\0' * entry.size) + data.decode('latin-1')
+        entry.size += len(data)
+        entry.modified = time.time()
+        return entry
+
+    @reads
+    def read_file(self, path: str, offset: int = 0, count: int | None = None) -> bytes:
+        """Bytes of a file; a file whose content is not simulated reads as zeros."""
+        entry = self._require(paths.normalize(path))
+        if entry.is_dir:
+            raise SimError(f"Access to the path '{entry.path}' is denied.", 'PermissionDenied',
+                           'UnauthorizedAccess', 'System.UnauthorizedAccessException',
+                           entry.path)
+        end = entry.size if count is None else min(entry.size, offset + count)
+        if entry.content is None:
+            return b'\0' * max(0, end - offset)
+        return entry.content[offset:end].encode('latin-1')
+
+    @writes
+    def touch(self, path: str, *, modified: float | None = None,
+              created: float | None = None) -> FileEntry:
+        """Set a file's times (tests: an image cache entry that is old)."""
+        entry = self._require(paths.normalize(path))
+        if modified is not None:
+            entry.modified = modified
+        if created is not None:
+            entry.created = created
+        return entry
+
+    @writes
     def set_file_size(self, path: str, size: int) -> FileEntry:
         """Grow or shrink a file (a dynamic disk filling up, a log growing)."""
         entry = self._require(paths.normalize(path))
@@ -187,7 +267,10 @@ class StorageRules(HostBase):
             raise invalid_argument(f"'{entry.path}' is not a file or the size is negative.",
                                    entry.path)
         self._allocate(entry.path, size - entry.size)
+        if entry.content is not None:
+            entry.content = entry.content[:size].ljust(size, '\0')
         entry.size = size
+        entry.modified = time.time()
         return entry
 
     @writes
@@ -204,7 +287,9 @@ class StorageRules(HostBase):
             raise SimError(f"Cannot overwrite the item {src.path} with itself.",
                            'WriteError', 'CopyError', IO_EXCEPTION, src.path)
         vhd = VhdInfo(**src.vhd.__dict__) if src.vhd else None
-        return self.add_file(dst, src.size, vhd=vhd, overwrite=overwrite)
+        copy = self.add_file(dst, src.size, vhd=vhd, overwrite=overwrite)
+        copy.content = src.content
+        return copy
 
     @writes
     def move_file(self, source: str, destination: str) -> FileEntry:

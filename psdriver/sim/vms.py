@@ -16,7 +16,7 @@ from psdriver.sim import paths
 from psdriver.sim.errors import (
     SimError, invalid_argument, invalid_state, vm_exists, vm_id_not_found,
     vm_not_found)
-from psdriver.sim.state import Vm
+from psdriver.sim.state import ConsoleLogger, Vm
 from psdriver.sim.network import NetworkRules
 from psdriver.sim.storage import ACTIVE_STATES
 from psdriver.sim.txn import reads, writes
@@ -50,6 +50,10 @@ SECURE_BOOT_TEMPLATES = ('MicrosoftWindows', 'MicrosoftUEFICertificateAuthority'
                          'OpenSourceShieldedVM')
 DEFAULT_VM_PATH = 'C:\\ProgramData\\Microsoft\\Windows\\Hyper-V'
 CONSOLE_LOG_LINES = 2000
+START_ACTIONS = ('Nothing', 'StartIfRunning', 'Start')
+STOP_ACTIONS = ('TurnOff', 'Save', 'ShutDown')
+#: Bytes a console logger reads from the pipe at a time (its buffer).
+CONSOLE_CHUNK = 4096
 
 
 def _check_name(name: str) -> str:
@@ -163,6 +167,69 @@ class VmRules(NetworkRules):
         vm.notes = notes
         return vm
 
+    @writes
+    def set_vm_options(self, name: str, *, automatic_start_action: str | None = None,
+                       automatic_stop_action: str | None = None) -> Vm:
+        """``Set-VM -AutomaticStartAction/-AutomaticStopAction`` (VM Off for the stop action)."""
+        vm = self._vm(name)
+        if automatic_start_action is not None and automatic_start_action not in START_ACTIONS:
+            raise invalid_argument(f"'{automatic_start_action}' is not an automatic start "
+                                   f"action; use one of {', '.join(START_ACTIONS)}.", vm.name)
+        if automatic_stop_action is not None:
+            if automatic_stop_action not in STOP_ACTIONS:
+                raise invalid_argument(f"'{automatic_stop_action}' is not an automatic stop "
+                                       f"action; use one of {', '.join(STOP_ACTIONS)}.",
+                                       vm.name)
+            if vm.state != 'Off' and automatic_stop_action != vm.automatic_stop_action:
+                raise invalid_state(vm.name, vm.state, 'modify the automatic stop action')
+        if automatic_start_action is not None:
+            vm.automatic_start_action = automatic_start_action
+        if automatic_stop_action is not None:
+            vm.automatic_stop_action = automatic_stop_action
+        return vm
+
+    @writes
+    def set_processor(self, name: str, count: int | None = None, *,
+                      limit_cpu_features: bool | None = None,
+                      max_per_numa_node: int | None = None) -> Vm:
+        """``Set-VMProcessor`` (VM Off): count, migration compatibility, vNUMA limit."""
+        vm = self._vm(name)
+        if vm.state != 'Off':
+            raise invalid_state(vm.name, vm.state, 'modify processors')
+        if max_per_numa_node is not None and not (
+                isinstance(max_per_numa_node, int) and 1 <= max_per_numa_node <= 240):
+            raise invalid_argument(f'The maximum processors per NUMA node '
+                                   f'{max_per_numa_node!r} is out of range (1-240).', vm.name)
+        if count is not None:
+            self._apply_processor_count(vm, count)
+        if limit_cpu_features is not None:
+            vm.limit_cpu_features = bool(limit_cpu_features)
+        if max_per_numa_node is not None:
+            vm.numa_max_processors = max_per_numa_node
+        return vm
+
+    @writes
+    def set_numa_memory(self, name: str, max_per_node_mb: int) -> Vm:
+        """``Set-VMMemory -MaximumAmountPerNumaNodeBytes`` (VM Off, even MB)."""
+        vm = self._vm(name)
+        if vm.state != 'Off':
+            raise invalid_state(vm.name, vm.state, 'modify memory')
+        if not isinstance(max_per_node_mb, int) or max_per_node_mb < 2 or max_per_node_mb % 2:
+            raise invalid_argument(f'The maximum memory per NUMA node {max_per_node_mb!r} MB '
+                                   'must be an even number of at least 2 MB.', vm.name)
+        vm.numa_max_memory_mb = max_per_node_mb
+        return vm
+
+    @writes
+    def enable_metering(self, name: str, enabled: bool = True) -> Vm:
+        """``Enable-VMResourceMetering`` / ``Disable-VMResourceMetering``."""
+        vm = self._vm(name)
+        if not enabled:
+            vm.metering_since = None
+        elif vm.metering_since is None:
+            vm.metering_since = time.time()
+        return vm
+
     def _apply_memory(self, vm: Vm, startup: int, dynamic: bool, minimum: int,
                       maximum: int) -> None:
         for label, value in (('startup', startup), ('minimum', minimum), ('maximum', maximum)):
@@ -241,10 +308,14 @@ class VmRules(NetworkRules):
         return vm
 
     @writes
-    def set_guest_shutdown(self, name: str, responds: bool) -> Vm:
-        """Test knob: whether the guest honours a shutdown request (a hung guest does not)."""
+    def set_guest_shutdown(self, name: str, responds: bool, seconds: int | None = None) -> Vm:
+        """Test knob: whether (and how fast) the guest honours a shutdown request."""
         vm = self._vm(name)
         vm.guest_shutdown = bool(responds)
+        if seconds is not None:
+            if not isinstance(seconds, int) or seconds < 1:
+                raise ValueError('seconds must be a positive integer')
+            vm.guest_shutdown_seconds = seconds
         return vm
 
     # -- memory and CPU capacity ---------------------------------------------------
@@ -386,6 +457,23 @@ class VmRules(NetworkRules):
         return vm
 
     @writes
+    def shutdown_guest(self, name: str, timeout: int) -> tuple[bool, int]:
+        """Ask the guest to shut down; wait up to ``timeout`` simulated seconds.
+
+        Returns ``(off, waited)``.  A guest that answers needs
+        ``guest_shutdown_seconds``; one that does not (or a VM that is not
+        Running) keeps the VM as it is for the whole wait.  Nothing sleeps.
+        """
+        vm = self._vm(name)
+        if timeout <= 0 or vm.state == 'Off':
+            return vm.state == 'Off', 0
+        need = max(1, int(vm.guest_shutdown_seconds))
+        if vm.state != 'Running' or not vm.guest_shutdown or need > timeout:
+            return False, int(timeout)
+        self.stop_vm(name)
+        return True, need
+
+    @writes
     def suspend_vm(self, name: str) -> Vm:
         """``Suspend-VM``: Running -> Paused (memory stays assigned)."""
         vm = self._vm(name)
@@ -482,16 +570,95 @@ class VmRules(NetworkRules):
 
     def _console_boot(self, vm: Vm, what: str) -> None:
         stamp = time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime())
-        self._console_append(vm, f'[{stamp}] {vm.name}: {what} (generation {vm.generation}, '
-                                 f'{vm.processor_count} vCPU, {vm.memory_startup_mb} MB)')
+        lines = [f'[{stamp}] {vm.name}: {what} (generation {vm.generation}, '
+                 f'{vm.processor_count} vCPU, {vm.memory_startup_mb} MB)']
+        if what != 'restored from saved state':
+            if vm.generation == 1:
+                device = vm.boot_order[0] if vm.boot_order else 'IDE'
+                lines.append(f'BIOS: boot order {", ".join(vm.boot_order)}; booting from '
+                             f'{device}')
+            else:
+                lines.append(f'UEFI: secure boot {"on" if vm.secure_boot else "off"}; booting '
+                             f'from {vm.first_boot_device or "the first boot entry"}')
+            lines.append('Loading operating system ...')
+            lines.append(f'{vm.name} login: ')
+        self._console_append(vm, '\n'.join(lines))
 
     def _console_append(self, vm: Vm, text: str) -> None:
         # The guest's console is COM1; with no pipe attached its output goes nowhere.
-        if not vm.com_ports.get('COM1'):
+        pipe = vm.com_ports.get('COM1')
+        if not pipe:
             return
         vm.console_log.extend(text.splitlines() or [''])
         if len(vm.console_log) > CONSOLE_LOG_LINES:
             del vm.console_log[:-CONSOLE_LOG_LINES]
+        # The pipe exists while the VM runs; a logger reading it copies the bytes.
+        logger = self._state.console_loggers.get(vm.id.lower())
+        if vm.state in ACTIVE_STATES and logger is not None \
+                and logger.pipe_path.lower() == pipe.lower() and self._logger_alive(logger):
+            self._logger_write(logger, (text + '\n').encode('utf-8'))
+
+    # -- console loggers (Start-InstanceConsoleLogger) -------------------------------
+
+    def _logger_alive(self, logger: ConsoleLogger) -> bool:
+        """A logger exits when its VM is gone or the folder of its log was removed."""
+        folder = paths.parent(paths.normalize(logger.log_path))
+        entry = self._entry(folder) if folder else None
+        if entry is None or not entry.is_dir:
+            return False
+        return any(vm.id.lower() == logger.vm_id for vm in self._state.vms.values())
+
+    def _logger_write(self, logger: ConsoleLogger, data: bytes) -> None:
+        """Append as the logger does: chunk by chunk, rotating to ``.1`` past the cap."""
+        log = paths.normalize(logger.log_path)
+        archive = log + '.1'
+        for start in range(0, len(data), CONSOLE_CHUNK):
+            chunk = data[start:start + CONSOLE_CHUNK]
+            try:
+                entry = self._entry(log)
+                if entry is not None and entry.size > 0 and \
+                        entry.size + len(chunk) > logger.max_log_bytes:
+                    if self._entry(archive) is not None:
+                        self.remove_item(archive)
+                    self.move_file(log, archive)
+                self.append_file(log, chunk)
+            except SimError:
+                return      # the real logger waits and retries; this output is lost
+
+    @reads
+    def console_logger(self, name: str) -> ConsoleLogger | None:
+        """The running console logger of a VM, if any."""
+        vm = self._vm(name)
+        logger = self._state.console_loggers.get(vm.id.lower())
+        return logger if logger is not None and self._logger_alive(logger) else None
+
+    @writes
+    def start_console_logger(self, name: str, log_path: str, pipe_path: str,
+                             max_log_bytes: int) -> ConsoleLogger:
+        """Launch a logger process for a VM (replacing one that exited)."""
+        vm = self._vm(name)
+        key = vm.id.lower()
+        current = self._state.console_loggers.get(key)
+        if current is not None and self._logger_alive(current):
+            raise SimError(f"A console logger of '{vm.name}' is already running (process "
+                           f'{current.pid}).', 'ResourceExists', 'ConsoleLoggerRunning',
+                           target=vm.name)
+        for stale in [k for k, lg in self._state.console_loggers.items()
+                      if not self._logger_alive(lg)]:
+            del self._state.console_loggers[stale]
+        self._state.next_pid += 4
+        logger = ConsoleLogger(vm_id=key, pipe_path=pipe_path, log_path=log_path,
+                               max_log_bytes=max_log_bytes, pid=self._state.next_pid,
+                               started=time.time())
+        self._state.console_loggers[key] = logger
+        return logger
+
+    @writes
+    def stop_console_logger(self, name: str) -> bool:
+        """Signal a VM's logger to stop; whether one was running."""
+        vm = self._vm(name)
+        logger = self._state.console_loggers.pop(vm.id.lower(), None)
+        return logger is not None and self._logger_alive(logger)
 
     @writes
     def write_console(self, name: str, text: str) -> Vm:

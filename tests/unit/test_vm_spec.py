@@ -12,8 +12,8 @@ objects.register_all()
 
 
 def flavor(**kw):
-    values = dict(vcpus=4, memory_mb=4096, root_gb=10, ephemeral_gb=0, swap=0,
-                  extra_specs={}, name='m1', flavorid='1')
+    values = {'vcpus': 4, 'memory_mb': 4096, 'root_gb': 10, 'ephemeral_gb': 0, 'swap': 0,
+              'extra_specs': {}, 'name': 'm1', 'flavorid': '1'}
     values.update(kw)
     return objects.Flavor(**values)
 

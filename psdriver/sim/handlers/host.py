@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from psdriver.sim.dispatch import handler
+from psdriver.sim.dispatch import handler, prepare
 from psdriver.sim.host import SimHost
 from psdriver.sim.state import GIB
 
@@ -41,6 +41,14 @@ def get_host_info(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
         'uptime_seconds': host.uptime_seconds(),
         'ip_addresses': list(cfg.ip_addresses),
     }
+
+
+@prepare('Get-HostInfo')
+def _host_info_prepare(host: SimHost, params: dict[str, Any]) -> None:
+    """The share (or drive) of the example's InstancesPath exists."""
+    from psdriver.sim.scenario import ensure_volume
+    if params.get('InstancesPath'):
+        ensure_volume(host, params['InstancesPath'])
 
 
 @handler('Test-PsDriverConnection', readonly=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from psdriver.sim.params import ScriptParam, script_parameters
+from psdriver.bridge.script_params import ScriptParam, script_parameters
 
 SCRIPT = """<#
 .SYNOPSIS

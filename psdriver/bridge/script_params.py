@@ -1,9 +1,12 @@
 """The parameters a standalone script declares, read from its ``param()`` block.
 
-The simulator binds a call's values the way PowerShell would splat them onto
-the script: an unknown name is refused, a missing mandatory one too.  This
-is a small scanner (comments, strings and brackets aware), enough for the
-multi-line style ps_scripts/ follows.
+The bridge (before a call) and the simulator (when it runs one) check a
+call's values the way PowerShell binds splatted values to the script: an
+unknown name is refused, a missing mandatory one too.  This is a small
+scanner (comments, strings and brackets aware), enough for the multi-line
+style ps_scripts/ follows.  Not tree-sitter: tree-sitter-pwsh 0.38 reads a
+default followed by the next parameter (``[int]$A = 5, [switch]$B``) as one
+array literal and loses ``$B``.
 """
 
 from __future__ import annotations

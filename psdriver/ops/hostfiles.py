@@ -1,0 +1,336 @@
+"""How a downloaded image file reaches the image cache folder of the Hyper-V host.
+
+Glance downloads land on the machine that runs nova-compute; the image cache
+lives on the Hyper-V host.  ``[powershell] transport`` decides the way between:
+
+``local``
+    nova-compute runs on the Hyper-V host: the download is written straight
+    into the cache folder under a temporary name and renamed into place.
+``psrp``
+    nova-compute runs elsewhere: the download goes to a local staging file,
+    which is copied over SMB to ``\\\\<psrp_host>\\<[hyperv] instances_path_share>``
+    (with the PSRP credentials) under a temporary name and renamed into place.
+    An ``instances_path`` that is itself a UNC path is written to directly.
+``sim``
+    the file is registered in the simulated host's storage with its real
+    format and virtual size; the downloaded bytes are dropped.
+
+Either way a file never carries its final cache name before it is complete.
+Temporary names are ``<stem>.partial-<random>``: no image extension, so the
+cache listing (Get-CachedImage) never mistakes one for an image.  Left-overs
+of a crash are removed the next time the same image is downloaded.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import errno
+import ntpath
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from typing import Any
+
+from nova import exception
+from oslo_log import log as logging
+
+LOG = logging.getLogger(__name__)
+
+PARTIAL_MARK = '.partial-'
+#: Bytes per SMB write; large writes keep a multi-GB copy at wire speed.
+SMB_CHUNK = 4 * 1024 * 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFileInfo:
+    """What the format inspection found in a downloaded image file."""
+
+    format: str                    # vhd | vhdx | iso
+    virtual_size_bytes: int
+    file_size_bytes: int
+    vhd_type: str | None = None    # Fixed | Dynamic; None for an iso
+
+
+class ImageTransferError(exception.NovaException):
+    msg_fmt = 'Cannot put the image file %(path)s on the Hyper-V host: %(reason)s'
+
+
+def partial_name(stem: str) -> str:
+    """A fresh temporary file name for ``stem`` (see the module doc)."""
+    return f'{stem}{PARTIAL_MARK}{uuid.uuid4().hex[:12]}'
+
+
+def _is_partial_of(name: str, stem: str) -> bool:
+    return name.lower().startswith((stem + PARTIAL_MARK).lower())
+
+
+class HostFiles(abc.ABC):
+    """Moves finished downloads into the host's image cache folder."""
+
+    #: Path flavour of host paths; the cache builds its paths with it.
+    path: Any = ntpath
+
+    @abc.abstractmethod
+    def stage(self, host_dir: str, stem: str) -> str:
+        """A new local path to download the image ``stem`` into.
+
+        Call it holding the image's lock: stale temporary files of ``stem``
+        are removed.
+        """
+
+    @abc.abstractmethod
+    def publish(self, staged: str, host_path: str, info: ImageFileInfo) -> None:
+        """Make the complete file ``staged`` appear on the host at ``host_path``.
+
+        A file already at ``host_path`` (put there by another compute service
+        sharing the folder) is kept and the staged one dropped.
+        """
+
+    def discard(self, staged: str) -> None:
+        """Remove the staged file if it is still there (after a failure)."""
+        try:
+            os.unlink(staged)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            LOG.warning('Cannot remove the temporary image file %s: %s', staged, exc)
+
+    def close(self) -> None:  # noqa: B027 (optional hook)
+        """Release connections (SMB sessions)."""
+
+
+class LocalFiles(HostFiles):
+    """nova-compute runs on the Hyper-V host: host paths are local paths."""
+
+    path = os.path
+
+    def stage(self, host_dir: str, stem: str) -> str:
+        try:
+            os.makedirs(host_dir, exist_ok=True)
+            with os.scandir(host_dir) as entries:
+                stale = [e.path for e in entries if e.is_file() and _is_partial_of(e.name, stem)]
+        except OSError as exc:
+            raise ImageTransferError(path=host_dir, reason=str(exc)) from exc
+        for path in stale:
+            LOG.info('Removing the left-over partial image file %s', path)
+            self.discard(path)
+        return os.path.join(host_dir, partial_name(stem))
+
+    def publish(self, staged: str, host_path: str, info: ImageFileInfo) -> None:
+        if os.path.exists(host_path):
+            LOG.info('%s appeared meanwhile; keeping it', host_path)
+            self.discard(staged)
+            return
+        try:
+            os.replace(staged, host_path)
+        except OSError as exc:
+            raise ImageTransferError(path=host_path, reason=str(exc)) from exc
+
+
+class _StagedLocally(HostFiles):
+    """Downloads go to a local staging folder first (the host is elsewhere)."""
+
+    def __init__(self, staging_dir: str | None = None) -> None:
+        self._staging_dir = staging_dir
+
+    def stage(self, host_dir: str, stem: str) -> str:
+        directory = self._staging_dir or tempfile.gettempdir()
+        os.makedirs(directory, exist_ok=True)
+        fd, path = tempfile.mkstemp(prefix=f'psdriver-{stem}{PARTIAL_MARK}', dir=directory)
+        os.close(fd)
+        return path
+
+
+class SimFiles(_StagedLocally):
+    """The simulated host: register the file with its real format and size."""
+
+    def __init__(self, host: Any, staging_dir: str | None = None) -> None:
+        super().__init__(staging_dir)
+        self._host = host
+
+    def publish(self, staged: str, host_path: str, info: ImageFileInfo) -> None:
+        from psdriver.sim.errors import SimError
+        from psdriver.sim.state import VhdInfo
+
+        vhd = None
+        if info.format in ('vhd', 'vhdx'):
+            vhd = VhdInfo(format=info.format.upper(), vhd_type=info.vhd_type or 'Dynamic',
+                          size=info.virtual_size_bytes,
+                          disk_identifier=str(uuid.uuid4()).upper())
+        try:
+            with self._host.transaction(write=True):
+                if self._host.exists(host_path):
+                    LOG.info('%s appeared meanwhile; keeping it', host_path)
+                else:
+                    self._host.make_dir(ntpath.dirname(host_path))
+                    self._host.add_file(host_path, info.file_size_bytes, vhd=vhd)
+        except SimError as exc:
+            raise ImageTransferError(path=host_path, reason=exc.message) from exc
+        finally:
+            self.discard(staged)
+
+
+class SmbFiles(_StagedLocally):
+    """A remote host: copy over SMB into the share that exposes instances_path.
+
+    :param server: the Hyper-V host (``[powershell] psrp_host``).
+    :param share: ``[hyperv] instances_path_share``: the share name (``Instances``)
+        or a UNC root (``\\\\server\\Instances``) exposing ``instances_path``.
+    :param instances_path: ``instances_path`` as the host sees it.
+    :param port: SMB port; tests use another one (UNC paths carry none).
+    """
+
+    def __init__(self, server: str, share: str, instances_path: str, *,
+                 username: str | None = None, password: str | None = None,
+                 auth_protocol: str = 'negotiate', port: int = 445,
+                 connection_timeout: int = 60, staging_dir: str | None = None) -> None:
+        super().__init__(staging_dir)
+        self._server = server
+        self._share = (share or '').strip().strip('\\/')
+        self._instances_path = instances_path
+        self._username = username
+        self._password = password
+        self._auth_protocol = auth_protocol
+        self._port = port
+        self._connection_timeout = connection_timeout
+        self._cache: dict[str, Any] = {}
+        self._session_lock = threading.Lock()
+        self._registered = False
+
+    def unc_path(self, host_path: str) -> str:
+        """The UNC path through which this machine reaches ``host_path``."""
+        norm = ntpath.normpath(host_path.replace('/', '\\'))
+        if norm.startswith('\\\\'):
+            return norm
+        if not self._share:
+            raise ImageTransferError(
+                path=host_path,
+                reason='[hyperv] instances_path_share is empty. With [powershell] transport = '
+                       'psrp, images are copied to the Hyper-V host over SMB: share '
+                       'instances_path on the host (for example New-SmbShare -Name Instances '
+                       f'-Path "{self._instances_path}" -FullAccess <psrp_username>) and set '
+                       '[hyperv] instances_path_share = Instances')
+        base = ntpath.normpath(self._instances_path.replace('/', '\\')).rstrip('\\')
+        if norm.lower() != base.lower() and not norm.lower().startswith(base.lower() + '\\'):
+            raise ImageTransferError(
+                path=host_path, reason=f'it is not under instances_path {base}, which '
+                                       f'[hyperv] instances_path_share exposes')
+        rest = norm[len(base):].lstrip('\\')
+        root = f'\\\\{self._share}' if '\\' in self._share else \
+            f'\\\\{self._server}\\{self._share}'
+        return ntpath.join(root, rest) if rest else root
+
+    def _kwargs(self) -> dict[str, Any]:
+        return {'port': self._port, 'connection_cache': self._cache}
+
+    def _register(self, unc: str) -> None:
+        import smbclient
+
+        with self._session_lock:
+            if self._registered:
+                return
+            server = unc.lstrip('\\').split('\\', 1)[0]
+            smbclient.register_session(
+                server, username=self._username, password=self._password, port=self._port,
+                connection_timeout=self._connection_timeout, connection_cache=self._cache,
+                auth_protocol=self._auth_protocol)
+            self._registered = True
+
+    def publish(self, staged: str, host_path: str, info: ImageFileInfo) -> None:
+        import smbclient
+        from smbprotocol import exceptions as smb_exc
+
+        unc = self.unc_path(host_path)
+        directory, name = ntpath.split(unc)
+        stem = name.rsplit('.', 1)[0]
+        temp = ntpath.join(directory, partial_name(stem))
+        kwargs = self._kwargs()
+        writing = False
+        try:
+            self._register(unc)
+            smbclient.makedirs(directory, exist_ok=True, **kwargs)
+            self._remove_partials(directory, stem)
+            if self._exists(unc):
+                LOG.info('%s appeared meanwhile; keeping it', unc)
+                return
+            LOG.debug('Copying %s to %s', staged, temp)
+            writing = True
+            with open(staged, 'rb') as src, \
+                    smbclient.open_file(temp, mode='wb', **kwargs) as dst:
+                shutil.copyfileobj(src, dst, SMB_CHUNK)
+            try:
+                smbclient.rename(temp, unc, **kwargs)
+            except OSError as exc:
+                if exc.errno != errno.EEXIST:
+                    raise
+                LOG.info('%s appeared meanwhile; keeping it', unc)
+                self._remove_quietly(temp)
+        except (OSError, smb_exc.SMBException, ValueError) as exc:
+            if writing:
+                self._remove_quietly(temp)
+            # The message names the server and path, never the credentials.
+            raise ImageTransferError(path=unc, reason=f'{type(exc).__name__}: {exc}') from None
+        finally:
+            self.discard(staged)
+
+    def _exists(self, unc: str) -> bool:
+        import smbclient
+
+        try:
+            smbclient.stat(unc, **self._kwargs())
+        except OSError as exc:
+            # smbprotocol's SMBOSError carries the errno but is no FileNotFoundError.
+            if exc.errno == errno.ENOENT:
+                return False
+            raise
+        return True
+
+    def _remove_partials(self, directory: str, stem: str) -> None:
+        import smbclient
+
+        for entry in smbclient.scandir(directory, search_pattern=f'{stem}{PARTIAL_MARK}*',
+                                       **self._kwargs()):
+            if entry.is_file() and _is_partial_of(entry.name, stem):
+                LOG.info('Removing the left-over partial image file %s', entry.path)
+                self._remove_quietly(entry.path)
+
+    def _remove_quietly(self, unc: str) -> None:
+        import smbclient
+        from smbprotocol import exceptions as smb_exc
+
+        try:
+            smbclient.remove(unc, **self._kwargs())
+        except (OSError, smb_exc.SMBException, ValueError) as exc:
+            if getattr(exc, 'errno', None) != errno.ENOENT:
+                LOG.warning('Cannot remove %s: %s', unc, exc)
+
+    def close(self) -> None:
+        import smbclient
+
+        with self._session_lock:
+            if self._cache:
+                smbclient.reset_connection_cache(fail_on_error=False,
+                                                 connection_cache=self._cache)
+            self._registered = False
+
+
+_SMB_AUTH = {'ntlm': 'ntlm', 'kerberos': 'kerberos'}
+
+
+def for_transport(conf: Any, bridge: Any) -> HostFiles:
+    """The HostFiles of ``[powershell] transport``."""
+    transport = conf.powershell.transport
+    if transport == 'local':
+        return LocalFiles()
+    if transport == 'sim':
+        return SimFiles(bridge.runner.host)
+    if transport == 'psrp':
+        opts = conf.powershell
+        return SmbFiles(opts.psrp_host, conf.hyperv.instances_path_share, conf.instances_path,
+                        username=opts.psrp_username, password=opts.psrp_password,
+                        auth_protocol=_SMB_AUTH.get(opts.psrp_auth, 'negotiate'),
+                        connection_timeout=opts.psrp_connection_timeout)
+    raise ValueError(f'unknown [powershell] transport {transport!r}')

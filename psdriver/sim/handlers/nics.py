@@ -1,0 +1,234 @@
+"""Add-, Remove- and Connect-InstanceNetworkAdapter: one adapter per Neutron port.
+
+Adapters are named after the port id and carry the port's MAC as a static
+MAC.  Generation 1 VMs change adapters only while Off (the scripts refuse
+first, PsDriver.NicHotplugUnsupported); any refusal of the host's device
+rules (a MAC change while running, a missing switch, a ninth adapter, ...)
+becomes InvalidOperation / PsDriver.NicOperationFailed with its message.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+from psdriver.sim.dispatch import handler, prepare
+from psdriver.sim.errors import SimError
+from psdriver.sim.host import SimHost
+from psdriver.sim.scriptlib import (
+    hyperv_mac, int_param, nic_record, nics_named, not_empty, script_error, target_vm)
+from psdriver.sim.state import NetworkAdapter, Vm
+
+T = TypeVar('T')
+EXAMPLE_SWITCHES = ('br-int',)
+
+
+def assert_hotplug(vm: Vm, operation: str) -> None:
+    """``Assert-NicHotplug``."""
+    if vm.state != 'Off' and vm.generation == 1:
+        raise script_error(f"Cannot {operation} a network adapter on virtual machine "
+                           f"'{vm.name}' while it is {vm.state}: generation 1 virtual machines "
+                           'do not support network adapter hot plug; turn the virtual machine '
+                           'off first.', 'InvalidOperation', 'PsDriver.NicHotplugUnsupported',
+                           vm.name)
+
+
+def nic_change(vm: Vm, description: str, change: Callable[[], T]) -> T:
+    """``Invoke-NicChange``: a refusal becomes PsDriver.NicOperationFailed."""
+    state = vm.state
+    try:
+        return change()
+    except SimError as exc:
+        raise script_error(f"Cannot {description} on virtual machine '{vm.name}' (state "
+                           f'{state}): {exc.message}', 'InvalidOperation',
+                           'PsDriver.NicOperationFailed', vm.name) from None
+
+
+def _add(host: SimHost, vm: Vm, port: str, mac: str, switch_name: str | None) -> NetworkAdapter:
+    return nic_change(vm, f"add network adapter '{port}'",
+                      lambda: host.add_nic(vm.name, port, switch_name=switch_name, mac=mac))
+
+
+def _set_mac(host: SimHost, vm: Vm, adapter: NetworkAdapter, mac: str) -> bool:
+    """The static MAC, if the adapter's differs or is dynamic; whether it changed."""
+    if hyperv_mac(adapter.mac_address) == mac and not adapter.dynamic_mac:
+        return False
+    nic_change(vm, f"set the MAC address of network adapter '{adapter.name}'",
+               lambda: host.set_nic_mac(vm.name, adapter.id, mac))
+    return True
+
+
+def _connect(host: SimHost, vm: Vm, adapter: NetworkAdapter, switch_name: str | None) -> bool:
+    if not switch_name or (adapter.switch_name or '').lower() == switch_name.lower():
+        return False
+    nic_change(vm, f"connect network adapter '{adapter.name}' to switch '{switch_name}'",
+               lambda: host.connect_nic(vm.name, adapter.id, switch_name))
+    return True
+
+
+def _set_vlan(host: SimHost, vm: Vm, adapter: NetworkAdapter, vlan: int,
+              current: int | None) -> bool:
+    """0: untagged, 1-4094: access mode; whether it changed."""
+    if vlan == 0 and current is not None:
+        nic_change(vm, f"make network adapter '{adapter.name}' untagged",
+                   lambda: host.set_nic_vlan(vm.name, adapter.id, None))
+        return True
+    if vlan > 0 and current != vlan:
+        nic_change(vm, f"set VLAN {vlan} on network adapter '{adapter.name}'",
+                   lambda: host.set_nic_vlan(vm.name, adapter.id, vlan))
+        return True
+    return False
+
+
+# -- Add-InstanceNetworkAdapter -------------------------------------------------------------
+
+@handler('Add-InstanceNetworkAdapter')
+def add_adapter(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
+    script = 'Add-InstanceNetworkAdapter'
+    name = not_empty(script, params, 'Name')
+    port = not_empty(script, params, 'Id')
+    raw_mac = not_empty(script, params, 'MacAddress')
+    switch_name = params.get('SwitchName') or None
+    vlan = int_param(script, params, 'VlanId', 0, 0, 4094)
+    mac = hyperv_mac(raw_mac)
+    if mac is None:
+        raise script_error(f"'{raw_mac}' is not a MAC address.", 'InvalidArgument',
+                           'PsDriver.InvalidMacAddress', raw_mac)
+    vm = target_vm(host, name)
+    existing = nics_named(vm, port)
+    created = not existing
+    if created:
+        assert_hotplug(vm, 'add')
+        adapter = _add(host, vm, port, mac, switch_name)
+    else:
+        adapter = existing[0]
+        _set_mac(host, vm, adapter, mac)
+        _connect(host, vm, adapter, switch_name)
+    if vlan > 0:
+        _set_vlan(host, vm, adapter, vlan, adapter.vlan_id)
+    final = nics_named(vm, port)
+    return {'name': vm.name, 'created': created,
+            'nic': nic_record(final[0]) if final else None}
+
+
+# -- Remove-InstanceNetworkAdapter ----------------------------------------------------------
+
+@handler('Remove-InstanceNetworkAdapter')
+def remove_adapter(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
+    script = 'Remove-InstanceNetworkAdapter'
+    vm = target_vm(host, not_empty(script, params, 'Name'))
+    port = not_empty(script, params, 'Id')
+    adapters = nics_named(vm, port)
+    if adapters:
+        assert_hotplug(vm, 'remove')
+
+        def remove_all() -> None:
+            for adapter in adapters:
+                host.remove_nic(vm.name, adapter.id)
+        nic_change(vm, f"remove network adapter '{port}'", remove_all)
+    return {'name': vm.name, 'id': port, 'removed': bool(adapters)}
+
+
+# -- Connect-InstanceNetworkAdapter ---------------------------------------------------------
+
+def _wanted(entries: Any) -> list[dict[str, Any]]:
+    """The Nics entries, all checked before anything changes (PsDriver.InvalidNicSpec)."""
+    if entries is None:
+        entries = []
+    if not isinstance(entries, list):
+        entries = [entries]
+    wanted = []
+    for index, spec in enumerate(entries, start=1):
+        if spec is None:
+            raise script_error(f'Nics entry {index} is null.', 'InvalidArgument',
+                               'PsDriver.InvalidNicSpec', index)
+        spec = spec if isinstance(spec, dict) else {}
+        port = '' if spec.get('id') is None else str(spec.get('id'))
+        raw_mac = '' if spec.get('mac') is None else str(spec.get('mac'))
+        mac = hyperv_mac(raw_mac)
+        if not port.strip() or mac is None:
+            raise script_error(f"Nics entry {index} needs an id and a MAC address (got id "
+                               f"'{port}', mac '{raw_mac}').", 'InvalidArgument',
+                               'PsDriver.InvalidNicSpec', index)
+        switch_value = spec.get('switch')
+        vlan_value = spec.get('vlan')
+        vlan = None
+        if vlan_value is not None:
+            vlan = _vlan_number(vlan_value)
+            if vlan is None or not 0 <= vlan <= 4094:
+                raise script_error(f"Nics entry {index} has VLAN '{vlan_value}'; expected 0 to "
+                                   '4094 or null.', 'InvalidArgument',
+                                   'PsDriver.InvalidNicSpec', index)
+        wanted.append({'id': port, 'mac': mac,
+                       'switch': str(switch_value) if switch_value not in (None, '') else None,
+                       'vlan': vlan})
+    return wanted
+
+
+def _vlan_number(value: Any) -> int | None:
+    """``[int]::TryParse([string]$vlan)``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    text = str(value).strip()
+    return int(text) if text.lstrip('+-').isdigit() else None
+
+
+@handler('Connect-InstanceNetworkAdapter')
+def connect_adapters(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
+    script = 'Connect-InstanceNetworkAdapter'
+    name = not_empty(script, params, 'Name')
+    wanted = _wanted(params.get('Nics'))
+    vm = target_vm(host, name)
+    initial = list(vm.nics)
+    initial_vlans = {nic.id: nic.vlan_id for nic in initial}
+
+    def existing(port: str) -> NetworkAdapter | None:
+        return next((n for n in initial if n.name.lower() == port.lower()), None)
+
+    if any(existing(w['id']) is None for w in wanted):
+        assert_hotplug(vm, 'add')
+    created: list[str] = []
+    updated: list[str] = []
+    for want in wanted:
+        adapter = existing(want['id'])
+        changed = False
+        if adapter is None:
+            adapter = _add(host, vm, want['id'], want['mac'], want['switch'])
+            created.append(want['id'])
+        else:
+            changed = _set_mac(host, vm, adapter, want['mac'])
+            changed = _connect(host, vm, adapter, want['switch']) or changed
+        if want['vlan'] is not None:
+            current = None if want['id'] in created else initial_vlans.get(adapter.id)
+            changed = _set_vlan(host, vm, adapter, want['vlan'], current) or changed
+        if changed and want['id'] not in created:
+            updated.append(want['id'])
+    records = []
+    for want in wanted:
+        final = nics_named(vm, want['id'])
+        if final:
+            records.append(nic_record(final[0]))
+    return {'name': vm.name, 'nics': records, 'created': created, 'updated': updated}
+
+
+def _prepare_vm(host: SimHost, params: dict[str, Any]) -> None:
+    """The example's instance (generation 2, running) and the switches examples name."""
+    from psdriver.sim.scenario import add_instance, ensure_switch
+    for switch_name in EXAMPLE_SWITCHES:
+        ensure_switch(host, switch_name)
+    add_instance(host, params['Name'])
+
+
+prepare('Add-InstanceNetworkAdapter')(_prepare_vm)
+prepare('Connect-InstanceNetworkAdapter')(_prepare_vm)
+
+
+@prepare('Remove-InstanceNetworkAdapter')
+def _remove_prepare(host: SimHost, params: dict[str, Any]) -> None:
+    """The instance with the example's adapter."""
+    from psdriver.sim.scenario import add_instance
+    add_instance(host, params['Name'], nics=[{'id': params['Id'], 'mac': 'fa:16:3e:01:02:03',
+                                              'switch': 'external'}])
