@@ -90,8 +90,12 @@ function Get-TargetVM {
         [Parameter(Mandatory)]
         [string]$Name
     )
-    $candidates = @(Get-VM -Name ([System.Management.Automation.WildcardPattern]::Escape($Name)) -ErrorAction SilentlyContinue)
-    $found = @($candidates | Where-Object { $_.Name -eq $Name })
+    # Get-VM -Name takes a wildcard pattern. The escaped name followed by '*'
+    # matches the name literally (brackets too) and, being a pattern, never
+    # reports "not found": an error here is a real failure (service down,
+    # access denied) and stops the script instead of passing for a missing VM.
+    $pattern = [System.Management.Automation.WildcardPattern]::Escape($Name) + '*'
+    $found = @(Get-VM -Name $pattern | Where-Object { $_.Name -eq $Name })
     if ($found.Count -eq 0) {
         throw (New-ErrorRecord -Message "Virtual machine '$Name' was not found on this host." -Category ObjectNotFound -ErrorId 'PsDriver.VMNotFound' -Target $Name)
     }
@@ -242,7 +246,14 @@ function Invoke-NicChange {
 function Get-SpecValue {
     <#
     .SYNOPSIS
-        A field of a NIC entry (hashtable or object), or $null when absent.
+        A field of a NIC entry (dictionary or object), or $null when absent.
+
+    .DESCRIPTION
+        The decoded input document holds JSON objects as OrderedDictionary
+        (PowerShell 7, keys compared case-insensitively) or
+        Dictionary[string, object] (Windows PowerShell 5.1, case-sensitive
+        keys); the keys are compared one by one, case-insensitively, so an
+        entry reads the same on both.
     #>
     param(
         [Parameter(Mandatory)]
@@ -256,8 +267,10 @@ function Get-SpecValue {
         $base = $Spec.PSObject.BaseObject
     }
     if ($base -is [System.Collections.IDictionary]) {
-        if ($base.Contains($Field)) {
-            return $base[$Field]
+        foreach ($key in $base.Keys) {
+            if ([string]$key -eq $Field) {
+                return $base[$key]
+            }
         }
         return $null
     }

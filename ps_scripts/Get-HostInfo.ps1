@@ -30,7 +30,8 @@
     logical_processors, cpu {vendor, model, arch, sockets, cores, threads,
     features}, memory_mb_total, memory_mb_free, instances_path {path,
     exists, total_gb, free_gb}, numa_nodes [{id, logical_processors,
-    memory_mb_total, memory_mb_free}], uptime_seconds, ip_addresses.
+    memory_mb_total, memory_mb_free}], uptime_seconds, ip_addresses
+    (preferred addresses, without loopback and link-local ones).
 #>
 [CmdletBinding()]
 param(
@@ -177,10 +178,12 @@ foreach ($node in @(Get-VMHostNumaNode)) {
         })
 }
 
+# Loopback and link-local addresses (169.254.x.x, fe80::) cannot reach the host from elsewhere.
 $addresses = [System.Collections.Generic.List[string]]::new()
 foreach ($address in @(Get-NetIPAddress -AddressState Preferred)) {
-    if ($address.IPAddress -notlike '127.*' -and $address.IPAddress -ne '::1') {
-        $addresses.Add([string]$address.IPAddress)
+    $text = [string]$address.IPAddress
+    if ($text -notlike '127.*' -and $text -ne '::1' -and $text -notlike '169.254.*' -and $text -notlike 'fe80:*') {
+        $addresses.Add($text)
     }
 }
 

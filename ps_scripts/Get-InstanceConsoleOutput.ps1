@@ -16,8 +16,9 @@
 
     No log file yet is not an error: content is empty. The VM itself is not
     looked up (the log outlives a stopped VM); Name is only echoed back.
-    An unreadable file is an error of category ReadError with error id
-    PsDriver.ConsoleLogUnreadable.
+    A file that cannot be read (locked without read sharing, access
+    denied, an I/O error) is an error of category ResourceUnavailable with
+    error id PsDriver.ConsoleLogUnreadable.
 
 .PARAMETER Name
     The instance (VM) name the log belongs to.
@@ -131,7 +132,7 @@ try {
     }
 }
 catch {
-    throw (New-ErrorRecord -Message "Cannot read console log '$LogPath': $($_.Exception.Message)" -Category ReadError -ErrorId 'PsDriver.ConsoleLogUnreadable' -Target $LogPath)
+    throw (New-ErrorRecord -Message "Cannot read console log '$LogPath': $($_.Exception.Message)" -Category ResourceUnavailable -ErrorId 'PsDriver.ConsoleLogUnreadable' -Target $LogPath)
 }
 
 $collected = [System.IO.MemoryStream]::new()

@@ -79,8 +79,12 @@ function Get-TargetVM {
         [Parameter(Mandatory)]
         [string]$Name
     )
-    $candidates = @(Get-VM -Name ([System.Management.Automation.WildcardPattern]::Escape($Name)) -ErrorAction SilentlyContinue)
-    $found = @($candidates | Where-Object { $_.Name -eq $Name })
+    # Get-VM -Name takes a wildcard pattern. The escaped name followed by '*'
+    # matches the name literally (brackets too) and, being a pattern, never
+    # reports "not found": an error here is a real failure (service down,
+    # access denied) and stops the script instead of passing for a missing VM.
+    $pattern = [System.Management.Automation.WildcardPattern]::Escape($Name) + '*'
+    $found = @(Get-VM -Name $pattern | Where-Object { $_.Name -eq $Name })
     if ($found.Count -eq 0) {
         throw (New-ErrorRecord -Message "Virtual machine '$Name' was not found on this host." -Category ObjectNotFound -ErrorId 'PsDriver.VMNotFound' -Target $Name)
     }

@@ -101,6 +101,16 @@
       automatic_stop_action = null
                             Save, TurnOff or ShutDown on host shutdown; null
                             keeps the Hyper-V default.
+      console_log = null    {path, max_bytes = 524288}: start the console
+                            logger of the VM (Start-PsDriverConsoleLogger in
+                            PsDriver.psm1, as Start-InstanceConsoleLogger.ps1
+                            does) before the VM starts, so the log holds the
+                            guest's output from its first boot. It reads the
+                            serial port pipe ending in _ro, else COM 1's,
+                            else the first one; the folder of path must be
+                            instance_dir or exist. A logger that cannot be
+                            started is a warning, not a failed spawn: the
+                            reason is in console_logger.error.
 
     Drive placement (reported in drives):
       generation 1: root IDE 0:0, config drive IDE 1:0; disks with
@@ -153,7 +163,9 @@
     ephemeral, swap, config_drive), index, path, drive_type (disk, dvd),
     controller_type (IDE, SCSI), controller_number, controller_location}],
     created (paths this call created: the instance folder, disk files,
-    config drive, in order), reused (existing disk files kept).
+    config drive, in order), reused (existing disk files kept),
+    console_logger (null without console_log; else pipe_path, log_path,
+    started, running, pid, error).
 #>
 [CmdletBinding(SupportsShouldProcess)]
 param(
@@ -450,7 +462,8 @@ function ConvertTo-InstancePlan {
     Assert-KnownSpecField -Object $Spec -Path $s -Allowed @(
         'name', 'instance_uuid', 'instance_dir', 'generation', 'secure_boot', 'vcpus', 'memory_mb',
         'dynamic_memory_ratio', 'vnuma', 'limit_cpu_features', 'root_disk', 'ephemerals', 'swap', 'nics',
-        'serial_ports', 'config_drive', 'enable_metrics', 'power_on', 'notes_extra', 'automatic_stop_action')
+        'serial_ports', 'config_drive', 'enable_metrics', 'power_on', 'notes_extra', 'automatic_stop_action',
+        'console_log')
     $plan = @{}
 
     $plan.Name = Read-SpecField -Object $Spec -Path $s -Name 'name' -Type string -Required
@@ -770,6 +783,22 @@ function ConvertTo-InstancePlan {
     if ($null -ne $plan.StopAction) {
         Assert-SpecChoice -Field "$s.automatic_stop_action" -Value $plan.StopAction -Allowed @('Save', 'TurnOff', 'ShutDown')
     }
+    $plan.ConsoleLog = $null
+    $consoleLog = Read-SpecField -Object $Spec -Path $s -Name 'console_log' -Type object -Nullable
+    if ($null -ne $consoleLog) {
+        $p = "$s.console_log"
+        Assert-KnownSpecField -Object $consoleLog -Path $p -Allowed @('path', 'max_bytes')
+        $logPath = Read-SpecField -Object $consoleLog -Path $p -Name 'path' -Type string -Required
+        if (-not (Test-AbsolutePath -Path $logPath)) {
+            throw (New-SpecError -Field "$p.path" -Message "must be an absolute path, got '$logPath'.")
+        }
+        $maxBytes = Read-SpecField -Object $consoleLog -Path $p -Name 'max_bytes' -Type integer -Nullable
+        if ($null -eq $maxBytes) {
+            $maxBytes = 524288
+        }
+        Assert-SpecRange -Field "$p.max_bytes" -Value $maxBytes -Minimum 4096 -Maximum 1073741824
+        $plan.ConsoleLog = @{ Path = $logPath; MaxBytes = [int]$maxBytes }
+    }
     $plan
 }
 
@@ -838,6 +867,9 @@ function Undo-Creation {
         $step = $Undo[$i]
         try {
             switch ($step.Kind) {
+                'ConsoleLogger' {
+                    Stop-PsDriverConsoleLogger -VMId $step.VMId -VMName $step.Name
+                }
                 'VM' {
                     Remove-CreatedVM -Name $step.Name
                 }
@@ -881,6 +913,75 @@ function Add-InstanceDrive {
     Add-VMHardDiskDrive -VM $VM -ControllerType $Drive.ControllerType -ControllerNumber $Drive.ControllerNumber -ControllerLocation $Drive.ControllerLocation -Path $Drive.Path -Passthru -Confirm:$false
 }
 
+function Get-LoggingPipePath {
+    <#
+    .SYNOPSIS
+        The pipe the console logger reads: one ending in _ro, else COM 1's, else the first; $null if none.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [AllowEmptyCollection()]
+        [System.Collections.Generic.List[object]]$SerialPorts
+    )
+    $readOnly = @($SerialPorts | Where-Object { $_.Path -like '*_ro' })
+    if ($readOnly.Count -gt 0) {
+        return [string]$readOnly[0].Path
+    }
+    $first = @($SerialPorts | Where-Object { $_.Number -eq 1 })
+    if ($first.Count -gt 0) {
+        return [string]$first[0].Path
+    }
+    if ($SerialPorts.Count -gt 0) {
+        return [string]$SerialPorts[0].Path
+    }
+    $null
+}
+
+function Start-InstanceConsoleLog {
+    <#
+    .SYNOPSIS
+        Starts the VM's console logger; a failure is a warning and the console_logger.error text.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [hashtable]$Plan,
+
+        [Parameter(Mandatory)]
+        [string]$VMId,
+
+        [Parameter(Mandatory)]
+        [AllowEmptyCollection()]
+        [System.Collections.Generic.List[object]]$Undo
+    )
+    $record = [ordered]@{
+        pipe_path = Get-LoggingPipePath -SerialPorts $Plan.SerialPorts
+        log_path  = $Plan.ConsoleLog.Path
+        started   = $false
+        running   = $false
+        pid       = $null
+        error     = $null
+    }
+    if ($null -eq $record.pipe_path) {
+        $record.error = 'the virtual machine has no serial port connected to a named pipe'
+        Write-Warning "No console log for '$($Plan.Name)': $($record.error)."
+        return $record
+    }
+    try {
+        $launch = Start-PsDriverConsoleLogger -VMId $VMId -VMName $Plan.Name -PipePath $record.pipe_path -LogPath $Plan.ConsoleLog.Path -MaxLogBytes $Plan.ConsoleLog.MaxBytes
+        if ($launch.started) {
+            $Undo.Add(@{ Kind = 'ConsoleLogger'; Name = $Plan.Name; VMId = $VMId })
+        }
+        $record.started = [bool]$launch.started
+        $record.running = [bool]$launch.running
+        $record.pid = $launch.pid
+    }
+    catch {
+        $record.error = $_.Exception.Message
+        Write-Warning "The console logger of '$($Plan.Name)' was not started: $($record.error)"
+    }
+    $record
+}
+
 function Get-DriveRecord {
     param(
         [Parameter(Mandatory)]
@@ -899,6 +1000,10 @@ function Get-DriveRecord {
         controller_number   = [int]$Drive.ControllerNumber
         controller_location = [int]$Drive.ControllerLocation
     }
+}
+
+if (-not (Get-Command -Name 'Start-PsDriverConsoleLogger' -ErrorAction SilentlyContinue)) {
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
 }
 
 $specObject = $Spec
@@ -928,6 +1033,7 @@ $created = [System.Collections.Generic.List[string]]::new()
 $reused = [System.Collections.Generic.List[string]]::new()
 $vmId = $null
 $state = 'NotCreated'
+$consoleLogger = $null
 
 if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.InstanceDir)'", 'Create instance')) {
     $undo = [System.Collections.Generic.List[object]]::new()
@@ -1111,6 +1217,10 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
         if ($plan.EnableMetrics) {
             Enable-VMResourceMetering -VM $vm
         }
+        if ($null -ne $plan.ConsoleLog) {
+            # Before Start-VM: the logger waits for the pipe and so sees the first boot.
+            $consoleLogger = Start-InstanceConsoleLog -Plan $plan -VMId $vmId -Undo $undo
+        }
         if ($plan.PowerOn) {
             Start-VM -VM $vm -Confirm:$false
         }
@@ -1138,4 +1248,5 @@ if ($null -ne $plan.Root) {
     drives         = @($plan.Drives | ForEach-Object { Get-DriveRecord -Drive $_ })
     created        = @($created)
     reused         = @($reused)
+    console_logger = $consoleLogger
 }

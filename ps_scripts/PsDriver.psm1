@@ -1,7 +1,8 @@
 <#
 .SYNOPSIS
     Shared helpers of psdriver: decode the values document, run a ps_scripts
-    script, and turn its result or error into the one JSON envelope.
+    script, and turn its result or error into the one JSON envelope; launch
+    the console logger of a VM (New-Instance and Start-InstanceConsoleLogger).
 
 .DESCRIPTION
     The bridge inlines this file into every wrapped script it sends to a
@@ -24,6 +25,13 @@
       booleans, numbers and null (enums by name, DateTime as ISO 8601, other
       .NET values by ToString()), so ConvertTo-Json has nothing left to
       truncate, unwrap or serialise differently between versions.
+
+    A script that uses a helper of this file imports it itself when it runs
+    by hand (the bridge has inlined it already):
+
+        if (-not (Get-Command -Name 'Start-PsDriverConsoleLogger' -ErrorAction SilentlyContinue)) {
+            Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1')
+        }
 #>
 
 Set-StrictMode -Version Latest
@@ -387,4 +395,408 @@ function Invoke-PsDriverScript {
     $text = [System.IO.File]::ReadAllText((Resolve-Path -LiteralPath $Path).ProviderPath)
     $block = [scriptblock]::Create($text)
     (Invoke-PsDriverScriptBlock -ScriptBlock $block -Parameters $Parameters -Module $Module).Json
+}
+
+# ---- console logger -------------------------------------------------------------
+# New-Instance starts it with the VM; Start-InstanceConsoleLogger starts it again
+# when it is gone (after a host reboot) or on demand. Start-InstanceConsoleLogger.ps1
+# describes the logger process, its named mutex and stop event.
+
+function New-PsDriverErrorRecord {
+    <#
+    .SYNOPSIS
+        An ErrorRecord with a category and a PsDriver.* error id (the helpers' errors).
+    #>
+    [CmdletBinding()]
+    [OutputType([System.Management.Automation.ErrorRecord])]
+    param(
+        [Parameter(Mandatory)]
+        [string]$Message,
+
+        [Parameter(Mandatory)]
+        [System.Management.Automation.ErrorCategory]$Category,
+
+        [Parameter(Mandatory)]
+        [string]$ErrorId,
+
+        [object]$Target
+    )
+    $exception = [System.InvalidOperationException]::new($Message)
+    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
+}
+
+function Get-PsDriverConsoleLoggerName {
+    <#
+    .SYNOPSIS
+        The named mutex a VM's logger holds and the named event that stops it.
+
+    .PARAMETER VMId
+        The Hyper-V VM id.
+    #>
+    [CmdletBinding()]
+    [OutputType([hashtable])]
+    param(
+        [Parameter(Mandatory)]
+        [string]$VMId
+    )
+    $id = $VMId.ToLowerInvariant()
+    @{
+        Mutex = 'Global\psdriver-console-' + $id
+        Stop  = 'Global\psdriver-console-stop-' + $id
+    }
+}
+
+function Test-PsDriverConsoleLogger {
+    <#
+    .SYNOPSIS
+        True while a console logger holds the VM's mutex.
+
+    .PARAMETER VMId
+        The Hyper-V VM id.
+    #>
+    [CmdletBinding()]
+    [OutputType([bool])]
+    param(
+        [Parameter(Mandatory)]
+        [string]$VMId
+    )
+    $names = Get-PsDriverConsoleLoggerName -VMId $VMId
+    $mutex = $null
+    if ([System.Threading.Mutex]::TryOpenExisting($names.Mutex, [ref]$mutex)) {
+        $mutex.Dispose()
+        return $true
+    }
+    $false
+}
+
+function Stop-PsDriverConsoleLogger {
+    <#
+    .SYNOPSIS
+        Signals the VM's console logger to stop and waits up to 10 seconds for it to exit.
+
+    .DESCRIPTION
+        A logger that still holds its mutex after 10 seconds is an error of
+        category ResourceBusy with error id PsDriver.ConsoleLoggerBusy. No
+        logger running: nothing to do.
+
+    .PARAMETER VMId
+        The Hyper-V VM id.
+
+    .PARAMETER VMName
+        The VM name, for the error message.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)]
+        [string]$VMId,
+
+        [Parameter(Mandatory)]
+        [string]$VMName
+    )
+    $names = Get-PsDriverConsoleLoggerName -VMId $VMId
+    $stopEvent = $null
+    if ([System.Threading.EventWaitHandle]::TryOpenExisting($names.Stop, [ref]$stopEvent)) {
+        try {
+            $null = $stopEvent.Set()
+        }
+        finally {
+            $stopEvent.Dispose()
+        }
+    }
+    for ($wait = 0; $wait -lt 50; $wait++) {
+        if (-not (Test-PsDriverConsoleLogger -VMId $VMId)) {
+            return
+        }
+        Start-Sleep -Milliseconds 200
+    }
+    throw (New-PsDriverErrorRecord -Message "The console logger of virtual machine '$VMName' did not stop within 10 seconds." -Category ResourceBusy -ErrorId 'PsDriver.ConsoleLoggerBusy' -Target $VMName)
+}
+
+function Assert-PsDriverConsoleLogTarget {
+    <#
+    .SYNOPSIS
+        Checks the pipe and the log folder of a console logger; returns the pipe name.
+
+    .DESCRIPTION
+        PipePath not of the form \\.\pipe\<name>: InvalidArgument /
+        PsDriver.InvalidPipePath. The folder of LogPath does not exist:
+        ObjectNotFound / PsDriver.LogDirectoryNotFound.
+
+    .PARAMETER PipePath
+        The serial port pipe, \\.\pipe\<name>.
+
+    .PARAMETER LogPath
+        The log file.
+    #>
+    [CmdletBinding()]
+    [OutputType([string])]
+    param(
+        [Parameter(Mandatory)]
+        [string]$PipePath,
+
+        [Parameter(Mandatory)]
+        [string]$LogPath
+    )
+    $pipeMatch = [regex]::Match($PipePath, '^\\\\\.\\pipe\\([^\\]+)$', [System.Text.RegularExpressions.RegexOptions]::IgnoreCase)
+    if (-not $pipeMatch.Success) {
+        throw (New-PsDriverErrorRecord -Message "'$PipePath' is not a local named pipe path (\\.\pipe\<name>)." -Category InvalidArgument -ErrorId 'PsDriver.InvalidPipePath' -Target $PipePath)
+    }
+    $logDirectory = Split-Path -Path $LogPath -Parent
+    if ([string]::IsNullOrEmpty($logDirectory) -or -not (Test-Path -LiteralPath $logDirectory -PathType Container)) {
+        throw (New-PsDriverErrorRecord -Message "The directory of console log '$LogPath' does not exist." -Category ObjectNotFound -ErrorId 'PsDriver.LogDirectoryNotFound' -Target $LogPath)
+    }
+    $pipeMatch.Groups[1].Value
+}
+
+function Get-PsDriverConsoleReaderScript {
+    <#
+    .SYNOPSIS
+        The code the logger process runs: static text, its settings arrive as one base64 argument.
+    #>
+    [CmdletBinding()]
+    [OutputType([string])]
+    param()
+    @'
+function Write-ConsoleLogChunk {
+    param(
+        [string]$Path,
+        [byte[]]$Buffer,
+        [int]$Count,
+        [long]$MaxBytes
+    )
+    $info = [System.IO.FileInfo]::new($Path)
+    if ($info.Exists -and $info.Length -gt 0 -and $info.Length + $Count -gt $MaxBytes) {
+        for ($attempt = 0; $attempt -lt 5; $attempt++) {
+            try {
+                $archive = $Path + '.1'
+                if ([System.IO.File]::Exists($archive)) {
+                    [System.IO.File]::Delete($archive)
+                }
+                [System.IO.File]::Move($Path, $archive)
+                break
+            }
+            catch {
+                Start-Sleep -Milliseconds 200
+            }
+        }
+    }
+    $share = [System.IO.FileShare]::ReadWrite -bor [System.IO.FileShare]::Delete
+    $file = [System.IO.FileStream]::new($Path, [System.IO.FileMode]::Append, [System.IO.FileAccess]::Write, $share)
+    try {
+        $file.Write($Buffer, 0, $Count)
+    }
+    finally {
+        $file.Dispose()
+    }
+}
+
+function Test-ConsoleLogVM {
+    param(
+        [string]$VMId
+    )
+    try {
+        $filter = "Name='{0}'" -f ([guid]::Parse($VMId).ToString().ToUpperInvariant())
+        $found = @(Get-CimInstance -Namespace 'root\virtualization\v2' -ClassName 'Msvm_ComputerSystem' -Filter $filter)
+        return ($found.Count -gt 0)
+    }
+    catch {
+        return $true
+    }
+}
+
+function Invoke-ConsoleLogReader {
+    param(
+        [Parameter(Mandatory)]
+        [string]$ConfigBase64
+    )
+    Set-StrictMode -Version Latest
+    $ErrorActionPreference = 'Stop'
+    $json = [System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String($ConfigBase64))
+    $config = $json | ConvertFrom-Json
+    $createdNew = $false
+    $mutex = [System.Threading.Mutex]::new($true, [string]$config.mutex, [ref]$createdNew)
+    if (-not $createdNew) {
+        $mutex.Dispose()
+        return
+    }
+    $resetMode = [System.Threading.EventResetMode]::ManualReset
+    $stop = [System.Threading.EventWaitHandle]::new($false, $resetMode, [string]$config.stop)
+    $logPath = [string]$config.log
+    $logDir = [System.IO.Path]::GetDirectoryName($logPath)
+    $maxBytes = [long]$config.max
+    $vmCheck = [System.Diagnostics.Stopwatch]::StartNew()
+    $buffer = [byte[]]::new(4096)
+    try {
+        while (-not $stop.WaitOne(0)) {
+            if (-not [System.IO.Directory]::Exists($logDir)) {
+                return
+            }
+            if ($vmCheck.Elapsed.TotalSeconds -ge 300) {
+                $vmCheck.Restart()
+                if (-not (Test-ConsoleLogVM -VMId ([string]$config.vm))) {
+                    return
+                }
+            }
+            $pipeOptions = [System.IO.Pipes.PipeOptions]::Asynchronous
+            $pipe = [System.IO.Pipes.NamedPipeClientStream]::new('.', [string]$config.pipe, [System.IO.Pipes.PipeDirection]::In, $pipeOptions)
+            try {
+                $pipe.Connect(2000)
+                while ($true) {
+                    $pending = $pipe.BeginRead($buffer, 0, $buffer.Length, $null, $null)
+                    $handles = [System.Threading.WaitHandle[]]@($pending.AsyncWaitHandle, $stop)
+                    $which = [System.Threading.WaitHandle]::WaitAny($handles, 30000)
+                    while ($which -eq [System.Threading.WaitHandle]::WaitTimeout) {
+                        if (-not [System.IO.Directory]::Exists($logDir)) {
+                            return
+                        }
+                        $which = [System.Threading.WaitHandle]::WaitAny($handles, 30000)
+                    }
+                    if ($which -eq 1) {
+                        return
+                    }
+                    $count = $pipe.EndRead($pending)
+                    if ($count -le 0) {
+                        break
+                    }
+                    Write-ConsoleLogChunk -Path $logPath -Buffer $buffer -Count $count -MaxBytes $maxBytes
+                }
+            }
+            catch {
+                $null = $stop.WaitOne(2000)
+            }
+            finally {
+                $pipe.Dispose()
+            }
+        }
+    }
+    finally {
+        $stop.Dispose()
+        $mutex.ReleaseMutex()
+        $mutex.Dispose()
+    }
+}
+'@
+}
+
+function Start-PsDriverConsoleLogger {
+    <#
+    .SYNOPSIS
+        Launches the console logger of a VM unless one runs already (or replaces it with -Restart).
+
+    .DESCRIPTION
+        The logger process is created through WMI (Win32_Process.Create) so
+        that it outlives a remoting session, with the reader code passed as
+        -EncodedCommand and its settings (pipe, log, size cap, mutex and
+        event names) as one base64 string inside it: no value becomes code.
+        Waits up to 10 seconds for the new logger to take its mutex.
+
+        Errors: see Assert-PsDriverConsoleLogTarget and
+        Stop-PsDriverConsoleLogger; the process cannot be created, or exits
+        at once: InvalidOperation / PsDriver.ConsoleLoggerStartFailed.
+
+    .PARAMETER VMId
+        The Hyper-V VM id.
+
+    .PARAMETER VMName
+        The VM name, for messages.
+
+    .PARAMETER PipePath
+        The serial port pipe to read, \\.\pipe\<name>.
+
+    .PARAMETER LogPath
+        The log file (its folder must exist).
+
+    .PARAMETER MaxLogBytes
+        Size at which the log is rotated to LogPath.1.
+
+    .PARAMETER Restart
+        Stop a running logger of the VM first.
+
+    .OUTPUTS
+        started (a process was launched), running (a logger holds the VM's
+        mutex now), pid (the launched process id, or null).
+    #>
+    [CmdletBinding()]
+    [OutputType([System.Collections.Specialized.OrderedDictionary])]
+    param(
+        [Parameter(Mandatory)]
+        [string]$VMId,
+
+        [Parameter(Mandatory)]
+        [string]$VMName,
+
+        [Parameter(Mandatory)]
+        [string]$PipePath,
+
+        [Parameter(Mandatory)]
+        [string]$LogPath,
+
+        [ValidateRange(4096, 1073741824)]
+        [int]$MaxLogBytes = 524288,
+
+        [switch]$Restart
+    )
+    $pipeName = Assert-PsDriverConsoleLogTarget -PipePath $PipePath -LogPath $LogPath
+    $names = Get-PsDriverConsoleLoggerName -VMId $VMId
+    $running = Test-PsDriverConsoleLogger -VMId $VMId
+    if ($running -and -not $Restart) {
+        return [ordered]@{
+            started = $false
+            running = $true
+            pid     = $null
+        }
+    }
+    if ($running) {
+        Stop-PsDriverConsoleLogger -VMId $VMId -VMName $VMName
+    }
+    $settings = [ordered]@{
+        pipe  = $pipeName
+        log   = $LogPath
+        max   = $MaxLogBytes
+        vm    = $VMId.ToLowerInvariant()
+        mutex = $names.Mutex
+        stop  = $names.Stop
+    }
+    $settingsJson = ConvertTo-Json -InputObject $settings -Compress
+    $settingsBase64 = [System.Convert]::ToBase64String([System.Text.Encoding]::UTF8.GetBytes($settingsJson))
+    # Base64 holds no quote: the settings cannot end the literal they are put in.
+    $command = (Get-PsDriverConsoleReaderScript) + "`nInvoke-ConsoleLogReader -ConfigBase64 '" + $settingsBase64 + "'`n"
+    $encodedCommand = [System.Convert]::ToBase64String([System.Text.Encoding]::Unicode.GetBytes($command))
+    $systemRoot = $env:SystemRoot
+    if ([string]::IsNullOrEmpty($systemRoot)) {
+        $systemRoot = 'C:\Windows'
+    }
+    $powershellExe = Join-Path -Path $systemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
+    $commandLine = '"{0}" -NoLogo -NoProfile -NonInteractive -ExecutionPolicy Bypass -WindowStyle Hidden -EncodedCommand {1}' -f $powershellExe, $encodedCommand
+
+    $creation = Invoke-CimMethod -ClassName 'Win32_Process' -MethodName 'Create' -Arguments @{
+        CommandLine      = $commandLine
+        CurrentDirectory = (Split-Path -Path $LogPath -Parent)
+    }
+    if ([int]$creation.ReturnValue -ne 0) {
+        throw (New-PsDriverErrorRecord -Message "Cannot start the console logger of virtual machine '$VMName': Win32_Process.Create returned $($creation.ReturnValue)." -Category InvalidOperation -ErrorId 'PsDriver.ConsoleLoggerStartFailed' -Target $VMName)
+    }
+    $processId = [int]$creation.ProcessId
+
+    # Wait (up to 10 s) for the logger to take its mutex; a process that exits without it failed.
+    $running = $false
+    for ($wait = 0; $wait -lt 50; $wait++) {
+        if (Test-PsDriverConsoleLogger -VMId $VMId) {
+            $running = $true
+            break
+        }
+        if ($null -eq (Get-Process -Id $processId -ErrorAction SilentlyContinue)) {
+            if (Test-PsDriverConsoleLogger -VMId $VMId) {
+                $running = $true
+                break
+            }
+            throw (New-PsDriverErrorRecord -Message "The console logger of virtual machine '$VMName' (process $processId) exited at once." -Category InvalidOperation -ErrorId 'PsDriver.ConsoleLoggerStartFailed' -Target $VMName)
+        }
+        Start-Sleep -Milliseconds 200
+    }
+    [ordered]@{
+        started = $true
+        running = $running
+        pid     = $processId
+    }
 }

@@ -6,7 +6,9 @@
 .DESCRIPTION
     Safe to repeat: a VM that does not exist is not an error (existed is
     false); with -DeleteFiles the instance folder is still removed, which
-    cleans up after a spawn that failed half way.
+    cleans up after a spawn that failed half way. A host that cannot be
+    asked (Hyper-V service down, access denied) is an error, never taken
+    for a VM that is gone.
 
     Steps:
       1. Find the VM named exactly Name. Several VMs with that name: error
@@ -18,9 +20,10 @@
          left alone: error InvalidOperation / PsDriver.InstanceUuidMismatch.
       3. The disk files of the VM and of its checkpoints are collected, with
          their parent chains (Get-VHD ParentPath).
-      4. A VM that is not Off or Saved is turned off hard (Stop-VM
-         -TurnOff); the VM is removed with its checkpoints (Remove-VM; the
-         checkpoints are not merged).
+      4. A VM that is not off or saved (Off, Saved, or their *Critical
+         variants when its storage is unavailable) is turned off hard
+         (Stop-VM -TurnOff); the VM is removed with its checkpoints
+         (Remove-VM; the checkpoints are not merged).
       5. With -DeleteFiles: the collected files (and DVD images) that lie
          under InstanceDir are deleted, never a file outside it, so cached
          base images in the image cache stay; then InstanceDir itself is
@@ -221,8 +224,12 @@ if (-not [string]::IsNullOrEmpty($InstanceDir)) {
     }
 }
 
-$candidates = @(Get-VM -Name ([System.Management.Automation.WildcardPattern]::Escape($Name)) -ErrorAction SilentlyContinue)
-$found = @($candidates | Where-Object { $_.Name -eq $Name })
+# Get-VM -Name takes a wildcard pattern. The escaped name followed by '*'
+# matches the name literally (brackets too) and, being a pattern, never
+# reports "not found": an error here is a real failure (service down,
+# access denied) and stops the script instead of passing for a missing VM.
+$pattern = [System.Management.Automation.WildcardPattern]::Escape($Name) + '*'
+$found = @(Get-VM -Name $pattern | Where-Object { $_.Name -eq $Name })
 if ($found.Count -gt 1) {
     throw (New-ErrorRecord -Message "$($found.Count) virtual machines are named '$Name'; the name must be unique." -Category InvalidOperation -ErrorId 'PsDriver.VMNameNotUnique' -Target $Name)
 }
@@ -286,7 +293,7 @@ if ($PSCmdlet.ShouldProcess($target, 'Remove')) {
                 }
             }
         }
-        if ($previousState -notin @('Off', 'Saved')) {
+        if ($previousState -notin @('Off', 'Saved', 'OffCritical', 'SavedCritical')) {
             Stop-VM -VM $vm -TurnOff -Force -Confirm:$false
         }
         Remove-VM -VM $vm -Force -Confirm:$false

@@ -4,6 +4,13 @@
     its own root disk attached as a second disk.
 
 .DESCRIPTION
+    0. Makes the files the rescue needs when their sources are passed, so
+       that the driver's rescue is one call: with RescueImagePath and no
+       file at RescueDiskPath, creates RescueDiskPath as a differencing
+       disk over the image; with ConfigDriveBase64, writes the rescue
+       config drive to ConfigDrivePath (the rescue password is in it, so
+       the parameter is secret). Nothing is made when the checks below
+       refuse the rescue.
     1. Turns the VM off (hard; a saved state is discarded).
     2. Detaches the root disk from its slot and attaches the rescue disk
        (prepared beforehand, usually a differencing disk over the rescue
@@ -25,8 +32,11 @@
     null when not given). Remove-InstanceRescue.ps1 undoes it.
 
     Errors: missing VM: ObjectNotFound / PsDriver.VMNotFound. Missing
-    rescue disk or config drive file: ObjectNotFound /
-    PsDriver.RescueDiskNotFound or PsDriver.ConfigDriveNotFound. A .vhd
+    rescue disk (and no RescueImagePath), rescue image or config drive
+    file: ObjectNotFound / PsDriver.RescueDiskNotFound,
+    PsDriver.RescueImageNotFound or PsDriver.ConfigDriveNotFound.
+    ConfigDriveBase64 without ConfigDrivePath, or not base64:
+    InvalidArgument / PsDriver.InvalidConfigDrive. A .vhd
     rescue disk for a generation 2 VM: InvalidArgument /
     PsDriver.RescueImageUnacceptable. No virtual root disk (RootDiskPath
     not attached, or the boot slot empty or a pass-through disk, as for an
@@ -50,6 +60,14 @@
 .PARAMETER OriginalConfigDrivePath
     Full path of the instance's own config drive, detached while rescued
     when ConfigDrivePath is given. Optional.
+
+.PARAMETER RescueImagePath
+    The cached rescue image (.vhd or .vhdx); RescueDiskPath is created as a
+    differencing disk over it when missing. Optional.
+
+.PARAMETER ConfigDriveBase64
+    The rescue config drive image, base64; written to ConfigDrivePath.
+    Carries the rescue password: never log it. Optional.
 
 .EXAMPLE
     .\Set-InstanceRescue.ps1 -Name instance-00000001 `
@@ -78,7 +96,11 @@ param(
 
     [string]$ConfigDrivePath,
 
-    [string]$OriginalConfigDrivePath
+    [string]$OriginalConfigDrivePath,
+
+    [string]$RescueImagePath,
+
+    [string]$ConfigDriveBase64
 )
 
 Set-StrictMode -Version Latest
@@ -112,8 +134,12 @@ function Get-TargetVM {
         [Parameter(Mandatory)]
         [string]$Name
     )
-    $candidates = @(Get-VM -Name ([System.Management.Automation.WildcardPattern]::Escape($Name)) -ErrorAction SilentlyContinue)
-    $found = @($candidates | Where-Object { $_.Name -eq $Name })
+    # Get-VM -Name takes a wildcard pattern. The escaped name followed by '*'
+    # matches the name literally (brackets too) and, being a pattern, never
+    # reports "not found": an error here is a real failure (service down,
+    # access denied) and stops the script instead of passing for a missing VM.
+    $pattern = [System.Management.Automation.WildcardPattern]::Escape($Name) + '*'
+    $found = @(Get-VM -Name $pattern | Where-Object { $_.Name -eq $Name })
     if ($found.Count -eq 0) {
         throw (New-ErrorRecord -Message "Virtual machine '$Name' was not found on this host." -Category ObjectNotFound -ErrorId 'PsDriver.VMNotFound' -Target $Name)
     }
@@ -376,13 +402,29 @@ if ($generation -eq 1) {
     $bootType = 'IDE'
 }
 
-if (-not (Test-Path -LiteralPath $RescueDiskPath -PathType Leaf)) {
+$makeRescueDisk = -not (Test-Path -LiteralPath $RescueDiskPath -PathType Leaf)
+if ($makeRescueDisk -and [string]::IsNullOrEmpty($RescueImagePath)) {
     throw (New-ErrorRecord -Message "Rescue disk '$RescueDiskPath' does not exist." -Category ObjectNotFound -ErrorId 'PsDriver.RescueDiskNotFound' -Target $RescueDiskPath)
+}
+if ($makeRescueDisk -and -not (Test-Path -LiteralPath $RescueImagePath -PathType Leaf)) {
+    throw (New-ErrorRecord -Message "Rescue image '$RescueImagePath' does not exist." -Category ObjectNotFound -ErrorId 'PsDriver.RescueImageNotFound' -Target $RescueImagePath)
+}
+$configDriveBytes = $null
+if (-not [string]::IsNullOrEmpty($ConfigDriveBase64)) {
+    if ([string]::IsNullOrEmpty($ConfigDrivePath)) {
+        throw (New-ErrorRecord -Message 'ConfigDriveBase64 needs ConfigDrivePath, where the rescue config drive is written.' -Category InvalidArgument -ErrorId 'PsDriver.InvalidConfigDrive' -Target 'ConfigDrivePath')
+    }
+    try {
+        $configDriveBytes = [System.Convert]::FromBase64String($ConfigDriveBase64)
+    }
+    catch {
+        throw (New-ErrorRecord -Message 'ConfigDriveBase64 is not valid base64.' -Category InvalidArgument -ErrorId 'PsDriver.InvalidConfigDrive' -Target 'ConfigDriveBase64')
+    }
 }
 if ($generation -ne 1 -and [System.IO.Path]::GetExtension($RescueDiskPath) -ne '.vhdx') {
     throw (New-ErrorRecord -Message "Virtual machine '$Name' is generation $generation and boots only from a VHDX disk; '$RescueDiskPath' is not one." -Category InvalidArgument -ErrorId 'PsDriver.RescueImageUnacceptable' -Target $RescueDiskPath)
 }
-if (-not [string]::IsNullOrEmpty($ConfigDrivePath) -and -not (Test-Path -LiteralPath $ConfigDrivePath -PathType Leaf)) {
+if ($null -eq $configDriveBytes -and -not [string]::IsNullOrEmpty($ConfigDrivePath) -and -not (Test-Path -LiteralPath $ConfigDrivePath -PathType Leaf)) {
     throw (New-ErrorRecord -Message "Config drive '$ConfigDrivePath' does not exist." -Category ObjectNotFound -ErrorId 'PsDriver.ConfigDriveNotFound' -Target $ConfigDrivePath)
 }
 
@@ -405,6 +447,12 @@ if ($null -eq $rescueDrive) {
 $configDriveAttached = $null
 if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", 'Boot from rescue disk')) {
     if ($null -eq $rescueDrive) {
+        if ($makeRescueDisk) {
+            $null = New-VHD -Path $RescueDiskPath -ParentPath $RescueImagePath -Differencing -Confirm:$false
+        }
+        if ($null -ne $configDriveBytes) {
+            [System.IO.File]::WriteAllBytes($ConfigDrivePath, $configDriveBytes)
+        }
         Stop-TargetVM -VM $vm
         $rootSlot = New-Slot -ControllerType $root.ControllerType -ControllerNumber $root.ControllerNumber `
             -ControllerLocation $root.ControllerLocation

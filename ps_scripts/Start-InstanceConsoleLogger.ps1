@@ -85,6 +85,9 @@
       when the host service starts and when an instance is powered on, as
       compute-hyperv restarted its console handlers. It runs as the account
       that called it, in session 0.
+    The launching code is Start-PsDriverConsoleLogger in PsDriver.psm1,
+    which New-Instance.ps1 calls too: a spawned instance has its logger from
+    the start, and this script is for the times it is gone.
     A scheduled task per VM would survive reboots and could restart itself,
     but leaves a registration per VM to remove, needs the ScheduledTasks
     module and an account to run as (SYSTEM or a stored password), and
@@ -174,177 +177,12 @@ function Get-SerialPipePath {
     $null
 }
 
-function Test-ConsoleLoggerRunning {
-    param(
-        [Parameter(Mandatory)]
-        [string]$MutexName
-    )
-    $mutex = $null
-    if ([System.Threading.Mutex]::TryOpenExisting($MutexName, [ref]$mutex)) {
-        $mutex.Dispose()
-        return $true
-    }
-    $false
+if (-not (Get-Command -Name 'Start-PsDriverConsoleLogger' -ErrorAction SilentlyContinue)) {
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
 }
-
-function Stop-ConsoleLogger {
-    <#
-    .SYNOPSIS
-        Signals the running logger to stop and waits up to 10 seconds for its mutex to go away.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [string]$MutexName,
-
-        [Parameter(Mandatory)]
-        [string]$EventName
-    )
-    $stopEvent = $null
-    if ([System.Threading.EventWaitHandle]::TryOpenExisting($EventName, [ref]$stopEvent)) {
-        try {
-            $null = $stopEvent.Set()
-        }
-        finally {
-            $stopEvent.Dispose()
-        }
-    }
-    for ($wait = 0; $wait -lt 50; $wait++) {
-        if (-not (Test-ConsoleLoggerRunning -MutexName $MutexName)) {
-            return
-        }
-        Start-Sleep -Milliseconds 200
-    }
-    throw (New-ErrorRecord -Message "The console logger of virtual machine '$Name' did not stop within 10 seconds." -Category ResourceBusy -ErrorId 'PsDriver.ConsoleLoggerBusy' -Target $Name)
-}
-
-# The reader runs in its own powershell.exe (Windows PowerShell 5.1). Static text: its settings
-# arrive as one base64 argument of Invoke-ConsoleLogReader.
-#ps-embedded
-$readerScript = @'
-function Write-ConsoleLogChunk {
-    param(
-        [string]$Path,
-        [byte[]]$Buffer,
-        [int]$Count,
-        [long]$MaxBytes
-    )
-    $info = [System.IO.FileInfo]::new($Path)
-    if ($info.Exists -and $info.Length -gt 0 -and $info.Length + $Count -gt $MaxBytes) {
-        for ($attempt = 0; $attempt -lt 5; $attempt++) {
-            try {
-                $archive = $Path + '.1'
-                if ([System.IO.File]::Exists($archive)) {
-                    [System.IO.File]::Delete($archive)
-                }
-                [System.IO.File]::Move($Path, $archive)
-                break
-            }
-            catch {
-                Start-Sleep -Milliseconds 200
-            }
-        }
-    }
-    $share = [System.IO.FileShare]::ReadWrite -bor [System.IO.FileShare]::Delete
-    $file = [System.IO.FileStream]::new($Path, [System.IO.FileMode]::Append, [System.IO.FileAccess]::Write, $share)
-    try {
-        $file.Write($Buffer, 0, $Count)
-    }
-    finally {
-        $file.Dispose()
-    }
-}
-
-function Test-ConsoleLogVM {
-    param(
-        [string]$VMId
-    )
-    try {
-        $filter = "Name='{0}'" -f ([guid]::Parse($VMId).ToString().ToUpperInvariant())
-        $found = @(Get-CimInstance -Namespace 'root\virtualization\v2' -ClassName 'Msvm_ComputerSystem' -Filter $filter)
-        return ($found.Count -gt 0)
-    }
-    catch {
-        return $true
-    }
-}
-
-function Invoke-ConsoleLogReader {
-    param(
-        [Parameter(Mandatory)]
-        [string]$ConfigBase64
-    )
-    Set-StrictMode -Version Latest
-    $ErrorActionPreference = 'Stop'
-    $json = [System.Text.Encoding]::UTF8.GetString([System.Convert]::FromBase64String($ConfigBase64))
-    $config = $json | ConvertFrom-Json
-    $createdNew = $false
-    $mutex = [System.Threading.Mutex]::new($true, [string]$config.mutex, [ref]$createdNew)
-    if (-not $createdNew) {
-        $mutex.Dispose()
-        return
-    }
-    $resetMode = [System.Threading.EventResetMode]::ManualReset
-    $stop = [System.Threading.EventWaitHandle]::new($false, $resetMode, [string]$config.stop)
-    $logPath = [string]$config.log
-    $logDir = [System.IO.Path]::GetDirectoryName($logPath)
-    $maxBytes = [long]$config.max
-    $vmCheck = [System.Diagnostics.Stopwatch]::StartNew()
-    $buffer = [byte[]]::new(4096)
-    try {
-        while (-not $stop.WaitOne(0)) {
-            if (-not [System.IO.Directory]::Exists($logDir)) {
-                return
-            }
-            if ($vmCheck.Elapsed.TotalSeconds -ge 300) {
-                $vmCheck.Restart()
-                if (-not (Test-ConsoleLogVM -VMId ([string]$config.vm))) {
-                    return
-                }
-            }
-            $pipeOptions = [System.IO.Pipes.PipeOptions]::Asynchronous
-            $pipe = [System.IO.Pipes.NamedPipeClientStream]::new('.', [string]$config.pipe, [System.IO.Pipes.PipeDirection]::In, $pipeOptions)
-            try {
-                $pipe.Connect(2000)
-                while ($true) {
-                    $pending = $pipe.BeginRead($buffer, 0, $buffer.Length, $null, $null)
-                    $handles = [System.Threading.WaitHandle[]]@($pending.AsyncWaitHandle, $stop)
-                    $which = [System.Threading.WaitHandle]::WaitAny($handles, 30000)
-                    while ($which -eq [System.Threading.WaitHandle]::WaitTimeout) {
-                        if (-not [System.IO.Directory]::Exists($logDir)) {
-                            return
-                        }
-                        $which = [System.Threading.WaitHandle]::WaitAny($handles, 30000)
-                    }
-                    if ($which -eq 1) {
-                        return
-                    }
-                    $count = $pipe.EndRead($pending)
-                    if ($count -le 0) {
-                        break
-                    }
-                    Write-ConsoleLogChunk -Path $logPath -Buffer $buffer -Count $count -MaxBytes $maxBytes
-                }
-            }
-            catch {
-                $null = $stop.WaitOne(2000)
-            }
-            finally {
-                $pipe.Dispose()
-            }
-        }
-    }
-    finally {
-        $stop.Dispose()
-        $mutex.ReleaseMutex()
-        $mutex.Dispose()
-    }
-}
-'@
 
 $vm = Get-TargetVM -Name $Name
 $vmId = $vm.Id.ToString().ToLowerInvariant()
-$mutexName = 'Global\psdriver-console-' + $vmId
-$eventName = 'Global\psdriver-console-stop-' + $vmId
 
 if ([string]::IsNullOrEmpty($PipePath)) {
     $PipePath = Get-SerialPipePath -VM $vm
@@ -352,70 +190,15 @@ if ([string]::IsNullOrEmpty($PipePath)) {
         throw (New-ErrorRecord -Message "Virtual machine '$Name' has no serial port connected to a named pipe." -Category InvalidOperation -ErrorId 'PsDriver.NoSerialPipe' -Target $Name)
     }
 }
-$pipeMatch = [regex]::Match($PipePath, '^\\\\\.\\pipe\\([^\\]+)$', [System.Text.RegularExpressions.RegexOptions]::IgnoreCase)
-if (-not $pipeMatch.Success) {
-    throw (New-ErrorRecord -Message "'$PipePath' is not a local named pipe path (\\.\pipe\<name>)." -Category InvalidArgument -ErrorId 'PsDriver.InvalidPipePath' -Target $PipePath)
+$null = Assert-PsDriverConsoleLogTarget -PipePath $PipePath -LogPath $LogPath
+
+$launch = [ordered]@{
+    started = $false
+    running = Test-PsDriverConsoleLogger -VMId $vmId
+    pid     = $null
 }
-$pipeName = $pipeMatch.Groups[1].Value
-
-$logDirectory = Split-Path -Path $LogPath -Parent
-if ([string]::IsNullOrEmpty($logDirectory) -or -not (Test-Path -LiteralPath $logDirectory -PathType Container)) {
-    throw (New-ErrorRecord -Message "The directory of console log '$LogPath' does not exist." -Category ObjectNotFound -ErrorId 'PsDriver.LogDirectoryNotFound' -Target $LogPath)
-}
-
-$started = $false
-$processId = $null
-$running = Test-ConsoleLoggerRunning -MutexName $mutexName
-
-if (($Restart -or -not $running) -and $PSCmdlet.ShouldProcess("virtual machine '$Name'", "Start console logger writing '$LogPath'")) {
-    if ($running) {
-        Stop-ConsoleLogger -MutexName $mutexName -EventName $eventName
-    }
-    $settings = [ordered]@{
-        pipe  = $pipeName
-        log   = $LogPath
-        max   = $MaxLogBytes
-        vm    = $vmId
-        mutex = $mutexName
-        stop  = $eventName
-    }
-    $settingsJson = ConvertTo-Json -InputObject $settings -Compress
-    $settingsBase64 = [System.Convert]::ToBase64String([System.Text.Encoding]::UTF8.GetBytes($settingsJson))
-    $command = $readerScript + "`nInvoke-ConsoleLogReader -ConfigBase64 '" + $settingsBase64 + "'`n"
-    $encodedCommand = [System.Convert]::ToBase64String([System.Text.Encoding]::Unicode.GetBytes($command))
-    $systemRoot = $env:SystemRoot
-    if ([string]::IsNullOrEmpty($systemRoot)) {
-        $systemRoot = 'C:\Windows'
-    }
-    $powershellExe = Join-Path -Path $systemRoot -ChildPath 'System32\WindowsPowerShell\v1.0\powershell.exe'
-    $commandLine = '"{0}" -NoLogo -NoProfile -NonInteractive -ExecutionPolicy Bypass -WindowStyle Hidden -EncodedCommand {1}' -f $powershellExe, $encodedCommand
-
-    $creation = Invoke-CimMethod -ClassName 'Win32_Process' -MethodName 'Create' -Arguments @{
-        CommandLine      = $commandLine
-        CurrentDirectory = $logDirectory
-    }
-    if ([int]$creation.ReturnValue -ne 0) {
-        throw (New-ErrorRecord -Message "Cannot start the console logger of virtual machine '$Name': Win32_Process.Create returned $($creation.ReturnValue)." -Category InvalidOperation -ErrorId 'PsDriver.ConsoleLoggerStartFailed' -Target $Name)
-    }
-    $started = $true
-    $processId = [int]$creation.ProcessId
-
-    # wait (up to 10 s) for the logger to take its mutex; a process that exits without it failed
-    $running = $false
-    for ($wait = 0; $wait -lt 50; $wait++) {
-        if (Test-ConsoleLoggerRunning -MutexName $mutexName) {
-            $running = $true
-            break
-        }
-        if ($null -eq (Get-Process -Id $processId -ErrorAction SilentlyContinue)) {
-            if (Test-ConsoleLoggerRunning -MutexName $mutexName) {
-                $running = $true
-                break
-            }
-            throw (New-ErrorRecord -Message "The console logger of virtual machine '$Name' (process $processId) exited at once." -Category InvalidOperation -ErrorId 'PsDriver.ConsoleLoggerStartFailed' -Target $Name)
-        }
-        Start-Sleep -Milliseconds 200
-    }
+if (($Restart -or -not $launch.running) -and $PSCmdlet.ShouldProcess("virtual machine '$Name'", "Start console logger writing '$LogPath'")) {
+    $launch = Start-PsDriverConsoleLogger -VMId $vmId -VMName ([string]$vm.Name) -PipePath $PipePath -LogPath $LogPath -MaxLogBytes $MaxLogBytes -Restart:$Restart
 }
 
 [ordered]@{
@@ -424,7 +207,7 @@ if (($Restart -or -not $running) -and $PSCmdlet.ShouldProcess("virtual machine '
     pipe_path     = $PipePath
     log_path      = $LogPath
     max_log_bytes = $MaxLogBytes
-    started       = $started
-    running       = $running
-    pid           = $processId
+    started       = [bool]$launch.started
+    running       = [bool]$launch.running
+    pid           = $launch.pid
 }

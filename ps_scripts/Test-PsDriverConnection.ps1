@@ -11,7 +11,8 @@
     travel intact.
 
 .PARAMETER Echo
-    Any text; returned unchanged as "echo".
+    Any text; returned unchanged as "echo" (empty when not given: a
+    [string] parameter turns $null into an empty string).
 
 .EXAMPLE
     .\Test-PsDriverConnection.ps1 -Echo 'hello'
@@ -23,9 +24,8 @@
 [CmdletBinding()]
 param(
     [Parameter()]
-    [AllowNull()]
     [AllowEmptyString()]
-    [string]$Echo = $null
+    [string]$Echo = ''
 )
 
 Set-StrictMode -Version Latest

@@ -240,7 +240,10 @@ coordination_opts = [
         help='tooz backend URL for distributed locks, for example '
              'etcd3+http://etcd.example.org:2379 (needs the etcd3gw package), '
              'or file:////fileserver/share/locks for a lock directory on a '
-             'file share reachable by every compute service.'),
+             'file share reachable by every compute service. A file:// URL '
+             'of a drive-letter folder (like the default) means a Windows '
+             'folder: where nova-compute runs on Linux, locks are then local '
+             'to that machine and a warning says so.'),
 ]
 
 

@@ -151,6 +151,20 @@ def _scrub(text: str, url: str) -> str:
     return text
 
 
+_WINDOWS_DRIVE_PATH = re.compile(r'^/*[A-Za-z]:[/\\]')
+
+
+def _is_windows_file_url(url: str) -> bool:
+    """Whether ``url`` is a ``file://`` URL of a drive-letter folder.
+
+    compute-hyperv's default ``file:///C:/OpenStack/Lock`` is one: it means
+    something only on Windows.  A ``file:////server/share`` URL is not one:
+    on Linux it is an ordinary local path.
+    """
+    parts = urllib.parse.urlsplit(url)
+    return parts.scheme.lower() == 'file' and bool(_WINDOWS_DRIVE_PATH.match(parts.path))
+
+
 def _conf() -> Any:
     # Imported here: it pulls in nova.conf, which plain lock users may not need.
     from psdriver import conf as psdriver_conf
@@ -187,6 +201,7 @@ class Coordinator:
         self._url: str | None = None
         self._started = False
         self._warned_no_lock_path = False
+        self._warned_windows_url = False
 
     @property
     def backend_url(self) -> str | None:
@@ -195,6 +210,14 @@ class Coordinator:
             url = _conf().coordination.backend_url
         else:
             url = self._backend_url_arg
+        if url and os.name != 'nt' and _is_windows_file_url(url):
+            if not self._warned_windows_url:
+                self._warned_windows_url = True
+                LOG.warning('[coordination] backend_url %s names a Windows folder, which '
+                            'this machine does not have: locks are local to this host. Set '
+                            'an etcd3+http:// URL (or a file:// folder of this machine) to '
+                            'share them between compute services', redact_url(url))
+            return None
         return url or None
 
     @property

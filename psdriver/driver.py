@@ -16,6 +16,7 @@ from typing import Any
 
 from nova import exception
 from nova.virt import driver
+from nova.virt import node as nova_node
 from oslo_log import log as logging
 
 import psdriver.conf
@@ -58,6 +59,7 @@ class HyperVDriver(driver.ComputeDriver):
         self._imagecache: imagecache.ImageCache | None = None
         self._events: eventhandler.LifecycleEventPoller | None = None
         self.host_report: dict[str, Any] | None = None
+        self._node_id: str | None = None
 
     # -- wiring -----------------------------------------------------------------------
 
@@ -116,6 +118,14 @@ class HyperVDriver(driver.ComputeDriver):
             params['RequiredSwitches'] = [CONF.hyperv.vswitch_name]
         with errors.translate(operation='init_host'):
             report = self._bridge.call('Initialize-ComputeHost', params)
+        where = report['instances_path']
+        if where.get('kind') == 'mapped':
+            # The Virtual Machine Management service runs in no logon session:
+            # it never sees a drive letter mapped in one.
+            raise exception.NovaException(
+                f"instances_path {where.get('path')} is on a drive letter mapped to a network "
+                f"share on {report['hostname']}; Hyper-V cannot keep virtual machines there. "
+                'Set instances_path to the UNC path of the share (\\\\server\\share\\...).')
         self.host_report = report
         for switch in report['missing_switches']:
             LOG.warning('Virtual switch %s ([hyperv] vswitch_name) does not exist on %s',
@@ -124,6 +134,8 @@ class HyperVDriver(driver.ComputeDriver):
                  report['os_version'], report['instances_path'].get('path'),
                  report['instances_path'].get('kind'))
         coordination.COORDINATOR.start()
+        # Console loggers do not survive a host reboot; VMs running now get theirs back.
+        self._vmops.ensure_running_console_loggers()
         if CONF.workarounds.handle_virt_lifecycle_events:
             self._events = eventhandler.LifecycleEventPoller(
                 lambda: self._vmops.summary(refresh=True), self.emit_event,
@@ -142,8 +154,19 @@ class HyperVDriver(driver.ComputeDriver):
     def get_available_nodes(self, refresh: bool = False) -> list[str]:
         return [self.hostops.nodename()]
 
+    def _node_uuid(self) -> str:
+        """This node's identity (nova's compute_id file), read once as the libvirt driver does."""
+        if self._node_id is None:
+            self._node_id = nova_node.get_local_node_uuid()
+        return self._node_id
+
+    def get_nodenames_by_uuid(self, refresh: bool = False) -> dict[str, str]:
+        return {self._node_uuid(): self.hostops.nodename()}
+
     def get_available_resource(self, nodename: str) -> dict[str, Any]:
-        return self.hostops.get_available_resource(nodename)
+        resources = self.hostops.get_available_resource(nodename)
+        resources['uuid'] = self._node_uuid()
+        return resources
 
     def update_provider_tree(self, provider_tree: Any, nodename: str,
                              allocations: Any = None) -> None:

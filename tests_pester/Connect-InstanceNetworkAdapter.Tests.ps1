@@ -8,6 +8,10 @@ BeforeDiscovery {
 }
 
 BeforeAll {
+    # State shared with the mocks. Mock bodies run inside the tested script's scopes (its
+    # $script: scope and StrictMode), so they reach it through one unqualified, uniquely
+    # named variable; $script: here is this file's scope.
+    $script:PsdTest = @{}
     $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
     $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Connect-InstanceNetworkAdapter.ps1'
     $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Connect-InstanceNetworkAdapter.contract.json'
@@ -62,9 +66,9 @@ BeforeAll {
     Add-CommandStub -Name 'Set-VMNetworkAdapterVlan' -Parameter 'VMNetworkAdapter', '-Access', 'VlanId', '-Untagged'
     Add-CommandStub -Name 'Remove-VMNetworkAdapter' -Parameter 'VMNetworkAdapter'
 
-    $script:Port1 = '3f1d2c4b-5a69-4e7f-8a9b-0c1d2e3f4a5b'
-    $script:Port2 = '9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d'
-    $script:Port3 = '11111111-2222-4333-8444-555555555555'
+    $PsdTest.Port1 = '3f1d2c4b-5a69-4e7f-8a9b-0c1d2e3f4a5b'
+    $PsdTest.Port2 = '9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d'
+    $PsdTest.Port3 = '11111111-2222-4333-8444-555555555555'
 
     function New-FakeAdapter {
         param(
@@ -73,15 +77,15 @@ BeforeAll {
             [string]$SwitchName = '',
             [int]$Vlan = 0
         )
-        $script:AdapterKey++
+        $PsdTest.AdapterKey++
         $adapter = [pscustomobject]@{
             Name                     = $Name
-            Id                       = "Microsoft:0B9A6F3C\$($script:AdapterKey)"
+            Id                       = "Microsoft:0B9A6F3C\$($PsdTest.AdapterKey)"
             MacAddress               = $Mac
             SwitchName               = $SwitchName
             DynamicMacAddressEnabled = $false
         }
-        $script:Vlans[$adapter.Id] = $Vlan
+        $PsdTest.Vlans[$adapter.Id] = $Vlan
         $adapter
     }
 }
@@ -94,27 +98,27 @@ AfterAll {
 
 Describe 'Connect-InstanceNetworkAdapter' {
     BeforeEach {
-        $script:AdapterKey = 0
-        $script:Vlans = @{}
-        $script:State = 'Running'
-        $script:Generation = 2
-        $script:Switches = @('br-int', 'external')
-        $script:Adapters = @()
+        $PsdTest.AdapterKey = 0
+        $PsdTest.Vlans = @{}
+        $PsdTest.State = 'Running'
+        $PsdTest.Generation = 2
+        $PsdTest.Switches = @('br-int', 'external')
+        $PsdTest.Adapters = @()
         Mock Get-VM {
-            if ($null -ne $Name -and @($Name)[0] -ne 'instance-00000001') {
+            if ($null -ne $Name -and 'instance-00000001' -notlike @($Name)[0]) {
                 return
             }
             [pscustomobject]@{
                 Name       = 'instance-00000001'
                 Id         = [guid]'0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b'
-                State      = $script:State
-                Generation = $script:Generation
+                State      = $PsdTest.State
+                Generation = $PsdTest.Generation
             }
         }
-        Mock Get-VMNetworkAdapter { @($script:Adapters) } -RemoveParameterType 'VM'
+        Mock Get-VMNetworkAdapter { @($PsdTest.Adapters) } -RemoveParameterType 'VM'
         Mock Get-VMNetworkAdapterVlan {
-            foreach ($adapter in @($script:Adapters)) {
-                $vlan = [int]$script:Vlans[$adapter.Id]
+            foreach ($adapter in @($PsdTest.Adapters)) {
+                $vlan = [int]$PsdTest.Vlans[$adapter.Id]
                 $mode = 'Untagged'
                 if ($vlan -gt 0) {
                     $mode = 'Access'
@@ -123,17 +127,17 @@ Describe 'Connect-InstanceNetworkAdapter' {
             }
         } -RemoveParameterType 'VM'
         Mock Add-VMNetworkAdapter {
-            if (-not [string]::IsNullOrEmpty($SwitchName) -and $SwitchName -notin $script:Switches) {
+            if (-not [string]::IsNullOrEmpty($SwitchName) -and $SwitchName -notin $PsdTest.Switches) {
                 throw "Cannot find virtual switch '$SwitchName'."
             }
             $adapter = New-FakeAdapter -Name $Name -Mac $StaticMacAddress -SwitchName $SwitchName
-            $script:Adapters = @($script:Adapters) + $adapter
+            $PsdTest.Adapters = @($PsdTest.Adapters) + $adapter
             if ($Passthru) {
                 $adapter
             }
         } -RemoveParameterType 'VM'
         Mock Set-VMNetworkAdapter {
-            if ($script:State -ne 'Off') {
+            if ($PsdTest.State -ne 'Off') {
                 throw 'The MAC address of a running virtual machine cannot be changed.'
             }
             @($VMNetworkAdapter)[0].MacAddress = $StaticMacAddress
@@ -142,37 +146,37 @@ Describe 'Connect-InstanceNetworkAdapter' {
         Mock Connect-VMNetworkAdapter { @($VMNetworkAdapter)[0].SwitchName = $SwitchName } -RemoveParameterType 'VMNetworkAdapter'
         Mock Set-VMNetworkAdapterVlan {
             if ($Untagged) {
-                $script:Vlans[@($VMNetworkAdapter)[0].Id] = 0
+                $PsdTest.Vlans[@($VMNetworkAdapter)[0].Id] = 0
             }
             else {
-                $script:Vlans[@($VMNetworkAdapter)[0].Id] = [int]$VlanId
+                $PsdTest.Vlans[@($VMNetworkAdapter)[0].Id] = [int]$VlanId
             }
         } -RemoveParameterType 'VMNetworkAdapter'
         Mock Remove-VMNetworkAdapter {
             $ids = @($VMNetworkAdapter | ForEach-Object { $_.Id })
-            $script:Adapters = @($script:Adapters | Where-Object { $_.Id -notin $ids })
+            $PsdTest.Adapters = @($PsdTest.Adapters | Where-Object { $_.Id -notin $ids })
         } -RemoveParameterType 'VMNetworkAdapter'
     }
 
     It 'adds missing adapters and fixes existing ones in one call' {
-        $script:Adapters = @(
-            New-FakeAdapter -Name $script:Port1 -Mac 'FA163E010203' -SwitchName 'br-int' -Vlan 101
-            New-FakeAdapter -Name $script:Port2 -Mac 'FA163E0A0B0C' -SwitchName 'external' -Vlan 7
+        $PsdTest.Adapters = @(
+            New-FakeAdapter -Name $PsdTest.Port1 -Mac 'FA163E010203' -SwitchName 'br-int' -Vlan 101
+            New-FakeAdapter -Name $PsdTest.Port2 -Mac 'FA163E0A0B0C' -SwitchName 'external' -Vlan 7
         )
         $nics = @(
-            [pscustomobject]@{ id = $script:Port1; mac = 'fa:16:3e:01:02:03'; switch = 'br-int'; vlan = 101 }
-            [pscustomobject]@{ id = $script:Port2; mac = 'fa:16:3e:0a:0b:0c'; switch = 'br-int'; vlan = 102 }
-            [pscustomobject]@{ id = $script:Port3; mac = 'fa:16:3e:55:55:55'; switch = 'br-int'; vlan = 103 }
+            [pscustomobject]@{ id = $PsdTest.Port1; mac = 'fa:16:3e:01:02:03'; switch = 'br-int'; vlan = 101 }
+            [pscustomobject]@{ id = $PsdTest.Port2; mac = 'fa:16:3e:0a:0b:0c'; switch = 'br-int'; vlan = 102 }
+            [pscustomobject]@{ id = $PsdTest.Port3; mac = 'fa:16:3e:55:55:55'; switch = 'br-int'; vlan = 103 }
         )
         $result = & $script:ScriptPath -Name 'instance-00000001' -Nics $nics
         Assert-MatchesContract $result
-        $result.created | Should -Be @($script:Port3)
-        $result.updated | Should -Be @($script:Port2)
+        $result.created | Should -Be @($PsdTest.Port3)
+        $result.updated | Should -Be @($PsdTest.Port2)
         $result.nics.Count | Should -Be 3
-        $result.nics[0].name | Should -Be $script:Port1
+        $result.nics[0].name | Should -Be $PsdTest.Port1
         $result.nics[1].switch | Should -Be 'br-int'
         $result.nics[1].vlan | Should -Be 102
-        $result.nics[2].name | Should -Be $script:Port3
+        $result.nics[2].name | Should -Be $PsdTest.Port3
         $result.nics[2].mac | Should -BeExactly 'fa:16:3e:55:55:55'
         $result.nics[2].vlan | Should -Be 103
         Should -Invoke Get-VMNetworkAdapter -Times 2 -Exactly
@@ -182,9 +186,9 @@ Describe 'Connect-InstanceNetworkAdapter' {
     }
 
     It 'changes nothing when every adapter is already right' {
-        $script:Adapters = @(New-FakeAdapter -Name $script:Port1 -Mac 'FA163E010203' -SwitchName 'br-int' -Vlan 101)
+        $PsdTest.Adapters = @(New-FakeAdapter -Name $PsdTest.Port1 -Mac 'FA163E010203' -SwitchName 'br-int' -Vlan 101)
         $result = & $script:ScriptPath -Name 'instance-00000001' -Nics @(
-            @{ id = $script:Port1; mac = 'fa:16:3e:01:02:03'; switch = 'br-int'; vlan = 101 }
+            @{ id = $PsdTest.Port1; mac = 'fa:16:3e:01:02:03'; switch = 'br-int'; vlan = 101 }
         )
         Assert-MatchesContract $result
         @($result.created).Count | Should -Be 0
@@ -194,38 +198,56 @@ Describe 'Connect-InstanceNetworkAdapter' {
         Should -Invoke Set-VMNetworkAdapterVlan -Times 0 -Exactly
     }
 
+    It 'reads entries decoded as Windows PowerShell 5.1 dictionaries and ordered tables' {
+        # The bridge's JSON decoding yields Dictionary[string, object] on 5.1 (case-sensitive
+        # keys) and OrderedDictionary on 7; both must be read alike, whatever the key case.
+        $PsdTest.Adapters = @(New-FakeAdapter -Name $PsdTest.Port1 -Mac 'FA163E010203' -SwitchName 'br-int' -Vlan 101)
+        $first = [System.Collections.Generic.Dictionary[string, object]]::new()
+        $first['Id'] = $PsdTest.Port1
+        $first['MAC'] = 'fa:16:3e:01:02:03'
+        $first['switch'] = 'br-int'
+        $first['Vlan'] = 101
+        $second = [ordered]@{ id = $PsdTest.Port2; mac = 'fa:16:3e:0a:0b:0c'; switch = 'br-int' }
+        $result = & $script:ScriptPath -Name 'instance-00000001' -Nics @($first, $second)
+        Assert-MatchesContract $result
+        $result.created | Should -Be @($PsdTest.Port2)
+        @($result.updated).Count | Should -Be 0
+        $result.nics[0].vlan | Should -Be 101
+        $result.nics[1].switch | Should -Be 'br-int'
+    }
+
     It 'leaves switch and VLAN alone when they are null or absent, and untags with vlan 0' {
-        $script:Adapters = @(
-            New-FakeAdapter -Name $script:Port1 -Mac 'FA163E010203' -SwitchName 'external' -Vlan 101
-            New-FakeAdapter -Name $script:Port2 -Mac 'FA163E0A0B0C' -SwitchName 'external' -Vlan 7
+        $PsdTest.Adapters = @(
+            New-FakeAdapter -Name $PsdTest.Port1 -Mac 'FA163E010203' -SwitchName 'external' -Vlan 101
+            New-FakeAdapter -Name $PsdTest.Port2 -Mac 'FA163E0A0B0C' -SwitchName 'external' -Vlan 7
         )
         $result = & $script:ScriptPath -Name 'instance-00000001' -Nics @(
-            @{ id = $script:Port1; mac = 'fa:16:3e:01:02:03'; switch = $null; vlan = $null }
-            @{ id = $script:Port2; mac = 'fa:16:3e:0a:0b:0c'; vlan = 0 }
+            @{ id = $PsdTest.Port1; mac = 'fa:16:3e:01:02:03'; switch = $null; vlan = $null }
+            @{ id = $PsdTest.Port2; mac = 'fa:16:3e:0a:0b:0c'; vlan = 0 }
         )
         Assert-MatchesContract $result
         $result.nics[0].switch | Should -Be 'external'
         $result.nics[0].vlan | Should -Be 101
         $result.nics[1].vlan | Should -BeNullOrEmpty
-        $result.updated | Should -Be @($script:Port2)
+        $result.updated | Should -Be @($PsdTest.Port2)
         Should -Invoke Set-VMNetworkAdapterVlan -Times 1 -Exactly -ParameterFilter { $Untagged }
     }
 
     It 'sets the MAC of an adapter of a VM that is off' {
-        $script:State = 'Off'
-        $script:Adapters = @(New-FakeAdapter -Name $script:Port1 -Mac '00155D000001')
-        $script:Adapters[0].DynamicMacAddressEnabled = $true
-        $result = & $script:ScriptPath -Name 'instance-00000001' -Nics @(@{ id = $script:Port1; mac = 'fa:16:3e:01:02:03' })
+        $PsdTest.State = 'Off'
+        $PsdTest.Adapters = @(New-FakeAdapter -Name $PsdTest.Port1 -Mac '00155D000001')
+        $PsdTest.Adapters[0].DynamicMacAddressEnabled = $true
+        $result = & $script:ScriptPath -Name 'instance-00000001' -Nics @(@{ id = $PsdTest.Port1; mac = 'fa:16:3e:01:02:03' })
         $result.nics[0].mac | Should -BeExactly 'fa:16:3e:01:02:03'
-        $result.updated | Should -Be @($script:Port1)
+        $result.updated | Should -Be @($PsdTest.Port1)
     }
 
     It 'refuses a missing adapter on a running generation 1 VM before changing anything' {
-        $script:Generation = 1
-        $script:Adapters = @(New-FakeAdapter -Name $script:Port1 -Mac 'FA163E010203' -SwitchName 'external')
+        $PsdTest.Generation = 1
+        $PsdTest.Adapters = @(New-FakeAdapter -Name $PsdTest.Port1 -Mac 'FA163E010203' -SwitchName 'external')
         $failure = { & $script:ScriptPath -Name 'instance-00000001' -Nics @(
-                @{ id = $script:Port1; mac = 'fa:16:3e:01:02:03'; switch = 'br-int' }
-                @{ id = $script:Port2; mac = 'fa:16:3e:0a:0b:0c' }
+                @{ id = $PsdTest.Port1; mac = 'fa:16:3e:01:02:03'; switch = 'br-int' }
+                @{ id = $PsdTest.Port2; mac = 'fa:16:3e:0a:0b:0c' }
             ) } | Should -Throw -PassThru
         $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.NicHotplugUnsupported'
         $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'
@@ -234,9 +256,9 @@ Describe 'Connect-InstanceNetworkAdapter' {
     }
 
     It 'reconnects existing adapters of a running generation 1 VM' {
-        $script:Generation = 1
-        $script:Adapters = @(New-FakeAdapter -Name $script:Port1 -Mac 'FA163E010203' -SwitchName 'external')
-        $result = & $script:ScriptPath -Name 'instance-00000001' -Nics @(@{ id = $script:Port1; mac = 'fa:16:3e:01:02:03'; switch = 'br-int' })
+        $PsdTest.Generation = 1
+        $PsdTest.Adapters = @(New-FakeAdapter -Name $PsdTest.Port1 -Mac 'FA163E010203' -SwitchName 'external')
+        $result = & $script:ScriptPath -Name 'instance-00000001' -Nics @(@{ id = $PsdTest.Port1; mac = 'fa:16:3e:01:02:03'; switch = 'br-int' })
         $result.nics[0].switch | Should -Be 'br-int'
     }
 
@@ -260,21 +282,21 @@ Describe 'Connect-InstanceNetworkAdapter' {
     }
 
     It 'reports Hyper-V refusing a change as InvalidOperation' {
-        $failure = { & $script:ScriptPath -Name 'instance-00000001' -Nics @(@{ id = $script:Port1; mac = 'fa:16:3e:01:02:03'; switch = 'nope' }) } |
+        $failure = { & $script:ScriptPath -Name 'instance-00000001' -Nics @(@{ id = $PsdTest.Port1; mac = 'fa:16:3e:01:02:03'; switch = 'nope' }) } |
             Should -Throw -PassThru
         $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.NicOperationFailed'
         $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'
     }
 
     It 'fails with ObjectNotFound for a missing VM' {
-        $failure = { & $script:ScriptPath -Name 'instance-00000099' -Nics @(@{ id = $script:Port1; mac = 'fa:16:3e:01:02:03' }) } |
+        $failure = { & $script:ScriptPath -Name 'instance-00000099' -Nics @(@{ id = $PsdTest.Port1; mac = 'fa:16:3e:01:02:03' }) } |
             Should -Throw -PassThru
         $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.VMNotFound'
         $failure.CategoryInfo.Category | Should -Be 'ObjectNotFound'
     }
 
     It 'changes nothing with -WhatIf' {
-        $result = & $script:ScriptPath -Name 'instance-00000001' -Nics @(@{ id = $script:Port1; mac = 'fa:16:3e:01:02:03' }) -WhatIf
+        $result = & $script:ScriptPath -Name 'instance-00000001' -Nics @(@{ id = $PsdTest.Port1; mac = 'fa:16:3e:01:02:03' }) -WhatIf
         Assert-MatchesContract $result
         @($result.nics).Count | Should -Be 0
         Should -Invoke Add-VMNetworkAdapter -Times 0 -Exactly

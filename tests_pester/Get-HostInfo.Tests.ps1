@@ -49,7 +49,11 @@ Describe 'Get-HostInfo' -Skip:(-not $IsWindows) {
         }
         Mock Get-NetIPAddress -MockWith {
             [pscustomobject]@{ IPAddress = '127.0.0.1' }
+            [pscustomobject]@{ IPAddress = '169.254.10.20' }
             [pscustomobject]@{ IPAddress = '192.0.2.10' }
+            [pscustomobject]@{ IPAddress = '::1' }
+            [pscustomobject]@{ IPAddress = 'fe80::1c2d:3e4f:5a6b:7c8d%12' }
+            [pscustomobject]@{ IPAddress = '2001:db8::10' }
         }
     }
 
@@ -61,7 +65,7 @@ Describe 'Get-HostInfo' -Skip:(-not $IsWindows) {
         $result['cpu']['threads'] | Should -Be 2
         $result['memory_mb_total'] | Should -Be 65536
         $result['numa_nodes'].Count | Should -Be 2
-        $result['ip_addresses'] | Should -Be @('192.0.2.10')
+        $result['ip_addresses'] | Should -Be @('192.0.2.10', '2001:db8::10')
         $result['instances_path']['exists'] | Should -BeTrue
         Test-Json -Json ($result | ConvertTo-Json -Depth 10) -Schema $script:ResultSchema | Should -BeTrue
     }

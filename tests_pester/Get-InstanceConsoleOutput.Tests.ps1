@@ -154,13 +154,13 @@ Describe 'Get-InstanceConsoleOutput' {
         }
     }
 
-    It 'fails with ReadError when the log cannot be opened' {
+    It 'fails with ResourceUnavailable when the log cannot be opened' {
         Write-Bytes -Path $script:Log -Bytes (ConvertTo-Utf8Bytes 'secret')
         $lock = [System.IO.FileStream]::new($script:Log, [System.IO.FileMode]::Open, [System.IO.FileAccess]::ReadWrite, [System.IO.FileShare]::None)
         try {
             $failure = { & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log } | Should -Throw -PassThru
             $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.ConsoleLogUnreadable'
-            $failure.CategoryInfo.Category | Should -Be 'ReadError'
+            $failure.CategoryInfo.Category | Should -Be 'ResourceUnavailable'
         }
         finally {
             $lock.Dispose()

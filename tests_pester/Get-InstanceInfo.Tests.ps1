@@ -8,6 +8,10 @@ BeforeDiscovery {
 }
 
 BeforeAll {
+    # State shared with the mocks. Mock bodies run inside the tested script's scopes (its
+    # $script: scope and StrictMode), so they reach it through one unqualified, uniquely
+    # named variable; $script: here is this file's scope.
+    $script:PsdTest = @{}
     $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
     $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Get-InstanceInfo.ps1'
     $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Get-InstanceInfo.contract.json'
@@ -71,11 +75,11 @@ AfterAll {
 
 Describe 'Get-InstanceInfo' {
     BeforeEach {
-        $script:Uuid = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f'
-        $script:VM = [pscustomobject]@{
+        $PsdTest.Uuid = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f'
+        $PsdTest.VM = [pscustomobject]@{
             Name                    = 'instance-00000001'
             Id                      = [guid]'0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b'
-            Notes                   = "$script:Uuid`r`nmanaged by OpenStack"
+            Notes                   = "$($PsdTest.Uuid)`r`nmanaged by OpenStack"
             State                   = 'Running'
             ProcessorCount          = 4
             MemoryStartup           = 4GB
@@ -85,14 +89,14 @@ Describe 'Get-InstanceInfo' {
             Generation              = 2
             ResourceMeteringEnabled = $true
         }
-        $script:FakeVMs = @($script:VM, [pscustomobject]@{ Name = 'instance-000000010'; Id = [guid]::NewGuid() })
-        $script:Adapter1 = [pscustomobject]@{
+        $PsdTest.FakeVMs = @($PsdTest.VM, [pscustomobject]@{ Name = 'instance-000000010'; Id = [guid]::NewGuid() })
+        $PsdTest.Adapter1 = [pscustomobject]@{
             Name = '3f1d2c4b-5a69-4e7f-8a9b-0c1d2e3f4a5b'; Id = 'Microsoft:A\1'; MacAddress = 'FA163E010203'; SwitchName = 'br-int'
         }
-        $script:Adapter2 = [pscustomobject]@{
+        $PsdTest.Adapter2 = [pscustomobject]@{
             Name = 'Network Adapter'; Id = 'Microsoft:A\2'; MacAddress = '000000000000'; SwitchName = ''
         }
-        Mock Get-VM { @($script:FakeVMs | Where-Object { $_.Name -like @($Name)[0] }) } -ParameterFilter { $null -ne $Name }
+        Mock Get-VM { @($PsdTest.FakeVMs | Where-Object { $_.Name -like @($Name)[0] }) } -ParameterFilter { $null -ne $Name }
         Mock Get-VMHardDiskDrive {
             [pscustomobject]@{ Path = 'C:\Instances\instance-00000001\root.vhdx'; ControllerType = 'SCSI'; ControllerNumber = 0; ControllerLocation = 0; DiskNumber = $null }
             [pscustomobject]@{ Path = 'Disk 3 2.00 GB Bus 0 Lun 1 Target 0'; ControllerType = 'SCSI'; ControllerNumber = 0; ControllerLocation = 1; DiskNumber = 3 }
@@ -106,13 +110,13 @@ Describe 'Get-InstanceInfo' {
             [pscustomobject]@{ Path = 'C:\Instances\instance-00000001\configdrive.iso'; ControllerType = 'SCSI'; ControllerNumber = 0; ControllerLocation = 3 }
             [pscustomobject]@{ Path = $null; ControllerType = 'SCSI'; ControllerNumber = 0; ControllerLocation = 4 }
         } -RemoveParameterType 'VM'
-        Mock Get-VMNetworkAdapter { $script:Adapter1; $script:Adapter2 } -RemoveParameterType 'VM'
+        Mock Get-VMNetworkAdapter { $PsdTest.Adapter1; $PsdTest.Adapter2 } -RemoveParameterType 'VM'
         Mock Get-VMNetworkAdapterVlan {
-            [pscustomobject]@{ ParentAdapter = $script:Adapter1; OperationMode = 'Access'; AccessVlanId = 101 }
-            [pscustomobject]@{ ParentAdapter = $script:Adapter2; OperationMode = 'Untagged'; AccessVlanId = 0 }
+            [pscustomobject]@{ ParentAdapter = $PsdTest.Adapter1; OperationMode = 'Access'; AccessVlanId = 101 }
+            [pscustomobject]@{ ParentAdapter = $PsdTest.Adapter2; OperationMode = 'Untagged'; AccessVlanId = 0 }
         } -RemoveParameterType 'VM'
         Mock Get-VMComPort {
-            [pscustomobject]@{ Name = 'COM 1'; Path = "\\.\pipe\$($script:Uuid)_rw" }
+            [pscustomobject]@{ Name = 'COM 1'; Path = "\\.\pipe\$($PsdTest.Uuid)_rw" }
             [pscustomobject]@{ Name = 'COM 2'; Path = '' }
         } -RemoveParameterType 'VM'
         Mock Measure-VM {
@@ -134,7 +138,7 @@ Describe 'Get-InstanceInfo' {
         Assert-MatchesContract $result
         $result.name | Should -Be 'instance-00000001'
         $result.vm_id | Should -Be '0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b'
-        $result.instance_uuid | Should -Be $script:Uuid
+        $result.instance_uuid | Should -Be $PsdTest.Uuid
         $result.state | Should -Be 'Running'
         $result.vcpus | Should -Be 4
         $result.memory_mb | Should -Be 4096
@@ -142,7 +146,7 @@ Describe 'Get-InstanceInfo' {
         $result.dynamic_memory_enabled | Should -BeTrue
         $result.uptime_seconds | Should -Be 3600
         $result.generation | Should -Be 2
-        $result.notes | Should -Be $script:VM.Notes
+        $result.notes | Should -Be $PsdTest.VM.Notes
         $result.metrics | Should -BeNullOrEmpty
         Should -Invoke Measure-VM -Times 0 -Exactly
     }
@@ -177,7 +181,7 @@ Describe 'Get-InstanceInfo' {
         $result.nics[1].vlan | Should -BeNullOrEmpty
         $result.nics[1].connected | Should -BeFalse
         $result.serial_ports[0].port | Should -Be 1
-        $result.serial_ports[0].path | Should -Be "\\.\pipe\$($script:Uuid)_rw"
+        $result.serial_ports[0].path | Should -Be "\\.\pipe\$($PsdTest.Uuid)_rw"
         $result.serial_ports[1].port | Should -Be 2
         $result.serial_ports[1].path | Should -BeNullOrEmpty
     }
@@ -194,7 +198,7 @@ Describe 'Get-InstanceInfo' {
     }
 
     It 'gives null metrics when resource metering is off' {
-        $script:VM.ResourceMeteringEnabled = $false
+        $PsdTest.VM.ResourceMeteringEnabled = $false
         $result = & $script:ScriptPath -Name 'instance-00000001' -IncludeMetrics
         Assert-MatchesContract $result
         $result.metrics | Should -BeNullOrEmpty
@@ -214,7 +218,7 @@ Describe 'Get-InstanceInfo' {
         Mock Get-VMNetworkAdapter { } -RemoveParameterType 'VM'
         Mock Get-VMNetworkAdapterVlan { } -RemoveParameterType 'VM'
         Mock Get-VMComPort { } -RemoveParameterType 'VM'
-        $script:VM.Notes = $null
+        $PsdTest.VM.Notes = $null
         $result = & $script:ScriptPath -Name 'instance-00000001'
         Assert-MatchesContract $result
         $json = ConvertTo-Json -InputObject $result -Depth 20 -Compress
@@ -225,13 +229,23 @@ Describe 'Get-InstanceInfo' {
     }
 
     It 'matches the name exactly, without wildcards' {
-        $script:FakeVMs = @(
+        $PsdTest.FakeVMs = @(
             [pscustomobject]@{ Name = 'vm1'; Id = [guid]::NewGuid() }
-            $script:VM
+            $PsdTest.VM
         )
-        $script:VM.Name = 'vm[1]'
+        $PsdTest.VM.Name = 'vm[1]'
         $result = & $script:ScriptPath -Name 'vm[1]'
         $result.name | Should -Be 'vm[1]'
+        # Hyper-V compares a name without an unescaped wildcard literally, backticks included,
+        # so the lookup must be a real pattern: the escaped name followed by '*'.
+        Should -Invoke Get-VM -Times 1 -Exactly -ParameterFilter { @($Name)[0] -ceq 'vm`[1`]*' }
+    }
+
+    It 'reports a host that cannot be asked instead of a missing VM' {
+        Mock Get-VM { throw [System.InvalidOperationException]::new('The Virtual Machine Management service is not running.') }
+        $failure = { & $script:ScriptPath -Name 'instance-00000001' } | Should -Throw -PassThru
+        $failure.FullyQualifiedErrorId | Should -Not -Be 'PsDriver.VMNotFound'
+        $failure.Exception.Message | Should -Match 'Virtual Machine Management service'
     }
 
     It 'fails with ObjectNotFound for a missing VM' {
@@ -242,7 +256,7 @@ Describe 'Get-InstanceInfo' {
     }
 
     It 'fails with InvalidOperation when two VMs share the name' {
-        $script:FakeVMs = @($script:VM, $script:VM)
+        $PsdTest.FakeVMs = @($PsdTest.VM, $PsdTest.VM)
         $failure = { & $script:ScriptPath -Name 'instance-00000001' } | Should -Throw -PassThru
         $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.VMNameNotUnique'
         $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'

@@ -8,6 +8,10 @@ BeforeDiscovery {
 }
 
 BeforeAll {
+    # State shared with the mocks. Mock bodies run inside the tested script's scopes (its
+    # $script: scope and StrictMode), so they reach it through one unqualified, uniquely
+    # named variable; $script: here is this file's scope.
+    $script:PsdTest = @{}
     $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
     $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Get-InstanceSummary.ps1'
     $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Get-InstanceSummary.contract.json'
@@ -87,13 +91,13 @@ AfterAll {
 
 Describe 'Get-InstanceSummary' {
     BeforeEach {
-        $script:Uuid = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f'
-        $script:FakeVMs = @(
-            New-FakeVM -Name 'instance-00000001' -Notes $script:Uuid
+        $PsdTest.Uuid = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f'
+        $PsdTest.FakeVMs = @(
+            New-FakeVM -Name 'instance-00000001' -Notes $PsdTest.Uuid
             New-FakeVM -Name 'admin-vm' -Notes 'build server, do not touch' -State 'Off' -MemoryAssigned 0 -UptimeSeconds 0 -Generation 1
             New-FakeVM -Name 'no-notes' -Notes $null -State 'Saved'
         )
-        Mock Get-VM { $script:FakeVMs }
+        Mock Get-VM { $PsdTest.FakeVMs }
     }
 
     It 'lists every VM with one Get-VM call' {
@@ -106,8 +110,8 @@ Describe 'Get-InstanceSummary' {
     It 'reports the fields of a Nova VM' {
         $vm = (& $script:ScriptPath).vms[0]
         $vm.name | Should -Be 'instance-00000001'
-        $vm.instance_uuid | Should -Be $script:Uuid
-        $vm.vm_id | Should -Be $script:FakeVMs[0].Id.ToString()
+        $vm.instance_uuid | Should -Be $PsdTest.Uuid
+        $vm.vm_id | Should -Be $PsdTest.FakeVMs[0].Id.ToString()
         $vm.state | Should -Be 'Running'
         $vm.vcpus | Should -Be 2
         $vm.memory_mb | Should -Be 2048
@@ -132,7 +136,7 @@ Describe 'Get-InstanceSummary' {
     }
 
     It 'returns an empty list for a host without VMs' {
-        $script:FakeVMs = @()
+        $PsdTest.FakeVMs = @()
         $result = & $script:ScriptPath
         Assert-MatchesContract $result
         @($result.vms).Count | Should -Be 0
@@ -149,7 +153,7 @@ Describe 'Get-InstanceSummary' {
         @{ Label = 'a UUID without dashes'; Notes = '4f5c9a1e2b7d4c3e9f106a8b2c4d5e6f'; Expected = $null }
         @{ Label = 'blank'; Notes = '   '; Expected = $null }
     ) {
-        $script:FakeVMs = @(New-FakeVM -Name 'vm' -Notes $Notes)
+        $PsdTest.FakeVMs = @(New-FakeVM -Name 'vm' -Notes $Notes)
         $result = & $script:ScriptPath
         Assert-MatchesContract $result
         if ($null -eq $Expected) {

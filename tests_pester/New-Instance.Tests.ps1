@@ -24,6 +24,9 @@ BeforeDiscovery {
 BeforeAll {
     $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
     $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'New-Instance.ps1'
+    # The console logger is launched by Start-PsDriverConsoleLogger of the shared module
+    # (tested with Start-InstanceConsoleLogger.Tests.ps1); here it is mocked.
+    Import-Module -Name (Join-Path -Path $script:ScriptsDir -ChildPath 'PsDriver.psm1') -Force
     $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'New-Instance.contract.json'
     $contract = Get-Content -LiteralPath $contractPath -Raw | ConvertFrom-Json -AsHashtable
     $script:ResultSchema = $contract['result'] | ConvertTo-Json -Depth 100
@@ -223,6 +226,7 @@ BeforeAll {
             config_drive         = [ordered]@{ content_base64 = $script:ConfigDriveBase64; format = 'iso'; as_dvd = $true }
             enable_metrics       = $true
             power_on             = $true
+            console_log          = [ordered]@{ path = Join-Path -Path $Root -ChildPath 'instance-0000002a/console.log' }
         }
     }
 
@@ -404,6 +408,11 @@ Describe 'New-Instance' {
             }
             $vhd
         }
+        Mock Start-PsDriverConsoleLogger {
+            Invoke-FakeStep -Step 'Start-PsDriverConsoleLogger'
+            [ordered]@{ started = $true; running = $true; pid = 4242 }
+        }
+        Mock Stop-PsDriverConsoleLogger { Invoke-FakeStep -Step 'Stop-PsDriverConsoleLogger' }
         # Only the failure is faked; otherwise the real Copy-Item copies the file.
         Mock Copy-Item {
             $null = New-Item -ItemType File -Path $Destination -Force
@@ -541,6 +550,68 @@ Describe 'New-Instance' {
             Should -Invoke Set-VMComPort -Times 1 -Exactly -ParameterFilter {
                 $Number -eq 1 -and $Path -eq "\\.\pipe\$($script:Uuid)_ro"
             }
+        }
+
+        It 'starts the console logger on the _ro pipe before the VM starts' {
+            $result = & $script:ScriptPath -Spec $script:Spec
+
+            Assert-MatchesContract -Result $result
+            $script:LogPath = $script:Spec['console_log']['path']
+            Should -Invoke Start-PsDriverConsoleLogger -Times 1 -Exactly -ParameterFilter {
+                $PipePath -eq "\\.\pipe\$($script:Uuid)_ro" -and $LogPath -eq $script:LogPath -and $MaxLogBytes -eq 524288 -and
+                $VMId -eq @($PsdTest.Vms)[0].Id.ToString() -and $VMName -eq 'instance-0000002a'
+            }
+            $PsdTest.Calls.IndexOf('Start-PsDriverConsoleLogger#1') | Should -BeLessThan $PsdTest.Calls.IndexOf('Start-VM#1')
+            $result.console_logger.pipe_path | Should -Be "\\.\pipe\$($script:Uuid)_ro"
+            $result.console_logger.log_path | Should -Be $script:LogPath
+            $result.console_logger.started | Should -BeTrue
+            $result.console_logger.running | Should -BeTrue
+            $result.console_logger.pid | Should -Be 4242
+            $result.console_logger.error | Should -BeNullOrEmpty
+        }
+
+        It 'passes max_bytes to the logger and starts it for a VM that stays off' {
+            $script:Spec['console_log']['max_bytes'] = 65536
+            $script:Spec['power_on'] = $false
+
+            $null = & $script:ScriptPath -Spec $script:Spec
+
+            Should -Invoke Start-PsDriverConsoleLogger -Times 1 -Exactly -ParameterFilter { $MaxLogBytes -eq 65536 }
+        }
+
+        It 'goes on with a warning when the console logger cannot start' {
+            Mock Start-PsDriverConsoleLogger { throw 'Win32_Process.Create returned 2' }
+
+            $result = & $script:ScriptPath -Spec $script:Spec -WarningVariable warnings -WarningAction SilentlyContinue
+
+            Assert-MatchesContract -Result $result
+            $result.state | Should -Be 'Running'
+            $result.console_logger.started | Should -BeFalse
+            $result.console_logger.running | Should -BeFalse
+            $result.console_logger.error | Should -BeLike '*returned 2*'
+            @($warnings).Count | Should -Be 1
+            Should -Invoke Stop-PsDriverConsoleLogger -Times 0 -Exactly
+        }
+
+        It 'reports why there is no console log for a VM without a serial port pipe' {
+            $script:Spec['serial_ports'] = @()
+
+            $result = & $script:ScriptPath -Spec $script:Spec -WarningAction SilentlyContinue
+
+            Assert-MatchesContract -Result $result
+            $result.console_logger.pipe_path | Should -BeNullOrEmpty
+            $result.console_logger.error | Should -BeLike '*no serial port*'
+            Should -Invoke Start-PsDriverConsoleLogger -Times 0 -Exactly
+        }
+
+        It 'starts no console logger without console_log' {
+            $script:Spec.Remove('console_log')
+
+            $result = & $script:ScriptPath -Spec $script:Spec
+
+            Assert-MatchesContract -Result $result
+            $result.console_logger | Should -BeNullOrEmpty
+            Should -Invoke Start-PsDriverConsoleLogger -Times 0 -Exactly
         }
 
         It 'leaves the VM off when power_on is false' {
@@ -717,6 +788,20 @@ Describe 'New-Instance' {
             Should -Invoke Remove-VM -Times 1 -Exactly
         }
 
+        It 'stops the console logger it started when a later step fails' {
+            $root = New-TestRoot
+            $spec = New-Gen2Spec -Root $root
+            $PsdTest.FailAt = 'Start-VM'
+
+            { & $script:ScriptPath -Spec $spec } | Should -Throw -ErrorId 'Fake.InjectedFailure'
+
+            Should -Invoke Stop-PsDriverConsoleLogger -Times 1 -Exactly -ParameterFilter {
+                $VMName -eq 'instance-0000002a' -and -not [string]::IsNullOrEmpty($VMId)
+            }
+            $PsdTest.Calls.IndexOf('Stop-PsDriverConsoleLogger#1') | Should -BeLessThan $PsdTest.Calls.IndexOf('Remove-VM#1')
+            $PsdTest.Vms.Count | Should -Be 0
+        }
+
         It 'turns a running VM off before removing it' {
             $root = New-TestRoot
             $spec = New-Gen2Spec -Root $root
@@ -818,6 +903,8 @@ Describe 'New-Instance' {
             @{ Case = 'config drive content that is not base64'; Field = 'config_drive'; Value = @{ content_base64 = '***'; format = 'iso'; as_dvd = $true } }
             @{ Case = 'COM port 3'; Field = 'serial_ports'; Value = @(@{ port = 3; pipe = 'x' }) }
             @{ Case = 'a vhd root on generation 2'; Field = 'root_disk'; Value = @{ source = $null; format = 'vhd'; size_gb = 10 } }
+            @{ Case = 'a relative console log'; Field = 'console_log'; Value = @{ path = 'console.log' } }
+            @{ Case = 'a tiny console log'; Field = 'console_log'; Value = @{ path = 'C:\x\console.log'; max_bytes = 100 } }
         ) {
             $script:Spec[$Field] = $Value
 

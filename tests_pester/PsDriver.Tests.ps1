@@ -149,3 +149,65 @@ Describe 'Invoke-PsDriverScript' -Skip:(-not $IsWindows) {
         ($json | ConvertFrom-Json -AsHashtable)['result']['echo'] | Should -BeExactly "a'b"
     }
 }
+
+Describe 'console logger helpers' {
+    BeforeEach {
+        $script:VmId = [guid]::NewGuid().ToString().ToUpperInvariant()
+        $script:LogDir = Join-Path -Path $TestDrive -ChildPath ([guid]::NewGuid().ToString('N'))
+        $null = New-Item -ItemType Directory -Path $script:LogDir
+    }
+
+    It 'names the mutex and stop event after the lower-case VM id' {
+        $names = Get-PsDriverConsoleLoggerName -VMId $script:VmId
+        $names.Mutex | Should -BeExactly ('Global\psdriver-console-' + $script:VmId.ToLowerInvariant())
+        $names.Stop | Should -BeExactly ('Global\psdriver-console-stop-' + $script:VmId.ToLowerInvariant())
+    }
+
+    It 'sees a logger by its mutex' {
+        Test-PsDriverConsoleLogger -VMId $script:VmId | Should -BeFalse
+        $mutex = [System.Threading.Mutex]::new($false, (Get-PsDriverConsoleLoggerName -VMId $script:VmId).Mutex)
+        try {
+            Test-PsDriverConsoleLogger -VMId $script:VmId | Should -BeTrue
+        }
+        finally {
+            $mutex.Dispose()
+        }
+    }
+
+    It 'returns the pipe name of a good target' {
+        $log = Join-Path -Path $script:LogDir -ChildPath 'console.log'
+        Assert-PsDriverConsoleLogTarget -PipePath '\\.\pipe\abc_ro' -LogPath $log | Should -BeExactly 'abc_ro'
+    }
+
+    It 'refuses a pipe that is not local' {
+        $log = Join-Path -Path $script:LogDir -ChildPath 'console.log'
+        $failure = { Assert-PsDriverConsoleLogTarget -PipePath '\\server\pipe\abc' -LogPath $log } | Should -Throw -PassThru
+        $failure.FullyQualifiedErrorId | Should -BeLike 'PsDriver.InvalidPipePath*'
+    }
+
+    It 'refuses a log whose folder is missing' {
+        $log = Join-Path -Path $script:LogDir -ChildPath 'missing/console.log'
+        $failure = { Assert-PsDriverConsoleLogTarget -PipePath '\\.\pipe\abc' -LogPath $log } | Should -Throw -PassThru
+        $failure.FullyQualifiedErrorId | Should -BeLike 'PsDriver.LogDirectoryNotFound*'
+    }
+
+    It 'starts nothing when a logger holds the mutex already' {
+        $mutex = [System.Threading.Mutex]::new($false, (Get-PsDriverConsoleLoggerName -VMId $script:VmId).Mutex)
+        try {
+            $launch = Start-PsDriverConsoleLogger -VMId $script:VmId -VMName 'vm' -PipePath '\\.\pipe\abc' -LogPath (Join-Path -Path $script:LogDir -ChildPath 'console.log')
+            $launch.started | Should -BeFalse
+            $launch.running | Should -BeTrue
+            $launch.pid | Should -BeNullOrEmpty
+        }
+        finally {
+            $mutex.Dispose()
+        }
+    }
+
+    It 'carries reader code that parses' {
+        $errors = $null
+        $null = [System.Management.Automation.Language.Parser]::ParseInput((Get-PsDriverConsoleReaderScript), [ref]$null, [ref]$errors)
+        $errors.Count | Should -Be 0
+        Get-PsDriverConsoleReaderScript | Should -Match 'function Invoke-ConsoleLogReader'
+    }
+}

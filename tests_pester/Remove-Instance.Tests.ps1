@@ -254,6 +254,16 @@ Describe 'Remove-Instance' {
             Should -Invoke Remove-VM -Times 0 -Exactly
         }
 
+        It 'is not confused with a host that cannot be asked' {
+            $files = New-InstanceFolder
+            Mock Get-VM { throw [System.UnauthorizedAccessException]::new('You do not have the required permission to complete this task.') }
+
+            { & $script:ScriptPath -Name 'instance-0000002a' -InstanceDir $files.Dir -DeleteFiles } | Should -Throw '*required permission*'
+
+            Should -Invoke Remove-VM -Times 0 -Exactly
+            Test-Path -LiteralPath $files.Dir | Should -BeTrue
+        }
+
         It 'still has its folder removed with -DeleteFiles' {
             $files = New-InstanceFolder
 
@@ -320,6 +330,8 @@ Describe 'Remove-Instance' {
         It 'is not turned off when it is <State>' -ForEach @(
             @{ State = 'Off' }
             @{ State = 'Saved' }
+            @{ State = 'OffCritical' }
+            @{ State = 'SavedCritical' }
         ) {
             $PsdTest.Vm.State = $State
 

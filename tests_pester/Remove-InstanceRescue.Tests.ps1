@@ -8,6 +8,10 @@ BeforeDiscovery {
 }
 
 BeforeAll {
+    # State shared with the mocks. Mock bodies run inside the tested script's scopes (its
+    # $script: scope and StrictMode), so they reach it through one unqualified, uniquely
+    # named variable; $script: here is this file's scope.
+    $script:PsdTest = @{}
     $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
     $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Remove-InstanceRescue.ps1'
     $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Remove-InstanceRescue.contract.json'
@@ -69,7 +73,7 @@ BeforeAll {
     Add-CommandStub -Name 'Resume-VM' -Parameter 'VM'
     Add-CommandStub -Name 'Remove-VMSavedState' -Parameter 'VM'
 
-    $script:Dir = 'C:\OpenStack\Instances\instance-00000001\'
+    $PsdTest.Dir = 'C:\OpenStack\Instances\instance-00000001\'
 
     function New-FakeDrive {
         param(
@@ -81,9 +85,9 @@ BeforeAll {
             [int]$ControllerLocation,
             [object]$DiskNumber = $null
         )
-        $script:DriveKey++
+        $PsdTest.DriveKey++
         [pscustomobject]@{
-            Key                = $script:DriveKey
+            Key                = $PsdTest.DriveKey
             Kind               = $Kind
             Path               = $Path
             ControllerType     = $ControllerType
@@ -101,18 +105,18 @@ BeforeAll {
             [int]$ControllerNumber,
             [int]$ControllerLocation
         )
-        $taken = @($script:Drives | Where-Object {
+        $taken = @($PsdTest.Drives | Where-Object {
                 $_.ControllerType -eq $ControllerType -and $_.ControllerNumber -eq $ControllerNumber -and
                 $_.ControllerLocation -eq $ControllerLocation
             })
         if ($taken.Count -gt 0) {
             throw "Slot $ControllerType ${ControllerNumber}:$ControllerLocation is in use."
         }
-        if ($ControllerType -eq 'SCSI' -and @($script:ScsiControllers | Where-Object { $_.ControllerNumber -eq $ControllerNumber }).Count -eq 0) {
+        if ($ControllerType -eq 'SCSI' -and @($PsdTest.ScsiControllers | Where-Object { $_.ControllerNumber -eq $ControllerNumber }).Count -eq 0) {
             throw "No SCSI controller $ControllerNumber."
         }
         $drive = New-FakeDrive -Kind $Kind -Path $Path -ControllerType $ControllerType -ControllerNumber $ControllerNumber -ControllerLocation $ControllerLocation
-        $script:Drives = @($script:Drives) + $drive
+        $PsdTest.Drives = @($PsdTest.Drives) + $drive
         $drive
     }
 
@@ -121,7 +125,7 @@ BeforeAll {
             [object]$Drive
         )
         $key = @($Drive)[0].Key
-        $script:Drives = @($script:Drives | Where-Object { $_.Key -ne $key })
+        $PsdTest.Drives = @($PsdTest.Drives | Where-Object { $_.Key -ne $key })
     }
 
     # The drive in a slot, or $null.
@@ -131,7 +135,7 @@ BeforeAll {
             [int]$ControllerNumber,
             [int]$ControllerLocation
         )
-        @($script:Drives | Where-Object {
+        @($PsdTest.Drives | Where-Object {
                 $_.ControllerType -eq $ControllerType -and $_.ControllerNumber -eq $ControllerNumber -and
                 $_.ControllerLocation -eq $ControllerLocation
             }) | Select-Object -First 1
@@ -146,37 +150,37 @@ AfterAll {
 
 Describe 'Remove-InstanceRescue' {
     BeforeEach {
-        $script:DriveKey = 0
-        $script:State = 'Running'
-        $script:Generation = 2
-        $script:FirstBoot = $null
-        $script:Deleted = @()
-        $script:ScsiControllers = @([pscustomobject]@{ ControllerNumber = 0 })
-        $script:Root = $script:Dir + 'root.vhdx'
-        $script:Rescue = $script:Dir + 'root-rescue.vhdx'
-        $script:ConfigDrive = $script:Dir + 'configdrive.iso'
-        $script:RescueConfigDrive = $script:Dir + 'configdrive-rescue.iso'
-        $script:Files = @($script:Root, $script:Rescue, $script:ConfigDrive, $script:RescueConfigDrive)
+        $PsdTest.DriveKey = 0
+        $PsdTest.State = 'Running'
+        $PsdTest.Generation = 2
+        $PsdTest.FirstBoot = $null
+        $PsdTest.Deleted = @()
+        $PsdTest.ScsiControllers = @([pscustomobject]@{ ControllerNumber = 0 })
+        $PsdTest.Root = $PsdTest.Dir + 'root.vhdx'
+        $PsdTest.Rescue = $PsdTest.Dir + 'root-rescue.vhdx'
+        $PsdTest.ConfigDrive = $PsdTest.Dir + 'configdrive.iso'
+        $PsdTest.RescueConfigDrive = $PsdTest.Dir + 'configdrive-rescue.iso'
+        $PsdTest.Files = @($PsdTest.Root, $PsdTest.Rescue, $PsdTest.ConfigDrive, $PsdTest.RescueConfigDrive)
         # the layout Set-InstanceRescue leaves on a generation 2 VM
-        $script:Drives = @(
-            New-FakeDrive -Kind 'HardDisk' -Path $script:Rescue -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 0
-            New-FakeDrive -Kind 'DvdDrive' -Path $script:RescueConfigDrive -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 1
-            New-FakeDrive -Kind 'HardDisk' -Path ($script:Dir + 'eph0.vhdx') -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 2
-            New-FakeDrive -Kind 'HardDisk' -Path $script:Root -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 3
+        $PsdTest.Drives = @(
+            New-FakeDrive -Kind 'HardDisk' -Path $PsdTest.Rescue -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 0
+            New-FakeDrive -Kind 'DvdDrive' -Path $PsdTest.RescueConfigDrive -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 1
+            New-FakeDrive -Kind 'HardDisk' -Path ($PsdTest.Dir + 'eph0.vhdx') -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 2
+            New-FakeDrive -Kind 'HardDisk' -Path $PsdTest.Root -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 3
         )
         Mock Get-VM {
-            if ($null -ne $Name -and @($Name)[0] -ne 'instance-00000001') {
+            if ($null -ne $Name -and 'instance-00000001' -notlike @($Name)[0]) {
                 return
             }
             [pscustomobject]@{
                 Name       = 'instance-00000001'
                 Id         = [guid]'0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b'
-                State      = $script:State
-                Generation = $script:Generation
+                State      = $PsdTest.State
+                Generation = $PsdTest.Generation
             }
         }
-        Mock Get-VMHardDiskDrive { @($script:Drives | Where-Object { $_.Kind -eq 'HardDisk' }) } -RemoveParameterType 'VM'
-        Mock Get-VMDvdDrive { @($script:Drives | Where-Object { $_.Kind -eq 'DvdDrive' }) } -RemoveParameterType 'VM'
+        Mock Get-VMHardDiskDrive { @($PsdTest.Drives | Where-Object { $_.Kind -eq 'HardDisk' }) } -RemoveParameterType 'VM'
+        Mock Get-VMDvdDrive { @($PsdTest.Drives | Where-Object { $_.Kind -eq 'DvdDrive' }) } -RemoveParameterType 'VM'
         Mock Add-VMHardDiskDrive {
             $drive = Add-FakeDrive -Kind 'HardDisk' -Path $Path -ControllerType ([string]$ControllerType) `
                 -ControllerNumber $ControllerNumber -ControllerLocation $ControllerLocation
@@ -186,7 +190,7 @@ Describe 'Remove-InstanceRescue' {
         } -RemoveParameterType 'VM'
         Mock Add-VMDvdDrive {
             $type = 'SCSI'
-            if ($script:Generation -eq 1) {
+            if ($PsdTest.Generation -eq 1) {
                 $type = 'IDE'
             }
             $drive = Add-FakeDrive -Kind 'DvdDrive' -Path $Path -ControllerType $type `
@@ -198,138 +202,138 @@ Describe 'Remove-InstanceRescue' {
         Mock Remove-VMHardDiskDrive { Remove-FakeDrive -Drive $VMHardDiskDrive } -RemoveParameterType 'VMHardDiskDrive'
         Mock Remove-VMDvdDrive { Remove-FakeDrive -Drive $VMDvdDrive } -RemoveParameterType 'VMDvdDrive'
         Mock Set-VMDvdDrive { @($VMDvdDrive)[0].Path = $Path } -RemoveParameterType 'VMDvdDrive'
-        Mock Get-VMScsiController { @($script:ScsiControllers) } -RemoveParameterType 'VM'
+        Mock Get-VMScsiController { @($PsdTest.ScsiControllers) } -RemoveParameterType 'VM'
         Mock Add-VMScsiController {
-            $script:ScsiControllers = @($script:ScsiControllers) + [pscustomobject]@{ ControllerNumber = @($script:ScsiControllers).Count }
+            $PsdTest.ScsiControllers = @($PsdTest.ScsiControllers) + [pscustomobject]@{ ControllerNumber = @($PsdTest.ScsiControllers).Count }
         } -RemoveParameterType 'VM'
-        Mock Set-VMFirmware { $script:FirstBoot = @($FirstBootDevice)[0].Path } -RemoveParameterType 'VM', 'FirstBootDevice'
+        Mock Set-VMFirmware { $PsdTest.FirstBoot = @($FirstBootDevice)[0].Path } -RemoveParameterType 'VM', 'FirstBootDevice'
         Mock Start-VM {
-            if ($script:State -notin @('Off', 'Saved')) {
+            if ($PsdTest.State -notin @('Off', 'Saved')) {
                 throw 'The operation cannot be performed while the object is in its current state.'
             }
-            $script:State = 'Running'
+            $PsdTest.State = 'Running'
         } -RemoveParameterType 'VM'
-        Mock Stop-VM { $script:State = 'Off' } -RemoveParameterType 'VM'
-        Mock Resume-VM { $script:State = 'Running' } -RemoveParameterType 'VM'
-        Mock Remove-VMSavedState { $script:State = 'Off' } -RemoveParameterType 'VM'
-        Mock Test-Path { @($script:Files | Where-Object { $_ -eq $LiteralPath }).Count -gt 0 } -ParameterFilter { $null -ne $LiteralPath }
-        Mock Remove-Item { $script:Deleted += @($LiteralPath) } -ParameterFilter { $null -ne $LiteralPath }
+        Mock Stop-VM { $PsdTest.State = 'Off' } -RemoveParameterType 'VM'
+        Mock Resume-VM { $PsdTest.State = 'Running' } -RemoveParameterType 'VM'
+        Mock Remove-VMSavedState { $PsdTest.State = 'Off' } -RemoveParameterType 'VM'
+        Mock Test-Path { @($PsdTest.Files | Where-Object { $_ -eq $LiteralPath }).Count -gt 0 } -ParameterFilter { $null -ne $LiteralPath }
+        Mock Remove-Item { $PsdTest.Deleted += @($LiteralPath) } -ParameterFilter { $null -ne $LiteralPath }
     }
 
     It 'restores the original layout of a generation 2 VM and deletes the rescue files' {
-        $result = & $script:ScriptPath -Name 'instance-00000001' -RescueDiskPath $script:Rescue -RootDiskPath $script:Root `
-            -RescueConfigDrivePath $script:RescueConfigDrive -ConfigDrivePath $script:ConfigDrive
+        $result = & $script:ScriptPath -Name 'instance-00000001' -RescueDiskPath $PsdTest.Rescue -RootDiskPath $PsdTest.Root `
+            -RescueConfigDrivePath $PsdTest.RescueConfigDrive -ConfigDrivePath $PsdTest.ConfigDrive
         Assert-MatchesContract $result
-        (Get-FakeSlot 'SCSI' 0 0).Path | Should -Be $script:Root
-        (Get-FakeSlot 'SCSI' 0 1).Path | Should -Be $script:ConfigDrive
+        (Get-FakeSlot 'SCSI' 0 0).Path | Should -Be $PsdTest.Root
+        (Get-FakeSlot 'SCSI' 0 1).Path | Should -Be $PsdTest.ConfigDrive
         (Get-FakeSlot 'SCSI' 0 1).Kind | Should -Be 'DvdDrive'
-        (Get-FakeSlot 'SCSI' 0 2).Path | Should -Be ($script:Dir + 'eph0.vhdx')
+        (Get-FakeSlot 'SCSI' 0 2).Path | Should -Be ($PsdTest.Dir + 'eph0.vhdx')
         (Get-FakeSlot 'SCSI' 0 3) | Should -BeNullOrEmpty
-        @($script:Drives | Where-Object { $_.Path -in @($script:Rescue, $script:RescueConfigDrive) }).Count | Should -Be 0
-        $script:FirstBoot | Should -Be $script:Root
-        $script:Deleted | Should -Contain $script:Rescue
-        $script:Deleted | Should -Contain $script:RescueConfigDrive
-        $script:Deleted | Should -Not -Contain $script:ConfigDrive
-        $script:State | Should -Be 'Running'
+        @($PsdTest.Drives | Where-Object { $_.Path -in @($PsdTest.Rescue, $PsdTest.RescueConfigDrive) }).Count | Should -Be 0
+        $PsdTest.FirstBoot | Should -Be $PsdTest.Root
+        $PsdTest.Deleted | Should -Contain $PsdTest.Rescue
+        $PsdTest.Deleted | Should -Contain $PsdTest.RescueConfigDrive
+        $PsdTest.Deleted | Should -Not -Contain $PsdTest.ConfigDrive
+        $PsdTest.State | Should -Be 'Running'
         Should -Invoke Stop-VM -Times 1 -Exactly
         $result.rescued | Should -BeFalse
-        $result.boot_disk_path | Should -Be $script:Root
-        $result.root_disk_path | Should -Be $script:Root
+        $result.boot_disk_path | Should -Be $PsdTest.Root
+        $result.root_disk_path | Should -Be $PsdTest.Root
         $result.rescue_disk_path | Should -BeNullOrEmpty
-        $result.config_drive_path | Should -Be $script:ConfigDrive
+        $result.config_drive_path | Should -Be $PsdTest.ConfigDrive
         $result.state | Should -Be 'Running'
         $result.devices.Count | Should -Be 3
     }
 
     It 'finds the root disk by its file name without RootDiskPath' {
-        $result = & $script:ScriptPath -Name 'instance-00000001' -RescueDiskPath $script:Rescue
+        $result = & $script:ScriptPath -Name 'instance-00000001' -RescueDiskPath $PsdTest.Rescue
         Assert-MatchesContract $result
-        (Get-FakeSlot 'SCSI' 0 0).Path | Should -Be $script:Root
-        $result.root_disk_path | Should -Be $script:Root
+        (Get-FakeSlot 'SCSI' 0 0).Path | Should -Be $PsdTest.Root
+        $result.root_disk_path | Should -Be $PsdTest.Root
     }
 
     It 'puts the root disk back on IDE 0:0 of a generation 1 VM' {
-        $script:Generation = 1
-        $rescueVhd = $script:Dir + 'root-rescue.vhd'
-        $script:Files += $rescueVhd
-        $script:Drives = @(
+        $PsdTest.Generation = 1
+        $rescueVhd = $PsdTest.Dir + 'root-rescue.vhd'
+        $PsdTest.Files += $rescueVhd
+        $PsdTest.Drives = @(
             New-FakeDrive -Kind 'HardDisk' -Path $rescueVhd -ControllerType 'IDE' -ControllerNumber 0 -ControllerLocation 0
-            New-FakeDrive -Kind 'DvdDrive' -Path $script:RescueConfigDrive -ControllerType 'IDE' -ControllerNumber 1 -ControllerLocation 0
-            New-FakeDrive -Kind 'HardDisk' -Path $script:Root -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 0
+            New-FakeDrive -Kind 'DvdDrive' -Path $PsdTest.RescueConfigDrive -ControllerType 'IDE' -ControllerNumber 1 -ControllerLocation 0
+            New-FakeDrive -Kind 'HardDisk' -Path $PsdTest.Root -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 0
         )
-        $result = & $script:ScriptPath -Name 'instance-00000001' -RescueDiskPath $rescueVhd -RootDiskPath $script:Root `
-            -RescueConfigDrivePath $script:RescueConfigDrive -ConfigDrivePath $script:ConfigDrive
+        $result = & $script:ScriptPath -Name 'instance-00000001' -RescueDiskPath $rescueVhd -RootDiskPath $PsdTest.Root `
+            -RescueConfigDrivePath $PsdTest.RescueConfigDrive -ConfigDrivePath $PsdTest.ConfigDrive
         Assert-MatchesContract $result
-        (Get-FakeSlot 'IDE' 0 0).Path | Should -Be $script:Root
-        (Get-FakeSlot 'IDE' 1 0).Path | Should -Be $script:ConfigDrive
+        (Get-FakeSlot 'IDE' 0 0).Path | Should -Be $PsdTest.Root
+        (Get-FakeSlot 'IDE' 1 0).Path | Should -Be $PsdTest.ConfigDrive
         (Get-FakeSlot 'SCSI' 0 0) | Should -BeNullOrEmpty
         Should -Invoke Set-VMFirmware -Times 0 -Exactly
-        $script:Deleted | Should -Contain $rescueVhd
+        $PsdTest.Deleted | Should -Contain $rescueVhd
     }
 
     It 'attaches a detached root disk (after a rescue that failed half way)' {
-        $script:Drives = @($script:Drives | Where-Object { $_.Path -ne $script:Root })
-        $result = & $script:ScriptPath -Name 'instance-00000001' -RescueDiskPath $script:Rescue -RootDiskPath $script:Root
+        $PsdTest.Drives = @($PsdTest.Drives | Where-Object { $_.Path -ne $PsdTest.Root })
+        $result = & $script:ScriptPath -Name 'instance-00000001' -RescueDiskPath $PsdTest.Rescue -RootDiskPath $PsdTest.Root
         Assert-MatchesContract $result
-        (Get-FakeSlot 'SCSI' 0 0).Path | Should -Be $script:Root
-        $script:FirstBoot | Should -Be $script:Root
+        (Get-FakeSlot 'SCSI' 0 0).Path | Should -Be $PsdTest.Root
+        $PsdTest.FirstBoot | Should -Be $PsdTest.Root
     }
 
     It 'does nothing to the disks of a VM that is not rescued' {
-        $script:State = 'Off'
-        $script:Drives = @(
-            New-FakeDrive -Kind 'HardDisk' -Path $script:Root -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 0
-            New-FakeDrive -Kind 'DvdDrive' -Path $script:ConfigDrive -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 1
+        $PsdTest.State = 'Off'
+        $PsdTest.Drives = @(
+            New-FakeDrive -Kind 'HardDisk' -Path $PsdTest.Root -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 0
+            New-FakeDrive -Kind 'DvdDrive' -Path $PsdTest.ConfigDrive -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 1
         )
-        $script:Files = @($script:Root, $script:ConfigDrive)
-        $result = & $script:ScriptPath -Name 'instance-00000001' -RescueDiskPath $script:Rescue -RootDiskPath $script:Root `
-            -RescueConfigDrivePath $script:RescueConfigDrive -ConfigDrivePath $script:ConfigDrive
+        $PsdTest.Files = @($PsdTest.Root, $PsdTest.ConfigDrive)
+        $result = & $script:ScriptPath -Name 'instance-00000001' -RescueDiskPath $PsdTest.Rescue -RootDiskPath $PsdTest.Root `
+            -RescueConfigDrivePath $PsdTest.RescueConfigDrive -ConfigDrivePath $PsdTest.ConfigDrive
         Assert-MatchesContract $result
         Should -Invoke Add-VMHardDiskDrive -Times 0 -Exactly
         Should -Invoke Add-VMDvdDrive -Times 0 -Exactly
         Should -Invoke Remove-Item -Times 0 -Exactly
-        $script:Drives.Count | Should -Be 2
+        $PsdTest.Drives.Count | Should -Be 2
         $result.state | Should -Be 'Running'
-        $result.config_drive_path | Should -Be $script:ConfigDrive
+        $result.config_drive_path | Should -Be $PsdTest.ConfigDrive
     }
 
     It 'fails with ObjectNotFound when the root disk cannot be found' {
-        $script:Drives = @($script:Drives | Where-Object { $_.Path -ne $script:Root })
-        $failure = { & $script:ScriptPath -Name 'instance-00000001' -RescueDiskPath $script:Rescue } | Should -Throw -PassThru
+        $PsdTest.Drives = @($PsdTest.Drives | Where-Object { $_.Path -ne $PsdTest.Root })
+        $failure = { & $script:ScriptPath -Name 'instance-00000001' -RescueDiskPath $PsdTest.Rescue } | Should -Throw -PassThru
         $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.RootDiskNotFound'
         $failure.CategoryInfo.Category | Should -Be 'ObjectNotFound'
         Should -Invoke Stop-VM -Times 0 -Exactly
     }
 
     It 'fails with InvalidArgument when several disks are named root' {
-        $script:Drives = @($script:Drives) + (New-FakeDrive -Kind 'HardDisk' -Path 'D:\other\root.vhd' -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 4)
-        $failure = { & $script:ScriptPath -Name 'instance-00000001' -RescueDiskPath $script:Rescue } | Should -Throw -PassThru
+        $PsdTest.Drives = @($PsdTest.Drives) + (New-FakeDrive -Kind 'HardDisk' -Path 'D:\other\root.vhd' -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 4)
+        $failure = { & $script:ScriptPath -Name 'instance-00000001' -RescueDiskPath $PsdTest.Rescue } | Should -Throw -PassThru
         $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.RootDiskAmbiguous'
         $failure.CategoryInfo.Category | Should -Be 'InvalidArgument'
     }
 
     It 'fails with InvalidOperation when another disk holds the boot slot' {
-        $script:Drives = @(
-            New-FakeDrive -Kind 'HardDisk' -Path ($script:Dir + 'eph0.vhdx') -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 0
-            New-FakeDrive -Kind 'HardDisk' -Path $script:Root -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 1
+        $PsdTest.Drives = @(
+            New-FakeDrive -Kind 'HardDisk' -Path ($PsdTest.Dir + 'eph0.vhdx') -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 0
+            New-FakeDrive -Kind 'HardDisk' -Path $PsdTest.Root -ControllerType 'SCSI' -ControllerNumber 0 -ControllerLocation 1
         )
-        $failure = { & $script:ScriptPath -Name 'instance-00000001' -RescueDiskPath $script:Rescue -RootDiskPath $script:Root } |
+        $failure = { & $script:ScriptPath -Name 'instance-00000001' -RescueDiskPath $PsdTest.Rescue -RootDiskPath $PsdTest.Root } |
             Should -Throw -PassThru
         $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.BootSlotOccupied'
         $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'
     }
 
     It 'fails with ObjectNotFound for a missing VM' {
-        $failure = { & $script:ScriptPath -Name 'instance-00000099' -RescueDiskPath $script:Rescue } | Should -Throw -PassThru
+        $failure = { & $script:ScriptPath -Name 'instance-00000099' -RescueDiskPath $PsdTest.Rescue } | Should -Throw -PassThru
         $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.VMNotFound'
         $failure.CategoryInfo.Category | Should -Be 'ObjectNotFound'
     }
 
     It 'changes nothing with -WhatIf' {
-        $result = & $script:ScriptPath -Name 'instance-00000001' -RescueDiskPath $script:Rescue -RootDiskPath $script:Root -WhatIf
+        $result = & $script:ScriptPath -Name 'instance-00000001' -RescueDiskPath $PsdTest.Rescue -RootDiskPath $PsdTest.Root -WhatIf
         Assert-MatchesContract $result
         $result.rescued | Should -BeTrue
-        $result.rescue_disk_path | Should -Be $script:Rescue
+        $result.rescue_disk_path | Should -Be $PsdTest.Rescue
         Should -Invoke Stop-VM -Times 0 -Exactly
         Should -Invoke Remove-Item -Times 0 -Exactly
     }

@@ -8,6 +8,10 @@ BeforeDiscovery {
 }
 
 BeforeAll {
+    # State shared with the mocks. Mock bodies run inside the tested script's scopes (its
+    # $script: scope and StrictMode), so they reach it through one unqualified, uniquely
+    # named variable; $script: here is this file's scope.
+    $script:PsdTest = @{}
     $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
     $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Set-InstancePowerState.ps1'
     $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Set-InstancePowerState.contract.json'
@@ -64,14 +68,14 @@ BeforeAll {
     Add-CommandStub -Name 'Get-CimInstance' -Parameter 'Namespace', 'ClassName', 'Filter'
     Add-CommandStub -Name 'Invoke-CimMethod' -Parameter 'InputObject', 'MethodName', 'Arguments'
 
-    $script:PowerCmdlets = @('Start-VM', 'Stop-VM', 'Remove-VMSavedState', 'Restart-VM', 'Suspend-VM', 'Resume-VM', 'Save-VM')
-    $script:Refusal = "'instance-00000001' failed to change state. The operation cannot be performed while the object is in its current state."
+    $PsdTest.PowerCmdlets = @('Start-VM', 'Stop-VM', 'Remove-VMSavedState', 'Restart-VM', 'Suspend-VM', 'Resume-VM', 'Save-VM')
+    $PsdTest.Refusal = "'instance-00000001' failed to change state. The operation cannot be performed while the object is in its current state."
 
     function New-VMObject {
         [pscustomobject]@{
             Name       = 'instance-00000001'
             Id         = [guid]'0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b'
-            State      = $script:State
+            State      = $PsdTest.State
             Generation = 2
         }
     }
@@ -82,10 +86,10 @@ BeforeAll {
             [string[]]$From,
             [string]$To
         )
-        if ($script:State -notin $From) {
-            throw $script:Refusal
+        if ($PsdTest.State -notin $From) {
+            throw $PsdTest.Refusal
         }
-        $script:State = $To
+        $PsdTest.State = $To
     }
 }
 
@@ -97,16 +101,16 @@ AfterAll {
 
 Describe 'Set-InstancePowerState' {
     BeforeEach {
-        $script:State = 'Running'
-        $script:Requests = 0
-        $script:ReturnValues = @(0)
-        $script:Accepted = $false
-        $script:TicksSinceAccept = 0
-        $script:GuestOffAfter = 3
-        $script:GuestCooperates = $true
+        $PsdTest.State = 'Running'
+        $PsdTest.Requests = 0
+        $PsdTest.ReturnValues = @(0)
+        $PsdTest.Accepted = $false
+        $PsdTest.TicksSinceAccept = 0
+        $PsdTest.GuestOffAfter = 3
+        $PsdTest.GuestCooperates = $true
 
         Mock Get-VM {
-            if ($null -ne $Name -and @($Name)[0] -ne 'instance-00000001') {
+            if ($null -ne $Name -and 'instance-00000001' -notlike @($Name)[0]) {
                 return
             }
             New-VMObject
@@ -122,19 +126,19 @@ Describe 'Set-InstancePowerState' {
             $ClassName -eq 'Msvm_ShutdownComponent' -and $Filter -eq "SystemName='0B9A6F3C-1D2E-4F50-8A7B-9C0D1E2F3A4B'"
         }
         Mock Invoke-CimMethod {
-            $index = [math]::Min($script:Requests, $script:ReturnValues.Count - 1)
-            $value = $script:ReturnValues[$index]
-            $script:Requests++
-            if ($value -eq 0 -and $script:GuestCooperates) {
-                $script:Accepted = $true
+            $index = [math]::Min($PsdTest.Requests, $PsdTest.ReturnValues.Count - 1)
+            $value = $PsdTest.ReturnValues[$index]
+            $PsdTest.Requests++
+            if ($value -eq 0 -and $PsdTest.GuestCooperates) {
+                $PsdTest.Accepted = $true
             }
             [pscustomobject]@{ ReturnValue = $value }
         } -RemoveParameterType 'InputObject'
         Mock Start-Sleep {
-            if ($script:Accepted) {
-                $script:TicksSinceAccept++
-                if ($script:TicksSinceAccept -ge $script:GuestOffAfter) {
-                    $script:State = 'Off'
+            if ($PsdTest.Accepted) {
+                $PsdTest.TicksSinceAccept++
+                if ($PsdTest.TicksSinceAccept -ge $PsdTest.GuestOffAfter) {
+                    $PsdTest.State = 'Off'
                 }
             }
         }
@@ -171,7 +175,7 @@ Describe 'Set-InstancePowerState' {
             @{ Action = 'Restore'; From = 'Paused'; To = 'Running'; Changed = $true; Forced = $false; Steps = @('Resume-VM') }
             @{ Action = 'Restore'; From = 'Running'; To = 'Running'; Changed = $false; Forced = $false; Steps = @() }
         ) {
-            $script:State = $From
+            $PsdTest.State = $From
             $result = & $script:ScriptPath -Name 'instance-00000001' -Action $Action
             Assert-MatchesContract $result
             $result.name | Should -Be 'instance-00000001'
@@ -181,7 +185,7 @@ Describe 'Set-InstancePowerState' {
             $result.changed | Should -Be $Changed
             $result.forced | Should -Be $Forced
             $result.waited_seconds | Should -Be 0
-            foreach ($cmdlet in $script:PowerCmdlets) {
+            foreach ($cmdlet in $PsdTest.PowerCmdlets) {
                 $times = @($Steps | Where-Object { $_ -eq $cmdlet }).Count
                 Should -Invoke $cmdlet -Times $times -Exactly
             }
@@ -194,12 +198,12 @@ Describe 'Set-InstancePowerState' {
             @{ Action = 'Save'; From = 'Off' }
             @{ Action = 'Pause'; From = 'Saved' }
         ) {
-            $script:State = $From
+            $PsdTest.State = $From
             $failure = { & $script:ScriptPath -Name 'instance-00000001' -Action $Action } | Should -Throw -PassThru
             $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.InvalidPowerTransition'
             $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'
             $failure.Exception.Message | Should -BeLike "*$Action*$From*current state*"
-            $script:State | Should -Be $From
+            $PsdTest.State | Should -Be $From
         }
     }
 
@@ -218,22 +222,22 @@ Describe 'Set-InstancePowerState' {
         }
 
         It 'asks again every RetryIntervalSeconds while the guest refuses' {
-            $script:ReturnValues = @(32775, 0)
+            $PsdTest.ReturnValues = @(32775, 0)
             $result = & $script:ScriptPath -Name 'instance-00000001' -Action Shutdown -TimeoutSeconds 60 -RetryIntervalSeconds 5
             $result.state | Should -Be 'Off'
             $result.forced | Should -BeFalse
             $result.waited_seconds | Should -Be 8
-            $script:Requests | Should -Be 2
+            $PsdTest.Requests | Should -Be 2
         }
 
         It 'turns the VM off when the guest does not shut down in time' {
-            $script:GuestCooperates = $false
+            $PsdTest.GuestCooperates = $false
             $result = & $script:ScriptPath -Name 'instance-00000001' -Action Shutdown -TimeoutSeconds 12 -RetryIntervalSeconds 5
             Assert-MatchesContract $result
             $result.state | Should -Be 'Off'
             $result.forced | Should -BeTrue
             $result.waited_seconds | Should -Be 12
-            $script:Requests | Should -Be 3
+            $PsdTest.Requests | Should -Be 3
             Should -Invoke Stop-VM -Times 1 -Exactly
         }
 
@@ -254,12 +258,12 @@ Describe 'Set-InstancePowerState' {
         }
 
         It 'fails with OperationTimeout and leaves the VM running with -NoForce' {
-            $script:GuestCooperates = $false
+            $PsdTest.GuestCooperates = $false
             $failure = { & $script:ScriptPath -Name 'instance-00000001' -Action Shutdown -TimeoutSeconds 6 -NoForce } |
                 Should -Throw -PassThru
             $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.GuestShutdownTimeout'
             $failure.CategoryInfo.Category | Should -Be 'OperationTimeout'
-            $script:State | Should -Be 'Running'
+            $PsdTest.State | Should -Be 'Running'
             Should -Invoke Stop-VM -Times 0 -Exactly
         }
 
@@ -268,11 +272,11 @@ Describe 'Set-InstancePowerState' {
             @{ Action = 'Shutdown'; From = 'Saved' }
             @{ Action = 'SoftReboot'; From = 'Saved' }
         ) {
-            $script:State = $From
+            $PsdTest.State = $From
             $failure = { & $script:ScriptPath -Name 'instance-00000001' -Action $Action -NoForce } | Should -Throw -PassThru
             $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.InvalidPowerTransition'
             $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'
-            foreach ($cmdlet in $script:PowerCmdlets) {
+            foreach ($cmdlet in $PsdTest.PowerCmdlets) {
                 Should -Invoke $cmdlet -Times 0 -Exactly
             }
         }
@@ -280,7 +284,7 @@ Describe 'Set-InstancePowerState' {
 
     Context 'soft reboot' {
         It 'starts the VM again after a clean shutdown' {
-            $script:GuestOffAfter = 2
+            $PsdTest.GuestOffAfter = 2
             $result = & $script:ScriptPath -Name 'instance-00000001' -Action SoftReboot -TimeoutSeconds 60
             Assert-MatchesContract $result
             $result.state | Should -Be 'Running'
@@ -291,7 +295,7 @@ Describe 'Set-InstancePowerState' {
         }
 
         It 'resets the VM when the guest does not shut down in time' {
-            $script:GuestCooperates = $false
+            $PsdTest.GuestCooperates = $false
             $result = & $script:ScriptPath -Name 'instance-00000001' -Action SoftReboot -TimeoutSeconds 10
             Assert-MatchesContract $result
             $result.state | Should -Be 'Running'
@@ -302,7 +306,7 @@ Describe 'Set-InstancePowerState' {
         }
 
         It 'fails with OperationTimeout with -NoForce' {
-            $script:GuestCooperates = $false
+            $PsdTest.GuestCooperates = $false
             $failure = { & $script:ScriptPath -Name 'instance-00000001' -Action SoftReboot -TimeoutSeconds 5 -NoForce } |
                 Should -Throw -PassThru
             $failure.CategoryInfo.Category | Should -Be 'OperationTimeout'
@@ -322,7 +326,7 @@ Describe 'Set-InstancePowerState' {
         }
 
         It 'changes nothing with -WhatIf' {
-            $script:State = 'Off'
+            $PsdTest.State = 'Off'
             $result = & $script:ScriptPath -Name 'instance-00000001' -Action Start -WhatIf
             Assert-MatchesContract $result
             $result.changed | Should -BeFalse

@@ -10,6 +10,9 @@ BeforeDiscovery {
 BeforeAll {
     $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
     $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Start-InstanceConsoleLogger.ps1'
+    # The launching code is Start-PsDriverConsoleLogger of the shared module (New-Instance uses
+    # it too): the process creation, process check and waits are mocked inside that module.
+    Import-Module -Name (Join-Path -Path $script:ScriptsDir -ChildPath 'PsDriver.psm1') -Force
     $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Start-InstanceConsoleLogger.contract.json'
     $script:ResultSchema = (Get-Content -LiteralPath $contractPath -Raw | ConvertFrom-Json -AsHashtable)['result'] |
         ConvertTo-Json -Depth 100
@@ -84,9 +87,17 @@ Describe 'Start-InstanceConsoleLogger' {
         $script:MutexName = 'Global\psdriver-console-' + $script:VmId.ToString()
         $script:EventName = 'Global\psdriver-console-stop-' + $script:VmId.ToString()
         $script:Handles = [System.Collections.Generic.List[System.IDisposable]]::new()
-        $script:Launched = @()
-        $script:ProcessAlive = $true
-        $script:LoggerTakesMutex = $true
+        # Mocks inside the PsDriver module run in its scope, not this file's: what they share
+        # with the tests is this one global table (removed after each test).
+        $global:PsdConsoleTest = @{
+            MutexName        = $script:MutexName
+            Handles          = $script:Handles
+            Launched         = [System.Collections.Generic.List[string]]::new()
+            ProcessAlive     = $true
+            LoggerTakesMutex = $true
+            StopEvent        = $null
+            OldLogger        = $null
+        }
         $script:Dir = Join-Path -Path $TestDrive -ChildPath ("it's `$(here) " + [guid]::NewGuid().ToString())
         $null = New-Item -ItemType Directory -Path $script:Dir
         $script:Log = Join-Path -Path $script:Dir -ChildPath 'console.log'
@@ -102,25 +113,26 @@ Describe 'Start-InstanceConsoleLogger' {
             [pscustomobject]@{ Name = 'instance-00000001'; Id = $script:VmId; State = 'Running' }
         }
         Mock Get-VMComPort { $script:Ports } -RemoveParameterType 'VM'
-        Mock Invoke-CimMethod {
-            $script:Launched += $Arguments['CommandLine']
-            if ($script:LoggerTakesMutex) {
-                $script:Handles.Add([System.Threading.Mutex]::new($false, $script:MutexName))
+        Mock Invoke-CimMethod -ModuleName PsDriver {
+            $global:PsdConsoleTest.Launched.Add($Arguments['CommandLine'])
+            if ($global:PsdConsoleTest.LoggerTakesMutex) {
+                $global:PsdConsoleTest.Handles.Add([System.Threading.Mutex]::new($false, $global:PsdConsoleTest.MutexName))
             }
             [pscustomobject]@{ ReturnValue = 0; ProcessId = 4242 }
         } -ParameterFilter { $ClassName -eq 'Win32_Process' -and $MethodName -eq 'Create' }
-        Mock Get-Process {
-            if ($script:ProcessAlive) {
+        Mock Get-Process -ModuleName PsDriver {
+            if ($global:PsdConsoleTest.ProcessAlive) {
                 [pscustomobject]@{ Id = 4242 }
             }
         } -ParameterFilter { $Id -eq 4242 }
-        Mock Start-Sleep { }
+        Mock Start-Sleep -ModuleName PsDriver { }
     }
 
     AfterEach {
         foreach ($handle in $script:Handles) {
             $handle.Dispose()
         }
+        Remove-Variable -Name 'PsdConsoleTest' -Scope Global -ErrorAction SilentlyContinue
     }
 
     It 'launches one logger reading the logging pipe, with its settings outside the code' {
@@ -134,8 +146,8 @@ Describe 'Start-InstanceConsoleLogger' {
         $result.log_path | Should -Be $script:Log
         $result.max_log_bytes | Should -Be 524288
 
-        $script:Launched.Count | Should -Be 1
-        $commandLine = $script:Launched[0]
+        $global:PsdConsoleTest.Launched.Count | Should -Be 1
+        $commandLine = $global:PsdConsoleTest.Launched[0]
         $commandLine | Should -Match '^"[^"]+\\WindowsPowerShell\\v1\.0\\powershell\.exe" -NoLogo -NoProfile -NonInteractive -ExecutionPolicy Bypass -WindowStyle Hidden -EncodedCommand [A-Za-z0-9+/=]+$'
         $launched = Get-LaunchedSettings -CommandLine $commandLine
         $launched.Command | Should -Not -Match ([regex]::Escape($script:Dir))
@@ -153,14 +165,25 @@ Describe 'Start-InstanceConsoleLogger' {
         $script:Ports = @($script:Ports[0], [pscustomobject]@{ Name = 'COM 2'; Path = '' })
         $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log -MaxLogBytes 65536
         $result.pipe_path | Should -Be '\\.\pipe\4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f_rw'
-        (Get-LaunchedSettings -CommandLine $script:Launched[0]).Settings.max | Should -Be 65536
+        (Get-LaunchedSettings -CommandLine $global:PsdConsoleTest.Launched[0]).Settings.max | Should -Be 65536
     }
 
     It 'uses PipePath when given' {
         $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log -PipePath '\\.\pipe\custom'
         $result.pipe_path | Should -Be '\\.\pipe\custom'
-        (Get-LaunchedSettings -CommandLine $script:Launched[0]).Settings.pipe | Should -Be 'custom'
+        (Get-LaunchedSettings -CommandLine $global:PsdConsoleTest.Launched[0]).Settings.pipe | Should -Be 'custom'
         Should -Invoke Get-VMComPort -Times 0 -Exactly
+    }
+
+    It 'launches through the shared Start-PsDriverConsoleLogger' {
+        Mock Start-PsDriverConsoleLogger { [ordered]@{ started = $true; running = $true; pid = 77 } }
+        $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log -MaxLogBytes 8192
+        Assert-MatchesContract $result
+        $result.pid | Should -Be 77
+        Should -Invoke Start-PsDriverConsoleLogger -Times 1 -Exactly -ParameterFilter {
+            $VMId -eq $script:VmId.ToString() -and $VMName -eq 'instance-00000001' -and $MaxLogBytes -eq 8192 -and
+            $PipePath -eq '\\.\pipe\4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f_ro' -and $LogPath -eq $script:Log -and -not $Restart
+        }
     }
 
     It 'starts nothing when a logger already runs for the VM' {
@@ -170,23 +193,25 @@ Describe 'Start-InstanceConsoleLogger' {
         $result.started | Should -BeFalse
         $result.running | Should -BeTrue
         $result.pid | Should -BeNullOrEmpty
-        Should -Invoke Invoke-CimMethod -Times 0 -Exactly
+        Should -Invoke Invoke-CimMethod -ModuleName PsDriver -Times 0 -Exactly
     }
 
     It 'replaces a running logger with -Restart' -Skip:(-not $IsWindows) {
         $oldLogger = [System.Threading.Mutex]::new($false, $script:MutexName)
-        $script:StopEvent = [System.Threading.EventWaitHandle]::new($false, [System.Threading.EventResetMode]::ManualReset, $script:EventName)
-        $script:Handles.Add($script:StopEvent)
-        $script:OldLogger = $oldLogger
-        Mock Start-Sleep {
-            if ($null -ne $script:OldLogger -and $script:StopEvent.WaitOne(0)) {
-                $script:OldLogger.Dispose()
-                $script:OldLogger = $null
+        $stopEvent = [System.Threading.EventWaitHandle]::new($false, [System.Threading.EventResetMode]::ManualReset, $script:EventName)
+        $script:Handles.Add($stopEvent)
+        $global:PsdConsoleTest.StopEvent = $stopEvent
+        $global:PsdConsoleTest.OldLogger = $oldLogger
+        Mock Start-Sleep -ModuleName PsDriver {
+            $test = $global:PsdConsoleTest
+            if ($null -ne $test.OldLogger -and $test.StopEvent.WaitOne(0)) {
+                $test.OldLogger.Dispose()
+                $test.OldLogger = $null
             }
         }
         $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log -Restart
         Assert-MatchesContract $result
-        $script:StopEvent.WaitOne(0) | Should -BeTrue
+        $stopEvent.WaitOne(0) | Should -BeTrue
         $result.started | Should -BeTrue
         $result.running | Should -BeTrue
     }
@@ -196,28 +221,28 @@ Describe 'Start-InstanceConsoleLogger' {
         $failure = { & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log -Restart } | Should -Throw -PassThru
         $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.ConsoleLoggerBusy'
         $failure.CategoryInfo.Category | Should -Be 'ResourceBusy'
-        Should -Invoke Invoke-CimMethod -Times 0 -Exactly
+        Should -Invoke Invoke-CimMethod -ModuleName PsDriver -Times 0 -Exactly
     }
 
     It 'reports a logger that has not taken its mutex yet as not running' {
-        $script:LoggerTakesMutex = $false
+        $global:PsdConsoleTest.LoggerTakesMutex = $false
         $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log
         Assert-MatchesContract $result
         $result.started | Should -BeTrue
         $result.running | Should -BeFalse
-        Should -Invoke Start-Sleep -Times 50 -Exactly
+        Should -Invoke Start-Sleep -ModuleName PsDriver -Times 50 -Exactly
     }
 
     It 'fails when the logger process exits at once' {
-        $script:LoggerTakesMutex = $false
-        $script:ProcessAlive = $false
+        $global:PsdConsoleTest.LoggerTakesMutex = $false
+        $global:PsdConsoleTest.ProcessAlive = $false
         $failure = { & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log } | Should -Throw -PassThru
         $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.ConsoleLoggerStartFailed'
         $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'
     }
 
     It 'fails when Win32_Process.Create refuses' {
-        Mock Invoke-CimMethod { [pscustomobject]@{ ReturnValue = 2; ProcessId = $null } } -ParameterFilter { $ClassName -eq 'Win32_Process' }
+        Mock Invoke-CimMethod -ModuleName PsDriver { [pscustomobject]@{ ReturnValue = 2; ProcessId = $null } } -ParameterFilter { $ClassName -eq 'Win32_Process' }
         $failure = { & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log } | Should -Throw -PassThru
         $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.ConsoleLoggerStartFailed'
         $failure.Exception.Message | Should -Match 'returned 2'
@@ -257,11 +282,11 @@ Describe 'Start-InstanceConsoleLogger' {
         $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log -WhatIf
         Assert-MatchesContract $result
         $result.started | Should -BeFalse
-        Should -Invoke Invoke-CimMethod -Times 0 -Exactly
+        Should -Invoke Invoke-CimMethod -ModuleName PsDriver -Times 0 -Exactly
     }
 
     It 'runs contract example <Index>' -ForEach $Examples {
-        Mock Test-Path { $true } -ParameterFilter { $LiteralPath -like 'C:\OpenStack\*' }
+        Mock Test-Path -ModuleName PsDriver { $true } -ParameterFilter { $LiteralPath -like 'C:\OpenStack\*' }
         $params = $Example
         $result = & $script:ScriptPath @params
         Assert-MatchesContract $result

@@ -23,4 +23,11 @@ Describe 'Test-PsDriverConnection' -Skip:(-not $IsWindows) {
         $result['echo'] | Should -BeExactly $value
         Test-Json -Json ($result | ConvertTo-Json -Depth 10) -Schema $script:ResultSchema | Should -BeTrue
     }
+
+    It 'echoes an empty string, never null, when no value is given' {
+        $result = & $script:ScriptPath
+        $result['echo'] | Should -BeExactly ''
+        $result['echo'] | Should -BeOfType [string]
+        Test-Json -Json ($result | ConvertTo-Json -Depth 10) -Schema $script:ResultSchema | Should -BeTrue
+    }
 }

@@ -9,9 +9,10 @@ It never sees Nova objects; ops never see PowerShell text or transports.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import jsonschema
 
@@ -23,6 +24,17 @@ from psdriver.bridge.runners import Runner
 LOG = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class CallRecord:
+    """One host round trip, as :attr:`Bridge.observers` see it (secrets masked)."""
+
+    name: str
+    target: str
+    params: dict[str, Any]
+    seconds: float
+    error: BaseException | None = None
+
+
 class Bridge:
     def __init__(self, runner: Runner, renderer: Renderer | None = None,
                  default_timeout: float | None = None) -> None:
@@ -31,6 +43,9 @@ class Bridge:
         self.default_timeout = default_timeout
         #: Number of host round trips made; the benchmarks and tests read it.
         self.round_trips = 0
+        #: Called with a :class:`CallRecord` after every round trip, failed ones
+        #: included (the demo prints them); an observer must not raise.
+        self.observers: list[Callable[[CallRecord], None]] = []
 
     @property
     def target(self) -> str:
@@ -53,17 +68,29 @@ class Bridge:
         started = time.monotonic()
         LOG.debug('Running %s on %s with %s', name, self.target, sc.loggable_params())
         self.round_trips += 1
+        failure: BaseException | None = None
         try:
             raw = self.runner.run(sc)
-            result = envelope.parse(raw, name, self.target)
+            result = self._validated(contract, envelope.parse(raw, name, self.target))
+        except BaseException as exc:
+            failure = exc
+            raise
         finally:
-            LOG.debug('%s on %s took %.3fs', name, self.target, time.monotonic() - started)
+            seconds = time.monotonic() - started
+            LOG.debug('%s on %s took %.3fs', name, self.target, seconds)
+            if self.observers:
+                record = CallRecord(name, self.target, sc.loggable_params(), seconds, failure)
+                for observer in list(self.observers):
+                    observer(record)
+        return result
+
+    def _validated(self, contract: contracts.Contract, result: Any) -> Any:
         try:
             contract.validate(result)
         except jsonschema.ValidationError as exc:
             where = '/'.join(str(p) for p in exc.absolute_path) or '<root>'
             raise errors.BridgeBadOutput(
-                name, self.target,
+                contract.script, self.target,
                 f'result breaks the declared shape at {where}: {exc.message}') from None
         return result
 

@@ -130,8 +130,32 @@ class Renderer:
                 contract.validate_spec(spec)
             except Exception as exc:   # jsonschema.ValidationError
                 raise errors.BridgeParameterError(
-                    f'{name} -Spec breaks its declared schema: {getattr(exc, "message", exc)}'
+                    f'{name} -Spec breaks its declared schema: '
+                    f'{_schema_problem(exc, secret=_is_secret(contract, "Spec"))}'
                 ) from None
+
+
+def _is_secret(contract: contracts.Contract, name: str) -> bool:
+    return name.lower() in {s.lower() for s in contract.secret_parameters}
+
+
+def _schema_problem(exc: Exception, secret: bool) -> str:
+    """What a validation error says; for a secret parameter, never the value.
+
+    jsonschema's message quotes the offending value, which must not reach a
+    log when the parameter is secret (a spec carrying a config drive with a
+    password): then only the place, the rule and the schema's side are shown.
+    """
+    message = getattr(exc, 'message', str(exc))
+    if not secret:
+        return message
+    where = '.'.join(['spec', *(str(p) for p in getattr(exc, 'absolute_path', ()))])
+    rule = getattr(exc, 'validator', None)
+    if rule in ('required', 'additionalProperties'):
+        return f'{where}: {message}'       # these name keys only, never values
+    expected = repr(getattr(exc, 'validator_value', None))
+    shown = f' {expected}' if len(expected) <= 80 else ''
+    return f'{where} fails {rule}{shown} (the value is secret and not shown)'
 
 
 @functools.lru_cache(maxsize=None)

@@ -67,11 +67,15 @@ class LifecycleEventPoller:
         return count
 
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
+        # The first poll is the baseline, taken at once: a change in the first
+        # interval after start is an event too.
+        while True:
             try:
                 self.poll_once()
             except Exception:   # keep polling: a host hiccup must not end events for good
                 LOG.warning('Lifecycle event poll failed', exc_info=True)
+            if self._stop.wait(self._interval):
+                return
 
     def start(self) -> None:
         if self._thread is None:

@@ -4,7 +4,10 @@ A spawn asks :meth:`ImageCache.get_cached_image` for the instance's image.
 The first one on a host downloads it from Glance, checks what the file really
 is and publishes it as ``<image_id>.vhd``, ``.vhdx`` or ``.iso`` (see
 :mod:`psdriver.ops.hostfiles` for how the file reaches the host); later ones
-find it with one Get-CachedImage round trip.  Concurrent spawns of one image
+find it with one Get-CachedImage round trip, or with none once this service
+has found or published it (``reuse_known``: New-Instance checks the file
+itself, and :meth:`ImageCache.forget` drops an answer that turned out
+stale).  Concurrent spawns of one image
 wait on the lock ``image-<id>`` (:mod:`psdriver.coordination`, distributed
 when ``[coordination] backend_url`` is set), so the image is downloaded once.
 
@@ -308,6 +311,8 @@ class ImageCache:
         self._seen_lock = threading.Lock()
         #: lower-case file name -> when this service last knew it in use.
         self._seen: dict[str, float] = {}
+        #: (lower-case image id, root size GB or None) -> the image a lookup answered.
+        self._known: dict[tuple[str, int | None], CachedImage] = {}
 
     @property
     def base_dir(self) -> str:
@@ -320,13 +325,16 @@ class ImageCache:
     # -- spawn side ----------------------------------------------------------------
 
     def get_cached_image(self, context: Any, instance: Any, root_size_gb: int | None = None,
-                         image_meta: Any = None) -> CachedImage:
+                         image_meta: Any = None, reuse_known: bool = False) -> CachedImage:
         """The cached image of ``instance`` (or of ``image_meta``, e.g. a rescue image).
 
         ``root_size_gb`` is the flavor's root disk: an image bigger than it
         raises ``FlavorDiskSmallerThanImage`` (disks are never shrunk); with
         ``use_cow_images``, a VHD smaller than it is served as the grown copy
-        ``<id>_<root_size_gb>.vhd``.
+        ``<id>_<root_size_gb>.vhd``.  ``reuse_known`` answers without asking
+        the host when this service already found or published that file
+        (a cached image never changes; a caller that finds it gone calls
+        :meth:`forget`).
         """
         if image_meta is not None:
             image_id = _field(image_meta, 'id')
@@ -338,6 +346,13 @@ class ImageCache:
         if not image_id:
             raise exception.ImageUnacceptable(image_id=image_id or '',
                                               reason='the instance has no image to boot from')
+        key = (str(image_id).lower(), int(root_size_gb) if root_size_gb else None)
+        if reuse_known:
+            with self._seen_lock:
+                known = self._known.get(key)
+            if known is not None:
+                self._mark_seen([known.path])
+                return known
         trusted_certs = _field(instance, 'trusted_certs')
         names = [image_id]
         if root_size_gb:
@@ -351,7 +366,14 @@ class ImageCache:
             if root_size_gb and image.format != 'iso':
                 image = self._fit_root(image, int(root_size_gb), listed)
             self._mark_seen([base.path, image.path])
+            with self._seen_lock:
+                self._known[key] = image
         return image
+
+    def forget(self, image_id: str) -> None:
+        """Drop what :meth:`get_cached_image` remembers of ``image_id`` (its file is gone)."""
+        with self._seen_lock:
+            self._known = {k: v for k, v in self._known.items() if k[0] != image_id.lower()}
 
     def cache_image(self, context: Any, image_id: str) -> bool:
         """Pre-cache ``image_id`` (nova's aggregate image pre-caching).
@@ -482,6 +504,8 @@ class ImageCache:
         names = {entry['name'].lower() for entry in entries}
         with self._seen_lock:
             self._seen = {k: v for k, v in self._seen.items() if k in names}
+            self._known = {k: v for k, v in self._known.items()
+                           if self._files.path.basename(v.path).lower() in names}
         kept, candidates = [], []
         for entry in entries:
             name = entry['name']
@@ -529,6 +553,10 @@ class ImageCache:
                 result = self._bridge.call('Remove-CachedImage',
                                            {'BasePath': self.base_dir, 'Name': names})
         removed = [item['name'] for item in result['removed']]
+        gone = {name.lower() for name in removed}
+        with self._seen_lock:
+            self._known = {k: v for k, v in self._known.items()
+                           if self._files.path.basename(v.path).lower() not in gone}
         for name in removed:
             LOG.info('Removed the unused cached image %s', name)
         for item in result['skipped']:

@@ -19,6 +19,12 @@ from psdriver.bridge.client import Bridge
 from psdriver.ops import errors
 
 
+def _reason(exc: Exception) -> str:
+    """The host's own words: the script message a translated error carries."""
+    cause = exc.__cause__ or exc.__context__
+    return getattr(cause, 'message', None) or str(exc)
+
+
 def _vlan(vif: Any) -> int | None:
     details = vif.get('details') or {}
     vlan = details.get(network_model.VIF_DETAILS_VLAN)
@@ -26,6 +32,14 @@ def _vlan(vif: Any) -> int | None:
         return None
     vlan = int(vlan)
     return vlan if 1 <= vlan <= 4094 else None
+
+
+class InterfaceAttachFailed(exception.InterfaceAttachFailed):
+    msg_fmt = 'Failed to attach network adapter device to %(instance_uuid)s: %(reason)s'
+
+
+class InterfaceDetachFailed(exception.InterfaceDetachFailed):
+    msg_fmt = 'Failed to detach network adapter device from %(instance_uuid)s: %(reason)s'
 
 
 class VifOps:
@@ -67,13 +81,15 @@ class VifOps:
         try:
             with errors.translate(instance.uuid, 'attach_interface'):
                 return self._bridge.call('Add-InstanceNetworkAdapter', params)
-        except errors.HyperVHostError as exc:
-            raise exception.InterfaceAttachFailed(instance_uuid=instance.uuid) from exc
+        except (errors.HyperVHostError, exception.InstanceInvalidState) as exc:
+            raise InterfaceAttachFailed(instance_uuid=instance.uuid, reason=_reason(exc)) \
+                from exc
 
     def detach(self, instance: Any, vif: Any) -> dict[str, Any]:
         try:
             with errors.translate(instance.uuid, 'detach_interface'):
                 return self._bridge.call('Remove-InstanceNetworkAdapter',
                                          {'Name': instance.name, 'Id': vif['id']})
-        except errors.HyperVHostError as exc:
-            raise exception.InterfaceDetachFailed(instance_uuid=instance.uuid) from exc
+        except (errors.HyperVHostError, exception.InstanceInvalidState) as exc:
+            raise InterfaceDetachFailed(instance_uuid=instance.uuid, reason=_reason(exc)) \
+                from exc

@@ -51,8 +51,12 @@ POWER_STATE = {
 #: host round trip.  Operations of this driver drop the snapshot at once.
 SUMMARY_TTL = 5.0
 
-#: Most bytes of serial console log returned by get_console_output.
-CONSOLE_MAX_BYTES = 1024 * 1024
+#: Size at which the host rotates the console log to ``console.log.1`` (as
+#: compute-hyperv's serial console log did).
+CONSOLE_LOG_BYTES = 512 * 1024
+#: Most bytes of serial console log returned by get_console_output: the
+#: current log and the rotated one.
+CONSOLE_MAX_BYTES = 2 * CONSOLE_LOG_BYTES
 CONSOLE_LOG = 'console.log'
 SERIAL_LOG_PORT = 1
 
@@ -65,6 +69,10 @@ _MACHINE_TYPES = {'hyperv-gen1': GEN1, 'hyperv-gen2': GEN2}
 
 class VolumesNotSupported(exception.Invalid):
     msg_fmt = 'psdriver does not attach block device volumes yet (instance %(instance_uuid)s)'
+
+
+class CachedImageGone(Exception):
+    """New-Instance found no file where the image cache said the image was."""
 
 
 def vm_generation(image_meta: Any) -> int:
@@ -126,6 +134,8 @@ class VMOps:
         self._clock = clock
         self._summary_lock = threading.Lock()
         self._summary: tuple[float, dict[str, dict[str, Any]]] | None = None
+        #: Instance UUIDs whose console logger this service saw started or running.
+        self._loggers: set[str] = set()
 
     # -- where things are ---------------------------------------------------------
 
@@ -173,35 +183,65 @@ class VMOps:
     def spawn(self, context: Any, instance: Any, image_meta: Any, injected_files: Any,
               admin_password: str | None, network_info: Any = None,
               block_device_info: Any = None, power_on: bool = True) -> dict[str, Any]:
+        """Create the VM with New-Instance: one round trip once the image is cached.
+
+        The cached image is taken from what this service already knows; if
+        the host says it is gone (removed by another service sharing the
+        folder), it is looked up or downloaded again and the spawn retried once.
+        """
         if virt_driver.block_device_info_get_mapping(block_device_info):
             raise VolumesNotSupported(instance_uuid=instance.uuid)
         generation = vm_generation(image_meta)
-        root = self._root_disk(context, instance, image_meta, generation)
-        spec = self._spec(instance, image_meta, generation, root, network_info,
-                          block_device_info, power_on)
-        spec['config_drive'] = self._config_drive(context, instance, injected_files,
-                                                  admin_password, network_info)
-        LOG.info('Creating VM %s (generation %d, %d vCPUs, %d MB)', instance.name,
-                 generation, spec['vcpus'], spec['memory_mb'], instance=instance)
-        try:
-            with SpawnErrors(instance):
-                result = self._bridge.call('New-Instance', {'Spec': spec})
-        finally:
-            self.invalidate()
-        self._start_console_logger(instance)
+        drive = self._config_drive(context, instance, injected_files, admin_password,
+                                   network_info)
+        for reuse_known in (True, False):
+            root = self._root_disk(context, instance, image_meta, generation, reuse_known)
+            spec = self._spec(instance, image_meta, generation, root, network_info,
+                              block_device_info, power_on)
+            spec['config_drive'] = drive
+            LOG.info('Creating VM %s (generation %d, %d vCPUs, %d MB)', instance.name,
+                     generation, spec['vcpus'], spec['memory_mb'], instance=instance)
+            try:
+                with SpawnErrors(instance):
+                    result = self._new_instance(spec, image_gone_is_fatal=not reuse_known)
+            except CachedImageGone:
+                LOG.info('Cached image %s is gone from the host; fetching it again',
+                         root['source'], instance=instance)
+                self._images.forget(str(image_meta.id))
+                continue
+            finally:
+                self.invalidate()
+            break
+        logger = result.get('console_logger') or {}
+        if logger.get('running'):
+            self._loggers.add(instance.uuid)
+        elif logger:
+            LOG.warning('Console log of %s not started: %s', instance.name, logger.get('error'),
+                        instance=instance)
         return result
 
-    def _root_disk(self, context: Any, instance: Any, image_meta: Any,
-                   generation: int) -> dict[str, Any] | None:
+    def _new_instance(self, spec: dict[str, Any], image_gone_is_fatal: bool) -> dict[str, Any]:
+        try:
+            return self._bridge.call('New-Instance', {'Spec': spec})
+        except bridge_errors.ScriptObjectNotFound as exc:
+            if exc.error_id == 'PsDriver.ImageNotFound' and not image_gone_is_fatal:
+                raise CachedImageGone() from exc
+            raise
+
+    def _root_disk(self, context: Any, instance: Any, image_meta: Any, generation: int,
+                   reuse_known: bool = False) -> dict[str, Any] | None:
         if 'id' not in image_meta or not image_meta.id:
             return None       # boot from volume: refused earlier without volumes support
         root_gb = instance.flavor.root_gb or None
-        image = self._images.get_cached_image(context, instance, root_gb)
+        image = self._images.get_cached_image(context, instance, root_gb,
+                                              reuse_known=reuse_known)
         if generation == GEN2 and image.format == 'vhd':
             raise exception.InstanceUnacceptable(
                 instance_id=instance.uuid,
                 reason='generation 2 VMs cannot boot from a VHD image; use VHDX')
-        return {'source': image.path, 'cow': bool(self._conf.use_cow_images),
+        # An ISO is copied and boots from a DVD drive; only a disk can be differencing.
+        return {'source': image.path,
+                'cow': bool(self._conf.use_cow_images) and image.format != 'iso',
                 'format': image.format, 'size_gb': root_gb, 'controller': None}
 
     def _spec(self, instance: Any, image_meta: Any, generation: int,
@@ -238,6 +278,8 @@ class VMOps:
             'notes_extra': None,
             'automatic_stop_action': 'ShutDown' if hyperv.instance_automatic_shutdown
             else 'Save',
+            'console_log': {'path': self._path(instance, CONSOLE_LOG),
+                            'max_bytes': CONSOLE_LOG_BYTES},
         }
 
     @staticmethod
@@ -269,27 +311,67 @@ class VMOps:
         return {'content_base64': base64.b64encode(image).decode('ascii'),
                 'format': 'vhd' if as_vhd else 'iso', 'as_dvd': not as_vhd}
 
-    def _start_console_logger(self, instance: Any) -> None:
-        """Start the host-side serial log reader; a failure costs the log, not the VM."""
+    def ensure_console_logger(self, instance: Any) -> None:
+        """Start the host-side serial log reader unless this service knows it runs.
+
+        New-Instance starts it with the VM and it outlives power cycles, but
+        not a host reboot: power_on and init_host call this.  A failure costs
+        the log, not the operation.
+        """
+        self._ensure_logger(instance.name, instance.uuid, instance)
+
+    def ensure_running_console_loggers(self) -> None:
+        """init_host: every running Nova VM gets its logger back (one call per VM).
+
+        Best effort, like every logger start: a host that cannot list its VMs
+        now costs the logs, not the service start.
+        """
         try:
-            self._bridge.call('Start-InstanceConsoleLogger', {
-                'Name': instance.name, 'LogPath': self._path(instance, CONSOLE_LOG)})
+            vms = self.summary(refresh=True)
+        except errors.HyperVHostError as exc:
+            LOG.warning('Console loggers not checked: %s', exc)
+            return
+        for uuid, vm in sorted(vms.items()):
+            if POWER_STATE.get(vm['state']) == power_state.RUNNING:
+                self._ensure_logger(vm['name'], uuid)
+
+    def _ensure_logger(self, name: str, uuid: str, instance: Any = None) -> None:
+        if uuid in self._loggers:
+            return
+        log_path = ntpath.join(self._conf.instances_path, name, CONSOLE_LOG)
+        try:
+            result = self._bridge.call('Start-InstanceConsoleLogger', {
+                'Name': name, 'LogPath': log_path, 'MaxLogBytes': CONSOLE_LOG_BYTES})
         except bridge_errors.PsDriverBridgeException as exc:
-            LOG.warning('Console log of %s not started: %s', instance.name, exc,
-                        instance=instance)
+            LOG.warning('Console log of %s not started: %s', name, exc, instance=instance)
+            return
+        if result['running']:
+            self._loggers.add(uuid)
 
     # -- destroy ----------------------------------------------------------------------
 
     def destroy(self, instance: Any, destroy_disks: bool = True) -> dict[str, Any]:
-        """Remove the VM (a missing VM is fine) and, with destroy_disks, its folder."""
+        """Remove the VM (a missing VM is fine) and, with destroy_disks, its folder.
+
+        A VM of the same name that carries another instance UUID is not this
+        instance's: it and its folder are left alone, as for a missing VM.
+        """
         params = {'Name': instance.name, 'InstanceUuid': instance.uuid,
                   'InstanceDir': self.instance_dir(instance),
                   'DeleteFiles': bool(destroy_disks)}
         try:
             with errors.translate(operation='destroy'):
-                result = self._bridge.call('Remove-Instance', params)
+                try:
+                    result = self._bridge.call('Remove-Instance', params)
+                except bridge_errors.ScriptInvalidOperation as exc:
+                    if exc.error_id != 'PsDriver.InstanceUuidMismatch':
+                        raise
+                    LOG.warning('Not removing VM %s: %s', instance.name, exc.message,
+                                instance=instance)
+                    return {'name': instance.name, 'existed': False}
         finally:
             self.invalidate()
+            self._loggers.discard(instance.uuid)
         if result['existed']:
             LOG.info('Removed VM %s (was %s)', instance.name, result['previous_state'],
                      instance=instance)
@@ -318,6 +400,7 @@ class VMOps:
 
     def power_on(self, instance: Any) -> None:
         self._power(instance, 'Start', 'power_on')
+        self.ensure_console_logger(instance)
 
     def power_off(self, instance: Any, timeout: int = 0, retry_interval: int = 0) -> None:
         """Clean guest shutdown within ``timeout`` seconds then hard off; 0: hard off."""
@@ -355,7 +438,9 @@ class VMOps:
         the rescue password replaces the instance's own while rescued.
         """
         generation = vm_generation(image_meta)
-        image = self._images.get_cached_image(context, instance, None, image_meta=image_meta)
+        # No rescue image named: the instance's own image, as compute-hyperv did.
+        rescue_image = image_meta if 'id' in image_meta and image_meta.id else None
+        image = self._images.get_cached_image(context, instance, None, image_meta=rescue_image)
         if image.format == 'iso':
             raise exception.ImageUnacceptable(image_id=image.image_id,
                                               reason='a rescue image must be a VHD or VHDX')

@@ -132,9 +132,13 @@ class VmRules(NetworkRules):
 
     @writes
     def remove_vm(self, name: str) -> None:
-        """``Remove-VM``: only Off or Saved VMs; disks and folders stay on the volume."""
+        """``Remove-VM``: only Off or Saved VMs; disks and folders stay on the volume.
+
+        The *Critical variants (the VM's storage is unreachable) can go too:
+        removing such a VM is how Hyper-V cleans up after lost storage.
+        """
         vm = self._vm(name)
-        if vm.state not in ('Off', 'Saved'):
+        if vm.state not in ('Off', 'Saved', 'OffCritical', 'SavedCritical'):
             raise invalid_state(vm.name, vm.state, 'delete')
         cluster = self._state.cluster
         if cluster and any(g.vm_name and g.vm_name.lower() == vm.name.lower()

@@ -165,6 +165,30 @@ def test_empty_backend_url_selects_local_lock_files(conf, tmp_path):
         assert os.listdir(tmp_path) == [coordinator.full_name('vm-1')]
     coordinator.stop()
 
+@pytest.mark.skipif(os.name == 'nt', reason='a drive-letter URL is real on Windows')
+@pytest.mark.parametrize('url', ['file:///C:/OpenStack/Lock', 'file:///d:\\locks',
+                                 'FILE:///E:/x?timeout=5'])
+def test_windows_folder_url_means_local_locks_on_linux(conf, tmp_path, caplog, url):
+    # compute-hyperv's default URL on a Linux management node: no /C:/ folder
+    # is created at the root of the file system; locks stay on this host.
+    conf.config(group='coordination', backend_url=url)
+    conf.config(group='oslo_concurrency', lock_path=str(tmp_path))
+    coordinator = Coordinator()
+
+    with caplog.at_level(logging.WARNING, logger='psdriver.coordination'):
+        with coordinator.lock('vm-1'):
+            assert coordinator.backend_url is None
+            assert os.listdir(tmp_path) == [coordinator.full_name('vm-1')]
+    coordinator.stop()
+    assert 'names a Windows folder' in caplog.text
+    assert caplog.text.count('names a Windows folder') == 1
+
+
+def test_unc_file_url_is_used_as_given(tmp_path):
+    url = f'file:///{tmp_path}/share/locks'     # //... : a local path on Linux
+    assert Coordinator(backend_url=url, lock_path='').backend_url == url
+
+
 
 # --- local fallback -----------------------------------------------------------
 

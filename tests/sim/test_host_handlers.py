@@ -54,6 +54,12 @@ def test_host_info_for_another_path():
     assert exc.value.category == 'ObjectNotFound'
 
 
+def test_host_info_leaves_out_loopback_and_link_local_addresses():
+    host = SimHost(ip_addresses=['127.0.0.1', '169.254.3.4', '192.0.2.11', '::1',
+                                 'fe80::11', '2001:db8::11'])
+    assert _run(host, 'Get-HostInfo')['ip_addresses'] == ['192.0.2.11', '2001:db8::11']
+
+
 @pytest.mark.parametrize('echo', ['', "it's", 'nul\x00inside', '\U0001F600 non-BMP',
                                   '"; Stop-Computer; "', 'x' * 10000])
 def test_connection_echo_is_exact(host, echo):
@@ -65,6 +71,6 @@ def test_connection_report():
                    ps_edition='Core', is_admin=False)
     out = _run(host, 'Test-PsDriverConnection')
     assert out == {'hostname': 'SIMHV01', 'ps_version': '7.4.6', 'ps_edition': 'Core',
-                   'os_version': '10.0.20348', 'is_admin': False, 'echo': None,
+                   'os_version': '10.0.20348', 'is_admin': False, 'echo': '',
                    'modules': {'Hyper-V': True, 'FailoverClusters': False, 'MPIO': False,
                                'iSCSI': False, 'Storage': False}}

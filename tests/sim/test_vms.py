@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from psdriver.sim import SimError, SimHost
+from psdriver.sim import SimError, SimHost, dispatch
 
 
 def test_names_are_unique_case_insensitively(host):
@@ -147,6 +147,16 @@ def test_remove_vm_rules(host):
     assert host.volume_free('C:\\') > free
     assert host.find_vm('vm') is None
     host.create_vm('vm')                                 # the name is free again
+
+
+@pytest.mark.parametrize('state', ['OffCritical', 'SavedCritical'])
+def test_remove_instance_takes_a_vm_with_lost_storage_as_it_is(host, state):
+    vm = host.create_vm('instance-00000007')
+    vm.state = state
+    with host.transaction():
+        result = dispatch.get_handler('Remove-Instance').func(host, {'Name': vm.name})
+    assert result['existed'] and result['previous_state'] == state
+    assert host.find_vm(vm.name) is None
 
 
 def test_running_vm_limit():

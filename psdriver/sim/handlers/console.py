@@ -1,6 +1,7 @@
 """Start-InstanceConsoleLogger and Get-InstanceConsoleOutput.
 
-The logger is a record on the host (one per VM, like the script's named
+New-Instance starts the same logger (:func:`launch_logger`) before the VM
+first starts.  The logger is a record on the host (one per VM, like the script's named
 mutex) that copies what the guest writes to the serial pipe it reads into
 the log file, rotating to ``<log>.1`` at the size cap.  The guest writes
 to COM1: boot lines when the VM starts, and whatever a test or demo passes
@@ -36,6 +37,34 @@ def serial_pipe(vm: Vm) -> str | None:
     return ports[0][1] if ports else None
 
 
+def check_log_target(host: SimHost, pipe: str, log_path: str) -> None:
+    """``Assert-PsDriverConsoleLogTarget``: a local pipe path and an existing log folder."""
+    if not _PIPE.match(pipe):
+        raise script_error(f"'{pipe}' is not a local named pipe path (\\\\.\\pipe\\<name>).",
+                           'InvalidArgument', 'PsDriver.InvalidPipePath', pipe)
+    folder = ntpath.dirname(log_path.replace('/', '\\'))
+    if not folder or not is_dir(host, folder):
+        raise script_error(f"The directory of console log '{log_path}' does not exist.",
+                           'ObjectNotFound', 'PsDriver.LogDirectoryNotFound', log_path)
+
+
+def launch_logger(host: SimHost, vm: Vm, pipe: str, log_path: str, max_bytes: int,
+                  restart: bool = False) -> dict[str, Any]:
+    """``Start-PsDriverConsoleLogger``: started, running and pid of the VM's logger.
+
+    Shared by Start-InstanceConsoleLogger and New-Instance, as the script
+    function is.
+    """
+    check_log_target(host, pipe, log_path)
+    running = host.console_logger(vm.name) is not None
+    if running and not restart:
+        return {'started': False, 'running': True, 'pid': None}
+    if running:
+        host.stop_console_logger(vm.name)
+    pid = host.start_console_logger(vm.name, log_path, pipe, max_bytes).pid
+    return {'started': True, 'running': True, 'pid': pid}
+
+
 @handler('Start-InstanceConsoleLogger')
 def start_console_logger(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     script = 'Start-InstanceConsoleLogger'
@@ -47,23 +76,9 @@ def start_console_logger(host: SimHost, params: dict[str, Any]) -> dict[str, Any
     if not pipe:
         raise script_error(f"Virtual machine '{name}' has no serial port connected to a named "
                            'pipe.', 'InvalidOperation', 'PsDriver.NoSerialPipe', name)
-    if not _PIPE.match(pipe):
-        raise script_error(f"'{pipe}' is not a local named pipe path (\\\\.\\pipe\\<name>).",
-                           'InvalidArgument', 'PsDriver.InvalidPipePath', pipe)
-    folder = ntpath.dirname(log_path.replace('/', '\\'))
-    if not folder or not is_dir(host, folder):
-        raise script_error(f"The directory of console log '{log_path}' does not exist.",
-                           'ObjectNotFound', 'PsDriver.LogDirectoryNotFound', log_path)
-    running = host.console_logger(vm.name) is not None
-    started = False
-    pid = None
-    if switch(params, 'Restart') or not running:
-        if running:
-            host.stop_console_logger(vm.name)
-        pid = host.start_console_logger(vm.name, log_path, pipe, max_bytes).pid
-        started = running = True
+    launch = launch_logger(host, vm, pipe, log_path, max_bytes, restart=switch(params, 'Restart'))
     return {'name': vm.name, 'vm_id': vm.id.lower(), 'pipe_path': pipe, 'log_path': log_path,
-            'max_log_bytes': max_bytes, 'started': started, 'running': running, 'pid': pid}
+            'max_log_bytes': max_bytes, **launch}
 
 
 def _prepare_logger(host: SimHost, params: dict[str, Any]) -> None:

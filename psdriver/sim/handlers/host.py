@@ -9,6 +9,12 @@ from psdriver.sim.host import SimHost
 from psdriver.sim.state import GIB
 
 
+def _unreachable(address: str) -> bool:
+    """Loopback and link-local addresses, which Get-HostInfo leaves out."""
+    text = address.lower()
+    return text.startswith(('127.', '169.254.', 'fe80:')) or text == '::1'
+
+
 @handler('Get-HostInfo', readonly=True)
 def get_host_info(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     cfg = host.config
@@ -39,7 +45,7 @@ def get_host_info(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
         },
         'numa_nodes': host.numa_nodes(),
         'uptime_seconds': host.uptime_seconds(),
-        'ip_addresses': list(cfg.ip_addresses),
+        'ip_addresses': [ip for ip in cfg.ip_addresses if not _unreachable(ip)],
     }
 
 
@@ -62,5 +68,5 @@ def test_connection(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
         'os_version': cfg.os_version,
         'modules': {m: bool(cfg.modules.get(m, False)) for m in modules},
         'is_admin': cfg.is_admin,
-        'echo': params.get('Echo'),
+        'echo': '' if params.get('Echo') is None else str(params['Echo']),
     }

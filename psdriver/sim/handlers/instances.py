@@ -21,6 +21,8 @@ _UUID = re.compile(r'^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F
 _ROOTS = (re.compile(r'^[A-Za-z]:[\\/]*$'), re.compile(r'^\\\\[^\\/]+[\\/][^\\/]+[\\/]*$'),
           re.compile(r'^[\\/]+$'))
 _DISK_FILE = re.compile(r'\.a?vhdx?$', re.IGNORECASE)
+#: States Remove-VM takes as they are; any other is turned off first.
+_STOPPED_STATES = ('Off', 'Saved', 'OffCritical', 'SavedCritical')
 
 
 # -- Remove-Instance ------------------------------------------------------------------------
@@ -88,7 +90,7 @@ def remove_instance(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
         vm_id, previous, snapshots = vm.id, vm.state, len(vm.snapshots)
         if delete_files:
             files = _instance_files(host, vm, folder)
-        if previous not in ('Off', 'Saved'):
+        if previous not in _STOPPED_STATES:
             host.stop_vm(vm.name, turn_off=True)
         host.remove_vm(vm.name)
     if delete_files:

@@ -141,7 +141,7 @@ def _wanted(entries: Any) -> list[dict[str, Any]]:
         if spec is None:
             raise script_error(f'Nics entry {index} is null.', 'InvalidArgument',
                                'PsDriver.InvalidNicSpec', index)
-        spec = spec if isinstance(spec, dict) else {}
+        spec = _fields(spec)
         port = '' if spec.get('id') is None else str(spec.get('id'))
         raw_mac = '' if spec.get('mac') is None else str(spec.get('mac'))
         mac = hyperv_mac(raw_mac)
@@ -162,6 +162,15 @@ def _wanted(entries: Any) -> list[dict[str, Any]]:
                        'switch': str(switch_value) if switch_value not in (None, '') else None,
                        'vlan': vlan})
     return wanted
+
+
+def _fields(spec: Any) -> dict[str, Any]:
+    """``Get-SpecValue``: an entry's keys, case-insensitively; the first of a case wins."""
+    fields: dict[str, Any] = {}
+    if isinstance(spec, dict):
+        for key, value in spec.items():
+            fields.setdefault(str(key).lower(), value)
+    return fields
 
 
 def _vlan_number(value: Any) -> int | None:

@@ -1,6 +1,9 @@
 """Set-InstanceRescue and Remove-InstanceRescue: boot from a rescue disk and back.
 
-The drive moves follow the scripts step by step (turn off, detach the root
+Set-InstanceRescue first makes the rescue disk (a differencing disk over
+RescueImagePath) and writes the rescue config drive (ConfigDriveBase64)
+when it is given their sources.  The drive moves follow the scripts step
+by step (turn off, detach the root
 disk, rescue disk into its slot, root disk to the first free SCSI location,
 config drive swap, first boot device, start) on the host's device rules,
 which refuse what Hyper-V refuses.
@@ -8,6 +11,8 @@ which refuse what Hyper-V refuses.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,15 +156,32 @@ def set_rescue(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     root_param = params.get('RootDiskPath') or None
     config_path = params.get('ConfigDrivePath') or None
     original_path = params.get('OriginalConfigDrivePath') or None
+    image_path = params.get('RescueImagePath') or None
+    config_base64 = params.get('ConfigDriveBase64') or None
     boot_type = 'IDE' if vm.generation == 1 else 'SCSI'
-    if not is_file(host, rescue_path):
+    make_rescue_disk = not is_file(host, rescue_path)
+    if make_rescue_disk and not image_path:
         raise script_error(f"Rescue disk '{rescue_path}' does not exist.", 'ObjectNotFound',
                            'PsDriver.RescueDiskNotFound', rescue_path)
+    if make_rescue_disk and not is_file(host, image_path):
+        raise script_error(f"Rescue image '{image_path}' does not exist.", 'ObjectNotFound',
+                           'PsDriver.RescueImageNotFound', image_path)
+    config_bytes = None
+    if config_base64:
+        if not config_path:
+            raise script_error('ConfigDriveBase64 needs ConfigDrivePath, where the rescue '
+                               'config drive is written.', 'InvalidArgument',
+                               'PsDriver.InvalidConfigDrive', 'ConfigDrivePath')
+        try:
+            config_bytes = base64.b64decode(config_base64, validate=True)
+        except (binascii.Error, ValueError):
+            raise script_error('ConfigDriveBase64 is not valid base64.', 'InvalidArgument',
+                               'PsDriver.InvalidConfigDrive', 'ConfigDriveBase64') from None
     if vm.generation != 1 and extension(rescue_path) != '.vhdx':
         raise script_error(f"Virtual machine '{vm.name}' is generation {vm.generation} and "
                            f"boots only from a VHDX disk; '{rescue_path}' is not one.",
                            'InvalidArgument', 'PsDriver.RescueImageUnacceptable', rescue_path)
-    if config_path and not is_file(host, config_path):
+    if config_bytes is None and config_path and not is_file(host, config_path):
         raise script_error(f"Config drive '{config_path}' does not exist.", 'ObjectNotFound',
                            'PsDriver.ConfigDriveNotFound', config_path)
     already = find_by_path(vm, rescue_path)
@@ -176,6 +198,10 @@ def set_rescue(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
                                'PsDriver.InstanceNotRescuable', vm.name)
         root_path = root.path
     if already is None and root is not None:
+        if make_rescue_disk:
+            host.new_vhd(rescue_path, parent_path=image_path)
+        if config_bytes is not None:
+            host.write_file(config_path, config_bytes)
         stop_target(host, vm)
         root_slot = _slot(root)
         detach(host, vm, root)
@@ -199,9 +225,12 @@ def _rescue_prepare(host: SimHost, params: dict[str, Any]) -> None:
     """A running instance with its config drive, the rescue disk and rescue config drive."""
     from psdriver.sim.scenario import add_image, add_instance
     add_instance(host, params['Name'], config_drive=True)
-    image = add_image(host, paths.join(host.config.instances_path, '_base', 'rescue.vhdx'))
-    host.new_vhd(params['RescueDiskPath'], parent_path=image)
-    if params.get('ConfigDrivePath'):
+    if params.get('RescueImagePath'):
+        add_image(host, params['RescueImagePath'])
+    else:
+        image = add_image(host, paths.join(host.config.instances_path, '_base', 'rescue.vhdx'))
+        host.new_vhd(params['RescueDiskPath'], parent_path=image)
+    if params.get('ConfigDrivePath') and not params.get('ConfigDriveBase64'):
         host.add_file(params['ConfigDrivePath'], 64 * 1024)
 
 

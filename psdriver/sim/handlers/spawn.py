@@ -4,7 +4,8 @@ The spec is checked first, with the script's own rules and messages
 (``Invalid instance spec: <field> <why>``, InvalidArgument /
 PsDriver.InvalidSpec).  Then the steps run against the host model in the
 script's order (folder, root disk, ephemerals, swap, config drive, VM,
-settings, drives, boot order, adapters, serial ports, metering, start).
+settings, drives, boot order, adapters, serial ports, metering, console
+logger, start).
 Every step that creates something records how to undo it first; when a
 later step fails the undo runs newest first and the original error is
 raised unchanged, so the host is as it was before the call.
@@ -22,6 +23,7 @@ from typing import Any
 from psdriver.sim import paths
 from psdriver.sim.dispatch import handler, prepare
 from psdriver.sim.errors import SimError
+from psdriver.sim.handlers.console import launch_logger
 from psdriver.sim.host import SimHost
 from psdriver.sim.scriptlib import (
     extension, hyperv_mac, is_absolute, is_dir, is_file, join, number, script_error,
@@ -38,7 +40,7 @@ _MAX = 1.7976931348623157e308
 TOP_FIELDS = ('name', 'instance_uuid', 'instance_dir', 'generation', 'secure_boot', 'vcpus',
               'memory_mb', 'dynamic_memory_ratio', 'vnuma', 'limit_cpu_features', 'root_disk',
               'ephemerals', 'swap', 'nics', 'serial_ports', 'config_drive', 'enable_metrics',
-              'power_on', 'notes_extra', 'automatic_stop_action')
+              'power_on', 'notes_extra', 'automatic_stop_action', 'console_log')
 
 
 def spec_error(field_name: str, message: str) -> SimError:
@@ -154,6 +156,8 @@ class Plan:
     power_on: bool = True
     notes: str = ''
     stop_action: str | None = None
+    #: ``{'path', 'max_bytes'}`` of the console log, or None.
+    console_log: dict[str, Any] | None = None
 
 
 def _disk_spec(obj: dict[str, Any], path: str, size_field: str,
@@ -254,6 +258,18 @@ def build_plan(spec: Any) -> Plan:
     plan.stop_action = read(spec, s, 'automatic_stop_action', 'string', nullable=True)
     if plan.stop_action is not None:
         choice(f'{s}.automatic_stop_action', plan.stop_action, ('Save', 'TurnOff', 'ShutDown'))
+    console_log = read(spec, s, 'console_log', 'object', nullable=True)
+    if console_log is not None:
+        p = f'{s}.console_log'
+        known_fields(console_log, p, ('path', 'max_bytes'))
+        log_path = read(console_log, p, 'path', 'string', required=True)
+        if not is_absolute(log_path):
+            raise spec_error(f'{p}.path', f"must be an absolute path, got '{log_path}'.")
+        max_bytes = read(console_log, p, 'max_bytes', 'integer', nullable=True)
+        if max_bytes is None:
+            max_bytes = 524288
+        in_range(f'{p}.max_bytes', max_bytes, 4096, 1073741824)
+        plan.console_log = {'path': log_path, 'max_bytes': max_bytes}
     return plan
 
 
@@ -434,11 +450,46 @@ def _check_root_source(host: SimHost, root: dict[str, Any]) -> None:
     root['image_size'] = image_size
 
 
+def logging_pipe(plan: Plan) -> str | None:
+    """``Get-LoggingPipePath``: a pipe ending in _ro, else COM 1's, else the first."""
+    ports = plan.serial_ports
+    for port in ports:
+        if port['path'].lower().endswith('_ro'):
+            return port['path']
+    for port in ports:
+        if port['number'] == 1:
+            return port['path']
+    return ports[0]['path'] if ports else None
+
+
+def _start_console_log(host: SimHost, plan: Plan, undo: list[tuple[str, str]]) -> dict[str, Any]:
+    """``Start-InstanceConsoleLog``: a logger that cannot start is reported, not raised."""
+    log = plan.console_log or {}
+    record: dict[str, Any] = {'pipe_path': logging_pipe(plan), 'log_path': log['path'],
+                              'started': False, 'running': False, 'pid': None, 'error': None}
+    if record['pipe_path'] is None:
+        record['error'] = 'the virtual machine has no serial port connected to a named pipe'
+        return record
+    try:
+        launch = launch_logger(host, host.get_vm(plan.name), record['pipe_path'], log['path'],
+                               log['max_bytes'])
+    except SimError as exc:
+        record['error'] = exc.message
+        return record
+    if launch['started']:
+        undo.append(('ConsoleLogger', plan.name))
+    record.update(launch)
+    return record
+
+
 def _undo(host: SimHost, steps: list[tuple[str, str]]) -> None:
     """``Undo-Creation``: newest first; a step that fails is skipped (the script warns)."""
     for kind, what in reversed(steps):
         try:
-            if kind == 'VM':
+            if kind == 'ConsoleLogger':
+                if host.find_vm(what) is not None:
+                    host.stop_console_logger(what)
+            elif kind == 'VM':
                 vm = host.find_vm(what)
                 if vm is not None:
                     if vm.state != 'Off':
@@ -454,8 +505,8 @@ def _undo(host: SimHost, steps: list[tuple[str, str]]) -> None:
 
 
 def _create(host: SimHost, plan: Plan, undo: list[tuple[str, str]], created: list[str],
-            reused: list[str]) -> str:
-    """The spawn steps; returns the VM id."""
+            reused: list[str], logger: dict[str, Any]) -> str:
+    """The spawn steps; returns the VM id (``logger`` gets the console_logger record)."""
     if not is_dir(host, plan.instance_dir):
         undo.append(('Directory', plan.instance_dir))
         host.make_dir(plan.instance_dir)
@@ -548,6 +599,9 @@ def _create(host: SimHost, plan: Plan, undo: list[tuple[str, str]], created: lis
         host.set_com_port(name, f'COM{port["number"]}', port['path'])
     if plan.enable_metrics:
         host.enable_metering(name)
+    if plan.console_log is not None:
+        # Before the start: the logger waits for the pipe and so sees the first boot.
+        logger.update(_start_console_log(host, plan, undo))
     if plan.power_on:
         host.start_vm(name)
     return vm.id
@@ -573,8 +627,9 @@ def spawn(host: SimHost, spec: Any) -> dict[str, Any]:
     created: list[str] = []
     reused: list[str] = []
     undo: list[tuple[str, str]] = []
+    logger: dict[str, Any] = {}
     try:
-        vm_id = _create(host, plan, undo, created, reused)
+        vm_id = _create(host, plan, undo, created, reused, logger)
     except SimError:
         _undo(host, undo)
         raise
@@ -588,6 +643,7 @@ def spawn(host: SimHost, spec: Any) -> dict[str, Any]:
         'drives': [d.record() for d in plan.drives],
         'created': created,
         'reused': reused,
+        'console_logger': logger or None,
     }
 
 

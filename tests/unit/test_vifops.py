@@ -1,0 +1,111 @@
+"""VIFs through HyperVDriver on the simulated host: plug, unplug, attach and detach."""
+
+from __future__ import annotations
+
+import pytest
+from nova import exception
+
+from psdriver.ops import vifops
+
+from tests.unit.driver_env import SWITCH, DriverEnv, vif
+
+
+@pytest.fixture
+def env(tmp_path):
+    with DriverEnv(tmp_path) as env:
+        env.start()
+        yield env
+
+
+def spawned(env, generation: int = 2, ports=(), **spawn_kw):
+    image = env.image(hw_machine_type=f'hyperv-gen{generation}')
+    instance = env.instance(image)
+    env.spawn(instance, image, list(ports), **spawn_kw)
+    return instance, image
+
+
+def adapters(env, instance) -> dict[str, tuple[str, str | None, int | None]]:
+    """Port id -> (MAC, switch, VLAN) of the VM's adapters."""
+    return {n.name: (n.mac_address, n.switch_name, n.vlan_id) for n in env.vm(instance).nics}
+
+
+def test_plug_vifs_brings_the_adapters_in_line_in_one_round_trip(env):
+    first, second = vif('fa:16:3e:00:00:01', vlan=10), vif('fa:16:3e:00:00:02')
+    instance, _ = spawned(env, ports=[first, second], power_on=False)
+    vm = env.vm(instance)
+    env.host.set_nic_mac(instance.name, vm.nics[0].id, '00155D000099')   # drifted on the host
+    env.flags('hyperv', vswitch_name=SWITCH)
+
+    assert env.round_trips(env.driver.plug_vifs, instance, [first, second]) == 1
+    assert adapters(env, instance) == {first['id']: ('FA163E000001', SWITCH, 10),
+                                       second['id']: ('FA163E000002', SWITCH, None)}
+
+
+def test_plug_vifs_adds_a_missing_adapter_to_a_stopped_vm(env):
+    first, later = vif('fa:16:3e:00:00:01'), vif('fa:16:3e:00:00:03', vlan=300)
+    instance, _ = spawned(env, generation=1, ports=[first], power_on=False)
+    env.driver.plug_vifs(instance, [first, later])
+    assert adapters(env, instance)[later['id']] == ('FA163E000003', None, 300)
+
+
+def test_plug_vifs_without_ports_costs_nothing(env):
+    instance, _ = spawned(env)
+    assert env.round_trips(env.driver.plug_vifs, instance, []) == 0
+
+
+def test_unplug_vifs_leaves_the_adapters_with_the_vm(env):
+    port = vif()
+    instance, _ = spawned(env, ports=[port])
+    assert env.round_trips(env.driver.unplug_vifs, instance, [port]) == 0
+    assert list(adapters(env, instance)) == [port['id']]
+
+
+def test_attach_interface_with_the_port_mac_vlan_and_switch(env):
+    env.flags('hyperv', vswitch_name=SWITCH)
+    instance, image = spawned(env)
+    port = vif('fa:16:3e:aa:bb:cc', vlan=42)
+
+    assert env.round_trips(env.driver.attach_interface, None, instance, image, port) == 1
+    assert adapters(env, instance) == {port['id']: ('FA163EAABBCC', SWITCH, 42)}
+    assert env.vm(instance).state == 'Running'
+
+
+def test_attach_interface_without_a_vlan_is_untagged(env):
+    instance, image = spawned(env)
+    port = vif('fa:16:3e:aa:bb:cd')
+    env.driver.attach_interface(None, instance, image, port)
+    assert adapters(env, instance) == {port['id']: ('FA163EAABBCD', None, None)}
+
+
+def test_attach_interface_to_a_running_generation_1_vm_fails_with_the_host_reason(env):
+    instance, image = spawned(env, generation=1)
+    with pytest.raises(exception.InterfaceAttachFailed, match='hot plug') as caught:
+        env.driver.attach_interface(None, instance, image, vif())
+    assert isinstance(caught.value, vifops.InterfaceAttachFailed)
+    assert adapters(env, instance) == {}
+
+
+def test_detach_interface_removes_only_that_adapter(env):
+    keep, drop = vif('fa:16:3e:00:00:01'), vif('fa:16:3e:00:00:02')
+    instance, _ = spawned(env, ports=[keep, drop])
+    assert env.round_trips(env.driver.detach_interface, None, instance, drop) == 1
+    assert list(adapters(env, instance)) == [keep['id']]
+    env.driver.detach_interface(None, instance, drop)           # already gone: fine
+    assert list(adapters(env, instance)) == [keep['id']]
+
+
+def test_detach_interface_from_a_running_generation_1_vm_fails_with_the_host_reason(env):
+    port = vif()
+    instance, _ = spawned(env, generation=1, ports=[port])
+    with pytest.raises(exception.InterfaceDetachFailed, match='hot plug'):
+        env.driver.detach_interface(None, instance, port)
+    assert list(adapters(env, instance)) == [port['id']]
+
+
+def test_interfaces_of_a_missing_vm_are_instance_not_found(env):
+    image = env.image()
+    missing = env.instance(image)
+    with pytest.raises(exception.InstanceNotFound):
+        env.driver.attach_interface(None, missing, image, vif())
+    with pytest.raises(exception.InstanceNotFound):
+        env.driver.plug_vifs(missing, [vif()])
