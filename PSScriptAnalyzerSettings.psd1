@@ -16,9 +16,11 @@
     ExcludeRules        = @(
         # The scripts run non-interactively under the compute driver: nobody
         # can answer -Confirm, and -WhatIf is never passed. Their helper
-        # functions (New-ErrorRecord, Stop-TargetVM, ...) are private to one
-        # script. The Hyper-V cmdlets they call keep their own ShouldProcess
-        # support, and scripts pass -Confirm:$false where a cmdlet would ask.
+        # functions, and those of PsDriver.psm1 (New-PsDriverErrorRecord,
+        # Stop-PsDriverVM, ...), are called by the scripts inside the
+        # scripts' own ShouldProcess blocks. The Hyper-V cmdlets they call
+        # keep their own ShouldProcess support, and the scripts and helpers
+        # pass -Confirm:$false where a cmdlet would ask.
         'PSUseShouldProcessForStateChangingFunctions'
     )
 

@@ -284,8 +284,8 @@ def transports(quick: bool) -> common.Table:
                        'calling thread only (not the endpoint\'s threads, not the pwsh '
                        'process).')
     table.notes.append(f'The rendered {SMALL} wrapper is {len(wrapped):,} characters (the '
-                       'PsDriver.psm1 helpers travel with every script); the stub row runs '
-                       'the same wrapper on the host side but sends only the stub.')
+                       'PsDriver.psm1 functions it uses travel with the script); the stub '
+                       'row runs the same wrapper on the host side but sends only the stub.')
     table.notes.append('Client and WS-Man endpoint share one Python process (and its GIL), so '
                        'the PSRP figures include the endpoint\'s own XML and PSRP work.')
     table.notes.append('The stand-in pwsh is a Python process that imports the simulator; '

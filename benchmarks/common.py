@@ -436,6 +436,6 @@ def machine_facts() -> dict[str, str]:
         'load average (1 min) at start': (f'{os.getloadavg()[0]:.2f}'
                                           if hasattr(os, 'getloadavg') else 'unknown'),
         'nova': _version('nova'),
-        'jsonschema': _version('jsonschema'),
+        'fastjsonschema': _version('fastjsonschema'),
         'pypsrp': _version('pypsrp'),
     }

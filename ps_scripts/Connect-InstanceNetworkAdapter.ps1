@@ -62,187 +62,6 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-function New-ErrorRecord {
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Message,
-
-        [Parameter(Mandatory)]
-        [System.Management.Automation.ErrorCategory]$Category,
-
-        [Parameter(Mandatory)]
-        [string]$ErrorId,
-
-        [object]$Target
-    )
-    $exception = [System.InvalidOperationException]::new($Message)
-    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
-}
-
-function Get-TargetVM {
-    <#
-    .SYNOPSIS
-        Returns the one VM named exactly $Name, or throws PsDriver.VMNotFound.
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Name
-    )
-    # Get-VM -Name takes a wildcard pattern. The escaped name followed by '*'
-    # matches the name literally (brackets too) and, being a pattern, never
-    # reports "not found": an error here is a real failure (service down,
-    # access denied) and stops the script instead of passing for a missing VM.
-    $pattern = [System.Management.Automation.WildcardPattern]::Escape($Name) + '*'
-    $found = @(Get-VM -Name $pattern | Where-Object { $_.Name -eq $Name })
-    if ($found.Count -eq 0) {
-        throw (New-ErrorRecord -Message "Virtual machine '$Name' was not found on this host." -Category ObjectNotFound -ErrorId 'PsDriver.VMNotFound' -Target $Name)
-    }
-    if ($found.Count -gt 1) {
-        throw (New-ErrorRecord -Message "$($found.Count) virtual machines are named '$Name'; the name must be unique." -Category InvalidOperation -ErrorId 'PsDriver.VMNameNotUnique' -Target $Name)
-    }
-    $found[0]
-}
-
-function ConvertTo-HyperVMac {
-    <#
-    .SYNOPSIS
-        'fa:16:3e:01:02:03' (or with dashes, or bare) -> 'FA163E010203'; $null if not a MAC.
-    #>
-    param(
-        [AllowNull()]
-        [AllowEmptyString()]
-        [string]$Mac
-    )
-    if ([string]::IsNullOrWhiteSpace($Mac)) {
-        return $null
-    }
-    $text = $Mac.Trim()
-    if ($text -notmatch '^(?:[0-9a-fA-F]{2}([:-]?)){5}[0-9a-fA-F]{2}$') {
-        return $null
-    }
-    ($text -replace '[:-]', '').ToUpperInvariant()
-}
-
-function ConvertTo-MacString {
-    <#
-    .SYNOPSIS
-        'FA163E010203' -> 'fa:16:3e:01:02:03'; $null for an empty or all-zero address.
-    #>
-    param(
-        [AllowNull()]
-        [AllowEmptyString()]
-        [string]$Mac
-    )
-    $hex = ([string]$Mac) -replace '[^0-9a-fA-F]', ''
-    if ($hex.Length -ne 12 -or $hex -eq '000000000000') {
-        return $null
-    }
-    $hex = $hex.ToLowerInvariant()
-    (0..5 | ForEach-Object { $hex.Substring($_ * 2, 2) }) -join ':'
-}
-
-function Get-VlanMap {
-    <#
-    .SYNOPSIS
-        VLAN settings of all the VM's adapters (one call), keyed by adapter id.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [object]$VM
-    )
-    $map = @{}
-    foreach ($vlan in @(Get-VMNetworkAdapterVlan -VM $VM)) {
-        if ($null -ne $vlan -and $null -ne $vlan.ParentAdapter) {
-            $map[[string]$vlan.ParentAdapter.Id] = $vlan
-        }
-    }
-    $map
-}
-
-function Get-AccessVlanId {
-    <#
-    .SYNOPSIS
-        The adapter's access VLAN id, or $null when untagged or in another mode.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [hashtable]$VlanMap,
-
-        [Parameter(Mandatory)]
-        [object]$Adapter
-    )
-    $vlan = $VlanMap[[string]$Adapter.Id]
-    if ($null -ne $vlan -and $vlan.OperationMode.ToString() -eq 'Access') {
-        return [int]$vlan.AccessVlanId
-    }
-    $null
-}
-
-function Get-NicRecord {
-    param(
-        [Parameter(Mandatory)]
-        [object]$Adapter,
-
-        [Parameter(Mandatory)]
-        [hashtable]$VlanMap
-    )
-    $switchName = $null
-    if (-not [string]::IsNullOrEmpty($Adapter.SwitchName)) {
-        $switchName = [string]$Adapter.SwitchName
-    }
-    [ordered]@{
-        name      = [string]$Adapter.Name
-        mac       = ConvertTo-MacString -Mac $Adapter.MacAddress
-        'switch'  = $switchName
-        vlan      = Get-AccessVlanId -VlanMap $VlanMap -Adapter $Adapter
-        connected = ($null -ne $switchName)
-    }
-}
-
-function Assert-NicHotplug {
-    <#
-    .SYNOPSIS
-        Throws PsDriver.NicHotplugUnsupported when adapters cannot be added or removed now.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [object]$VM,
-
-        [Parameter(Mandatory)]
-        [string]$Operation
-    )
-    $state = $VM.State.ToString()
-    if ($state -ne 'Off' -and [int]$VM.Generation -eq 1) {
-        throw (New-ErrorRecord -Message "Cannot $Operation a network adapter on virtual machine '$($VM.Name)' while it is ${state}: generation 1 virtual machines do not support network adapter hot plug; turn the virtual machine off first." -Category InvalidOperation -ErrorId 'PsDriver.NicHotplugUnsupported' -Target $VM.Name)
-    }
-}
-
-function Invoke-NicChange {
-    <#
-    .SYNOPSIS
-        Runs one adapter change; a Hyper-V refusal becomes PsDriver.NicOperationFailed.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [string]$Description,
-
-        [Parameter(Mandatory)]
-        [object]$VM,
-
-        [Parameter(Mandatory)]
-        [scriptblock]$Change
-    )
-    try {
-        & $Change
-    }
-    catch {
-        $message = "Cannot {0} on virtual machine '{1}' (state {2}): {3}" -f $Description, $VM.Name, $VM.State.ToString(), $_.Exception.Message
-        throw (New-ErrorRecord -Message $message -Category InvalidOperation -ErrorId 'PsDriver.NicOperationFailed' -Target $VM.Name)
-    }
-}
-
 function Get-SpecValue {
     <#
     .SYNOPSIS
@@ -281,18 +100,22 @@ function Get-SpecValue {
     $property.Value
 }
 
+if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+}
+
 $wanted = [System.Collections.Generic.List[object]]::new()
 $index = 0
 foreach ($spec in $Nics) {
     $index++
     if ($null -eq $spec) {
-        throw (New-ErrorRecord -Message "Nics entry $index is null." -Category InvalidArgument -ErrorId 'PsDriver.InvalidNicSpec' -Target $index)
+        throw (New-PsDriverErrorRecord -Message "Nics entry $index is null." -Category InvalidArgument -ErrorId 'PsDriver.InvalidNicSpec' -Target $index)
     }
     $portId = [string](Get-SpecValue -Spec $spec -Field 'id')
     $rawMac = [string](Get-SpecValue -Spec $spec -Field 'mac')
-    $mac = ConvertTo-HyperVMac -Mac $rawMac
+    $mac = ConvertTo-PsDriverHyperVMac -Mac $rawMac
     if ([string]::IsNullOrWhiteSpace($portId) -or $null -eq $mac) {
-        throw (New-ErrorRecord -Message "Nics entry $index needs an id and a MAC address (got id '$portId', mac '$rawMac')." -Category InvalidArgument -ErrorId 'PsDriver.InvalidNicSpec' -Target $index)
+        throw (New-PsDriverErrorRecord -Message "Nics entry $index needs an id and a MAC address (got id '$portId', mac '$rawMac')." -Category InvalidArgument -ErrorId 'PsDriver.InvalidNicSpec' -Target $index)
     }
     $switchValue = Get-SpecValue -Spec $spec -Field 'switch'
     $switchName = $null
@@ -304,7 +127,7 @@ foreach ($spec in $Nics) {
     if ($null -ne $vlanValue) {
         $vlanNumber = 0
         if (-not [int]::TryParse([string]$vlanValue, [ref]$vlanNumber) -or $vlanNumber -lt 0 -or $vlanNumber -gt 4094) {
-            throw (New-ErrorRecord -Message "Nics entry $index has VLAN '$vlanValue'; expected 0 to 4094 or null." -Category InvalidArgument -ErrorId 'PsDriver.InvalidNicSpec' -Target $index)
+            throw (New-PsDriverErrorRecord -Message "Nics entry $index has VLAN '$vlanValue'; expected 0 to 4094 or null." -Category InvalidArgument -ErrorId 'PsDriver.InvalidNicSpec' -Target $index)
         }
         $vlanId = $vlanNumber
     }
@@ -316,16 +139,16 @@ foreach ($spec in $Nics) {
         })
 }
 
-$vm = Get-TargetVM -Name $Name
+$vm = Get-PsDriverVM -Name $Name
 $adapters = @(Get-VMNetworkAdapter -VM $vm)
-$vlanMap = Get-VlanMap -VM $vm
+$vlanMap = Get-PsDriverVlanMap -VM $vm
 
 $missing = @($wanted | Where-Object {
         $portId = $_.Id
         @($adapters | Where-Object { $_.Name -eq $portId }).Count -eq 0
     })
 if ($missing.Count -gt 0) {
-    Assert-NicHotplug -VM $vm -Operation 'add'
+    Assert-PsDriverNicHotplug -VM $vm -Operation 'add'
 }
 
 $created = [System.Collections.Generic.List[string]]::new()
@@ -346,20 +169,20 @@ if ($wanted.Count -gt 0 -and $PSCmdlet.ShouldProcess("virtual machine '$Name'", 
             if ($null -ne $want.SwitchName) {
                 $addArgs['SwitchName'] = $want.SwitchName
             }
-            $adapter = Invoke-NicChange -Description "add network adapter '$($want.Id)'" -VM $vm -Change {
+            $adapter = Invoke-PsDriverNicChange -Description "add network adapter '$($want.Id)'" -VM $vm -Change {
                 Add-VMNetworkAdapter @addArgs
             }
             $created.Add($want.Id)
         }
         else {
-            if ((ConvertTo-HyperVMac -Mac $adapter.MacAddress) -ne $want.Mac -or $adapter.DynamicMacAddressEnabled) {
-                Invoke-NicChange -Description "set the MAC address of network adapter '$($want.Id)'" -VM $vm -Change {
+            if ((ConvertTo-PsDriverHyperVMac -Mac $adapter.MacAddress) -ne $want.Mac -or $adapter.DynamicMacAddressEnabled) {
+                Invoke-PsDriverNicChange -Description "set the MAC address of network adapter '$($want.Id)'" -VM $vm -Change {
                     Set-VMNetworkAdapter -VMNetworkAdapter $adapter -StaticMacAddress $want.Mac -Confirm:$false
                 }
                 $changedThis = $true
             }
             if ($null -ne $want.SwitchName -and $adapter.SwitchName -ne $want.SwitchName) {
-                Invoke-NicChange -Description "connect network adapter '$($want.Id)' to switch '$($want.SwitchName)'" -VM $vm -Change {
+                Invoke-PsDriverNicChange -Description "connect network adapter '$($want.Id)' to switch '$($want.SwitchName)'" -VM $vm -Change {
                     Connect-VMNetworkAdapter -VMNetworkAdapter $adapter -SwitchName $want.SwitchName -Confirm:$false
                 }
                 $changedThis = $true
@@ -368,16 +191,16 @@ if ($wanted.Count -gt 0 -and $PSCmdlet.ShouldProcess("virtual machine '$Name'", 
         if ($null -ne $want.VlanId) {
             $current = $null
             if ($created -notcontains $want.Id) {
-                $current = Get-AccessVlanId -VlanMap $vlanMap -Adapter $adapter
+                $current = Get-PsDriverAccessVlanId -VlanMap $vlanMap -Adapter $adapter
             }
             if ($want.VlanId -eq 0 -and $null -ne $current) {
-                Invoke-NicChange -Description "make network adapter '$($want.Id)' untagged" -VM $vm -Change {
+                Invoke-PsDriverNicChange -Description "make network adapter '$($want.Id)' untagged" -VM $vm -Change {
                     Set-VMNetworkAdapterVlan -VMNetworkAdapter $adapter -Untagged -Confirm:$false
                 }
                 $changedThis = $true
             }
             elseif ($want.VlanId -gt 0 -and $current -ne $want.VlanId) {
-                Invoke-NicChange -Description "set VLAN $($want.VlanId) on network adapter '$($want.Id)'" -VM $vm -Change {
+                Invoke-PsDriverNicChange -Description "set VLAN $($want.VlanId) on network adapter '$($want.Id)'" -VM $vm -Change {
                     Set-VMNetworkAdapterVlan -VMNetworkAdapter $adapter -Access -VlanId $want.VlanId -Confirm:$false
                 }
                 $changedThis = $true
@@ -390,12 +213,12 @@ if ($wanted.Count -gt 0 -and $PSCmdlet.ShouldProcess("virtual machine '$Name'", 
 }
 
 $finalAdapters = @(Get-VMNetworkAdapter -VM $vm)
-$finalVlans = Get-VlanMap -VM $vm
+$finalVlans = Get-PsDriverVlanMap -VM $vm
 $records = [System.Collections.Generic.List[object]]::new()
 foreach ($want in $wanted) {
     $adapter = @($finalAdapters | Where-Object { $_.Name -eq $want.Id }) | Select-Object -First 1
     if ($null -ne $adapter) {
-        $records.Add((Get-NicRecord -Adapter $adapter -VlanMap $finalVlans))
+        $records.Add((Get-PsDriverNicRecord -Adapter $adapter -VlanMap $finalVlans))
     }
 }
 

@@ -62,31 +62,6 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-function New-ErrorRecord {
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Message,
-
-        [Parameter(Mandatory)]
-        [System.Management.Automation.ErrorCategory]$Category,
-
-        [Parameter(Mandatory)]
-        [string]$ErrorId,
-
-        [object]$Target,
-
-        [System.Exception]$InnerException
-    )
-    if ($null -ne $InnerException) {
-        $exception = [System.InvalidOperationException]::new($Message, $InnerException)
-    }
-    else {
-        $exception = [System.InvalidOperationException]::new($Message)
-    }
-    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
-}
-
 function Get-ImageRecord {
     <#
     .SYNOPSIS
@@ -115,27 +90,31 @@ function Get-ImageRecord {
     }
 }
 
+if (-not (Get-Command -Name 'New-PsDriverErrorRecord' -ErrorAction SilentlyContinue)) {
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+}
+
 $extension = [System.IO.Path]::GetExtension($DestinationPath).ToLowerInvariant()
 $sourceExtension = [System.IO.Path]::GetExtension($SourcePath).ToLowerInvariant()
 if (@('.vhd', '.vhdx') -notcontains $extension -or $sourceExtension -ne $extension) {
-    throw (New-ErrorRecord -Message "Source '$SourcePath' and destination '$DestinationPath' must both be .vhd or both .vhdx files." -Category InvalidArgument -ErrorId 'PsDriver.InvalidImagePath' -Target $DestinationPath)
+    throw (New-PsDriverErrorRecord -Message "Source '$SourcePath' and destination '$DestinationPath' must both be .vhd or both .vhdx files." -Category InvalidArgument -ErrorId 'PsDriver.InvalidImagePath' -Target $DestinationPath)
 }
 if ($SizeBytes -lt 0) {
-    throw (New-ErrorRecord -Message "SizeBytes must not be negative, got $SizeBytes." -Category InvalidArgument -ErrorId 'PsDriver.InvalidDiskSize' -Target $DestinationPath)
+    throw (New-PsDriverErrorRecord -Message "SizeBytes must not be negative, got $SizeBytes." -Category InvalidArgument -ErrorId 'PsDriver.InvalidDiskSize' -Target $DestinationPath)
 }
 if (-not (Test-Path -LiteralPath $SourcePath -PathType Leaf)) {
-    throw (New-ErrorRecord -Message "The cached image '$SourcePath' was not found." -Category ObjectNotFound -ErrorId 'PsDriver.ImageNotFound' -Target $SourcePath)
+    throw (New-PsDriverErrorRecord -Message "The cached image '$SourcePath' was not found." -Category ObjectNotFound -ErrorId 'PsDriver.ImageNotFound' -Target $SourcePath)
 }
 
 $source = Get-VHD -Path $SourcePath
 $sourceSize = [long]$source.Size
 $sourceType = $source.VhdType.ToString()
 if ($sourceType -eq 'Differencing') {
-    throw (New-ErrorRecord -Message "The cached image '$SourcePath' is a differencing disk; only whole disks are copied." -Category InvalidArgument -ErrorId 'PsDriver.InvalidImagePath' -Target $SourcePath)
+    throw (New-PsDriverErrorRecord -Message "The cached image '$SourcePath' is a differencing disk; only whole disks are copied." -Category InvalidArgument -ErrorId 'PsDriver.InvalidImagePath' -Target $SourcePath)
 }
 if ($SizeBytes -gt 0 -and $SizeBytes -lt $sourceSize) {
     $message = "Cannot make '{0}' {1} bytes ({2:0.##} GB): the image '{3}' is {4} bytes ({5:0.##} GB) and a disk is never shrunk." -f $DestinationPath, $SizeBytes, ($SizeBytes / 1GB), $SourcePath, $sourceSize, ($sourceSize / 1GB)
-    throw (New-ErrorRecord -Message $message -Category InvalidArgument -ErrorId 'PsDriver.RootDiskTooSmall' -Target $DestinationPath)
+    throw (New-PsDriverErrorRecord -Message $message -Category InvalidArgument -ErrorId 'PsDriver.RootDiskTooSmall' -Target $DestinationPath)
 }
 $targetSize = [Math]::Max($sourceSize, $SizeBytes)
 
@@ -173,7 +152,7 @@ else {
             Remove-Item -LiteralPath $temp -Force -Confirm:$false -ErrorAction SilentlyContinue
         }
         if (-not (Test-Path -LiteralPath $DestinationPath -PathType Leaf)) {
-            throw (New-ErrorRecord -Message "Cannot copy '$SourcePath' to '$DestinationPath' and grow it to $targetSize bytes: $($cause.Exception.Message)" -Category InvalidOperation -ErrorId 'PsDriver.ImageCopyFailed' -Target $DestinationPath -InnerException $cause.Exception)
+            throw (New-PsDriverErrorRecord -Message "Cannot copy '$SourcePath' to '$DestinationPath' and grow it to $targetSize bytes: $($cause.Exception.Message)" -Category InvalidOperation -ErrorId 'PsDriver.ImageCopyFailed' -Target $DestinationPath -InnerException $cause.Exception)
         }
         # Another compute service sharing the folder made the same copy meanwhile.
         Write-Verbose "'$DestinationPath' appeared meanwhile: $($cause.Exception.Message)"

@@ -54,24 +54,6 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-function New-ErrorRecord {
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Message,
-
-        [Parameter(Mandatory)]
-        [System.Management.Automation.ErrorCategory]$Category,
-
-        [Parameter(Mandatory)]
-        [string]$ErrorId,
-
-        [object]$Target
-    )
-    $exception = [System.InvalidOperationException]::new($Message)
-    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
-}
-
 function Read-FileTail {
     <#
     .SYNOPSIS
@@ -116,6 +98,10 @@ function Read-FileTail {
     }
 }
 
+if (-not (Get-Command -Name 'New-PsDriverErrorRecord' -ErrorAction SilentlyContinue)) {
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+}
+
 # oldest first: the rotated file, then the current one
 $files = @(@(($LogPath + '.1'), $LogPath) | Where-Object { Test-Path -LiteralPath $_ -PathType Leaf })
 
@@ -132,7 +118,7 @@ try {
     }
 }
 catch {
-    throw (New-ErrorRecord -Message "Cannot read console log '$LogPath': $($_.Exception.Message)" -Category ResourceUnavailable -ErrorId 'PsDriver.ConsoleLogUnreadable' -Target $LogPath)
+    throw (New-PsDriverErrorRecord -Message "Cannot read console log '$LogPath': $($_.Exception.Message)" -Category ResourceUnavailable -ErrorId 'PsDriver.ConsoleLogUnreadable' -Target $LogPath)
 }
 
 $collected = [System.IO.MemoryStream]::new()

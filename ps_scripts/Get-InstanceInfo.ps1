@@ -51,87 +51,6 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-function New-ErrorRecord {
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Message,
-
-        [Parameter(Mandatory)]
-        [System.Management.Automation.ErrorCategory]$Category,
-
-        [Parameter(Mandatory)]
-        [string]$ErrorId,
-
-        [object]$Target
-    )
-    $exception = [System.InvalidOperationException]::new($Message)
-    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
-}
-
-function Get-TargetVM {
-    <#
-    .SYNOPSIS
-        Returns the one VM named exactly $Name, or throws PsDriver.VMNotFound.
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Name
-    )
-    # Get-VM -Name takes a wildcard pattern. The escaped name followed by '*'
-    # matches the name literally (brackets too) and, being a pattern, never
-    # reports "not found": an error here is a real failure (service down,
-    # access denied) and stops the script instead of passing for a missing VM.
-    $pattern = [System.Management.Automation.WildcardPattern]::Escape($Name) + '*'
-    $found = @(Get-VM -Name $pattern | Where-Object { $_.Name -eq $Name })
-    if ($found.Count -eq 0) {
-        throw (New-ErrorRecord -Message "Virtual machine '$Name' was not found on this host." -Category ObjectNotFound -ErrorId 'PsDriver.VMNotFound' -Target $Name)
-    }
-    if ($found.Count -gt 1) {
-        throw (New-ErrorRecord -Message "$($found.Count) virtual machines are named '$Name'; the name must be unique." -Category InvalidOperation -ErrorId 'PsDriver.VMNameNotUnique' -Target $Name)
-    }
-    $found[0]
-}
-
-function ConvertTo-InstanceUuid {
-    <#
-    .SYNOPSIS
-        Returns the instance UUID recorded on the first line of VM Notes, or $null.
-    #>
-    [CmdletBinding()]
-    [OutputType([string])]
-    param(
-        [AllowNull()]
-        [AllowEmptyString()]
-        [string]$Notes
-    )
-    if ([string]::IsNullOrWhiteSpace($Notes)) {
-        return $null
-    }
-    $firstLine = ($Notes -split "\r?\n", 2)[0].Trim()
-    $pattern = '^(?:openstack-instance-uuid:\s*)?\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?$'
-    $match = [regex]::Match($firstLine, $pattern)
-    if (-not $match.Success) {
-        return $null
-    }
-    return $match.Groups[1].Value.ToLowerInvariant()
-}
-
-function ConvertTo-MacString {
-    param(
-        [AllowNull()]
-        [AllowEmptyString()]
-        [string]$Mac
-    )
-    $hex = ([string]$Mac) -replace '[^0-9a-fA-F]', ''
-    if ($hex.Length -ne 12 -or $hex -eq '000000000000') {
-        return $null
-    }
-    $hex = $hex.ToLowerInvariant()
-    (0..5 | ForEach-Object { $hex.Substring($_ * 2, 2) }) -join ':'
-}
-
 function Get-DiskRecord {
     param(
         [Parameter(Mandatory)]
@@ -240,7 +159,11 @@ function Get-MeteringRecord {
     }
 }
 
-$vm = Get-TargetVM -Name $Name
+if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+}
+
+$vm = Get-PsDriverVM -Name $Name
 
 $disks = @(Get-VMHardDiskDrive -VM $vm | ForEach-Object { Get-DiskRecord -Drive $_ })
 
@@ -257,30 +180,8 @@ $dvdDrives = @(Get-VMDvdDrive -VM $vm | ForEach-Object {
         }
     })
 
-$vlanByAdapter = @{}
-foreach ($vlan in @(Get-VMNetworkAdapterVlan -VM $vm)) {
-    if ($null -ne $vlan -and $null -ne $vlan.ParentAdapter) {
-        $vlanByAdapter[[string]$vlan.ParentAdapter.Id] = $vlan
-    }
-}
-$nics = @(Get-VMNetworkAdapter -VM $vm | ForEach-Object {
-        $vlanId = $null
-        $vlan = $vlanByAdapter[[string]$_.Id]
-        if ($null -ne $vlan -and $vlan.OperationMode.ToString() -eq 'Access') {
-            $vlanId = [int]$vlan.AccessVlanId
-        }
-        $switchName = $null
-        if (-not [string]::IsNullOrEmpty($_.SwitchName)) {
-            $switchName = [string]$_.SwitchName
-        }
-        [ordered]@{
-            name      = [string]$_.Name
-            mac       = ConvertTo-MacString -Mac $_.MacAddress
-            'switch'  = $switchName
-            vlan      = $vlanId
-            connected = ($null -ne $switchName)
-        }
-    })
+$vlanMap = Get-PsDriverVlanMap -VM $vm
+$nics = @(Get-VMNetworkAdapter -VM $vm | ForEach-Object { Get-PsDriverNicRecord -Adapter $_ -VlanMap $vlanMap })
 
 $serialPorts = @(Get-VMComPort -VM $vm | ForEach-Object {
         $port = 0
@@ -317,7 +218,7 @@ if ($null -ne $vm.Notes) {
 [ordered]@{
     name                   = [string]$vm.Name
     vm_id                  = $vm.Id.ToString()
-    instance_uuid          = ConvertTo-InstanceUuid -Notes $notes
+    instance_uuid          = ConvertTo-PsDriverInstanceUuid -Notes $notes
     state                  = $vm.State.ToString()
     vcpus                  = [int]$vm.ProcessorCount
     memory_mb              = [long]($vm.MemoryStartup / 1MB)

@@ -44,33 +44,13 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-function ConvertTo-InstanceUuid {
-    <#
-    .SYNOPSIS
-        Returns the instance UUID recorded on the first line of VM Notes, or $null.
-    #>
-    [CmdletBinding()]
-    [OutputType([string])]
-    param(
-        [AllowNull()]
-        [AllowEmptyString()]
-        [string]$Notes
-    )
-    if ([string]::IsNullOrWhiteSpace($Notes)) {
-        return $null
-    }
-    $firstLine = ($Notes -split "\r?\n", 2)[0].Trim()
-    $pattern = '^(?:openstack-instance-uuid:\s*)?\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?$'
-    $match = [regex]::Match($firstLine, $pattern)
-    if (-not $match.Success) {
-        return $null
-    }
-    return $match.Groups[1].Value.ToLowerInvariant()
+if (-not (Get-Command -Name 'ConvertTo-PsDriverInstanceUuid' -ErrorAction SilentlyContinue)) {
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
 }
 
 $vms = [System.Collections.Generic.List[object]]::new()
 foreach ($vm in @(Get-VM)) {
-    $uuid = ConvertTo-InstanceUuid -Notes $vm.Notes
+    $uuid = ConvertTo-PsDriverInstanceUuid -Notes $vm.Notes
     if ($NovaOnly -and $null -eq $uuid) {
         continue
     }

@@ -24,6 +24,14 @@
          / PsDriver.InstancesPathAccessDenied; any other failure:
          ObjectNotFound / PsDriver.InstancesPathNotFound.
 
+    With ConsoleLogFileName, every running VM whose Notes carry an
+    OpenStack instance UUID gets its serial console logger back (loggers do
+    not survive a host reboot) unless one runs already, writing
+    <InstancesPath>\<VM name>\<ConsoleLogFileName> from the VM's logging
+    pipe (Start-PsDriverConsoleLogger). A logger that cannot be started is
+    reported in console_loggers, never an error; a host that cannot list
+    its VMs is a warning.
+
     It then reports the host: name, versions, the instances folder (kind,
     capacity and free space of the volume that holds it), the virtual
     switches (and which of RequiredSwitches are missing; a missing switch
@@ -37,7 +45,8 @@
       mapped  a drive letter mapped to a network share
       local   any other drive letter path
 
-    With -WhatIf nothing is created and no probe file is written.
+    With -WhatIf nothing is created, no probe file is written and no
+    console logger is started.
 
 .PARAMETER InstancesPath
     The instances folder (nova.conf instances_path): C:\OpenStack\Instances,
@@ -57,18 +66,32 @@
     Oldest Windows version accepted (default 10.0.14393, Windows Server
     2016).
 
+.PARAMETER ConsoleLogFileName
+    File name of the console log in each instance folder (for example
+    console.log): restart the console loggers of the running instances.
+    Optional; a plain file name.
+
+.PARAMETER ConsoleLogMaxBytes
+    Size at which a console log is rotated (4096 to 1073741824, default
+    524288).
+
 .EXAMPLE
     .\Initialize-ComputeHost.ps1 -InstancesPath C:\OpenStack\Instances -RequiredSwitches external
 
 .EXAMPLE
     .\Initialize-ComputeHost.ps1 -InstancesPath \\fileserver\openstack\Instances -WhatIf
 
+.EXAMPLE
+    .\Initialize-ComputeHost.ps1 -InstancesPath C:\OpenStack\Instances -ConsoleLogFileName console.log
+
 .OUTPUTS
     One object: hostname, os_version, os_caption, hyperv_version,
     default_vm_version, instances_path {path, exists, kind, total_bytes,
     free_bytes, total_gb, free_gb}, base_path, base_path_exists, created
     (folders created by this call), switches [{name, type, id}],
-    missing_switches, is_cluster_node, cluster_name, numa_spanning_enabled.
+    missing_switches, is_cluster_node, cluster_name, numa_spanning_enabled,
+    console_loggers [{name, started, running, error}] (one per running
+    instance; empty without ConsoleLogFileName).
 #>
 [CmdletBinding(SupportsShouldProcess)]
 param(
@@ -82,36 +105,17 @@ param(
 
     [string[]]$RequiredSwitches = @(),
 
-    [version]$MinimumOSVersion = '10.0.14393'
+    [version]$MinimumOSVersion = '10.0.14393',
+
+    [ValidatePattern('^[^\\/:*?"<>|]+$')]
+    [string]$ConsoleLogFileName,
+
+    [ValidateRange(4096, 1073741824)]
+    [int]$ConsoleLogMaxBytes = 524288
 )
 
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
-
-function New-ErrorRecord {
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Message,
-
-        [Parameter(Mandatory)]
-        [System.Management.Automation.ErrorCategory]$Category,
-
-        [Parameter(Mandatory)]
-        [string]$ErrorId,
-
-        [object]$Target,
-
-        [System.Exception]$InnerException
-    )
-    if ($null -ne $InnerException) {
-        $exception = [System.InvalidOperationException]::new($Message, $InnerException)
-    }
-    else {
-        $exception = [System.InvalidOperationException]::new($Message)
-    }
-    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
-}
 
 function Test-AccessDenied {
     <#
@@ -133,21 +137,6 @@ function Test-AccessDenied {
         $exception = $exception.InnerException
     }
     $false
-}
-
-function Test-AbsolutePath {
-    <#
-    .SYNOPSIS
-        True for C:\..., \\server\share\... (and /... where / is the directory separator).
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [string]$Path
-    )
-    if ($Path -match '^\\\\[^\\/]+[\\/][^\\/]+' -or $Path -match '^[A-Za-z]:[\\/]') {
-        return $true
-    }
-    [System.IO.Path]::DirectorySeparatorChar -eq '/' -and $Path.StartsWith('/')
 }
 
 function Get-PathKind {
@@ -240,9 +229,9 @@ function New-Folder {
     catch {
         $failure = $_
         if (Test-AccessDenied -ErrorRecord $failure) {
-            throw (New-ErrorRecord -Message "Access denied while creating folder '$Path': $($failure.Exception.Message)" -Category PermissionDenied -ErrorId 'PsDriver.InstancesPathAccessDenied' -Target $Path -InnerException $failure.Exception)
+            throw (New-PsDriverErrorRecord -Message "Access denied while creating folder '$Path': $($failure.Exception.Message)" -Category PermissionDenied -ErrorId 'PsDriver.InstancesPathAccessDenied' -Target $Path -InnerException $failure.Exception)
         }
-        throw (New-ErrorRecord -Message "Cannot create folder '$Path': $($failure.Exception.Message)" -Category ObjectNotFound -ErrorId 'PsDriver.InstancesPathNotFound' -Target $Path -InnerException $failure.Exception)
+        throw (New-PsDriverErrorRecord -Message "Cannot create folder '$Path': $($failure.Exception.Message)" -Category ObjectNotFound -ErrorId 'PsDriver.InstancesPathNotFound' -Target $Path -InnerException $failure.Exception)
     }
 }
 
@@ -263,15 +252,19 @@ function Test-FolderWritable {
     catch {
         $failure = $_
         if (Test-AccessDenied -ErrorRecord $failure) {
-            throw (New-ErrorRecord -Message "The instances folder '$Path' is not writable: $($failure.Exception.Message)" -Category PermissionDenied -ErrorId 'PsDriver.InstancesPathAccessDenied' -Target $Path -InnerException $failure.Exception)
+            throw (New-PsDriverErrorRecord -Message "The instances folder '$Path' is not writable: $($failure.Exception.Message)" -Category PermissionDenied -ErrorId 'PsDriver.InstancesPathAccessDenied' -Target $Path -InnerException $failure.Exception)
         }
-        throw (New-ErrorRecord -Message "Cannot write to the instances folder '$Path': $($failure.Exception.Message)" -Category ObjectNotFound -ErrorId 'PsDriver.InstancesPathNotFound' -Target $Path -InnerException $failure.Exception)
+        throw (New-PsDriverErrorRecord -Message "Cannot write to the instances folder '$Path': $($failure.Exception.Message)" -Category ObjectNotFound -ErrorId 'PsDriver.InstancesPathNotFound' -Target $Path -InnerException $failure.Exception)
     }
+}
+
+if (-not (Get-Command -Name 'New-PsDriverErrorRecord' -ErrorAction SilentlyContinue)) {
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
 }
 
 # 1. Hyper-V module and host.
 if ($null -eq (Get-Command -Name 'Get-VMHost' -ErrorAction SilentlyContinue)) {
-    throw (New-ErrorRecord -Message 'The Hyper-V PowerShell module is not installed on this host (Install-WindowsFeature Hyper-V-PowerShell, or Enable-WindowsOptionalFeature Microsoft-Hyper-V-Management-PowerShell).' -Category NotInstalled -ErrorId 'PsDriver.HyperVModuleMissing' -Target 'Hyper-V')
+    throw (New-PsDriverErrorRecord -Message 'The Hyper-V PowerShell module is not installed on this host (Install-WindowsFeature Hyper-V-PowerShell, or Enable-WindowsOptionalFeature Microsoft-Hyper-V-Management-PowerShell).' -Category NotInstalled -ErrorId 'PsDriver.HyperVModuleMissing' -Target 'Hyper-V')
 }
 try {
     $vmHost = Get-VMHost
@@ -279,16 +272,16 @@ try {
 catch {
     $failure = $_
     if (Test-AccessDenied -ErrorRecord $failure) {
-        throw (New-ErrorRecord -Message "Access to Hyper-V was denied; the account must be a member of Administrators or Hyper-V Administrators: $($failure.Exception.Message)" -Category PermissionDenied -ErrorId 'PsDriver.HyperVAccessDenied' -Target 'Hyper-V' -InnerException $failure.Exception)
+        throw (New-PsDriverErrorRecord -Message "Access to Hyper-V was denied; the account must be a member of Administrators or Hyper-V Administrators: $($failure.Exception.Message)" -Category PermissionDenied -ErrorId 'PsDriver.HyperVAccessDenied' -Target 'Hyper-V' -InnerException $failure.Exception)
     }
-    throw (New-ErrorRecord -Message "The Hyper-V host does not answer (is the Virtual Machine Management service running?): $($failure.Exception.Message)" -Category ResourceUnavailable -ErrorId 'PsDriver.HyperVUnavailable' -Target 'Hyper-V' -InnerException $failure.Exception)
+    throw (New-PsDriverErrorRecord -Message "The Hyper-V host does not answer (is the Virtual Machine Management service running?): $($failure.Exception.Message)" -Category ResourceUnavailable -ErrorId 'PsDriver.HyperVUnavailable' -Target 'Hyper-V' -InnerException $failure.Exception)
 }
 
 # 2. Versions.
 $os = @(Get-CimInstance -ClassName 'Win32_OperatingSystem') | Select-Object -First 1
 $osVersion = [version][string]$os.Version
 if ($osVersion -lt $MinimumOSVersion) {
-    throw (New-ErrorRecord -Message "This host runs Windows $osVersion ($($os.Caption)); at least $MinimumOSVersion is required." -Category NotInstalled -ErrorId 'PsDriver.UnsupportedHostVersion' -Target ([string]$osVersion))
+    throw (New-PsDriverErrorRecord -Message "This host runs Windows $osVersion ($($os.Caption)); at least $MinimumOSVersion is required." -Category NotInstalled -ErrorId 'PsDriver.UnsupportedHostVersion' -Target ([string]$osVersion))
 }
 $hypervVersion = $osVersion.ToString()
 $systemRoot = [System.Environment]::GetEnvironmentVariable('SystemRoot')
@@ -312,8 +305,8 @@ if ($null -ne (Get-Command -Name 'Get-VMHostSupportedVersion' -ErrorAction Silen
 }
 
 # 3. Instances folder.
-if (-not (Test-AbsolutePath -Path $InstancesPath)) {
-    throw (New-ErrorRecord -Message "instances_path '$InstancesPath' must be an absolute path (C:\..., \\server\share\... or C:\ClusterStorage\VolumeN\...)." -Category InvalidArgument -ErrorId 'PsDriver.InvalidInstancesPath' -Target $InstancesPath)
+if (-not (Test-PsDriverAbsolutePath -Path $InstancesPath)) {
+    throw (New-PsDriverErrorRecord -Message "instances_path '$InstancesPath' must be an absolute path (C:\..., \\server\share\... or C:\ClusterStorage\VolumeN\...)." -Category InvalidArgument -ErrorId 'PsDriver.InvalidInstancesPath' -Target $InstancesPath)
 }
 $instancesFull = $InstancesPath.TrimEnd('\', '/')
 if ($instancesFull -match '^[A-Za-z]:$') {
@@ -321,7 +314,7 @@ if ($instancesFull -match '^[A-Za-z]:$') {
 }
 $pathKind = Get-PathKind -Path $instancesFull
 if (-not (Test-Path -LiteralPath $pathKind.Root -PathType Container)) {
-    throw (New-ErrorRecord -Message "The root '$($pathKind.Root)' of instances_path '$InstancesPath' ($($pathKind.Kind)) cannot be reached." -Category ObjectNotFound -ErrorId 'PsDriver.InstancesPathNotFound' -Target $InstancesPath)
+    throw (New-PsDriverErrorRecord -Message "The root '$($pathKind.Root)' of instances_path '$InstancesPath' ($($pathKind.Kind)) cannot be reached." -Category ObjectNotFound -ErrorId 'PsDriver.InstancesPathNotFound' -Target $InstancesPath)
 }
 
 $basePath = Join-Path -Path $instancesFull -ChildPath $BaseDirectoryName
@@ -379,6 +372,64 @@ if ($null -ne $clusterService -and $clusterService.Status.ToString() -eq 'Runnin
     }
 }
 
+# 6. Console loggers: they do not survive a host reboot; running instances get theirs back.
+$consoleLoggers = [System.Collections.Generic.List[object]]::new()
+if (-not [string]::IsNullOrEmpty($ConsoleLogFileName) -and $instancesExists) {
+    $instances = @()
+    try {
+        $instances = @(Get-VM | Where-Object {
+                $_.State.ToString() -in @('Running', 'Starting', 'Resuming', 'Reset') -and
+                $null -ne (ConvertTo-PsDriverInstanceUuid -Notes $_.Notes)
+            })
+    }
+    catch {
+        Write-Warning "Console loggers not checked: the virtual machines cannot be listed: $($_.Exception.Message)"
+    }
+    # The serial ports of all of them in one call; if that fails, each VM is asked on its own.
+    $portsByVm = $null
+    if ($instances.Count -gt 0) {
+        try {
+            $portsByVm = @{}
+            foreach ($port in @(Get-VMComPort -VM $instances)) {
+                $key = [string]$port.VMId
+                if (-not $portsByVm.ContainsKey($key)) {
+                    $portsByVm[$key] = [System.Collections.Generic.List[object]]::new()
+                }
+                $portsByVm[$key].Add($port)
+            }
+        }
+        catch {
+            Write-Verbose "Cannot read the serial ports of the running instances at once: $($_.Exception.Message)"
+            $portsByVm = $null
+        }
+    }
+    foreach ($vm in $instances) {
+        $logPath = Join-Path -Path (Join-Path -Path $instancesFull -ChildPath ([string]$vm.Name)) -ChildPath $ConsoleLogFileName
+        if (-not $PSCmdlet.ShouldProcess("virtual machine '$($vm.Name)'", "Make sure a console logger writes '$logPath'")) {
+            continue
+        }
+        $loggerArgs = @{
+            VM          = $vm
+            LogPath     = $logPath
+            MaxLogBytes = $ConsoleLogMaxBytes
+        }
+        if ($null -ne $portsByVm) {
+            $ports = @()
+            if ($portsByVm.ContainsKey([string]$vm.Id)) {
+                $ports = $portsByVm[[string]$vm.Id].ToArray()
+            }
+            $loggerArgs['PipePath'] = Get-PsDriverConsolePipePath -Port $ports
+        }
+        $launch = Invoke-PsDriverConsoleLogger @loggerArgs
+        $consoleLoggers.Add([ordered]@{
+                name    = [string]$vm.Name
+                started = $launch.started
+                running = $launch.running
+                error   = $launch.error
+            })
+    }
+}
+
 $hostName = [string]$vmHost.ComputerName
 if ([string]::IsNullOrEmpty($hostName)) {
     $hostName = [System.Environment]::MachineName
@@ -407,4 +458,5 @@ if ([string]::IsNullOrEmpty($hostName)) {
     is_cluster_node       = $isClusterNode
     cluster_name          = $clusterName
     numa_spanning_enabled = [bool]$vmHost.NumaSpanningEnabled
+    console_loggers       = @($consoleLoggers)
 }

@@ -44,28 +44,14 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-function New-ErrorRecord {
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Message,
-
-        [Parameter(Mandatory)]
-        [System.Management.Automation.ErrorCategory]$Category,
-
-        [Parameter(Mandatory)]
-        [string]$ErrorId,
-
-        [object]$Target
-    )
-    $exception = [System.InvalidOperationException]::new($Message)
-    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
+if (-not (Get-Command -Name 'New-PsDriverErrorRecord' -ErrorAction SilentlyContinue)) {
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
 }
 
 $computerName = [System.Environment]::MachineName
 
 if ($Action -eq 'Startup') {
-    throw (New-ErrorRecord -Message "Host '$computerName' cannot start itself up; use out-of-band management (IPMI, iDRAC, iLO) to power it on." -Category NotImplemented -ErrorId 'PsDriver.HostStartupNotSupported' -Target $computerName)
+    throw (New-PsDriverErrorRecord -Message "Host '$computerName' cannot start itself up; use out-of-band management (IPMI, iDRAC, iLO) to power it on." -Category NotImplemented -ErrorId 'PsDriver.HostStartupNotSupported' -Target $computerName)
 }
 
 $initiated = $false
@@ -79,7 +65,7 @@ if ($PSCmdlet.ShouldProcess("host '$computerName'", $Action)) {
         }
     }
     catch {
-        throw (New-ErrorRecord -Message "Cannot $($Action.ToLowerInvariant()) host '$computerName': $($_.Exception.Message)" -Category InvalidOperation -ErrorId 'PsDriver.HostPowerActionFailed' -Target $computerName)
+        throw (New-PsDriverErrorRecord -Message "Cannot $($Action.ToLowerInvariant()) host '$computerName': $($_.Exception.Message)" -Category InvalidOperation -ErrorId 'PsDriver.HostPowerActionFailed' -Target $computerName)
     }
     $initiated = $true
 }

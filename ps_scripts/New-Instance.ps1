@@ -102,8 +102,8 @@
                             Save, TurnOff or ShutDown on host shutdown; null
                             keeps the Hyper-V default.
       console_log = null    {path, max_bytes = 524288}: start the console
-                            logger of the VM (Start-PsDriverConsoleLogger in
-                            PsDriver.psm1, as Start-InstanceConsoleLogger.ps1
+                            logger of the VM (Invoke-PsDriverConsoleLogger in
+                            PsDriver.psm1, as Set-InstancePowerState.ps1
                             does) before the VM starts, so the log holds the
                             guest's output from its first boot. It reads the
                             serial port pipe ending in _ro, else COM 1's,
@@ -128,11 +128,13 @@
     Existing files: a root, ephemeral or swap file that already exists in
     instance_dir is reused as it is (not resized; listed in reused), so a
     spawn on shared storage (evacuate) keeps the disks. A VM that already
-    has this name is an error ResourceExists / PsDriver.VMExists. A missing
-    source image: ObjectNotFound / PsDriver.ImageNotFound.
+    has this exact name is an error ResourceExists / PsDriver.VMExists (a
+    host that cannot list its VMs fails the spawn with its own error). A
+    missing source image: ObjectNotFound / PsDriver.ImageNotFound.
 
     On any failure after the checks, everything this call created is
-    removed in reverse order (VM turned off and removed, created files
+    removed in reverse order (VM turned off unless off or saved, and
+    removed; the console logger it started stopped; created files
     deleted, the instance folder deleted if this call created it); reused
     files and files outside instance_dir are never touched. Then the
     original error is raised again unchanged (same category and error
@@ -177,24 +179,6 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-function New-ErrorRecord {
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Message,
-
-        [Parameter(Mandatory)]
-        [System.Management.Automation.ErrorCategory]$Category,
-
-        [Parameter(Mandatory)]
-        [string]$ErrorId,
-
-        [object]$Target
-    )
-    $exception = [System.InvalidOperationException]::new($Message)
-    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
-}
-
 function New-SpecError {
     param(
         [Parameter(Mandatory)]
@@ -203,7 +187,7 @@ function New-SpecError {
         [Parameter(Mandatory)]
         [string]$Message
     )
-    New-ErrorRecord -Message "Invalid instance spec: $Field $Message" -Category InvalidArgument -ErrorId 'PsDriver.InvalidSpec' -Target $Field
+    New-PsDriverErrorRecord -Message "Invalid instance spec: $Field $Message" -Category InvalidArgument -ErrorId 'PsDriver.InvalidSpec' -Target $Field
 }
 
 function Test-SpecObject {
@@ -383,33 +367,6 @@ function Assert-SpecChoice {
     }
 }
 
-function Test-AbsolutePath {
-    param(
-        [Parameter(Mandatory)]
-        [string]$Path
-    )
-    if ($Path -match '^\\\\[^\\/]+[\\/][^\\/]+' -or $Path -match '^[A-Za-z]:[\\/]') {
-        return $true
-    }
-    [System.IO.Path]::DirectorySeparatorChar -eq '/' -and $Path.StartsWith('/')
-}
-
-function ConvertTo-HyperVMac {
-    <#
-    .SYNOPSIS
-        'fa:16:3e:01:02:03' (or with dashes, or bare) -> 'FA163E010203'; $null if not a MAC.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [string]$Mac
-    )
-    $text = $Mac.Trim()
-    if ($text -notmatch '^(?:[0-9a-fA-F]{2}([:-]?)){5}[0-9a-fA-F]{2}$') {
-        return $null
-    }
-    ($text -replace '[:-]', '').ToUpperInvariant()
-}
-
 function Read-DiskSpec {
     <#
     .SYNOPSIS
@@ -476,7 +433,7 @@ function ConvertTo-InstancePlan {
     }
     $plan.Uuid = $uuid.ToLowerInvariant()
     $dir = Read-SpecField -Object $Spec -Path $s -Name 'instance_dir' -Type string -Required
-    if (-not (Test-AbsolutePath -Path $dir)) {
+    if (-not (Test-PsDriverAbsolutePath -Path $dir)) {
         throw (New-SpecError -Field "$s.instance_dir" -Message "must be an absolute path, got '$dir'.")
     }
     $plan.InstanceDir = $dir.TrimEnd('\', '/')
@@ -596,7 +553,7 @@ function ConvertTo-InstancePlan {
             }
         }
         if ($null -ne $source) {
-            if (-not (Test-AbsolutePath -Path $source)) {
+            if (-not (Test-PsDriverAbsolutePath -Path $source)) {
                 throw (New-SpecError -Field "$p.source" -Message "must be an absolute path, got '$source'.")
             }
             $extension = [System.IO.Path]::GetExtension($source).TrimStart('.').ToLowerInvariant()
@@ -738,7 +695,7 @@ function ConvertTo-InstancePlan {
             throw (New-SpecError -Field "$p.id" -Message "repeats the port id '$id'.")
         }
         $macText = Read-SpecField -Object $nics[$i] -Path $p -Name 'mac' -Type string -Required
-        $mac = ConvertTo-HyperVMac -Mac $macText
+        $mac = ConvertTo-PsDriverHyperVMac -Mac $macText
         if ($null -eq $mac) {
             throw (New-SpecError -Field "$p.mac" -Message "is not a MAC address: '$macText'.")
         }
@@ -789,7 +746,7 @@ function ConvertTo-InstancePlan {
         $p = "$s.console_log"
         Assert-KnownSpecField -Object $consoleLog -Path $p -Allowed @('path', 'max_bytes')
         $logPath = Read-SpecField -Object $consoleLog -Path $p -Name 'path' -Type string -Required
-        if (-not (Test-AbsolutePath -Path $logPath)) {
+        if (-not (Test-PsDriverAbsolutePath -Path $logPath)) {
             throw (New-SpecError -Field "$p.path" -Message "must be an absolute path, got '$logPath'.")
         }
         $maxBytes = Read-SpecField -Object $consoleLog -Path $p -Name 'max_bytes' -Type integer -Nullable
@@ -800,15 +757,6 @@ function ConvertTo-InstancePlan {
         $plan.ConsoleLog = @{ Path = $logPath; MaxBytes = [int]$maxBytes }
     }
     $plan
-}
-
-function Find-VMByName {
-    param(
-        [Parameter(Mandatory)]
-        [string]$Name
-    )
-    $candidates = @(Get-VM -Name ([System.Management.Automation.WildcardPattern]::Escape($Name)) -ErrorAction SilentlyContinue)
-    @($candidates | Where-Object { $_.Name -eq $Name })
 }
 
 function Assert-RootSource {
@@ -822,7 +770,7 @@ function Assert-RootSource {
     )
     $source = $Root.Source
     if (-not (Test-Path -LiteralPath $source -PathType Leaf)) {
-        throw (New-ErrorRecord -Message "The image '$source' for the root disk was not found." -Category ObjectNotFound -ErrorId 'PsDriver.ImageNotFound' -Target $source)
+        throw (New-PsDriverErrorRecord -Message "The image '$source' for the root disk was not found." -Category ObjectNotFound -ErrorId 'PsDriver.ImageNotFound' -Target $source)
     }
     if ($Root.Format -eq 'iso' -or $null -eq $Root.SizeGb) {
         return
@@ -831,26 +779,13 @@ function Assert-RootSource {
     $wanted = [long]$Root.SizeGb * 1GB
     if ($wanted -lt $imageSize) {
         $message = 'The root disk of {0} GB ({1} bytes) is smaller than the virtual size of the image ''{2}'' ({3} bytes, {4:0.##} GB); a disk is never shrunk.' -f $Root.SizeGb, $wanted, $source, $imageSize, ($imageSize / 1GB)
-        throw (New-ErrorRecord -Message $message -Category InvalidArgument -ErrorId 'PsDriver.RootDiskTooSmall' -Target $source)
+        throw (New-PsDriverErrorRecord -Message $message -Category InvalidArgument -ErrorId 'PsDriver.RootDiskTooSmall' -Target $source)
     }
     if ($Root.Cow -and $Root.Format -eq 'vhd' -and $wanted -gt $imageSize) {
         $message = 'A vhd differencing disk cannot be grown: the image ''{0}'' is {1} bytes but {2} GB were asked for. Pass a base image already resized to that size.' -f $source, $imageSize, $Root.SizeGb
-        throw (New-ErrorRecord -Message $message -Category InvalidArgument -ErrorId 'PsDriver.DifferencingVhdResize' -Target $source)
+        throw (New-PsDriverErrorRecord -Message $message -Category InvalidArgument -ErrorId 'PsDriver.DifferencingVhdResize' -Target $source)
     }
     $Root.ImageSize = $imageSize
-}
-
-function Remove-CreatedVM {
-    param(
-        [Parameter(Mandatory)]
-        [string]$Name
-    )
-    foreach ($vm in @(Find-VMByName -Name $Name)) {
-        if ($vm.State.ToString() -ne 'Off') {
-            Stop-VM -VM $vm -TurnOff -Force -Confirm:$false
-        }
-        Remove-VM -VM $vm -Force -Confirm:$false
-    }
 }
 
 function Undo-Creation {
@@ -871,7 +806,10 @@ function Undo-Creation {
                     Stop-PsDriverConsoleLogger -VMId $step.VMId -VMName $step.Name
                 }
                 'VM' {
-                    Remove-CreatedVM -Name $step.Name
+                    # No VM of this name existed before New-VM: every one found now is ours.
+                    foreach ($vm in @(Find-PsDriverVM -Name $step.Name)) {
+                        Remove-PsDriverVM -VM $vm
+                    }
                 }
                 'File' {
                     if (Test-Path -LiteralPath $step.Path -PathType Leaf) {
@@ -940,44 +878,23 @@ function Get-LoggingPipePath {
 function Start-InstanceConsoleLog {
     <#
     .SYNOPSIS
-        Starts the VM's console logger; a failure is a warning and the console_logger.error text.
+        Starts the VM's console logger (a failure is a warning and the console_logger.error text); one it launched is undone with the spawn.
     #>
     param(
         [Parameter(Mandatory)]
         [hashtable]$Plan,
 
         [Parameter(Mandatory)]
-        [string]$VMId,
+        [object]$VM,
 
         [Parameter(Mandatory)]
         [AllowEmptyCollection()]
         [System.Collections.Generic.List[object]]$Undo
     )
-    $record = [ordered]@{
-        pipe_path = Get-LoggingPipePath -SerialPorts $Plan.SerialPorts
-        log_path  = $Plan.ConsoleLog.Path
-        started   = $false
-        running   = $false
-        pid       = $null
-        error     = $null
-    }
-    if ($null -eq $record.pipe_path) {
-        $record.error = 'the virtual machine has no serial port connected to a named pipe'
-        Write-Warning "No console log for '$($Plan.Name)': $($record.error)."
-        return $record
-    }
-    try {
-        $launch = Start-PsDriverConsoleLogger -VMId $VMId -VMName $Plan.Name -PipePath $record.pipe_path -LogPath $Plan.ConsoleLog.Path -MaxLogBytes $Plan.ConsoleLog.MaxBytes
-        if ($launch.started) {
-            $Undo.Add(@{ Kind = 'ConsoleLogger'; Name = $Plan.Name; VMId = $VMId })
-        }
-        $record.started = [bool]$launch.started
-        $record.running = [bool]$launch.running
-        $record.pid = $launch.pid
-    }
-    catch {
-        $record.error = $_.Exception.Message
-        Write-Warning "The console logger of '$($Plan.Name)' was not started: $($record.error)"
+    $pipePath = Get-LoggingPipePath -SerialPorts $Plan.SerialPorts
+    $record = Invoke-PsDriverConsoleLogger -VM $VM -PipePath $pipePath -LogPath $Plan.ConsoleLog.Path -MaxLogBytes $Plan.ConsoleLog.MaxBytes
+    if ($record.started) {
+        $Undo.Add(@{ Kind = 'ConsoleLogger'; Name = $Plan.Name; VMId = $VM.Id.ToString() })
     }
     $record
 }
@@ -1002,7 +919,7 @@ function Get-DriveRecord {
     }
 }
 
-if (-not (Get-Command -Name 'Start-PsDriverConsoleLogger' -ErrorAction SilentlyContinue)) {
+if (-not (Get-Command -Name 'Find-PsDriverVM' -ErrorAction SilentlyContinue)) {
     Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
 }
 
@@ -1017,8 +934,8 @@ if ($Spec -is [string]) {
 }
 $plan = ConvertTo-InstancePlan -Spec $specObject
 
-if (@(Find-VMByName -Name $plan.Name).Count -gt 0) {
-    throw (New-ErrorRecord -Message "A virtual machine named '$($plan.Name)' already exists on this host." -Category ResourceExists -ErrorId 'PsDriver.VMExists' -Target $plan.Name)
+if (@(Find-PsDriverVM -Name $plan.Name).Count -gt 0) {
+    throw (New-PsDriverErrorRecord -Message "A virtual machine named '$($plan.Name)' already exists on this host." -Category ResourceExists -ErrorId 'PsDriver.VMExists' -Target $plan.Name)
 }
 if ($null -ne $plan.Root) {
     if (Test-Path -LiteralPath $plan.Root.Path -PathType Leaf) {
@@ -1219,12 +1136,12 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
         }
         if ($null -ne $plan.ConsoleLog) {
             # Before Start-VM: the logger waits for the pipe and so sees the first boot.
-            $consoleLogger = Start-InstanceConsoleLog -Plan $plan -VMId $vmId -Undo $undo
+            $consoleLogger = Start-InstanceConsoleLog -Plan $plan -VM $vm -Undo $undo
         }
         if ($plan.PowerOn) {
             Start-VM -VM $vm -Confirm:$false
         }
-        $state = (Get-VM -Id $vm.Id).State.ToString()
+        $state = Get-PsDriverVMState -VM $vm
     }
     catch {
         $failure = $_

@@ -49,112 +49,6 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-function New-ErrorRecord {
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Message,
-
-        [Parameter(Mandatory)]
-        [System.Management.Automation.ErrorCategory]$Category,
-
-        [Parameter(Mandatory)]
-        [string]$ErrorId,
-
-        [object]$Target
-    )
-    $exception = [System.InvalidOperationException]::new($Message)
-    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
-}
-
-function Get-PathKey {
-    <#
-    .SYNOPSIS
-        Comparable form of a path: full, one separator, no trailing separator, lower case.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [string]$Path
-    )
-    $separator = [System.IO.Path]::DirectorySeparatorChar
-    $full = [System.IO.Path]::GetFullPath(($Path -replace '[\\/]', $separator))
-    $full.TrimEnd($separator).ToLowerInvariant()
-}
-
-function Get-CachedVhd {
-    <#
-    .SYNOPSIS
-        Get-VHD once per path; $null when the file cannot be read.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [string]$Path,
-
-        [Parameter(Mandatory)]
-        [hashtable]$Cache
-    )
-    $key = Get-PathKey -Path $Path
-    if (-not $Cache.ContainsKey($key)) {
-        $vhd = $null
-        try {
-            $vhd = Get-VHD -Path $Path
-        }
-        catch {
-            Write-Verbose "Cannot read '$Path': $($_.Exception.Message)"
-        }
-        $Cache[$key] = $vhd
-    }
-    $Cache[$key]
-}
-
-function Get-ImageUsage {
-    <#
-    .SYNOPSIS
-        Path key -> sorted VM names, for every file in a disk chain or DVD drive of every VM.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [hashtable]$VhdCache
-    )
-    $usage = @{}
-    $vms = @(Get-VM)
-    if ($vms.Count -eq 0) {
-        return $usage
-    }
-    $links = [System.Collections.Generic.List[object]]::new()
-    foreach ($drive in @(Get-VMHardDiskDrive -VM $vms)) {
-        $current = [string]$drive.Path
-        $seen = @{}
-        while (-not [string]::IsNullOrEmpty($current) -and $current -match '\.a?vhdx?$') {
-            $key = Get-PathKey -Path $current
-            if ($seen.ContainsKey($key)) {
-                break
-            }
-            $seen[$key] = $true
-            $links.Add(@($key, [string]$drive.VMName))
-            $vhd = Get-CachedVhd -Path $current -Cache $VhdCache
-            if ($null -eq $vhd) {
-                break
-            }
-            $current = [string]$vhd.ParentPath
-        }
-    }
-    foreach ($dvd in @(Get-VMDvdDrive -VM $vms)) {
-        if (-not [string]::IsNullOrEmpty([string]$dvd.Path) -and [string]$dvd.Path -match '\.iso$') {
-            $links.Add(@((Get-PathKey -Path ([string]$dvd.Path)), [string]$dvd.VMName))
-        }
-    }
-    foreach ($link in $links) {
-        if (-not $usage.ContainsKey($link[0])) {
-            $usage[$link[0]] = [System.Collections.Generic.List[string]]::new()
-        }
-        if (-not $usage[$link[0]].Contains($link[1])) {
-            $usage[$link[0]].Add($link[1])
-        }
-    }
-    $usage
-}
-
 function New-SkipRecord {
     param(
         [Parameter(Mandatory)]
@@ -188,35 +82,22 @@ function New-SkipRecord {
     }
 }
 
-foreach ($entry in $Name) {
-    if ([string]::IsNullOrWhiteSpace($entry) -or $entry -match '[\\/:*?\[\]]') {
-        throw (New-ErrorRecord -Message "'$entry' is not an image name (no path separators or wildcards)." -Category InvalidArgument -ErrorId 'PsDriver.InvalidImageName' -Target $entry)
-    }
+if (-not (Get-Command -Name 'Get-PsDriverImageFile' -ErrorAction SilentlyContinue)) {
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
 }
 
+$listing = Get-PsDriverImageFile -BasePath $BasePath -Name $Name
 $removed = [System.Collections.Generic.List[object]]::new()
 $skipped = [System.Collections.Generic.List[object]]::new()
-$files = @()
-if (Test-Path -LiteralPath $BasePath -PathType Container) {
-    $files = @(Get-ChildItem -LiteralPath $BasePath -File | Where-Object { $_.Extension -match '^\.(vhdx?|iso)$' } | Sort-Object -Property Name)
+foreach ($entry in $listing.NotFound) {
+    $skipped.Add((New-SkipRecord -Name $entry -Path $null -Reason 'not_found'))
 }
-$selected = [System.Collections.Generic.List[object]]::new()
-foreach ($entry in $Name) {
-    $matched = @($files | Where-Object { $_.Name -eq $entry -or $_.BaseName -eq $entry })
-    if ($matched.Count -eq 0) {
-        $skipped.Add((New-SkipRecord -Name $entry -Path $null -Reason 'not_found'))
-    }
-    foreach ($file in $matched) {
-        if (@($selected | Where-Object { $_.FullName -eq $file.FullName }).Count -eq 0) {
-            $selected.Add($file)
-        }
-    }
-}
+$selected = @($listing.Files)
 
 if ($selected.Count -gt 0) {
-    $usage = Get-ImageUsage -VhdCache @{}
+    $usage = Get-PsDriverImageUsage -VhdCache @{}
     foreach ($file in $selected) {
-        $key = Get-PathKey -Path $file.FullName
+        $key = Get-PsDriverPathKey -Path $file.FullName
         if ($usage.ContainsKey($key)) {
             $usedBy = @($usage[$key] | Sort-Object)
             $skipped.Add((New-SkipRecord -Name $file.Name -Path $file.FullName -Reason 'in_use' -UsedBy $usedBy))

@@ -78,59 +78,6 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-function New-ErrorRecord {
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Message,
-
-        [Parameter(Mandatory)]
-        [System.Management.Automation.ErrorCategory]$Category,
-
-        [Parameter(Mandatory)]
-        [string]$ErrorId,
-
-        [object]$Target
-    )
-    $exception = [System.InvalidOperationException]::new($Message)
-    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
-}
-
-function ConvertTo-InstanceUuid {
-    <#
-    .SYNOPSIS
-        Returns the instance UUID recorded on the first line of VM Notes, or $null.
-    #>
-    [CmdletBinding()]
-    [OutputType([string])]
-    param(
-        [AllowNull()]
-        [AllowEmptyString()]
-        [string]$Notes
-    )
-    if ([string]::IsNullOrWhiteSpace($Notes)) {
-        return $null
-    }
-    $firstLine = ($Notes -split "\r?\n", 2)[0].Trim()
-    $pattern = '^(?:openstack-instance-uuid:\s*)?\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?$'
-    $match = [regex]::Match($firstLine, $pattern)
-    if (-not $match.Success) {
-        return $null
-    }
-    return $match.Groups[1].Value.ToLowerInvariant()
-}
-
-function Test-AbsolutePath {
-    param(
-        [Parameter(Mandatory)]
-        [string]$Path
-    )
-    if ($Path -match '^\\\\[^\\/]+[\\/][^\\/]+' -or $Path -match '^[A-Za-z]:[\\/]') {
-        return $true
-    }
-    [System.IO.Path]::DirectorySeparatorChar -eq '/' -and $Path.StartsWith('/')
-}
-
 function Get-NormalizedPath {
     <#
     .SYNOPSIS
@@ -210,43 +157,37 @@ function Remove-FileWithRetry {
     }
 }
 
+if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+}
+
 $uuidPattern = '^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?$'
 if (-not [string]::IsNullOrEmpty($InstanceUuid) -and $InstanceUuid -notmatch $uuidPattern) {
-    throw (New-ErrorRecord -Message "InstanceUuid '$InstanceUuid' is not a UUID." -Category InvalidArgument -ErrorId 'PsDriver.InvalidInstanceUuid' -Target $InstanceUuid)
+    throw (New-PsDriverErrorRecord -Message "InstanceUuid '$InstanceUuid' is not a UUID." -Category InvalidArgument -ErrorId 'PsDriver.InvalidInstanceUuid' -Target $InstanceUuid)
 }
 if ($DeleteFiles -and [string]::IsNullOrEmpty($InstanceDir)) {
-    throw (New-ErrorRecord -Message "Deleting the files of '$Name' needs InstanceDir." -Category InvalidArgument -ErrorId 'PsDriver.InstanceDirRequired' -Target $Name)
+    throw (New-PsDriverErrorRecord -Message "Deleting the files of '$Name' needs InstanceDir." -Category InvalidArgument -ErrorId 'PsDriver.InstanceDirRequired' -Target $Name)
 }
 if (-not [string]::IsNullOrEmpty($InstanceDir)) {
     $isRoot = $InstanceDir -match '^[A-Za-z]:[\\/]*$' -or $InstanceDir -match '^\\\\[^\\/]+[\\/][^\\/]+[\\/]*$' -or $InstanceDir -match '^[\\/]+$'
-    if (-not (Test-AbsolutePath -Path $InstanceDir) -or $isRoot) {
-        throw (New-ErrorRecord -Message "InstanceDir '$InstanceDir' must be an absolute path below a drive or share root." -Category InvalidArgument -ErrorId 'PsDriver.UnsafeInstanceDir' -Target $InstanceDir)
+    if (-not (Test-PsDriverAbsolutePath -Path $InstanceDir) -or $isRoot) {
+        throw (New-PsDriverErrorRecord -Message "InstanceDir '$InstanceDir' must be an absolute path below a drive or share root." -Category InvalidArgument -ErrorId 'PsDriver.UnsafeInstanceDir' -Target $InstanceDir)
     }
 }
 
-# Get-VM -Name takes a wildcard pattern. The escaped name followed by '*'
-# matches the name literally (brackets too) and, being a pattern, never
-# reports "not found": an error here is a real failure (service down,
-# access denied) and stops the script instead of passing for a missing VM.
-$pattern = [System.Management.Automation.WildcardPattern]::Escape($Name) + '*'
-$found = @(Get-VM -Name $pattern | Where-Object { $_.Name -eq $Name })
-if ($found.Count -gt 1) {
-    throw (New-ErrorRecord -Message "$($found.Count) virtual machines are named '$Name'; the name must be unique." -Category InvalidOperation -ErrorId 'PsDriver.VMNameNotUnique' -Target $Name)
-}
-$vm = $null
-if ($found.Count -eq 1) {
-    $vm = $found[0]
-}
+# A Get-VM failure stops the script: a host that cannot be asked is never taken
+# for one where the VM is gone.
+$vm = Get-PsDriverVM -Name $Name -AllowMissing
 
 if ($null -ne $vm -and -not [string]::IsNullOrEmpty($InstanceUuid)) {
     $expected = $InstanceUuid.Trim('{', '}').ToLowerInvariant()
-    $actual = ConvertTo-InstanceUuid -Notes ([string]$vm.Notes)
+    $actual = ConvertTo-PsDriverInstanceUuid -Notes ([string]$vm.Notes)
     if ($actual -ne $expected) {
         $carried = 'no instance UUID'
         if ($null -ne $actual) {
             $carried = "instance UUID $actual"
         }
-        throw (New-ErrorRecord -Message "Virtual machine '$Name' carries $carried in its Notes, not $expected; it is left alone." -Category InvalidOperation -ErrorId 'PsDriver.InstanceUuidMismatch' -Target $Name)
+        throw (New-PsDriverErrorRecord -Message "Virtual machine '$Name' carries $carried in its Notes, not $expected; it is left alone." -Category InvalidOperation -ErrorId 'PsDriver.InstanceUuidMismatch' -Target $Name)
     }
 }
 
@@ -282,7 +223,7 @@ if ($PSCmdlet.ShouldProcess($target, 'Remove')) {
                 }
             }
             foreach ($path in $paths) {
-                if ([string]::IsNullOrEmpty($path) -or -not (Test-AbsolutePath -Path $path)) {
+                if ([string]::IsNullOrEmpty($path) -or -not (Test-PsDriverAbsolutePath -Path $path)) {
                     # Pass-through disks have no file path.
                     continue
                 }
@@ -293,10 +234,7 @@ if ($PSCmdlet.ShouldProcess($target, 'Remove')) {
                 }
             }
         }
-        if ($previousState -notin @('Off', 'Saved', 'OffCritical', 'SavedCritical')) {
-            Stop-VM -VM $vm -TurnOff -Force -Confirm:$false
-        }
-        Remove-VM -VM $vm -Force -Confirm:$false
+        Remove-PsDriverVM -VM $vm
     }
     if ($DeleteFiles) {
         foreach ($file in $files) {

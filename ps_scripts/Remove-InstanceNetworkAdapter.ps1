@@ -40,98 +40,17 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-function New-ErrorRecord {
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Message,
-
-        [Parameter(Mandatory)]
-        [System.Management.Automation.ErrorCategory]$Category,
-
-        [Parameter(Mandatory)]
-        [string]$ErrorId,
-
-        [object]$Target
-    )
-    $exception = [System.InvalidOperationException]::new($Message)
-    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
+if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
 }
 
-function Get-TargetVM {
-    <#
-    .SYNOPSIS
-        Returns the one VM named exactly $Name, or throws PsDriver.VMNotFound.
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Name
-    )
-    # Get-VM -Name takes a wildcard pattern. The escaped name followed by '*'
-    # matches the name literally (brackets too) and, being a pattern, never
-    # reports "not found": an error here is a real failure (service down,
-    # access denied) and stops the script instead of passing for a missing VM.
-    $pattern = [System.Management.Automation.WildcardPattern]::Escape($Name) + '*'
-    $found = @(Get-VM -Name $pattern | Where-Object { $_.Name -eq $Name })
-    if ($found.Count -eq 0) {
-        throw (New-ErrorRecord -Message "Virtual machine '$Name' was not found on this host." -Category ObjectNotFound -ErrorId 'PsDriver.VMNotFound' -Target $Name)
-    }
-    if ($found.Count -gt 1) {
-        throw (New-ErrorRecord -Message "$($found.Count) virtual machines are named '$Name'; the name must be unique." -Category InvalidOperation -ErrorId 'PsDriver.VMNameNotUnique' -Target $Name)
-    }
-    $found[0]
-}
-
-function Assert-NicHotplug {
-    <#
-    .SYNOPSIS
-        Throws PsDriver.NicHotplugUnsupported when adapters cannot be added or removed now.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [object]$VM,
-
-        [Parameter(Mandatory)]
-        [string]$Operation
-    )
-    $state = $VM.State.ToString()
-    if ($state -ne 'Off' -and [int]$VM.Generation -eq 1) {
-        throw (New-ErrorRecord -Message "Cannot $Operation a network adapter on virtual machine '$($VM.Name)' while it is ${state}: generation 1 virtual machines do not support network adapter hot plug; turn the virtual machine off first." -Category InvalidOperation -ErrorId 'PsDriver.NicHotplugUnsupported' -Target $VM.Name)
-    }
-}
-
-function Invoke-NicChange {
-    <#
-    .SYNOPSIS
-        Runs one adapter change; a Hyper-V refusal becomes PsDriver.NicOperationFailed.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [string]$Description,
-
-        [Parameter(Mandatory)]
-        [object]$VM,
-
-        [Parameter(Mandatory)]
-        [scriptblock]$Change
-    )
-    try {
-        & $Change
-    }
-    catch {
-        $message = "Cannot {0} on virtual machine '{1}' (state {2}): {3}" -f $Description, $VM.Name, $VM.State.ToString(), $_.Exception.Message
-        throw (New-ErrorRecord -Message $message -Category InvalidOperation -ErrorId 'PsDriver.NicOperationFailed' -Target $VM.Name)
-    }
-}
-
-$vm = Get-TargetVM -Name $Name
+$vm = Get-PsDriverVM -Name $Name
 $adapters = @(Get-VMNetworkAdapter -VM $vm | Where-Object { $_.Name -eq $Id })
 $removed = $false
 
 if ($adapters.Count -gt 0 -and $PSCmdlet.ShouldProcess("virtual machine '$Name'", "Remove network adapter '$Id'")) {
-    Assert-NicHotplug -VM $vm -Operation 'remove'
-    Invoke-NicChange -Description "remove network adapter '$Id'" -VM $vm -Change {
+    Assert-PsDriverNicHotplug -VM $vm -Operation 'remove'
+    Invoke-PsDriverNicChange -Description "remove network adapter '$Id'" -VM $vm -Change {
         Remove-VMNetworkAdapter -VMNetworkAdapter $adapters -Confirm:$false
     }
     $removed = $true

@@ -85,295 +85,6 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-function New-ErrorRecord {
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Message,
-
-        [Parameter(Mandatory)]
-        [System.Management.Automation.ErrorCategory]$Category,
-
-        [Parameter(Mandatory)]
-        [string]$ErrorId,
-
-        [object]$Target
-    )
-    $exception = [System.InvalidOperationException]::new($Message)
-    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
-}
-
-function Get-TargetVM {
-    <#
-    .SYNOPSIS
-        Returns the one VM named exactly $Name, or throws PsDriver.VMNotFound.
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Name
-    )
-    # Get-VM -Name takes a wildcard pattern. The escaped name followed by '*'
-    # matches the name literally (brackets too) and, being a pattern, never
-    # reports "not found": an error here is a real failure (service down,
-    # access denied) and stops the script instead of passing for a missing VM.
-    $pattern = [System.Management.Automation.WildcardPattern]::Escape($Name) + '*'
-    $found = @(Get-VM -Name $pattern | Where-Object { $_.Name -eq $Name })
-    if ($found.Count -eq 0) {
-        throw (New-ErrorRecord -Message "Virtual machine '$Name' was not found on this host." -Category ObjectNotFound -ErrorId 'PsDriver.VMNotFound' -Target $Name)
-    }
-    if ($found.Count -gt 1) {
-        throw (New-ErrorRecord -Message "$($found.Count) virtual machines are named '$Name'; the name must be unique." -Category InvalidOperation -ErrorId 'PsDriver.VMNameNotUnique' -Target $Name)
-    }
-    $found[0]
-}
-
-function Test-SamePath {
-    param(
-        [AllowNull()]
-        [AllowEmptyString()]
-        [string]$Left,
-
-        [AllowNull()]
-        [AllowEmptyString()]
-        [string]$Right
-    )
-    if ([string]::IsNullOrWhiteSpace($Left) -or [string]::IsNullOrWhiteSpace($Right)) {
-        return $false
-    }
-    $a = $Left.Trim().Replace('/', '\').TrimEnd('\')
-    $b = $Right.Trim().Replace('/', '\').TrimEnd('\')
-    [string]::Equals($a, $b, [System.StringComparison]::OrdinalIgnoreCase)
-}
-
-function Get-AttachedDrive {
-    <#
-    .SYNOPSIS
-        Every hard disk and DVD drive of the VM, with its kind and slot.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [object]$VM
-    )
-    foreach ($drive in @(Get-VMHardDiskDrive -VM $VM)) {
-        $diskNumber = $null
-        if ($null -ne $drive.DiskNumber) {
-            $diskNumber = [int]$drive.DiskNumber
-        }
-        [pscustomobject]@{
-            Kind               = 'HardDisk'
-            Drive              = $drive
-            Path               = [string]$drive.Path
-            DiskNumber         = $diskNumber
-            ControllerType     = $drive.ControllerType.ToString()
-            ControllerNumber   = [int]$drive.ControllerNumber
-            ControllerLocation = [int]$drive.ControllerLocation
-        }
-    }
-    foreach ($drive in @(Get-VMDvdDrive -VM $VM)) {
-        [pscustomobject]@{
-            Kind               = 'DvdDrive'
-            Drive              = $drive
-            Path               = [string]$drive.Path
-            DiskNumber         = $null
-            ControllerType     = $drive.ControllerType.ToString()
-            ControllerNumber   = [int]$drive.ControllerNumber
-            ControllerLocation = [int]$drive.ControllerLocation
-        }
-    }
-}
-
-function Find-AttachedDrive {
-    param(
-        [Parameter(Mandatory)]
-        [AllowEmptyCollection()]
-        [object[]]$Drives,
-
-        [string]$Path,
-
-        [object]$Slot
-    )
-    foreach ($drive in $Drives) {
-        if ($null -ne $Slot) {
-            if ($drive.ControllerType -eq $Slot.ControllerType -and
-                $drive.ControllerNumber -eq $Slot.ControllerNumber -and
-                $drive.ControllerLocation -eq $Slot.ControllerLocation) {
-                return $drive
-            }
-        }
-        elseif (Test-SamePath -Left $drive.Path -Right $Path) {
-            return $drive
-        }
-    }
-    $null
-}
-
-function New-Slot {
-    param(
-        [string]$ControllerType,
-        [int]$ControllerNumber,
-        [int]$ControllerLocation
-    )
-    [pscustomobject]@{
-        ControllerType     = $ControllerType
-        ControllerNumber   = $ControllerNumber
-        ControllerLocation = $ControllerLocation
-    }
-}
-
-function Get-FreeSlot {
-    <#
-    .SYNOPSIS
-        The first free slot on the VM's IDE or SCSI controllers.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [object]$VM,
-
-        [Parameter(Mandatory)]
-        [ValidateSet('IDE', 'SCSI')]
-        [string]$ControllerType
-    )
-    $used = @{}
-    foreach ($drive in @(Get-AttachedDrive -VM $VM)) {
-        $used['{0}:{1}:{2}' -f $drive.ControllerType, $drive.ControllerNumber, $drive.ControllerLocation] = $true
-    }
-    if ($ControllerType -eq 'IDE') {
-        foreach ($number in 0..1) {
-            foreach ($location in 0..1) {
-                if (-not $used[('IDE:{0}:{1}' -f $number, $location)]) {
-                    return (New-Slot -ControllerType 'IDE' -ControllerNumber $number -ControllerLocation $location)
-                }
-            }
-        }
-    }
-    else {
-        $controllers = @(Get-VMScsiController -VM $VM)
-        if ($controllers.Count -eq 0) {
-            Add-VMScsiController -VM $VM
-            $controllers = @(Get-VMScsiController -VM $VM)
-        }
-        foreach ($controller in @($controllers | Sort-Object -Property ControllerNumber)) {
-            foreach ($location in 0..63) {
-                if (-not $used[('SCSI:{0}:{1}' -f $controller.ControllerNumber, $location)]) {
-                    return (New-Slot -ControllerType 'SCSI' -ControllerNumber ([int]$controller.ControllerNumber) -ControllerLocation $location)
-                }
-            }
-        }
-    }
-    throw (New-ErrorRecord -Message "Virtual machine '$($VM.Name)' has no free $ControllerType controller slot." -Category LimitsExceeded -ErrorId 'PsDriver.NoFreeControllerSlot' -Target $VM.Name)
-}
-
-function Dismount-AttachedDrive {
-    param(
-        [Parameter(Mandatory)]
-        [object]$Record
-    )
-    if ($Record.Kind -eq 'DvdDrive') {
-        Remove-VMDvdDrive -VMDvdDrive $Record.Drive -Confirm:$false
-    }
-    else {
-        Remove-VMHardDiskDrive -VMHardDiskDrive $Record.Drive -Confirm:$false
-    }
-}
-
-function Mount-ConfigDrive {
-    <#
-    .SYNOPSIS
-        Attaches a config drive (.iso as DVD, else hard disk) in PreferredSlot if usable, else a default slot.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [object]$VM,
-
-        [Parameter(Mandatory)]
-        [string]$Path,
-
-        [object]$PreferredSlot
-    )
-    $generation = [int]$VM.Generation
-    $isIso = [System.IO.Path]::GetExtension($Path) -eq '.iso'
-    $slotType = 'SCSI'
-    if ($generation -eq 1) {
-        $slotType = 'IDE'
-        if ($null -eq $PreferredSlot -or ($isIso -and $PreferredSlot.ControllerType -ne 'IDE')) {
-            $PreferredSlot = New-Slot -ControllerType 'IDE' -ControllerNumber 1 -ControllerLocation 0
-        }
-    }
-    $slot = $null
-    if ($null -ne $PreferredSlot) {
-        $occupant = Find-AttachedDrive -Drives @(Get-AttachedDrive -VM $VM) -Slot $PreferredSlot
-        if ($null -eq $occupant) {
-            $slot = $PreferredSlot
-        }
-        elseif ($isIso -and $occupant.Kind -eq 'DvdDrive' -and [string]::IsNullOrEmpty($occupant.Path)) {
-            Set-VMDvdDrive -VMDvdDrive $occupant.Drive -Path $Path -Confirm:$false
-            return
-        }
-    }
-    if ($null -eq $slot) {
-        $slot = Get-FreeSlot -VM $VM -ControllerType $slotType
-    }
-    if ($isIso) {
-        $null = Add-VMDvdDrive -VM $VM -ControllerNumber $slot.ControllerNumber `
-            -ControllerLocation $slot.ControllerLocation -Path $Path -Confirm:$false
-    }
-    else {
-        $null = Add-VMHardDiskDrive -VM $VM -ControllerType $slot.ControllerType -ControllerNumber $slot.ControllerNumber `
-            -ControllerLocation $slot.ControllerLocation -Path $Path -Confirm:$false
-    }
-}
-
-function Stop-TargetVM {
-    param(
-        [Parameter(Mandatory)]
-        [object]$VM
-    )
-    $state = (Get-VM -Id $VM.Id).State.ToString()
-    if ($state -eq 'Off') {
-        return
-    }
-    if ($state -eq 'Saved') {
-        Remove-VMSavedState -VM $VM -Confirm:$false
-        return
-    }
-    Stop-VM -VM $VM -TurnOff -Force -Confirm:$false
-}
-
-function Start-TargetVM {
-    param(
-        [Parameter(Mandatory)]
-        [object]$VM
-    )
-    $state = (Get-VM -Id $VM.Id).State.ToString()
-    if ($state -eq 'Paused') {
-        Resume-VM -VM $VM -Confirm:$false
-    }
-    elseif ($state -in @('Off', 'Saved')) {
-        Start-VM -VM $VM -Confirm:$false
-    }
-}
-
-function Get-LayoutRecord {
-    param(
-        [Parameter(Mandatory)]
-        [object]$VM
-    )
-    foreach ($drive in @(Get-AttachedDrive -VM $VM)) {
-        $path = $null
-        if (-not [string]::IsNullOrEmpty($drive.Path)) {
-            $path = $drive.Path
-        }
-        [ordered]@{
-            kind                = $drive.Kind
-            path                = $path
-            controller_type     = $drive.ControllerType
-            controller_number   = $drive.ControllerNumber
-            controller_location = $drive.ControllerLocation
-        }
-    }
-}
-
 function Find-RootDrive {
     <#
     .SYNOPSIS
@@ -385,15 +96,15 @@ function Find-RootDrive {
         [object[]]$Drives
     )
     if (-not [string]::IsNullOrEmpty($RootDiskPath)) {
-        return (Find-AttachedDrive -Drives $Drives -Path $RootDiskPath)
+        return (Find-PsDriverAttachedDrive -Drives $Drives -Path $RootDiskPath)
     }
     $candidates = @($Drives | Where-Object {
             $_.Kind -eq 'HardDisk' -and -not [string]::IsNullOrEmpty($_.Path) -and
-            -not (Test-SamePath -Left $_.Path -Right $RescueDiskPath) -and
+            -not (Test-PsDriverSamePath -Left $_.Path -Right $RescueDiskPath) -and
             [System.IO.Path]::GetFileName($_.Path) -match '^root\.vhdx?$'
         })
     if ($candidates.Count -gt 1) {
-        throw (New-ErrorRecord -Message "Virtual machine '$Name' has $($candidates.Count) disks named root.vhd or root.vhdx; pass RootDiskPath." -Category InvalidArgument -ErrorId 'PsDriver.RootDiskAmbiguous' -Target $Name)
+        throw (New-PsDriverErrorRecord -Message "Virtual machine '$Name' has $($candidates.Count) disks named root.vhd or root.vhdx; pass RootDiskPath." -Category InvalidArgument -ErrorId 'PsDriver.RootDiskAmbiguous' -Target $Name)
     }
     if ($candidates.Count -eq 1) {
         return $candidates[0]
@@ -401,18 +112,19 @@ function Find-RootDrive {
     $null
 }
 
-$vm = Get-TargetVM -Name $Name
-$generation = [int]$vm.Generation
-$bootType = 'SCSI'
-if ($generation -eq 1) {
-    $bootType = 'IDE'
+if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
 }
-$bootSlot = New-Slot -ControllerType $bootType -ControllerNumber 0 -ControllerLocation 0
 
-$root = Find-RootDrive -Drives @(Get-AttachedDrive -VM $vm)
+$vm = Get-PsDriverVM -Name $Name
+$generation = [int]$vm.Generation
+$bootSlot = Get-PsDriverBootSlot -VM $vm
+$bootType = $bootSlot.ControllerType
+
+$root = Find-RootDrive -Drives @(Get-PsDriverAttachedDrive -VM $vm)
 if ($null -eq $root) {
     if ([string]::IsNullOrEmpty($RootDiskPath) -or -not (Test-Path -LiteralPath $RootDiskPath -PathType Leaf)) {
-        throw (New-ErrorRecord -Message "The root disk of virtual machine '$Name' was not found; the instance cannot be unrescued." -Category ObjectNotFound -ErrorId 'PsDriver.RootDiskNotFound' -Target $Name)
+        throw (New-PsDriverErrorRecord -Message "The root disk of virtual machine '$Name' was not found; the instance cannot be unrescued." -Category ObjectNotFound -ErrorId 'PsDriver.RootDiskNotFound' -Target $Name)
     }
     $rootPath = $RootDiskPath
 }
@@ -421,11 +133,11 @@ else {
 }
 
 if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", 'Boot from root disk')) {
-    Stop-TargetVM -VM $vm
+    Stop-PsDriverVM -VM $vm
 
-    $rescue = Find-AttachedDrive -Drives @(Get-AttachedDrive -VM $vm) -Path $RescueDiskPath
+    $rescue = Find-PsDriverAttachedDrive -Drives @(Get-PsDriverAttachedDrive -VM $vm) -Path $RescueDiskPath
     if ($null -ne $rescue) {
-        Dismount-AttachedDrive -Record $rescue
+        Dismount-PsDriverAttachedDrive -Record $rescue
     }
 
     $rootAtBoot = $null -ne $root -and $root.ControllerType -eq $bootSlot.ControllerType -and $root.ControllerNumber -eq 0 -and $root.ControllerLocation -eq 0
@@ -433,12 +145,12 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", 'Boot from root disk')) {
         $rootDisk = $root.Drive
     }
     else {
-        $occupant = Find-AttachedDrive -Drives @(Get-AttachedDrive -VM $vm) -Slot $bootSlot
+        $occupant = Find-PsDriverAttachedDrive -Drives @(Get-PsDriverAttachedDrive -VM $vm) -Slot $bootSlot
         if ($null -ne $occupant) {
-            throw (New-ErrorRecord -Message "The boot slot $bootType 0:0 of virtual machine '$Name' holds '$($occupant.Path)', not the root disk." -Category InvalidOperation -ErrorId 'PsDriver.BootSlotOccupied' -Target $Name)
+            throw (New-PsDriverErrorRecord -Message "The boot slot $bootType 0:0 of virtual machine '$Name' holds '$($occupant.Path)', not the root disk." -Category InvalidOperation -ErrorId 'PsDriver.BootSlotOccupied' -Target $Name)
         }
         if ($null -ne $root) {
-            Dismount-AttachedDrive -Record $root
+            Dismount-PsDriverAttachedDrive -Record $root
         }
         $rootDisk = Add-VMHardDiskDrive -VM $vm -ControllerType $bootType -ControllerNumber 0 -ControllerLocation 0 `
             -Path $rootPath -Passthru -Confirm:$false
@@ -446,17 +158,17 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", 'Boot from root disk')) {
 
     $preferred = $null
     if (-not [string]::IsNullOrEmpty($RescueConfigDrivePath)) {
-        $rescueConfig = Find-AttachedDrive -Drives @(Get-AttachedDrive -VM $vm) -Path $RescueConfigDrivePath
+        $rescueConfig = Find-PsDriverAttachedDrive -Drives @(Get-PsDriverAttachedDrive -VM $vm) -Path $RescueConfigDrivePath
         if ($null -ne $rescueConfig) {
-            $preferred = New-Slot -ControllerType $rescueConfig.ControllerType -ControllerNumber $rescueConfig.ControllerNumber `
+            $preferred = New-PsDriverDriveSlot -ControllerType $rescueConfig.ControllerType -ControllerNumber $rescueConfig.ControllerNumber `
                 -ControllerLocation $rescueConfig.ControllerLocation
-            Dismount-AttachedDrive -Record $rescueConfig
+            Dismount-PsDriverAttachedDrive -Record $rescueConfig
         }
     }
     if (-not [string]::IsNullOrEmpty($ConfigDrivePath)) {
-        $attached = Find-AttachedDrive -Drives @(Get-AttachedDrive -VM $vm) -Path $ConfigDrivePath
+        $attached = Find-PsDriverAttachedDrive -Drives @(Get-PsDriverAttachedDrive -VM $vm) -Path $ConfigDrivePath
         if ($null -eq $attached -and (Test-Path -LiteralPath $ConfigDrivePath -PathType Leaf)) {
-            Mount-ConfigDrive -VM $vm -Path $ConfigDrivePath -PreferredSlot $preferred
+            Mount-PsDriverConfigDrive -VM $vm -Path $ConfigDrivePath -PreferredSlot $preferred
         }
     }
 
@@ -469,30 +181,7 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", 'Boot from root disk')) {
             Remove-Item -LiteralPath $leftover -Force -Confirm:$false
         }
     }
-    Start-TargetVM -VM $vm
+    Start-PsDriverVM -VM $vm
 }
 
-$finalDrives = @(Get-AttachedDrive -VM $vm)
-$rescued = $null -ne (Find-AttachedDrive -Drives $finalDrives -Path $RescueDiskPath)
-$rescuePathOut = $null
-$bootPath = $rootPath
-if ($rescued) {
-    $rescuePathOut = $RescueDiskPath
-    $bootPath = $RescueDiskPath
-}
-$configDriveAttached = $null
-if (-not [string]::IsNullOrEmpty($ConfigDrivePath) -and $null -ne (Find-AttachedDrive -Drives $finalDrives -Path $ConfigDrivePath)) {
-    $configDriveAttached = $ConfigDrivePath
-}
-
-[ordered]@{
-    name              = [string]$vm.Name
-    state             = (Get-VM -Id $vm.Id).State.ToString()
-    generation        = $generation
-    rescued           = $rescued
-    boot_disk_path    = $bootPath
-    root_disk_path    = $rootPath
-    rescue_disk_path  = $rescuePathOut
-    config_drive_path = $configDriveAttached
-    devices           = @(Get-LayoutRecord -VM $vm)
-}
+Get-PsDriverRescueRecord -VM $vm -RescueDiskPath $RescueDiskPath -RootDiskPath $rootPath -ConfigDrivePath $ConfigDrivePath

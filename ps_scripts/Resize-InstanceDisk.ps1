@@ -48,36 +48,15 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-function New-ErrorRecord {
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Message,
-
-        [Parameter(Mandatory)]
-        [System.Management.Automation.ErrorCategory]$Category,
-
-        [Parameter(Mandatory)]
-        [string]$ErrorId,
-
-        [object]$Target,
-
-        [System.Exception]$InnerException
-    )
-    if ($null -ne $InnerException) {
-        $exception = [System.InvalidOperationException]::new($Message, $InnerException)
-    }
-    else {
-        $exception = [System.InvalidOperationException]::new($Message)
-    }
-    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
+if (-not (Get-Command -Name 'New-PsDriverErrorRecord' -ErrorAction SilentlyContinue)) {
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
 }
 
 if ($SizeBytes -le 0) {
-    throw (New-ErrorRecord -Message "SizeBytes must be positive, got $SizeBytes." -Category InvalidArgument -ErrorId 'PsDriver.InvalidDiskSize' -Target $Path)
+    throw (New-PsDriverErrorRecord -Message "SizeBytes must be positive, got $SizeBytes." -Category InvalidArgument -ErrorId 'PsDriver.InvalidDiskSize' -Target $Path)
 }
 if (-not (Test-Path -LiteralPath $Path -PathType Leaf)) {
-    throw (New-ErrorRecord -Message "The virtual disk '$Path' was not found." -Category ObjectNotFound -ErrorId 'PsDriver.DiskNotFound' -Target $Path)
+    throw (New-PsDriverErrorRecord -Message "The virtual disk '$Path' was not found." -Category ObjectNotFound -ErrorId 'PsDriver.DiskNotFound' -Target $Path)
 }
 
 $vhd = Get-VHD -Path $Path
@@ -89,18 +68,18 @@ $resized = $false
 
 if ($SizeBytes -lt $previousSize) {
     $message = "Cannot resize '{0}' to {1} bytes ({2:0.##} GB): it is {3} bytes ({4:0.##} GB) and a disk is never shrunk." -f $Path, $SizeBytes, ($SizeBytes / 1GB), $previousSize, ($previousSize / 1GB)
-    throw (New-ErrorRecord -Message $message -Category InvalidArgument -ErrorId 'PsDriver.RootDiskTooSmall' -Target $Path)
+    throw (New-PsDriverErrorRecord -Message $message -Category InvalidArgument -ErrorId 'PsDriver.RootDiskTooSmall' -Target $Path)
 }
 if ($SizeBytes -gt $previousSize) {
     if ($format -eq 'vhd' -and $vhdType -eq 'Differencing') {
-        throw (New-ErrorRecord -Message "'$Path' is a vhd differencing disk, which cannot grow (only vhdx differencing disks can)." -Category InvalidArgument -ErrorId 'PsDriver.DifferencingVhdResize' -Target $Path)
+        throw (New-PsDriverErrorRecord -Message "'$Path' is a vhd differencing disk, which cannot grow (only vhdx differencing disks can)." -Category InvalidArgument -ErrorId 'PsDriver.DifferencingVhdResize' -Target $Path)
     }
     if ($PSCmdlet.ShouldProcess("virtual disk '$Path' ($previousSize bytes)", "Grow to $SizeBytes bytes")) {
         try {
             $null = Resize-VHD -Path $Path -SizeBytes $SizeBytes -Confirm:$false
         }
         catch {
-            throw (New-ErrorRecord -Message "Hyper-V could not grow '$Path' to $SizeBytes bytes: $($_.Exception.Message)" -Category InvalidOperation -ErrorId 'PsDriver.DiskResizeFailed' -Target $Path -InnerException $_.Exception)
+            throw (New-PsDriverErrorRecord -Message "Hyper-V could not grow '$Path' to $SizeBytes bytes: $($_.Exception.Message)" -Category InvalidOperation -ErrorId 'PsDriver.DiskResizeFailed' -Target $Path -InnerException $_.Exception)
         }
         $size = [long](Get-VHD -Path $Path).Size
         $resized = $true

@@ -51,6 +51,14 @@
     guest may still be booting and refuse it) and checks the VM state every
     second. waited_seconds counts the seconds spent waiting for the guest.
 
+    Console log: with ConsoleLogPath, a VM that is running after the action
+    (Running, Starting, Resuming or Reset) gets its serial console logger
+    unless one runs already (Start-PsDriverConsoleLogger; the logger does
+    not survive a host reboot), reading the VM's logging pipe (a serial
+    port pipe ending in _ro, else COM 1's). A logger that cannot be started
+    never fails the power action: console_logger.error says why. Without
+    ConsoleLogPath, or when the VM is not running, console_logger is null.
+
     A missing VM is an error of category ObjectNotFound with error id
     PsDriver.VMNotFound. -WhatIf reports the current state and changes
     nothing.
@@ -73,6 +81,14 @@
 .PARAMETER NoForce
     Shutdown and SoftReboot: never fall back to a hard power off or reset.
 
+.PARAMETER ConsoleLogPath
+    The console log of the VM (its folder must exist). Optional; see
+    "Console log" above.
+
+.PARAMETER ConsoleLogMaxBytes
+    Size at which the console log is rotated (4096 to 1073741824, default
+    524288).
+
 .EXAMPLE
     .\Set-InstancePowerState.ps1 -Name instance-00000001 -Action Shutdown -TimeoutSeconds 120
 
@@ -80,13 +96,15 @@
     off if it is still running.
 
 .EXAMPLE
-    .\Set-InstancePowerState.ps1 -Name instance-00000001 -Action Start
+    .\Set-InstancePowerState.ps1 -Name instance-00000001 -Action Start `
+        -ConsoleLogPath 'C:\OpenStack\Instances\instance-00000001\console.log'
 
 .OUTPUTS
-    One object: name, action, previous_state, state (after the action),
-    changed (a state change was requested), forced (a hard power operation
-    was used: turn off, reset or discarding the saved state),
-    waited_seconds.
+    One object: name, action (the canonical name: Start, SoftReboot, ...),
+    previous_state, state (after the action), changed (a state change was
+    requested), forced (a hard power operation was used: turn off, reset or
+    discarding the saved state), waited_seconds, console_logger (null, or
+    pipe_path, log_path, started, running, pid, error).
 #>
 [CmdletBinding(SupportsShouldProcess)]
 param(
@@ -104,69 +122,16 @@ param(
     [ValidateRange(1, 3600)]
     [int]$RetryIntervalSeconds = 5,
 
-    [switch]$NoForce
+    [switch]$NoForce,
+
+    [string]$ConsoleLogPath,
+
+    [ValidateRange(4096, 1073741824)]
+    [int]$ConsoleLogMaxBytes = 524288
 )
 
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
-
-function New-ErrorRecord {
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Message,
-
-        [Parameter(Mandatory)]
-        [System.Management.Automation.ErrorCategory]$Category,
-
-        [Parameter(Mandatory)]
-        [string]$ErrorId,
-
-        [object]$Target,
-
-        [System.Exception]$InnerException
-    )
-    if ($null -ne $InnerException) {
-        $exception = [System.InvalidOperationException]::new($Message, $InnerException)
-    }
-    else {
-        $exception = [System.InvalidOperationException]::new($Message)
-    }
-    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
-}
-
-function Get-TargetVM {
-    <#
-    .SYNOPSIS
-        Returns the one VM named exactly $Name, or throws PsDriver.VMNotFound.
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Name
-    )
-    # Get-VM -Name takes a wildcard pattern. The escaped name followed by '*'
-    # matches the name literally (brackets too) and, being a pattern, never
-    # reports "not found": an error here is a real failure (service down,
-    # access denied) and stops the script instead of passing for a missing VM.
-    $pattern = [System.Management.Automation.WildcardPattern]::Escape($Name) + '*'
-    $found = @(Get-VM -Name $pattern | Where-Object { $_.Name -eq $Name })
-    if ($found.Count -eq 0) {
-        throw (New-ErrorRecord -Message "Virtual machine '$Name' was not found on this host." -Category ObjectNotFound -ErrorId 'PsDriver.VMNotFound' -Target $Name)
-    }
-    if ($found.Count -gt 1) {
-        throw (New-ErrorRecord -Message "$($found.Count) virtual machines are named '$Name'; the name must be unique." -Category InvalidOperation -ErrorId 'PsDriver.VMNameNotUnique' -Target $Name)
-    }
-    $found[0]
-}
-
-function Get-VMStateName {
-    param(
-        [Parameter(Mandatory)]
-        [object]$VM
-    )
-    (Get-VM -Id $VM.Id).State.ToString()
-}
 
 function Get-PowerPlan {
     <#
@@ -308,13 +273,13 @@ function Invoke-PowerStep {
         $failure = $_
         $stateNow = 'unknown'
         try {
-            $stateNow = Get-VMStateName -VM $VM
+            $stateNow = Get-PsDriverVMState -VM $VM
         }
         catch {
             Write-Verbose "Cannot read the state of '$($VM.Name)': $($_.Exception.Message)"
         }
         $message = "Cannot {0} virtual machine '{1}' (state {2}, step {3}): {4}" -f $Action, $VM.Name, $stateNow, $Step, $failure.Exception.Message
-        throw (New-ErrorRecord -Message $message -Category InvalidOperation -ErrorId 'PsDriver.InvalidPowerTransition' -Target $VM.Name -InnerException $failure.Exception)
+        throw (New-PsDriverErrorRecord -Message $message -Category InvalidOperation -ErrorId 'PsDriver.InvalidPowerTransition' -Target $VM.Name -InnerException $failure.Exception)
     }
 }
 
@@ -369,7 +334,7 @@ function Wait-GuestShutdown {
         for ($tick = 0; $tick -lt $interval; $tick++) {
             Start-Sleep -Seconds 1
             $waited++
-            if ((Get-VMStateName -VM $VM) -eq 'Off') {
+            if ((Get-PsDriverVMState -VM $VM) -eq 'Off') {
                 return $waited
             }
         }
@@ -377,7 +342,15 @@ function Wait-GuestShutdown {
     $waited
 }
 
-$vm = Get-TargetVM -Name $Name
+if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+}
+
+# ValidateSet accepts any casing and keeps the caller's: report the canonical name.
+$actionNames = @('Start', 'Stop', 'Shutdown', 'Restart', 'SoftReboot', 'Pause', 'Resume', 'Save', 'Restore')
+$Action = @($actionNames | Where-Object { $_ -eq $Action })[0]
+
+$vm = Get-PsDriverVM -Name $Name
 $previousState = $vm.State.ToString()
 $finalState = $previousState
 $changed = $false
@@ -388,7 +361,7 @@ $plan = @(Get-PowerPlan -Action $Action -State $previousState)
 $hardSteps = @('TurnOff', 'Reset', 'DiscardSavedState')
 $hardPlanned = @($plan | Where-Object { $_ -in $hardSteps }).Count -gt 0
 if ($NoForce -and $hardPlanned -and $Action -in @('Shutdown', 'SoftReboot')) {
-    throw (New-ErrorRecord -Message "Cannot $Action virtual machine '$Name' cleanly: it is $previousState, and -NoForce forbids a hard power operation." -Category InvalidOperation -ErrorId 'PsDriver.InvalidPowerTransition' -Target $Name)
+    throw (New-PsDriverErrorRecord -Message "Cannot $Action virtual machine '$Name' cleanly: it is $previousState, and -NoForce forbids a hard power operation." -Category InvalidOperation -ErrorId 'PsDriver.InvalidPowerTransition' -Target $Name)
 }
 
 if ($plan.Count -gt 0 -and $PSCmdlet.ShouldProcess("virtual machine '$Name' ($previousState)", $Action)) {
@@ -402,9 +375,9 @@ if ($plan.Count -gt 0 -and $PSCmdlet.ShouldProcess("virtual machine '$Name' ($pr
             continue
         }
         $waitedSeconds += Wait-GuestShutdown -VM $vm -TimeoutSeconds $TimeoutSeconds -RetryIntervalSeconds $RetryIntervalSeconds
-        $isOff = (Get-VMStateName -VM $vm) -eq 'Off'
+        $isOff = (Get-PsDriverVMState -VM $vm) -eq 'Off'
         if (-not $isOff -and $NoForce) {
-            throw (New-ErrorRecord -Message "Virtual machine '$Name' did not shut down within $TimeoutSeconds seconds." -Category OperationTimeout -ErrorId 'PsDriver.GuestShutdownTimeout' -Target $Name)
+            throw (New-PsDriverErrorRecord -Message "Virtual machine '$Name' did not shut down within $TimeoutSeconds seconds." -Category OperationTimeout -ErrorId 'PsDriver.GuestShutdownTimeout' -Target $Name)
         }
         if ($Action -eq 'Shutdown') {
             if (-not $isOff) {
@@ -420,7 +393,15 @@ if ($plan.Count -gt 0 -and $PSCmdlet.ShouldProcess("virtual machine '$Name' ($pr
             $forced = $true
         }
     }
-    $finalState = Get-VMStateName -VM $vm
+    $finalState = Get-PsDriverVMState -VM $vm
+}
+
+# A VM left running gets its console logger (it does not survive a host reboot);
+# a logger that cannot start is reported, the power action stands.
+$consoleLogger = $null
+if (-not [string]::IsNullOrEmpty($ConsoleLogPath) -and $finalState -in @('Running', 'Starting', 'Resuming', 'Reset') -and
+    $PSCmdlet.ShouldProcess("virtual machine '$Name'", "Make sure a console logger writes '$ConsoleLogPath'")) {
+    $consoleLogger = Invoke-PsDriverConsoleLogger -VM $vm -LogPath $ConsoleLogPath -MaxLogBytes $ConsoleLogMaxBytes
 }
 
 [ordered]@{
@@ -431,4 +412,5 @@ if ($plan.Count -gt 0 -and $PSCmdlet.ShouldProcess("virtual machine '$Name' ($pr
     changed        = $changed
     forced         = $forced
     waited_seconds = [int]$waitedSeconds
+    console_logger = $consoleLogger
 }

@@ -106,345 +106,55 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-function New-ErrorRecord {
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Message,
-
-        [Parameter(Mandatory)]
-        [System.Management.Automation.ErrorCategory]$Category,
-
-        [Parameter(Mandatory)]
-        [string]$ErrorId,
-
-        [object]$Target
-    )
-    $exception = [System.InvalidOperationException]::new($Message)
-    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
+if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
 }
 
-function Get-TargetVM {
-    <#
-    .SYNOPSIS
-        Returns the one VM named exactly $Name, or throws PsDriver.VMNotFound.
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Name
-    )
-    # Get-VM -Name takes a wildcard pattern. The escaped name followed by '*'
-    # matches the name literally (brackets too) and, being a pattern, never
-    # reports "not found": an error here is a real failure (service down,
-    # access denied) and stops the script instead of passing for a missing VM.
-    $pattern = [System.Management.Automation.WildcardPattern]::Escape($Name) + '*'
-    $found = @(Get-VM -Name $pattern | Where-Object { $_.Name -eq $Name })
-    if ($found.Count -eq 0) {
-        throw (New-ErrorRecord -Message "Virtual machine '$Name' was not found on this host." -Category ObjectNotFound -ErrorId 'PsDriver.VMNotFound' -Target $Name)
-    }
-    if ($found.Count -gt 1) {
-        throw (New-ErrorRecord -Message "$($found.Count) virtual machines are named '$Name'; the name must be unique." -Category InvalidOperation -ErrorId 'PsDriver.VMNameNotUnique' -Target $Name)
-    }
-    $found[0]
-}
-
-function Test-SamePath {
-    param(
-        [AllowNull()]
-        [AllowEmptyString()]
-        [string]$Left,
-
-        [AllowNull()]
-        [AllowEmptyString()]
-        [string]$Right
-    )
-    if ([string]::IsNullOrWhiteSpace($Left) -or [string]::IsNullOrWhiteSpace($Right)) {
-        return $false
-    }
-    $a = $Left.Trim().Replace('/', '\').TrimEnd('\')
-    $b = $Right.Trim().Replace('/', '\').TrimEnd('\')
-    [string]::Equals($a, $b, [System.StringComparison]::OrdinalIgnoreCase)
-}
-
-function Get-AttachedDrive {
-    <#
-    .SYNOPSIS
-        Every hard disk and DVD drive of the VM, with its kind and slot.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [object]$VM
-    )
-    foreach ($drive in @(Get-VMHardDiskDrive -VM $VM)) {
-        $diskNumber = $null
-        if ($null -ne $drive.DiskNumber) {
-            $diskNumber = [int]$drive.DiskNumber
-        }
-        [pscustomobject]@{
-            Kind               = 'HardDisk'
-            Drive              = $drive
-            Path               = [string]$drive.Path
-            DiskNumber         = $diskNumber
-            ControllerType     = $drive.ControllerType.ToString()
-            ControllerNumber   = [int]$drive.ControllerNumber
-            ControllerLocation = [int]$drive.ControllerLocation
-        }
-    }
-    foreach ($drive in @(Get-VMDvdDrive -VM $VM)) {
-        [pscustomobject]@{
-            Kind               = 'DvdDrive'
-            Drive              = $drive
-            Path               = [string]$drive.Path
-            DiskNumber         = $null
-            ControllerType     = $drive.ControllerType.ToString()
-            ControllerNumber   = [int]$drive.ControllerNumber
-            ControllerLocation = [int]$drive.ControllerLocation
-        }
-    }
-}
-
-function Find-AttachedDrive {
-    param(
-        [Parameter(Mandatory)]
-        [AllowEmptyCollection()]
-        [object[]]$Drives,
-
-        [string]$Path,
-
-        [object]$Slot
-    )
-    foreach ($drive in $Drives) {
-        if ($null -ne $Slot) {
-            if ($drive.ControllerType -eq $Slot.ControllerType -and
-                $drive.ControllerNumber -eq $Slot.ControllerNumber -and
-                $drive.ControllerLocation -eq $Slot.ControllerLocation) {
-                return $drive
-            }
-        }
-        elseif (Test-SamePath -Left $drive.Path -Right $Path) {
-            return $drive
-        }
-    }
-    $null
-}
-
-function New-Slot {
-    param(
-        [string]$ControllerType,
-        [int]$ControllerNumber,
-        [int]$ControllerLocation
-    )
-    [pscustomobject]@{
-        ControllerType     = $ControllerType
-        ControllerNumber   = $ControllerNumber
-        ControllerLocation = $ControllerLocation
-    }
-}
-
-function Get-FreeSlot {
-    <#
-    .SYNOPSIS
-        The first free slot on the VM's IDE or SCSI controllers.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [object]$VM,
-
-        [Parameter(Mandatory)]
-        [ValidateSet('IDE', 'SCSI')]
-        [string]$ControllerType
-    )
-    $used = @{}
-    foreach ($drive in @(Get-AttachedDrive -VM $VM)) {
-        $used['{0}:{1}:{2}' -f $drive.ControllerType, $drive.ControllerNumber, $drive.ControllerLocation] = $true
-    }
-    if ($ControllerType -eq 'IDE') {
-        foreach ($number in 0..1) {
-            foreach ($location in 0..1) {
-                if (-not $used[('IDE:{0}:{1}' -f $number, $location)]) {
-                    return (New-Slot -ControllerType 'IDE' -ControllerNumber $number -ControllerLocation $location)
-                }
-            }
-        }
-    }
-    else {
-        $controllers = @(Get-VMScsiController -VM $VM)
-        if ($controllers.Count -eq 0) {
-            Add-VMScsiController -VM $VM
-            $controllers = @(Get-VMScsiController -VM $VM)
-        }
-        foreach ($controller in @($controllers | Sort-Object -Property ControllerNumber)) {
-            foreach ($location in 0..63) {
-                if (-not $used[('SCSI:{0}:{1}' -f $controller.ControllerNumber, $location)]) {
-                    return (New-Slot -ControllerType 'SCSI' -ControllerNumber ([int]$controller.ControllerNumber) -ControllerLocation $location)
-                }
-            }
-        }
-    }
-    throw (New-ErrorRecord -Message "Virtual machine '$($VM.Name)' has no free $ControllerType controller slot." -Category LimitsExceeded -ErrorId 'PsDriver.NoFreeControllerSlot' -Target $VM.Name)
-}
-
-function Dismount-AttachedDrive {
-    param(
-        [Parameter(Mandatory)]
-        [object]$Record
-    )
-    if ($Record.Kind -eq 'DvdDrive') {
-        Remove-VMDvdDrive -VMDvdDrive $Record.Drive -Confirm:$false
-    }
-    else {
-        Remove-VMHardDiskDrive -VMHardDiskDrive $Record.Drive -Confirm:$false
-    }
-}
-
-function Mount-ConfigDrive {
-    <#
-    .SYNOPSIS
-        Attaches a config drive (.iso as DVD, else hard disk) in PreferredSlot if usable, else a default slot.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [object]$VM,
-
-        [Parameter(Mandatory)]
-        [string]$Path,
-
-        [object]$PreferredSlot
-    )
-    $generation = [int]$VM.Generation
-    $isIso = [System.IO.Path]::GetExtension($Path) -eq '.iso'
-    $slotType = 'SCSI'
-    if ($generation -eq 1) {
-        $slotType = 'IDE'
-        if ($null -eq $PreferredSlot -or ($isIso -and $PreferredSlot.ControllerType -ne 'IDE')) {
-            $PreferredSlot = New-Slot -ControllerType 'IDE' -ControllerNumber 1 -ControllerLocation 0
-        }
-    }
-    $slot = $null
-    if ($null -ne $PreferredSlot) {
-        $occupant = Find-AttachedDrive -Drives @(Get-AttachedDrive -VM $VM) -Slot $PreferredSlot
-        if ($null -eq $occupant) {
-            $slot = $PreferredSlot
-        }
-        elseif ($isIso -and $occupant.Kind -eq 'DvdDrive' -and [string]::IsNullOrEmpty($occupant.Path)) {
-            Set-VMDvdDrive -VMDvdDrive $occupant.Drive -Path $Path -Confirm:$false
-            return
-        }
-    }
-    if ($null -eq $slot) {
-        $slot = Get-FreeSlot -VM $VM -ControllerType $slotType
-    }
-    if ($isIso) {
-        $null = Add-VMDvdDrive -VM $VM -ControllerNumber $slot.ControllerNumber `
-            -ControllerLocation $slot.ControllerLocation -Path $Path -Confirm:$false
-    }
-    else {
-        $null = Add-VMHardDiskDrive -VM $VM -ControllerType $slot.ControllerType -ControllerNumber $slot.ControllerNumber `
-            -ControllerLocation $slot.ControllerLocation -Path $Path -Confirm:$false
-    }
-}
-
-function Stop-TargetVM {
-    param(
-        [Parameter(Mandatory)]
-        [object]$VM
-    )
-    $state = (Get-VM -Id $VM.Id).State.ToString()
-    if ($state -eq 'Off') {
-        return
-    }
-    if ($state -eq 'Saved') {
-        Remove-VMSavedState -VM $VM -Confirm:$false
-        return
-    }
-    Stop-VM -VM $VM -TurnOff -Force -Confirm:$false
-}
-
-function Start-TargetVM {
-    param(
-        [Parameter(Mandatory)]
-        [object]$VM
-    )
-    $state = (Get-VM -Id $VM.Id).State.ToString()
-    if ($state -eq 'Paused') {
-        Resume-VM -VM $VM -Confirm:$false
-    }
-    elseif ($state -in @('Off', 'Saved')) {
-        Start-VM -VM $VM -Confirm:$false
-    }
-}
-
-function Get-LayoutRecord {
-    param(
-        [Parameter(Mandatory)]
-        [object]$VM
-    )
-    foreach ($drive in @(Get-AttachedDrive -VM $VM)) {
-        $path = $null
-        if (-not [string]::IsNullOrEmpty($drive.Path)) {
-            $path = $drive.Path
-        }
-        [ordered]@{
-            kind                = $drive.Kind
-            path                = $path
-            controller_type     = $drive.ControllerType
-            controller_number   = $drive.ControllerNumber
-            controller_location = $drive.ControllerLocation
-        }
-    }
-}
-
-$vm = Get-TargetVM -Name $Name
+$vm = Get-PsDriverVM -Name $Name
 $generation = [int]$vm.Generation
-$bootType = 'SCSI'
-if ($generation -eq 1) {
-    $bootType = 'IDE'
-}
 
 $makeRescueDisk = -not (Test-Path -LiteralPath $RescueDiskPath -PathType Leaf)
 if ($makeRescueDisk -and [string]::IsNullOrEmpty($RescueImagePath)) {
-    throw (New-ErrorRecord -Message "Rescue disk '$RescueDiskPath' does not exist." -Category ObjectNotFound -ErrorId 'PsDriver.RescueDiskNotFound' -Target $RescueDiskPath)
+    throw (New-PsDriverErrorRecord -Message "Rescue disk '$RescueDiskPath' does not exist." -Category ObjectNotFound -ErrorId 'PsDriver.RescueDiskNotFound' -Target $RescueDiskPath)
 }
 if ($makeRescueDisk -and -not (Test-Path -LiteralPath $RescueImagePath -PathType Leaf)) {
-    throw (New-ErrorRecord -Message "Rescue image '$RescueImagePath' does not exist." -Category ObjectNotFound -ErrorId 'PsDriver.RescueImageNotFound' -Target $RescueImagePath)
+    throw (New-PsDriverErrorRecord -Message "Rescue image '$RescueImagePath' does not exist." -Category ObjectNotFound -ErrorId 'PsDriver.RescueImageNotFound' -Target $RescueImagePath)
 }
 $configDriveBytes = $null
 if (-not [string]::IsNullOrEmpty($ConfigDriveBase64)) {
     if ([string]::IsNullOrEmpty($ConfigDrivePath)) {
-        throw (New-ErrorRecord -Message 'ConfigDriveBase64 needs ConfigDrivePath, where the rescue config drive is written.' -Category InvalidArgument -ErrorId 'PsDriver.InvalidConfigDrive' -Target 'ConfigDrivePath')
+        throw (New-PsDriverErrorRecord -Message 'ConfigDriveBase64 needs ConfigDrivePath, where the rescue config drive is written.' -Category InvalidArgument -ErrorId 'PsDriver.InvalidConfigDrive' -Target 'ConfigDrivePath')
     }
     try {
         $configDriveBytes = [System.Convert]::FromBase64String($ConfigDriveBase64)
     }
     catch {
-        throw (New-ErrorRecord -Message 'ConfigDriveBase64 is not valid base64.' -Category InvalidArgument -ErrorId 'PsDriver.InvalidConfigDrive' -Target 'ConfigDriveBase64')
+        throw (New-PsDriverErrorRecord -Message 'ConfigDriveBase64 is not valid base64.' -Category InvalidArgument -ErrorId 'PsDriver.InvalidConfigDrive' -Target 'ConfigDriveBase64')
     }
 }
 if ($generation -ne 1 -and [System.IO.Path]::GetExtension($RescueDiskPath) -ne '.vhdx') {
-    throw (New-ErrorRecord -Message "Virtual machine '$Name' is generation $generation and boots only from a VHDX disk; '$RescueDiskPath' is not one." -Category InvalidArgument -ErrorId 'PsDriver.RescueImageUnacceptable' -Target $RescueDiskPath)
+    throw (New-PsDriverErrorRecord -Message "Virtual machine '$Name' is generation $generation and boots only from a VHDX disk; '$RescueDiskPath' is not one." -Category InvalidArgument -ErrorId 'PsDriver.RescueImageUnacceptable' -Target $RescueDiskPath)
 }
 if ($null -eq $configDriveBytes -and -not [string]::IsNullOrEmpty($ConfigDrivePath) -and -not (Test-Path -LiteralPath $ConfigDrivePath -PathType Leaf)) {
-    throw (New-ErrorRecord -Message "Config drive '$ConfigDrivePath' does not exist." -Category ObjectNotFound -ErrorId 'PsDriver.ConfigDriveNotFound' -Target $ConfigDrivePath)
+    throw (New-PsDriverErrorRecord -Message "Config drive '$ConfigDrivePath' does not exist." -Category ObjectNotFound -ErrorId 'PsDriver.ConfigDriveNotFound' -Target $ConfigDrivePath)
 }
 
-$drives = @(Get-AttachedDrive -VM $vm)
-$rescueDrive = Find-AttachedDrive -Drives $drives -Path $RescueDiskPath
+$drives = @(Get-PsDriverAttachedDrive -VM $vm)
+$rescueDrive = Find-PsDriverAttachedDrive -Drives $drives -Path $RescueDiskPath
 $rootPath = $RootDiskPath
 if ($null -eq $rescueDrive) {
     if ([string]::IsNullOrEmpty($RootDiskPath)) {
-        $root = Find-AttachedDrive -Drives $drives -Slot (New-Slot -ControllerType $bootType -ControllerNumber 0 -ControllerLocation 0)
+        $root = Find-PsDriverAttachedDrive -Drives $drives -Slot (Get-PsDriverBootSlot -VM $vm)
     }
     else {
-        $root = Find-AttachedDrive -Drives $drives -Path $RootDiskPath
+        $root = Find-PsDriverAttachedDrive -Drives $drives -Path $RootDiskPath
     }
     if ($null -eq $root -or $root.Kind -ne 'HardDisk' -or $null -ne $root.DiskNumber -or [string]::IsNullOrEmpty($root.Path)) {
-        throw (New-ErrorRecord -Message "Virtual machine '$Name' has no virtual root disk to rescue; rescuing an instance booted from a volume is not supported." -Category InvalidOperation -ErrorId 'PsDriver.InstanceNotRescuable' -Target $Name)
+        throw (New-PsDriverErrorRecord -Message "Virtual machine '$Name' has no virtual root disk to rescue; rescuing an instance booted from a volume is not supported." -Category InvalidOperation -ErrorId 'PsDriver.InstanceNotRescuable' -Target $Name)
     }
     $rootPath = $root.Path
 }
 
-$configDriveAttached = $null
 if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", 'Boot from rescue disk')) {
     if ($null -eq $rescueDrive) {
         if ($makeRescueDisk) {
@@ -453,13 +163,13 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", 'Boot from rescue disk'))
         if ($null -ne $configDriveBytes) {
             [System.IO.File]::WriteAllBytes($ConfigDrivePath, $configDriveBytes)
         }
-        Stop-TargetVM -VM $vm
-        $rootSlot = New-Slot -ControllerType $root.ControllerType -ControllerNumber $root.ControllerNumber `
+        Stop-PsDriverVM -VM $vm
+        $rootSlot = New-PsDriverDriveSlot -ControllerType $root.ControllerType -ControllerNumber $root.ControllerNumber `
             -ControllerLocation $root.ControllerLocation
-        Dismount-AttachedDrive -Record $root
+        Dismount-PsDriverAttachedDrive -Record $root
         $rescueDisk = Add-VMHardDiskDrive -VM $vm -ControllerType $rootSlot.ControllerType -ControllerNumber $rootSlot.ControllerNumber `
             -ControllerLocation $rootSlot.ControllerLocation -Path $RescueDiskPath -Passthru -Confirm:$false
-        $newRootSlot = Get-FreeSlot -VM $vm -ControllerType 'SCSI'
+        $newRootSlot = Get-PsDriverFreeDriveSlot -VM $vm -ControllerType 'SCSI'
         $null = Add-VMHardDiskDrive -VM $vm -ControllerType 'SCSI' -ControllerNumber $newRootSlot.ControllerNumber `
             -ControllerLocation $newRootSlot.ControllerLocation -Path $rootPath -Confirm:$false
 
@@ -467,47 +177,22 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", 'Boot from rescue disk'))
             $preferred = $null
             $original = $null
             if (-not [string]::IsNullOrEmpty($OriginalConfigDrivePath)) {
-                $original = Find-AttachedDrive -Drives @(Get-AttachedDrive -VM $vm) -Path $OriginalConfigDrivePath
+                $original = Find-PsDriverAttachedDrive -Drives @(Get-PsDriverAttachedDrive -VM $vm) -Path $OriginalConfigDrivePath
             }
             if ($null -ne $original) {
-                $preferred = New-Slot -ControllerType $original.ControllerType -ControllerNumber $original.ControllerNumber `
+                $preferred = New-PsDriverDriveSlot -ControllerType $original.ControllerType -ControllerNumber $original.ControllerNumber `
                     -ControllerLocation $original.ControllerLocation
-                Dismount-AttachedDrive -Record $original
+                Dismount-PsDriverAttachedDrive -Record $original
             }
-            if ($null -eq (Find-AttachedDrive -Drives @(Get-AttachedDrive -VM $vm) -Path $ConfigDrivePath)) {
-                Mount-ConfigDrive -VM $vm -Path $ConfigDrivePath -PreferredSlot $preferred
+            if ($null -eq (Find-PsDriverAttachedDrive -Drives @(Get-PsDriverAttachedDrive -VM $vm) -Path $ConfigDrivePath)) {
+                Mount-PsDriverConfigDrive -VM $vm -Path $ConfigDrivePath -PreferredSlot $preferred
             }
         }
         if ($generation -ne 1) {
             Set-VMFirmware -VM $vm -FirstBootDevice $rescueDisk -Confirm:$false
         }
     }
-    Start-TargetVM -VM $vm
+    Start-PsDriverVM -VM $vm
 }
 
-$finalDrives = @(Get-AttachedDrive -VM $vm)
-$rescued = $null -ne (Find-AttachedDrive -Drives $finalDrives -Path $RescueDiskPath)
-if (-not [string]::IsNullOrEmpty($ConfigDrivePath) -and $null -ne (Find-AttachedDrive -Drives $finalDrives -Path $ConfigDrivePath)) {
-    $configDriveAttached = $ConfigDrivePath
-}
-if ([string]::IsNullOrEmpty($rootPath)) {
-    $rootPath = $null
-}
-$rescuePathOut = $null
-$bootPath = $rootPath
-if ($rescued) {
-    $rescuePathOut = $RescueDiskPath
-    $bootPath = $RescueDiskPath
-}
-
-[ordered]@{
-    name              = [string]$vm.Name
-    state             = (Get-VM -Id $vm.Id).State.ToString()
-    generation        = $generation
-    rescued           = $rescued
-    boot_disk_path    = $bootPath
-    root_disk_path    = $rootPath
-    rescue_disk_path  = $rescuePathOut
-    config_drive_path = $configDriveAttached
-    devices           = @(Get-LayoutRecord -VM $vm)
-}
+Get-PsDriverRescueRecord -VM $vm -RescueDiskPath $RescueDiskPath -RootDiskPath $rootPath -ConfigDrivePath $ConfigDrivePath

@@ -81,13 +81,16 @@
       reader is passed with -EncodedCommand (also independent of the
       execution policy). Its settings travel inside that command as one
       base64 string, which cannot contain a quote.
-    - It does not survive a host reboot: the driver calls this script again
-      when the host service starts and when an instance is powered on, as
-      compute-hyperv restarted its console handlers. It runs as the account
-      that called it, in session 0.
+    - It does not survive a host reboot: the driver starts it again when
+      the host service starts (Initialize-ComputeHost, for every running
+      instance) and when an instance is powered on (Set-InstancePowerState),
+      as compute-hyperv restarted its console handlers. It runs as the
+      account that called it, in session 0.
     The launching code is Start-PsDriverConsoleLogger in PsDriver.psm1,
-    which New-Instance.ps1 calls too: a spawned instance has its logger from
-    the start, and this script is for the times it is gone.
+    which New-Instance.ps1, Set-InstancePowerState.ps1 and
+    Initialize-ComputeHost.ps1 call too: a spawned instance has its logger
+    from the start, and this script is for operators who want to start or
+    replace one by hand (for example on another pipe or log file).
     A scheduled task per VM would survive reboots and could restart itself,
     but leaves a registration per VM to remove, needs the ScheduledTasks
     module and an account to run as (SYSTEM or a stored password), and
@@ -114,80 +117,17 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-function New-ErrorRecord {
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Message,
-
-        [Parameter(Mandatory)]
-        [System.Management.Automation.ErrorCategory]$Category,
-
-        [Parameter(Mandatory)]
-        [string]$ErrorId,
-
-        [object]$Target
-    )
-    $exception = [System.InvalidOperationException]::new($Message)
-    [System.Management.Automation.ErrorRecord]::new($exception, $ErrorId, $Category, $Target)
-}
-
-function Get-TargetVM {
-    <#
-    .SYNOPSIS
-        Returns the one VM named exactly $Name, or throws PsDriver.VMNotFound.
-    #>
-    [CmdletBinding()]
-    param(
-        [Parameter(Mandatory)]
-        [string]$Name
-    )
-    $candidates = @(Get-VM -Name ([System.Management.Automation.WildcardPattern]::Escape($Name)) -ErrorAction SilentlyContinue)
-    $found = @($candidates | Where-Object { $_.Name -eq $Name })
-    if ($found.Count -eq 0) {
-        throw (New-ErrorRecord -Message "Virtual machine '$Name' was not found on this host." -Category ObjectNotFound -ErrorId 'PsDriver.VMNotFound' -Target $Name)
-    }
-    if ($found.Count -gt 1) {
-        throw (New-ErrorRecord -Message "$($found.Count) virtual machines are named '$Name'; the name must be unique." -Category InvalidOperation -ErrorId 'PsDriver.VMNameNotUnique' -Target $Name)
-    }
-    $found[0]
-}
-
-function Get-SerialPipePath {
-    <#
-    .SYNOPSIS
-        The VM's logging pipe: a serial port pipe ending in _ro, else COM 1's pipe, else $null.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [object]$VM
-    )
-    $ports = @(Get-VMComPort -VM $VM | Where-Object { -not [string]::IsNullOrEmpty($_.Path) })
-    $readOnly = @($ports | Where-Object { $_.Path -like '*_ro' })
-    if ($readOnly.Count -gt 0) {
-        return [string]$readOnly[0].Path
-    }
-    $first = @($ports | Where-Object { $_.Name -match '1$' })
-    if ($first.Count -gt 0) {
-        return [string]$first[0].Path
-    }
-    if ($ports.Count -gt 0) {
-        return [string]$ports[0].Path
-    }
-    $null
-}
-
 if (-not (Get-Command -Name 'Start-PsDriverConsoleLogger' -ErrorAction SilentlyContinue)) {
     Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
 }
 
-$vm = Get-TargetVM -Name $Name
+$vm = Get-PsDriverVM -Name $Name
 $vmId = $vm.Id.ToString().ToLowerInvariant()
 
 if ([string]::IsNullOrEmpty($PipePath)) {
-    $PipePath = Get-SerialPipePath -VM $vm
+    $PipePath = Get-PsDriverConsolePipePath -VM $vm
     if ([string]::IsNullOrEmpty($PipePath)) {
-        throw (New-ErrorRecord -Message "Virtual machine '$Name' has no serial port connected to a named pipe." -Category InvalidOperation -ErrorId 'PsDriver.NoSerialPipe' -Target $Name)
+        throw (New-PsDriverErrorRecord -Message "Virtual machine '$Name' has no serial port connected to a named pipe." -Category InvalidOperation -ErrorId 'PsDriver.NoSerialPipe' -Target $Name)
     }
 }
 $null = Assert-PsDriverConsoleLogTarget -PipePath $PipePath -LogPath $LogPath

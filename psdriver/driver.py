@@ -113,6 +113,10 @@ class HyperVDriver(driver.ComputeDriver):
         params: dict[str, Any] = {
             'InstancesPath': CONF.instances_path,
             'BaseDirectoryName': CONF.image_cache.subdirectory_name,
+            # Console loggers do not survive a host reboot: the running instances get
+            # theirs back in the same round trip.
+            'ConsoleLogFileName': vmops.CONSOLE_LOG,
+            'ConsoleLogMaxBytes': vmops.CONSOLE_LOG_BYTES,
         }
         if CONF.hyperv.vswitch_name:
             params['RequiredSwitches'] = [CONF.hyperv.vswitch_name]
@@ -133,9 +137,10 @@ class HyperVDriver(driver.ComputeDriver):
         LOG.info('Hyper-V host %s ready: Windows %s, instances in %s (%s)', report['hostname'],
                  report['os_version'], report['instances_path'].get('path'),
                  report['instances_path'].get('kind'))
+        for logger in report['console_loggers']:
+            if not logger['running']:
+                LOG.warning('Console log of %s not started: %s', logger['name'], logger['error'])
         coordination.COORDINATOR.start()
-        # Console loggers do not survive a host reboot; VMs running now get theirs back.
-        self._vmops.ensure_running_console_loggers()
         if CONF.workarounds.handle_virt_lifecycle_events:
             self._events = eventhandler.LifecycleEventPoller(
                 lambda: self._vmops.summary(refresh=True), self.emit_event,

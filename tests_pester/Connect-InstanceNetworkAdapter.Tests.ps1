@@ -1,10 +1,6 @@
 BeforeDiscovery {
-    $contractFile = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts/Connect-InstanceNetworkAdapter.contract.json'
-    $exampleIndex = 0
-    $Examples = @((Get-Content -LiteralPath $contractFile -Raw | ConvertFrom-Json -AsHashtable)['examples'] | ForEach-Object {
-            $exampleIndex++
-            @{ Index = $exampleIndex; Example = $_ }
-        })
+    . (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriverTestHelpers.ps1')
+    $Examples = @(Get-TestContractExample -ScriptName 'Connect-InstanceNetworkAdapter')
 }
 
 BeforeAll {
@@ -12,150 +8,21 @@ BeforeAll {
     # $script: scope and StrictMode), so they reach it through one unqualified, uniquely
     # named variable; $script: here is this file's scope.
     $script:PsdTest = @{}
-    $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
-    $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Connect-InstanceNetworkAdapter.ps1'
-    $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Connect-InstanceNetworkAdapter.contract.json'
-    $script:ResultSchema = (Get-Content -LiteralPath $contractPath -Raw | ConvertFrom-Json -AsHashtable)['result'] |
-        ConvertTo-Json -Depth 100
-    $script:Stubs = [System.Collections.Generic.List[string]]::new()
+    . (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriverTestHelpers.ps1')
+    $script:ScriptPath = Get-TestScriptPath -ScriptName 'Connect-InstanceNetworkAdapter'
+    $script:ResultSchema = Get-TestResultSchema -ScriptName 'Connect-InstanceNetworkAdapter'
+    Import-PsDriverModule
 
-    # Stand-ins for cmdlets missing on this machine (no Hyper-V module), so that Mock can replace them.
-    # A leading '-' declares a switch.
-    function Add-CommandStub {
-        param(
-            [Parameter(Mandatory)]
-            [string]$Name,
-
-            [string[]]$Parameter = @()
-        )
-        if (Get-Command -Name $Name -ErrorAction SilentlyContinue) {
-            return
-        }
-        $declared = @($Parameter | ForEach-Object {
-                if ($_.StartsWith('-')) {
-                    '[switch]$' + $_.Substring(1)
-                }
-                else {
-                    '$' + $_
-                }
-            }) -join ', '
-        $definition = '[CmdletBinding(SupportsShouldProcess)] param(' + $declared + ')'
-        Set-Item -Path ('function:global:' + $Name) -Value ([scriptblock]::Create($definition))
-        $script:Stubs.Add($Name)
-    }
-
-    # Exactly one result object, valid against the contract's JSON Schema.
-    function Assert-MatchesContract {
-        param(
-            [AllowNull()]
-            [object]$Result
-        )
-        @($Result).Count | Should -Be 1
-        $json = ConvertTo-Json -InputObject $Result -Depth 20
-        $problems = $null
-        $valid = Test-Json -Json $json -Schema $script:ResultSchema -ErrorVariable problems -ErrorAction SilentlyContinue
-        $valid | Should -BeTrue -Because ('the result must match the contract: ' + ($problems -join '; ') + "`n" + $json)
-    }
-
-    Add-CommandStub -Name 'Get-VM' -Parameter 'Name', 'Id'
-    Add-CommandStub -Name 'Get-VMNetworkAdapter' -Parameter 'VM'
-    Add-CommandStub -Name 'Get-VMNetworkAdapterVlan' -Parameter 'VM'
-    Add-CommandStub -Name 'Add-VMNetworkAdapter' -Parameter 'VM', 'Name', 'StaticMacAddress', 'SwitchName', '-Passthru'
-    Add-CommandStub -Name 'Set-VMNetworkAdapter' -Parameter 'VMNetworkAdapter', 'StaticMacAddress'
-    Add-CommandStub -Name 'Connect-VMNetworkAdapter' -Parameter 'VMNetworkAdapter', 'SwitchName'
-    Add-CommandStub -Name 'Set-VMNetworkAdapterVlan' -Parameter 'VMNetworkAdapter', '-Access', 'VlanId', '-Untagged'
-    Add-CommandStub -Name 'Remove-VMNetworkAdapter' -Parameter 'VMNetworkAdapter'
-
-    $PsdTest.Port1 = '3f1d2c4b-5a69-4e7f-8a9b-0c1d2e3f4a5b'
-    $PsdTest.Port2 = '9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d'
-    $PsdTest.Port3 = '11111111-2222-4333-8444-555555555555'
-
-    function New-FakeAdapter {
-        param(
-            [string]$Name,
-            [string]$Mac,
-            [string]$SwitchName = '',
-            [int]$Vlan = 0
-        )
-        $PsdTest.AdapterKey++
-        $adapter = [pscustomobject]@{
-            Name                     = $Name
-            Id                       = "Microsoft:0B9A6F3C\$($PsdTest.AdapterKey)"
-            MacAddress               = $Mac
-            SwitchName               = $SwitchName
-            DynamicMacAddressEnabled = $false
-        }
-        $PsdTest.Vlans[$adapter.Id] = $Vlan
-        $adapter
-    }
+    Add-FakeNicCommandStub
 }
 
 AfterAll {
-    foreach ($stub in $script:Stubs) {
-        Remove-Item -Path ('function:global:' + $stub) -ErrorAction SilentlyContinue
-    }
+    Remove-CommandStub
 }
 
 Describe 'Connect-InstanceNetworkAdapter' {
     BeforeEach {
-        $PsdTest.AdapterKey = 0
-        $PsdTest.Vlans = @{}
-        $PsdTest.State = 'Running'
-        $PsdTest.Generation = 2
-        $PsdTest.Switches = @('br-int', 'external')
-        $PsdTest.Adapters = @()
-        Mock Get-VM {
-            if ($null -ne $Name -and 'instance-00000001' -notlike @($Name)[0]) {
-                return
-            }
-            [pscustomobject]@{
-                Name       = 'instance-00000001'
-                Id         = [guid]'0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b'
-                State      = $PsdTest.State
-                Generation = $PsdTest.Generation
-            }
-        }
-        Mock Get-VMNetworkAdapter { @($PsdTest.Adapters) } -RemoveParameterType 'VM'
-        Mock Get-VMNetworkAdapterVlan {
-            foreach ($adapter in @($PsdTest.Adapters)) {
-                $vlan = [int]$PsdTest.Vlans[$adapter.Id]
-                $mode = 'Untagged'
-                if ($vlan -gt 0) {
-                    $mode = 'Access'
-                }
-                [pscustomobject]@{ ParentAdapter = $adapter; OperationMode = $mode; AccessVlanId = $vlan }
-            }
-        } -RemoveParameterType 'VM'
-        Mock Add-VMNetworkAdapter {
-            if (-not [string]::IsNullOrEmpty($SwitchName) -and $SwitchName -notin $PsdTest.Switches) {
-                throw "Cannot find virtual switch '$SwitchName'."
-            }
-            $adapter = New-FakeAdapter -Name $Name -Mac $StaticMacAddress -SwitchName $SwitchName
-            $PsdTest.Adapters = @($PsdTest.Adapters) + $adapter
-            if ($Passthru) {
-                $adapter
-            }
-        } -RemoveParameterType 'VM'
-        Mock Set-VMNetworkAdapter {
-            if ($PsdTest.State -ne 'Off') {
-                throw 'The MAC address of a running virtual machine cannot be changed.'
-            }
-            @($VMNetworkAdapter)[0].MacAddress = $StaticMacAddress
-            @($VMNetworkAdapter)[0].DynamicMacAddressEnabled = $false
-        } -RemoveParameterType 'VMNetworkAdapter'
-        Mock Connect-VMNetworkAdapter { @($VMNetworkAdapter)[0].SwitchName = $SwitchName } -RemoveParameterType 'VMNetworkAdapter'
-        Mock Set-VMNetworkAdapterVlan {
-            if ($Untagged) {
-                $PsdTest.Vlans[@($VMNetworkAdapter)[0].Id] = 0
-            }
-            else {
-                $PsdTest.Vlans[@($VMNetworkAdapter)[0].Id] = [int]$VlanId
-            }
-        } -RemoveParameterType 'VMNetworkAdapter'
-        Mock Remove-VMNetworkAdapter {
-            $ids = @($VMNetworkAdapter | ForEach-Object { $_.Id })
-            $PsdTest.Adapters = @($PsdTest.Adapters | Where-Object { $_.Id -notin $ids })
-        } -RemoveParameterType 'VMNetworkAdapter'
+        Register-FakeNicHost
     }
 
     It 'adds missing adapters and fixes existing ones in one call' {
@@ -271,7 +138,7 @@ Describe 'Connect-InstanceNetworkAdapter' {
         $failure = { & $script:ScriptPath -Name 'instance-00000001' -Nics @($Nic) } | Should -Throw -PassThru
         $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.InvalidNicSpec'
         $failure.CategoryInfo.Category | Should -Be 'InvalidArgument'
-        Should -Invoke Get-VM -Times 0 -Exactly
+        Should -Invoke Get-VM -ModuleName PsDriver -Times 0 -Exactly
     }
 
     It 'accepts an empty list' {

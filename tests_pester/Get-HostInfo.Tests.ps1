@@ -2,17 +2,16 @@
 # kernel32 calls (processor features, disk space) need Windows.
 
 BeforeAll {
-    $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
-    $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Get-HostInfo.ps1'
-    $contract = Get-Content -LiteralPath (Join-Path -Path $script:ScriptsDir -ChildPath 'Get-HostInfo.contract.json') -Raw |
-        ConvertFrom-Json -AsHashtable
-    $script:ResultSchema = $contract['result'] | ConvertTo-Json -Depth 100
+    . (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriverTestHelpers.ps1')
+    $script:ScriptPath = Get-TestScriptPath -ScriptName 'Get-HostInfo'
+    $script:ResultSchema = Get-TestResultSchema -ScriptName 'Get-HostInfo'
 
-    foreach ($name in 'Get-VMHost', 'Get-VMHostNumaNode') {
-        if (-not (Get-Command -Name $name -ErrorAction SilentlyContinue)) {
-            Set-Item -Path ('function:global:' + $name) -Value ([scriptblock]::Create('[CmdletBinding()] param()'))
-        }
-    }
+    Add-CommandStub -Name 'Get-VMHost'
+    Add-CommandStub -Name 'Get-VMHostNumaNode'
+}
+
+AfterAll {
+    Remove-CommandStub
 }
 
 Describe 'Get-HostInfo' -Skip:(-not $IsWindows) {

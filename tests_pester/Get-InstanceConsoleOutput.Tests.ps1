@@ -1,57 +1,13 @@
 BeforeDiscovery {
-    $contractFile = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts/Get-InstanceConsoleOutput.contract.json'
-    $exampleIndex = 0
-    $Examples = @((Get-Content -LiteralPath $contractFile -Raw | ConvertFrom-Json -AsHashtable)['examples'] | ForEach-Object {
-            $exampleIndex++
-            @{ Index = $exampleIndex; Example = $_ }
-        })
+    . (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriverTestHelpers.ps1')
+    $Examples = @(Get-TestContractExample -ScriptName 'Get-InstanceConsoleOutput')
 }
 
 BeforeAll {
-    $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
-    $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Get-InstanceConsoleOutput.ps1'
-    $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Get-InstanceConsoleOutput.contract.json'
-    $script:ResultSchema = (Get-Content -LiteralPath $contractPath -Raw | ConvertFrom-Json -AsHashtable)['result'] |
-        ConvertTo-Json -Depth 100
-    $script:Stubs = [System.Collections.Generic.List[string]]::new()
-
-    # Stand-ins for cmdlets missing on this machine (no Hyper-V module), so that Mock can replace them.
-    # A leading '-' declares a switch.
-    function Add-CommandStub {
-        param(
-            [Parameter(Mandatory)]
-            [string]$Name,
-
-            [string[]]$Parameter = @()
-        )
-        if (Get-Command -Name $Name -ErrorAction SilentlyContinue) {
-            return
-        }
-        $declared = @($Parameter | ForEach-Object {
-                if ($_.StartsWith('-')) {
-                    '[switch]$' + $_.Substring(1)
-                }
-                else {
-                    '$' + $_
-                }
-            }) -join ', '
-        $definition = '[CmdletBinding(SupportsShouldProcess)] param(' + $declared + ')'
-        Set-Item -Path ('function:global:' + $Name) -Value ([scriptblock]::Create($definition))
-        $script:Stubs.Add($Name)
-    }
-
-    # Exactly one result object, valid against the contract's JSON Schema.
-    function Assert-MatchesContract {
-        param(
-            [AllowNull()]
-            [object]$Result
-        )
-        @($Result).Count | Should -Be 1
-        $json = ConvertTo-Json -InputObject $Result -Depth 20
-        $problems = $null
-        $valid = Test-Json -Json $json -Schema $script:ResultSchema -ErrorVariable problems -ErrorAction SilentlyContinue
-        $valid | Should -BeTrue -Because ('the result must match the contract: ' + ($problems -join '; ') + "`n" + $json)
-    }
+    . (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriverTestHelpers.ps1')
+    $script:ScriptPath = Get-TestScriptPath -ScriptName 'Get-InstanceConsoleOutput'
+    $script:ResultSchema = Get-TestResultSchema -ScriptName 'Get-InstanceConsoleOutput'
+    Import-PsDriverModule
 
     function Write-Bytes {
         param(
@@ -70,9 +26,7 @@ BeforeAll {
 }
 
 AfterAll {
-    foreach ($stub in $script:Stubs) {
-        Remove-Item -Path ('function:global:' + $stub) -ErrorAction SilentlyContinue
-    }
+    Remove-CommandStub
 }
 
 Describe 'Get-InstanceConsoleOutput' {

@@ -1,10 +1,6 @@
 BeforeDiscovery {
-    $contractFile = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts/Get-InstanceInfo.contract.json'
-    $exampleIndex = 0
-    $Examples = @((Get-Content -LiteralPath $contractFile -Raw | ConvertFrom-Json -AsHashtable)['examples'] | ForEach-Object {
-            $exampleIndex++
-            @{ Index = $exampleIndex; Example = $_ }
-        })
+    . (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriverTestHelpers.ps1')
+    $Examples = @(Get-TestContractExample -ScriptName 'Get-InstanceInfo')
 }
 
 BeforeAll {
@@ -12,50 +8,10 @@ BeforeAll {
     # $script: scope and StrictMode), so they reach it through one unqualified, uniquely
     # named variable; $script: here is this file's scope.
     $script:PsdTest = @{}
-    $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
-    $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Get-InstanceInfo.ps1'
-    $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Get-InstanceInfo.contract.json'
-    $script:ResultSchema = (Get-Content -LiteralPath $contractPath -Raw | ConvertFrom-Json -AsHashtable)['result'] |
-        ConvertTo-Json -Depth 100
-    $script:Stubs = [System.Collections.Generic.List[string]]::new()
-
-    # Stand-ins for cmdlets missing on this machine (no Hyper-V module), so that Mock can replace them.
-    # A leading '-' declares a switch.
-    function Add-CommandStub {
-        param(
-            [Parameter(Mandatory)]
-            [string]$Name,
-
-            [string[]]$Parameter = @()
-        )
-        if (Get-Command -Name $Name -ErrorAction SilentlyContinue) {
-            return
-        }
-        $declared = @($Parameter | ForEach-Object {
-                if ($_.StartsWith('-')) {
-                    '[switch]$' + $_.Substring(1)
-                }
-                else {
-                    '$' + $_
-                }
-            }) -join ', '
-        $definition = '[CmdletBinding(SupportsShouldProcess)] param(' + $declared + ')'
-        Set-Item -Path ('function:global:' + $Name) -Value ([scriptblock]::Create($definition))
-        $script:Stubs.Add($Name)
-    }
-
-    # Exactly one result object, valid against the contract's JSON Schema.
-    function Assert-MatchesContract {
-        param(
-            [AllowNull()]
-            [object]$Result
-        )
-        @($Result).Count | Should -Be 1
-        $json = ConvertTo-Json -InputObject $Result -Depth 20
-        $problems = $null
-        $valid = Test-Json -Json $json -Schema $script:ResultSchema -ErrorVariable problems -ErrorAction SilentlyContinue
-        $valid | Should -BeTrue -Because ('the result must match the contract: ' + ($problems -join '; ') + "`n" + $json)
-    }
+    . (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriverTestHelpers.ps1')
+    $script:ScriptPath = Get-TestScriptPath -ScriptName 'Get-InstanceInfo'
+    $script:ResultSchema = Get-TestResultSchema -ScriptName 'Get-InstanceInfo'
+    Import-PsDriverModule
 
     Add-CommandStub -Name 'Get-VM' -Parameter 'Name', 'Id'
     Add-CommandStub -Name 'Get-VMHardDiskDrive' -Parameter 'VM'
@@ -68,9 +24,7 @@ BeforeAll {
 }
 
 AfterAll {
-    foreach ($stub in $script:Stubs) {
-        Remove-Item -Path ('function:global:' + $stub) -ErrorAction SilentlyContinue
-    }
+    Remove-CommandStub
 }
 
 Describe 'Get-InstanceInfo' {
@@ -96,7 +50,7 @@ Describe 'Get-InstanceInfo' {
         $PsdTest.Adapter2 = [pscustomobject]@{
             Name = 'Network Adapter'; Id = 'Microsoft:A\2'; MacAddress = '000000000000'; SwitchName = ''
         }
-        Mock Get-VM { @($PsdTest.FakeVMs | Where-Object { $_.Name -like @($Name)[0] }) } -ParameterFilter { $null -ne $Name }
+        Mock Get-VM -ModuleName PsDriver { @($PsdTest.FakeVMs | Where-Object { $_.Name -like @($Name)[0] }) } -ParameterFilter { $null -ne $Name }
         Mock Get-VMHardDiskDrive {
             [pscustomobject]@{ Path = 'C:\Instances\instance-00000001\root.vhdx'; ControllerType = 'SCSI'; ControllerNumber = 0; ControllerLocation = 0; DiskNumber = $null }
             [pscustomobject]@{ Path = 'Disk 3 2.00 GB Bus 0 Lun 1 Target 0'; ControllerType = 'SCSI'; ControllerNumber = 0; ControllerLocation = 1; DiskNumber = 3 }
@@ -111,7 +65,7 @@ Describe 'Get-InstanceInfo' {
             [pscustomobject]@{ Path = $null; ControllerType = 'SCSI'; ControllerNumber = 0; ControllerLocation = 4 }
         } -RemoveParameterType 'VM'
         Mock Get-VMNetworkAdapter { $PsdTest.Adapter1; $PsdTest.Adapter2 } -RemoveParameterType 'VM'
-        Mock Get-VMNetworkAdapterVlan {
+        Mock Get-VMNetworkAdapterVlan -ModuleName PsDriver {
             [pscustomobject]@{ ParentAdapter = $PsdTest.Adapter1; OperationMode = 'Access'; AccessVlanId = 101 }
             [pscustomobject]@{ ParentAdapter = $PsdTest.Adapter2; OperationMode = 'Untagged'; AccessVlanId = 0 }
         } -RemoveParameterType 'VM'
@@ -216,7 +170,7 @@ Describe 'Get-InstanceInfo' {
         Mock Get-VMHardDiskDrive { } -RemoveParameterType 'VM'
         Mock Get-VMDvdDrive { } -RemoveParameterType 'VM'
         Mock Get-VMNetworkAdapter { } -RemoveParameterType 'VM'
-        Mock Get-VMNetworkAdapterVlan { } -RemoveParameterType 'VM'
+        Mock Get-VMNetworkAdapterVlan -ModuleName PsDriver { } -RemoveParameterType 'VM'
         Mock Get-VMComPort { } -RemoveParameterType 'VM'
         $PsdTest.VM.Notes = $null
         $result = & $script:ScriptPath -Name 'instance-00000001'
@@ -238,11 +192,11 @@ Describe 'Get-InstanceInfo' {
         $result.name | Should -Be 'vm[1]'
         # Hyper-V compares a name without an unescaped wildcard literally, backticks included,
         # so the lookup must be a real pattern: the escaped name followed by '*'.
-        Should -Invoke Get-VM -Times 1 -Exactly -ParameterFilter { @($Name)[0] -ceq 'vm`[1`]*' }
+        Should -Invoke Get-VM -ModuleName PsDriver -Times 1 -Exactly -ParameterFilter { @($Name)[0] -ceq 'vm`[1`]*' }
     }
 
     It 'reports a host that cannot be asked instead of a missing VM' {
-        Mock Get-VM { throw [System.InvalidOperationException]::new('The Virtual Machine Management service is not running.') }
+        Mock Get-VM -ModuleName PsDriver { throw [System.InvalidOperationException]::new('The Virtual Machine Management service is not running.') }
         $failure = { & $script:ScriptPath -Name 'instance-00000001' } | Should -Throw -PassThru
         $failure.FullyQualifiedErrorId | Should -Not -Be 'PsDriver.VMNotFound'
         $failure.Exception.Message | Should -Match 'Virtual Machine Management service'

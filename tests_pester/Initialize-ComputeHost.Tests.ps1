@@ -1,74 +1,13 @@
 BeforeDiscovery {
-    $contractFile = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts/Initialize-ComputeHost.contract.json'
-    $exampleIndex = 0
-    $Examples = @((Get-Content -LiteralPath $contractFile -Raw | ConvertFrom-Json -AsHashtable)['examples'] | ForEach-Object {
-            $exampleIndex++
-            @{ Index = $exampleIndex; Example = $_ }
-        })
+    . (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriverTestHelpers.ps1')
+    $Examples = @(Get-TestContractExample -ScriptName 'Initialize-ComputeHost')
 }
 
 BeforeAll {
-    $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
-    $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Initialize-ComputeHost.ps1'
-    $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Initialize-ComputeHost.contract.json'
-    $script:ResultSchema = (Get-Content -LiteralPath $contractPath -Raw | ConvertFrom-Json -AsHashtable)['result'] |
-        ConvertTo-Json -Depth 100
-    $script:Stubs = [System.Collections.Generic.List[string]]::new()
-
-    # Stand-ins for cmdlets missing on this machine (no Hyper-V module), so that Mock can replace them.
-    # A leading '-' declares a switch.
-    function Add-CommandStub {
-        param(
-            [Parameter(Mandatory)]
-            [string]$Name,
-
-            [string[]]$Parameter = @()
-        )
-        if (Get-Command -Name $Name -ErrorAction SilentlyContinue) {
-            return
-        }
-        $declared = @($Parameter | ForEach-Object {
-                if ($_.StartsWith('-')) {
-                    '[switch]$' + $_.Substring(1)
-                }
-                else {
-                    '$' + $_
-                }
-            }) -join ', '
-        $definition = '[CmdletBinding(SupportsShouldProcess)] param(' + $declared + ')'
-        Set-Item -Path ('function:global:' + $Name) -Value ([scriptblock]::Create($definition))
-        $script:Stubs.Add($Name)
-    }
-
-    # Exactly one result object, valid against the contract's JSON Schema.
-    function Assert-MatchesContract {
-        param(
-            [AllowNull()]
-            [object]$Result
-        )
-        @($Result).Count | Should -Be 1
-        $json = ConvertTo-Json -InputObject $Result -Depth 20
-        $problems = $null
-        $valid = Test-Json -Json $json -Schema $script:ResultSchema -ErrorVariable problems -ErrorAction SilentlyContinue
-        $valid | Should -BeTrue -Because ('the result must match the contract: ' + ($problems -join '; ') + "`n" + $json)
-    }
-
-    # Windows paths of the contract examples -> the same layout under a test folder.
-    function ConvertTo-TestPath {
-        param(
-            [Parameter(Mandatory)]
-            [string]$Path,
-
-            [Parameter(Mandatory)]
-            [string]$Root
-        )
-        $prefix = [regex]::Match($Path, '^(?:[A-Za-z]:\\|\\\\[^\\]+\\[^\\]+\\)')
-        if (-not $prefix.Success) {
-            return $Path
-        }
-        $rest = $Path.Substring($prefix.Length) -replace '\\', [string][System.IO.Path]::DirectorySeparatorChar
-        Join-Path -Path $Root -ChildPath $rest
-    }
+    . (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriverTestHelpers.ps1')
+    $script:ScriptPath = Get-TestScriptPath -ScriptName 'Initialize-ComputeHost'
+    $script:ResultSchema = Get-TestResultSchema -ScriptName 'Initialize-ComputeHost'
+    Import-PsDriverModule
 
     function New-FakeError {
         param(
@@ -86,12 +25,26 @@ BeforeAll {
     Add-CommandStub -Name 'Get-VMHostSupportedVersion' -Parameter '-Default'
     Add-CommandStub -Name 'Get-CimInstance' -Parameter 'Namespace', 'ClassName', 'Filter'
     Add-CommandStub -Name 'Get-Service' -Parameter 'Name'
+    Add-CommandStub -Name 'Get-VM'
+    Add-CommandStub -Name 'Get-VMComPort' -Parameter 'VM'
+
+    # A fake VM: its Notes carry the instance UUID unless -Notes says otherwise.
+    function New-FakeInstanceVM {
+        param(
+            [Parameter(Mandatory)]
+            [string]$Name,
+
+            [string]$State = 'Running',
+
+            [AllowNull()]
+            [string]$Notes = [guid]::NewGuid().ToString()
+        )
+        [pscustomobject]@{ Name = $Name; Id = [guid]::NewGuid(); State = $State; Notes = $Notes }
+    }
 }
 
 AfterAll {
-    foreach ($stub in $script:Stubs) {
-        Remove-Item -Path ('function:global:' + $stub) -ErrorAction SilentlyContinue
-    }
+    Remove-CommandStub
 }
 
 Describe 'Initialize-ComputeHost' {
@@ -103,6 +56,8 @@ Describe 'Initialize-ComputeHost' {
             HostFailure    = $null
             ClusterRunning = $false
             NetworkDrive   = $false
+            Vms            = @()
+            LoggerRunning  = @()
         }
         $script:Root = Join-Path -Path $TestDrive -ChildPath ([guid]::NewGuid().ToString('N'))
         $script:Instances = Join-Path -Path $script:Root -ChildPath 'Instances'
@@ -139,14 +94,28 @@ Describe 'Initialize-ComputeHost' {
         Mock Get-Item {
             [pscustomobject]@{ VersionInfo = [pscustomobject]@{ ProductVersion = '10.0.20348.1' } }
         } -ParameterFilter { "$LiteralPath" -like '*vmms.exe' }
+        # Console loggers: the script lists the VMs and reads the serial ports of the running
+        # instances in one call (Get-PsDriverConsolePipePath in PsDriver.psm1 asks per VM only
+        # when that call fails); Invoke-PsDriverConsoleLogger launches through
+        # Start-PsDriverConsoleLogger (tested with Start-InstanceConsoleLogger.Tests.ps1), mocked here.
+        Mock Get-VM { $PsdTest.Vms }
+        Register-TestMock -CommandName 'Get-VMComPort' -Scope Both -RemoveParameterType 'VM' -MockWith {
+            foreach ($owner in @($VM)) {
+                [pscustomobject]@{ VMId = $owner.Id; VMName = $owner.Name; Name = 'COM 1'; Path = '\\.\pipe\' + $owner.Name + '_ro' }
+                [pscustomobject]@{ VMId = $owner.Id; VMName = $owner.Name; Name = 'COM 2'; Path = '' }
+            }
+        }
+        Mock Start-PsDriverConsoleLogger -ModuleName PsDriver {
+            if ($PsdTest.LoggerRunning -contains $VMName) {
+                return [ordered]@{ started = $false; running = $true; pid = $null }
+            }
+            [ordered]@{ started = $true; running = $true; pid = 4242 }
+        }
     }
 
     It 'example <Index> matches the contract' -ForEach $Examples {
-        $params = @{}
-        foreach ($key in $Example.Keys) {
-            $params[$key] = $Example[$key]
-        }
-        $params['InstancesPath'] = ConvertTo-TestPath -Path $params['InstancesPath'] -Root $script:Root
+        $PsdTest.Vms = @(New-FakeInstanceVM -Name 'instance-00000001')
+        $params = ConvertTo-TestValue -Value $Example -Root $script:Root
 
         $result = & $script:ScriptPath @params
 
@@ -355,5 +324,116 @@ Describe 'Initialize-ComputeHost' {
         $result.base_path_exists | Should -BeFalse
         $result.instances_path.total_bytes | Should -BeNullOrEmpty
         Test-Path -LiteralPath $script:Instances | Should -BeFalse
+    }
+
+    Context 'console loggers' {
+        It 'gives every running instance its logger back, in its instance folder' {
+            $PsdTest.Vms = @(
+                New-FakeInstanceVM -Name 'instance-00000001'
+                New-FakeInstanceVM -Name 'instance-00000002' -State 'Off'
+                New-FakeInstanceVM -Name 'admin-vm' -Notes 'build server'
+                New-FakeInstanceVM -Name 'no-notes' -Notes $null
+                New-FakeInstanceVM -Name 'instance-00000003' -State 'Starting' -Notes ('{' + [guid]::NewGuid().ToString().ToUpperInvariant() + '}')
+                New-FakeInstanceVM -Name 'instance-00000004' -State 'Paused'
+            )
+            $PsdTest.LoggerRunning = @('instance-00000003')
+
+            $result = & $script:ScriptPath -InstancesPath $script:Instances -ConsoleLogFileName 'console.log' -ConsoleLogMaxBytes 65536
+
+            Assert-MatchesContract -Result $result
+            @($result.console_loggers | ForEach-Object { $_.name }) | Should -Be @('instance-00000001', 'instance-00000003')
+            $result.console_loggers[0].started | Should -BeTrue
+            $result.console_loggers[0].running | Should -BeTrue
+            $result.console_loggers[0].error | Should -BeNullOrEmpty
+            $result.console_loggers[1].started | Should -BeFalse
+            $result.console_loggers[1].running | Should -BeTrue
+            $expectedLog = Join-Path -Path (Join-Path -Path $script:Instances -ChildPath 'instance-00000001') -ChildPath 'console.log'
+            Should -Invoke Start-PsDriverConsoleLogger -ModuleName PsDriver -Times 1 -Exactly -ParameterFilter {
+                $VMName -eq 'instance-00000001' -and $LogPath -eq $expectedLog -and $MaxLogBytes -eq 65536 -and
+                $PipePath -eq '\\.\pipe\instance-00000001_ro'
+            }
+            Should -Invoke Start-PsDriverConsoleLogger -ModuleName PsDriver -Times 2 -Exactly
+            Should -Invoke Get-VM -Times 1 -Exactly
+            Should -Invoke Get-VMComPort -Times 1 -Exactly -ParameterFilter { @($VM).Count -eq 2 }
+            Should -Invoke Get-VMComPort -ModuleName PsDriver -Times 0 -Exactly
+        }
+
+        It 'asks each VM for its pipe when the serial ports cannot be read at once' {
+            $PsdTest.Vms = @(
+                New-FakeInstanceVM -Name 'instance-00000001'
+                New-FakeInstanceVM -Name 'instance-00000002'
+            )
+            Mock Get-VMComPort { throw 'The operation failed.' } -RemoveParameterType 'VM'
+
+            $result = & $script:ScriptPath -InstancesPath $script:Instances -ConsoleLogFileName 'console.log'
+
+            Assert-MatchesContract -Result $result
+            @($result.console_loggers | Where-Object { $_.running }).Count | Should -Be 2
+            Should -Invoke Get-VMComPort -ModuleName PsDriver -Times 2 -Exactly
+            Should -Invoke Start-PsDriverConsoleLogger -ModuleName PsDriver -Times 1 -Exactly -ParameterFilter {
+                $PipePath -eq '\\.\pipe\instance-00000002_ro'
+            }
+        }
+
+        It 'reports a running instance without a serial port pipe' {
+            $PsdTest.Vms = @(New-FakeInstanceVM -Name 'instance-00000001')
+            Mock Get-VMComPort { } -RemoveParameterType 'VM'
+
+            $result = & $script:ScriptPath -InstancesPath $script:Instances -ConsoleLogFileName 'console.log' 3>$null
+
+            $result.console_loggers[0].running | Should -BeFalse
+            $result.console_loggers[0].error | Should -BeLike '*no serial port*'
+            Should -Invoke Start-PsDriverConsoleLogger -ModuleName PsDriver -Times 0 -Exactly
+        }
+
+        It 'reports a logger that cannot start and still initialises the host' {
+            $PsdTest.Vms = @(New-FakeInstanceVM -Name 'instance-00000001')
+            Mock Start-PsDriverConsoleLogger -ModuleName PsDriver { throw "The directory of console log 'x' does not exist." }
+
+            $result = & $script:ScriptPath -InstancesPath $script:Instances -ConsoleLogFileName 'console.log' 3>$null
+
+            Assert-MatchesContract -Result $result
+            $result.hostname | Should -Be 'HV01'
+            $result.console_loggers[0].started | Should -BeFalse
+            $result.console_loggers[0].running | Should -BeFalse
+            $result.console_loggers[0].error | Should -BeLike '*does not exist*'
+        }
+
+        It 'looks at no VM without ConsoleLogFileName' {
+            $PsdTest.Vms = @(New-FakeInstanceVM -Name 'instance-00000001')
+
+            $result = & $script:ScriptPath -InstancesPath $script:Instances
+
+            @($result.console_loggers).Count | Should -Be 0
+            Should -Invoke Get-VM -Times 0 -Exactly
+            Should -Invoke Start-PsDriverConsoleLogger -ModuleName PsDriver -Times 0 -Exactly
+        }
+
+        It 'warns and goes on when the VMs cannot be listed' {
+            Mock Get-VM { throw [System.InvalidOperationException]::new('The Virtual Machine Management service is not running.') }
+
+            $output = @(& $script:ScriptPath -InstancesPath $script:Instances -ConsoleLogFileName 'console.log' 3>&1)
+            $warnings = @($output | Where-Object { $_ -is [System.Management.Automation.WarningRecord] })
+            $result = @($output | Where-Object { $_ -isnot [System.Management.Automation.WarningRecord] })[0]
+
+            Assert-MatchesContract -Result $result
+            @($result.console_loggers).Count | Should -Be 0
+            $warnings[0].Message | Should -BeLike 'Console loggers not checked*Virtual Machine Management service*'
+        }
+
+        It 'refuses a ConsoleLogFileName with a path separator' {
+            { & $script:ScriptPath -InstancesPath $script:Instances -ConsoleLogFileName 'logs\console.log' } | Should -Throw
+            Should -Invoke Start-PsDriverConsoleLogger -ModuleName PsDriver -Times 0 -Exactly
+        }
+
+        It 'starts no logger with -WhatIf' {
+            $null = New-Item -ItemType Directory -Path $script:Instances -Force
+            $PsdTest.Vms = @(New-FakeInstanceVM -Name 'instance-00000001')
+
+            $result = & $script:ScriptPath -InstancesPath $script:Instances -ConsoleLogFileName 'console.log' -WhatIf
+
+            @($result.console_loggers).Count | Should -Be 0
+            Should -Invoke Start-PsDriverConsoleLogger -ModuleName PsDriver -Times 0 -Exactly
+        }
     }
 }

@@ -9,7 +9,9 @@
     2. Runs Invoke-ScriptAnalyzer on ps_scripts/ with PSScriptAnalyzerSettings.psd1
        from the repository root. Any finding fails the run.
     3. Runs Invoke-Pester on tests_pester/ (*.Tests.ps1). Any failed test, or no
-       test at all, fails the run.
+       test at all, fails the run. PsDriverTestHelpers.ps1 there is not a test:
+       the test files dot-source it for what they share (contracts, command
+       stubs, fake Hyper-V hosts).
 
     This is what "tox -e pester" runs. The tests need PowerShell 7.4 or later
     (Test-Json -Schema with JSON Schema 2020-12, ConvertFrom-Json -AsHashtable);

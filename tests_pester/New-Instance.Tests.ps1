@@ -1,10 +1,6 @@
 BeforeDiscovery {
-    $contractFile = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts/New-Instance.contract.json'
-    $exampleIndex = 0
-    $Examples = @((Get-Content -LiteralPath $contractFile -Raw | ConvertFrom-Json -AsHashtable)['examples'] | ForEach-Object {
-            $exampleIndex++
-            @{ Index = $exampleIndex; Example = $_ }
-        })
+    . (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriverTestHelpers.ps1')
+    $Examples = @(Get-TestContractExample -ScriptName 'New-Instance')
 
     # Each stage is one Hyper-V or file operation of a full spawn; the spawn is made to fail there.
     # 'Name#n' is the n-th call of that command.
@@ -22,112 +18,15 @@ BeforeDiscovery {
 }
 
 BeforeAll {
-    $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
-    $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'New-Instance.ps1'
+    . (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriverTestHelpers.ps1')
+    $script:ScriptPath = Get-TestScriptPath -ScriptName 'New-Instance'
+    $script:ResultSchema = Get-TestResultSchema -ScriptName 'New-Instance'
+    $script:SpecSchema = (Get-TestContract -ScriptName 'New-Instance')['x-spec-schema'] | ConvertTo-Json -Depth 100
     # The console logger is launched by Start-PsDriverConsoleLogger of the shared module
     # (tested with Start-InstanceConsoleLogger.Tests.ps1); here it is mocked.
-    Import-Module -Name (Join-Path -Path $script:ScriptsDir -ChildPath 'PsDriver.psm1') -Force
-    $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'New-Instance.contract.json'
-    $contract = Get-Content -LiteralPath $contractPath -Raw | ConvertFrom-Json -AsHashtable
-    $script:ResultSchema = $contract['result'] | ConvertTo-Json -Depth 100
-    $script:SpecSchema = $contract['x-spec-schema'] | ConvertTo-Json -Depth 100
-    $script:Stubs = [System.Collections.Generic.List[string]]::new()
+    Import-PsDriverModule
     $script:Uuid = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f'
     $script:ConfigDriveBase64 = [System.Convert]::ToBase64String([System.Text.Encoding]::ASCII.GetBytes('CD001 config-2'))
-
-    # Stand-ins for cmdlets missing on this machine (no Hyper-V module), so that Mock can replace them.
-    # A leading '-' declares a switch.
-    function Add-CommandStub {
-        param(
-            [Parameter(Mandatory)]
-            [string]$Name,
-
-            [string[]]$Parameter = @()
-        )
-        if (Get-Command -Name $Name -ErrorAction SilentlyContinue) {
-            return
-        }
-        $declared = @($Parameter | ForEach-Object {
-                if ($_.StartsWith('-')) {
-                    '[switch]$' + $_.Substring(1)
-                }
-                else {
-                    '$' + $_
-                }
-            }) -join ', '
-        $definition = '[CmdletBinding(SupportsShouldProcess)] param(' + $declared + ')'
-        Set-Item -Path ('function:global:' + $Name) -Value ([scriptblock]::Create($definition))
-        $script:Stubs.Add($Name)
-    }
-
-    # Exactly one result object, valid against the contract's JSON Schema.
-    function Assert-MatchesContract {
-        param(
-            [AllowNull()]
-            [object]$Result
-        )
-        @($Result).Count | Should -Be 1
-        $json = ConvertTo-Json -InputObject $Result -Depth 20
-        $problems = $null
-        $valid = Test-Json -Json $json -Schema $script:ResultSchema -ErrorVariable problems -ErrorAction SilentlyContinue
-        $valid | Should -BeTrue -Because ('the result must match the contract: ' + ($problems -join '; ') + "`n" + $json)
-    }
-
-    # Windows paths of the contract examples -> the same layout under a test folder.
-    function ConvertTo-TestPath {
-        param(
-            [AllowNull()]
-            [string]$Path,
-
-            [Parameter(Mandatory)]
-            [string]$Root
-        )
-        if ([string]::IsNullOrEmpty($Path) -or $Path.StartsWith('\\.\')) {
-            return $Path
-        }
-        $prefix = [regex]::Match($Path, '^(?:[A-Za-z]:\\|\\\\[^\\]+\\[^\\]+\\)')
-        if (-not $prefix.Success) {
-            return $Path
-        }
-        $rest = $Path.Substring($prefix.Length) -replace '\\', [string][System.IO.Path]::DirectorySeparatorChar
-        Join-Path -Path $Root -ChildPath $rest
-    }
-
-    function ConvertTo-TestValue {
-        param(
-            [AllowNull()]
-            [object]$Value,
-
-            [Parameter(Mandatory)]
-            [string]$Root
-        )
-        if ($Value -is [System.Collections.IDictionary]) {
-            $copy = [ordered]@{}
-            foreach ($key in @($Value.Keys)) {
-                $copy[$key] = ConvertTo-TestValue -Value $Value[$key] -Root $Root
-            }
-            return $copy
-        }
-        if ($Value -is [System.Collections.IList]) {
-            $items = [System.Collections.Generic.List[object]]::new()
-            foreach ($item in $Value) {
-                $items.Add((ConvertTo-TestValue -Value $item -Root $Root))
-            }
-            return , $items.ToArray()
-        }
-        if ($Value -is [string]) {
-            return ConvertTo-TestPath -Path $Value -Root $Root
-        }
-        $Value
-    }
-
-    function Get-FakeKey {
-        param(
-            [Parameter(Mandatory)]
-            [string]$Path
-        )
-        [System.IO.Path]::GetFullPath($Path).ToLowerInvariant()
-    }
 
     function Get-FakeVhd {
         param(
@@ -135,35 +34,6 @@ BeforeAll {
             [string]$Path
         )
         $PsdTest.Vhds[(Get-FakeKey -Path $Path)]
-    }
-
-    # A virtual disk known to the fake Get-VHD; the file itself is created so that cleanup can be checked.
-    function Register-FakeVhd {
-        param(
-            [Parameter(Mandatory)]
-            [string]$Path,
-
-            [Parameter(Mandatory)]
-            [long]$Size,
-
-            [string]$Type = 'Dynamic',
-
-            [string]$Parent
-        )
-        $format = 'VHD'
-        if ($Path -match '\.vhdx$') {
-            $format = 'VHDX'
-        }
-        $PsdTest.Vhds[(Get-FakeKey -Path $Path)] = [pscustomobject]@{
-            Path       = $Path
-            Size       = $Size
-            VhdFormat  = $format
-            VhdType    = $Type
-            ParentPath = $Parent
-        }
-        if (-not (Test-Path -LiteralPath $Path)) {
-            $null = New-Item -ItemType File -Path $Path -Force
-        }
     }
 
     # Records the call; throws the injected failure when this is the stage under test.
@@ -185,19 +55,6 @@ BeforeAll {
         }
     }
 
-    function Remove-FakeVM {
-        param(
-            [Parameter(Mandatory)]
-            [object]$VM
-        )
-        $target = @($VM)[0]
-        $keep = @($PsdTest.Vms | Where-Object { $_.Id -ne $target.Id })
-        $PsdTest.Vms.Clear()
-        foreach ($vm in $keep) {
-            $PsdTest.Vms.Add($vm)
-        }
-    }
-
     # A generation 2 spawn that uses every feature, under $Root.
     function New-Gen2Spec {
         param(
@@ -206,7 +63,7 @@ BeforeAll {
         )
         $base = Join-Path -Path $Root -ChildPath '_base'
         $image = Join-Path -Path $base -ChildPath 'image.vhdx'
-        Register-FakeVhd -Path $image -Size 2GB
+        $null = New-FakeDisk -Path $image -Size 2GB
         [ordered]@{
             name                 = 'instance-0000002a'
             instance_uuid        = $script:Uuid
@@ -238,7 +95,7 @@ BeforeAll {
         )
         $base = Join-Path -Path $Root -ChildPath '_base'
         $image = Join-Path -Path $base -ChildPath 'image.vhd'
-        Register-FakeVhd -Path $image -Size 10GB
+        $null = New-FakeDisk -Path $image -Size 10GB
         [ordered]@{
             name          = 'instance-0000002b'
             instance_uuid = '0B9A6F3C-1D2E-4F50-8A7B-9C0D1E2F3A4B'
@@ -254,12 +111,6 @@ BeforeAll {
             notes_extra   = 'project 6f1e2d3c'
             power_on      = $true
         }
-    }
-
-    function New-TestRoot {
-        $root = Join-Path -Path $TestDrive -ChildPath ([guid]::NewGuid().ToString('N'))
-        $null = New-Item -ItemType Directory -Path $root -Force
-        $root
     }
 
     Add-CommandStub -Name 'Get-VM' -Parameter 'Name', 'Id'
@@ -289,9 +140,7 @@ BeforeAll {
 }
 
 AfterAll {
-    foreach ($stub in $script:Stubs) {
-        Remove-Item -Path ('function:global:' + $stub) -ErrorAction SilentlyContinue
-    }
+    Remove-CommandStub
 }
 
 Describe 'New-Instance' {
@@ -306,7 +155,9 @@ Describe 'New-Instance' {
             FailAt     = $null
         }
 
-        Mock Get-VM {
+        # Find-PsDriverVM, Get-PsDriverVMState and, in the rollback, Remove-PsDriverVM (PsDriver.psm1)
+        # ask for and remove the VM; the console logger starts in Invoke-PsDriverConsoleLogger.
+        Mock Get-VM -ModuleName PsDriver {
             if ($PesterBoundParameters.ContainsKey('Id')) {
                 return @($PsdTest.Vms | Where-Object { $_.Id -eq $Id })
             }
@@ -331,7 +182,7 @@ Describe 'New-Instance' {
             Invoke-FakeStep -Step 'Set-VM'
             @($VM)[0].Notes = $Notes
         } -RemoveParameterType 'VM'
-        Mock Remove-VM {
+        Mock Remove-VM -ModuleName PsDriver {
             Invoke-FakeStep -Step 'Remove-VM'
             Remove-FakeVM -VM $VM
         } -RemoveParameterType 'VM'
@@ -339,7 +190,7 @@ Describe 'New-Instance' {
             Invoke-FakeStep -Step 'Start-VM'
             @($VM)[0].State = 'Running'
         } -RemoveParameterType 'VM'
-        Mock Stop-VM {
+        Mock Stop-VM -ModuleName PsDriver {
             Invoke-FakeStep -Step 'Stop-VM'
             @($VM)[0].State = 'Off'
         } -RemoveParameterType 'VM'
@@ -384,10 +235,10 @@ Describe 'New-Instance' {
             Invoke-FakeStep -Step 'New-VHD'
             if ($PesterBoundParameters.ContainsKey('ParentPath')) {
                 $parent = Get-FakeVhd -Path $ParentPath
-                Register-FakeVhd -Path $Path -Size $parent.Size -Type 'Differencing' -Parent $ParentPath
+                $null = New-FakeDisk -Path $Path -Size $parent.Size -Type 'Differencing' -Parent $ParentPath
             }
             else {
-                Register-FakeVhd -Path $Path -Size $SizeBytes
+                $null = New-FakeDisk -Path $Path -Size $SizeBytes
             }
             Get-FakeVhd -Path $Path
         }
@@ -395,7 +246,7 @@ Describe 'New-Instance' {
             Invoke-FakeStep -Step 'Resize-VHD'
             $vhd = Get-FakeVhd -Path $Path
             if ($null -eq $vhd) {
-                Register-FakeVhd -Path $Path -Size $SizeBytes
+                $null = New-FakeDisk -Path $Path -Size $SizeBytes
             }
             else {
                 $vhd.Size = $SizeBytes
@@ -408,7 +259,7 @@ Describe 'New-Instance' {
             }
             $vhd
         }
-        Mock Start-PsDriverConsoleLogger {
+        Mock Start-PsDriverConsoleLogger -ModuleName PsDriver {
             Invoke-FakeStep -Step 'Start-PsDriverConsoleLogger'
             [ordered]@{ started = $true; running = $true; pid = 4242 }
         }
@@ -437,7 +288,7 @@ Describe 'New-Instance' {
                     $null = New-Item -ItemType File -Path $rootDisk['source'] -Force
                 }
                 else {
-                    Register-FakeVhd -Path $rootDisk['source'] -Size 1GB
+                    $null = New-FakeDisk -Path $rootDisk['source'] -Size 1GB
                 }
             }
 
@@ -557,7 +408,7 @@ Describe 'New-Instance' {
 
             Assert-MatchesContract -Result $result
             $script:LogPath = $script:Spec['console_log']['path']
-            Should -Invoke Start-PsDriverConsoleLogger -Times 1 -Exactly -ParameterFilter {
+            Should -Invoke Start-PsDriverConsoleLogger -ModuleName PsDriver -Times 1 -Exactly -ParameterFilter {
                 $PipePath -eq "\\.\pipe\$($script:Uuid)_ro" -and $LogPath -eq $script:LogPath -and $MaxLogBytes -eq 524288 -and
                 $VMId -eq @($PsdTest.Vms)[0].Id.ToString() -and $VMName -eq 'instance-0000002a'
             }
@@ -576,13 +427,15 @@ Describe 'New-Instance' {
 
             $null = & $script:ScriptPath -Spec $script:Spec
 
-            Should -Invoke Start-PsDriverConsoleLogger -Times 1 -Exactly -ParameterFilter { $MaxLogBytes -eq 65536 }
+            Should -Invoke Start-PsDriverConsoleLogger -ModuleName PsDriver -Times 1 -Exactly -ParameterFilter { $MaxLogBytes -eq 65536 }
         }
 
         It 'goes on with a warning when the console logger cannot start' {
-            Mock Start-PsDriverConsoleLogger { throw 'Win32_Process.Create returned 2' }
+            Mock Start-PsDriverConsoleLogger -ModuleName PsDriver { throw 'Win32_Process.Create returned 2' }
 
-            $result = & $script:ScriptPath -Spec $script:Spec -WarningVariable warnings -WarningAction SilentlyContinue
+            $output = @(& $script:ScriptPath -Spec $script:Spec 3>&1)
+            $warnings = @($output | Where-Object { $_ -is [System.Management.Automation.WarningRecord] })
+            $result = @($output | Where-Object { $_ -isnot [System.Management.Automation.WarningRecord] })[0]
 
             Assert-MatchesContract -Result $result
             $result.state | Should -Be 'Running'
@@ -596,12 +449,12 @@ Describe 'New-Instance' {
         It 'reports why there is no console log for a VM without a serial port pipe' {
             $script:Spec['serial_ports'] = @()
 
-            $result = & $script:ScriptPath -Spec $script:Spec -WarningAction SilentlyContinue
+            $result = & $script:ScriptPath -Spec $script:Spec 3>$null
 
             Assert-MatchesContract -Result $result
             $result.console_logger.pipe_path | Should -BeNullOrEmpty
             $result.console_logger.error | Should -BeLike '*no serial port*'
-            Should -Invoke Start-PsDriverConsoleLogger -Times 0 -Exactly
+            Should -Invoke Start-PsDriverConsoleLogger -ModuleName PsDriver -Times 0 -Exactly
         }
 
         It 'starts no console logger without console_log' {
@@ -611,7 +464,7 @@ Describe 'New-Instance' {
 
             Assert-MatchesContract -Result $result
             $result.console_logger | Should -BeNullOrEmpty
-            Should -Invoke Start-PsDriverConsoleLogger -Times 0 -Exactly
+            Should -Invoke Start-PsDriverConsoleLogger -ModuleName PsDriver -Times 0 -Exactly
         }
 
         It 'leaves the VM off when power_on is false' {
@@ -655,7 +508,7 @@ Describe 'New-Instance' {
         It 'reuses disk files that already exist and never deletes them' {
             $dir = $script:Spec['instance_dir']
             $rootPath = Join-Path -Path $dir -ChildPath 'root.vhdx'
-            Register-FakeVhd -Path $rootPath -Size 20GB -Type 'Differencing' -Parent $script:Spec['root_disk']['source']
+            $null = New-FakeDisk -Path $rootPath -Size 20GB -Type 'Differencing' -Parent $script:Spec['root_disk']['source']
             $PsdTest.FailAt = 'Start-VM'
 
             { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'Fake.InjectedFailure'
@@ -670,7 +523,7 @@ Describe 'New-Instance' {
 
         It 'reports a reused root disk' {
             $rootPath = Join-Path -Path $script:Spec['instance_dir'] -ChildPath 'root.vhdx'
-            Register-FakeVhd -Path $rootPath -Size 20GB -Type 'Differencing' -Parent $script:Spec['root_disk']['source']
+            $null = New-FakeDisk -Path $rootPath -Size 20GB -Type 'Differencing' -Parent $script:Spec['root_disk']['source']
 
             $result = & $script:ScriptPath -Spec $script:Spec
 
@@ -785,7 +638,7 @@ Describe 'New-Instance' {
             { & $script:ScriptPath -Spec $spec } | Should -Throw -ErrorId 'Fake.InjectedFailure'
 
             $PsdTest.Vms.Count | Should -Be 0
-            Should -Invoke Remove-VM -Times 1 -Exactly
+            Should -Invoke Remove-VM -ModuleName PsDriver -Times 1 -Exactly
         }
 
         It 'stops the console logger it started when a later step fails' {
@@ -813,9 +666,66 @@ Describe 'New-Instance' {
 
             { & $script:ScriptPath -Spec $spec } | Should -Throw -ErrorId 'Fake.InjectedFailure'
 
-            Should -Invoke Stop-VM -Times 1 -Exactly -ParameterFilter { $TurnOff -and $Force }
-            Should -Invoke Remove-VM -Times 1 -Exactly
+            Should -Invoke Stop-VM -ModuleName PsDriver -Times 1 -Exactly -ParameterFilter { $TurnOff -and $Force }
+            Should -Invoke Remove-VM -ModuleName PsDriver -Times 1 -Exactly
             $PsdTest.Vms.Count | Should -Be 0
+        }
+
+        It 'removes a VM left <State> without turning it off first' -ForEach @(
+            @{ State = 'Saved' }
+            @{ State = 'OffCritical' }
+        ) {
+            $root = New-TestRoot
+            $spec = New-Gen2Spec -Root $root
+            $PsdTest.LeftIn = $State
+            Mock Start-VM {
+                @($VM)[0].State = $PsdTest.LeftIn
+                $PsdTest.FailAt = 'Start-VM'
+                Invoke-FakeStep -Step 'Start-VM'
+            } -RemoveParameterType 'VM'
+
+            { & $script:ScriptPath -Spec $spec } | Should -Throw -ErrorId 'Fake.InjectedFailure'
+
+            Should -Invoke Stop-VM -ModuleName PsDriver -Times 0 -Exactly
+            Should -Invoke Remove-VM -ModuleName PsDriver -Times 1 -Exactly
+            $PsdTest.Vms.Count | Should -Be 0
+        }
+
+        It 'finds its VM again when the name has wildcard characters' {
+            $root = New-TestRoot
+            $spec = New-Gen2Spec -Root $root
+            $spec['name'] = 'instance-[2a]'
+            $PsdTest.Vms.Add([pscustomobject]@{ Name = 'instance-[2a]-old'; Id = [guid]::NewGuid(); State = 'Off'; Generation = 2; Notes = '' })
+            $PsdTest.FailAt = 'Set-VMMemory'
+
+            { & $script:ScriptPath -Spec $spec } | Should -Throw -ErrorId 'Fake.InjectedFailure'
+
+            @($PsdTest.Vms | ForEach-Object { $_.Name }) | Should -Be @('instance-[2a]-old')
+            Should -Invoke Get-VM -ModuleName PsDriver -ParameterFilter { @($Name)[0] -ceq 'instance-`[2a`]*' }
+        }
+
+        It 'warns when it cannot look for its VM and still raises the original error' {
+            $root = New-TestRoot
+            $spec = New-Gen2Spec -Root $root
+            $PsdTest.FailAt = 'Set-VMMemory'
+            Mock Get-VM -ModuleName PsDriver {
+                if ($PsdTest.Vms.Count -gt 0) {
+                    throw [System.InvalidOperationException]::new('The Virtual Machine Management service is not running.')
+                }
+            } -ParameterFilter { $null -ne $Name }
+
+            $records = [System.Collections.Generic.List[object]]::new()
+            $failure = $null
+            try {
+                & $script:ScriptPath -Spec $spec 3>&1 | ForEach-Object { $records.Add($_) }
+            }
+            catch {
+                $failure = $_
+            }
+
+            $failure.FullyQualifiedErrorId | Should -Be 'Fake.InjectedFailure'
+            @($records | Where-Object { $_ -is [System.Management.Automation.WarningRecord] } | ForEach-Object { $_.Message }) |
+                Should -Contain "Cleanup after the failed spawn could not remove VM 'instance-0000002a': The Virtual Machine Management service is not running."
         }
 
         It 'keeps an instance folder that existed before' {
@@ -841,7 +751,7 @@ Describe 'New-Instance' {
         }
 
         It 'refuses a root disk smaller than the image and changes nothing' {
-            Register-FakeVhd -Path $script:Spec['root_disk']['source'] -Size 30GB
+            $null = New-FakeDisk -Path $script:Spec['root_disk']['source'] -Size 30GB
 
             $failure = { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.RootDiskTooSmall' -PassThru
 
@@ -864,7 +774,7 @@ Describe 'New-Instance' {
         }
 
         It 'does not resize when the sizes are equal' {
-            Register-FakeVhd -Path $script:Spec['root_disk']['source'] -Size 20GB
+            $null = New-FakeDisk -Path $script:Spec['root_disk']['source'] -Size 20GB
 
             $null = & $script:ScriptPath -Spec $script:Spec
 
@@ -935,6 +845,24 @@ Describe 'New-Instance' {
             $failure.CategoryInfo.Category | Should -Be 'ResourceExists'
             Should -Invoke New-VM -Times 0 -Exactly
             $PsdTest.Vms.Count | Should -Be 1
+        }
+
+        It 'refuses a name only a wildcard pattern would match, and nothing else' {
+            $PsdTest.Vms.Add([pscustomobject]@{ Name = 'instance-[2a]'; Id = [guid]::NewGuid(); State = 'Off'; Generation = 2; Notes = '' })
+            $script:Spec['name'] = 'instance-[2a]'
+
+            { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.VMExists'
+
+            Should -Invoke New-VM -Times 0 -Exactly
+        }
+
+        It 'stops when the host cannot list its VMs, before creating anything' {
+            Mock Get-VM -ModuleName PsDriver { throw [System.InvalidOperationException]::new('The Virtual Machine Management service is not running.') }
+
+            { & $script:ScriptPath -Spec $script:Spec } | Should -Throw '*Virtual Machine Management service*'
+
+            Should -Invoke New-VM -Times 0 -Exactly
+            Test-Path -LiteralPath $script:Spec['instance_dir'] | Should -BeFalse
         }
 
         It 'reports a missing image' {

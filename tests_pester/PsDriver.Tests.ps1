@@ -1,9 +1,17 @@
-# Pester 5 tests of PsDriver.psm1: the values document and the envelope.
-# Needs no Hyper-V: runs on any PowerShell 7.4+ (and the same assertions hold on 5.1).
+# Pester 5 tests of PsDriver.psm1: the values document, the envelope and the helpers the
+# scripts share. Needs no Hyper-V (its cmdlets are stubbed and mocked inside the module): runs on
+# any PowerShell 7.4+ (and the same assertions hold on 5.1).
 
 BeforeAll {
-    $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
-    Import-Module -Name (Join-Path -Path $script:ScriptsDir -ChildPath 'PsDriver.psm1') -Force
+    . (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriverTestHelpers.ps1')
+    $script:ScriptsDir = Get-TestScriptsDir
+    Import-PsDriverModule
+    Add-CommandStubSet -Commands ([ordered]@{
+            'Get-VM'        = @('Name', 'Id')
+            'Stop-VM'       = @('VM', '-TurnOff', '-Force')
+            'Remove-VM'     = @('VM', '-Force')
+            'Get-VMComPort' = @('VM')
+        })
 
     function ConvertTo-TestDocument {
         param(
@@ -26,6 +34,10 @@ BeforeAll {
             Envelope = $outcome.Json | ConvertFrom-Json -AsHashtable
         }
     }
+}
+
+AfterAll {
+    Remove-CommandStub
 }
 
 Describe 'ConvertFrom-PsDriverInput' {
@@ -209,5 +221,202 @@ Describe 'console logger helpers' {
         $null = [System.Management.Automation.Language.Parser]::ParseInput((Get-PsDriverConsoleReaderScript), [ref]$null, [ref]$errors)
         $errors.Count | Should -Be 0
         Get-PsDriverConsoleReaderScript | Should -Match 'function Invoke-ConsoleLogReader'
+    }
+}
+
+Describe 'New-PsDriverErrorRecord' {
+    It 'carries the message, category, id, target and inner exception' {
+        $inner = [System.IO.IOException]::new('disk full')
+        $record = New-PsDriverErrorRecord -Message 'Cannot copy.' -Category InvalidOperation -ErrorId 'PsDriver.ImageCopyFailed' -Target 'C:\x.vhdx' -InnerException $inner
+        $record.Exception | Should -BeOfType [System.InvalidOperationException]
+        $record.Exception.Message | Should -BeExactly 'Cannot copy.'
+        $record.Exception.InnerException | Should -Be $inner
+        $record.FullyQualifiedErrorId | Should -BeExactly 'PsDriver.ImageCopyFailed'
+        $record.CategoryInfo.Category | Should -Be 'InvalidOperation'
+        $record.TargetObject | Should -Be 'C:\x.vhdx'
+    }
+
+    It 'keeps its error id when a helper throws it' {
+        $failure = { Get-PsDriverImageFile -BasePath $TestDrive -Name 'a*' } | Should -Throw -PassThru
+        $failure.FullyQualifiedErrorId | Should -BeExactly 'PsDriver.InvalidImageName'
+    }
+}
+
+Describe 'Get-PsDriverVM' {
+    BeforeEach {
+        $script:PsdTest = @{
+            Vms = @(
+                [pscustomobject]@{ Name = 'vm[1]'; Id = [guid]::NewGuid(); State = 'Running' }
+                [pscustomobject]@{ Name = 'vm[1]-old'; Id = [guid]::NewGuid(); State = 'Off' }
+                [pscustomobject]@{ Name = 'vm1'; Id = [guid]::NewGuid(); State = 'Off' }
+            )
+        }
+        Mock Get-VM -ModuleName PsDriver { @($PsdTest.Vms | Where-Object { $_.Name -like @($Name)[0] }) }
+    }
+
+    It 'finds the VM by its exact name with the escaped name and * as the pattern' {
+        $vm = Get-PsDriverVM -Name 'vm[1]'
+        $vm.Name | Should -BeExactly 'vm[1]'
+        Should -Invoke Get-VM -ModuleName PsDriver -Times 1 -Exactly -ParameterFilter { @($Name)[0] -ceq 'vm`[1`]*' }
+    }
+
+    It 'fails with ObjectNotFound / PsDriver.VMNotFound for a missing VM' {
+        $failure = { Get-PsDriverVM -Name 'vm2' } | Should -Throw -PassThru
+        $failure.FullyQualifiedErrorId | Should -BeExactly 'PsDriver.VMNotFound'
+        $failure.CategoryInfo.Category | Should -Be 'ObjectNotFound'
+        $failure.TargetObject | Should -Be 'vm2'
+    }
+
+    It 'returns nothing for a missing VM with -AllowMissing' {
+        Get-PsDriverVM -Name 'vm2' -AllowMissing | Should -BeNullOrEmpty
+    }
+
+    It 'fails with InvalidOperation / PsDriver.VMNameNotUnique for a shared name' {
+        $PsdTest.Vms = @($PsdTest.Vms) + [pscustomobject]@{ Name = 'vm1'; Id = [guid]::NewGuid(); State = 'Off' }
+        $failure = { Get-PsDriverVM -Name 'vm1' -AllowMissing } | Should -Throw -PassThru
+        $failure.FullyQualifiedErrorId | Should -BeExactly 'PsDriver.VMNameNotUnique'
+        $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'
+    }
+
+    It 'lets a failing Get-VM stop the caller instead of reporting a missing VM' {
+        Mock Get-VM -ModuleName PsDriver { throw [System.InvalidOperationException]::new('The Virtual Machine Management service is not running.') }
+        $failure = { Get-PsDriverVM -Name 'vm1' -AllowMissing } | Should -Throw -PassThru
+        $failure.FullyQualifiedErrorId | Should -Not -BeLike 'PsDriver.*'
+        $failure.Exception.Message | Should -Match 'Virtual Machine Management service'
+    }
+
+    It 'lists every VM of that exact name with Find-PsDriverVM' {
+        @(Find-PsDriverVM -Name 'VM[1]').Count | Should -Be 1
+        @(Find-PsDriverVM -Name 'vm2').Count | Should -Be 0
+    }
+}
+
+Describe 'Remove-PsDriverVM' {
+    It 'removes a VM that is <State> as it is' -ForEach @(
+        @{ State = 'Off' }
+        @{ State = 'Saved' }
+        @{ State = 'OffCritical' }
+        @{ State = 'SavedCritical' }
+    ) {
+        Mock Stop-VM -ModuleName PsDriver { } -RemoveParameterType 'VM'
+        Mock Remove-VM -ModuleName PsDriver { } -RemoveParameterType 'VM'
+        Remove-PsDriverVM -VM ([pscustomobject]@{ Name = 'vm1'; State = $State })
+        Should -Invoke Stop-VM -ModuleName PsDriver -Times 0 -Exactly
+        Should -Invoke Remove-VM -ModuleName PsDriver -Times 1 -Exactly -ParameterFilter { $Force }
+    }
+
+    It 'turns a VM that is <State> off first' -ForEach @(
+        @{ State = 'Running' }
+        @{ State = 'Paused' }
+        @{ State = 'RunningCritical' }
+    ) {
+        Mock Stop-VM -ModuleName PsDriver { } -RemoveParameterType 'VM'
+        Mock Remove-VM -ModuleName PsDriver { } -RemoveParameterType 'VM'
+        Remove-PsDriverVM -VM ([pscustomobject]@{ Name = 'vm1'; State = $State })
+        Should -Invoke Stop-VM -ModuleName PsDriver -Times 1 -Exactly -ParameterFilter { $TurnOff -and $Force }
+        Should -Invoke Remove-VM -ModuleName PsDriver -Times 1 -Exactly
+    }
+}
+
+Describe 'ConvertTo-PsDriverInstanceUuid' {
+    It 'reads <Label>' -ForEach @(
+        @{ Label = 'a bare UUID'; Notes = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f'; Expected = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f' }
+        @{ Label = 'braces and upper case'; Notes = '{4F5C9A1E-2B7D-4C3E-9F10-6A8B2C4D5E6F}'; Expected = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f' }
+        @{ Label = 'a label and more lines'; Notes = "openstack-instance-uuid: 4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f`r`nproject x"; Expected = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f' }
+        @{ Label = 'a UUID on the second line'; Notes = "vm`n4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f"; Expected = $null }
+        @{ Label = 'nothing'; Notes = $null; Expected = $null }
+    ) {
+        ConvertTo-PsDriverInstanceUuid -Notes $Notes | Should -Be $Expected
+    }
+}
+
+Describe 'network adapter helpers' {
+    It 'converts <Text> to the Hyper-V form <Expected>' -ForEach @(
+        @{ Text = 'fa:16:3e:01:02:03'; Expected = 'FA163E010203' }
+        @{ Text = ' FA-16-3E-01-02-03 '; Expected = 'FA163E010203' }
+        @{ Text = 'fa163e010203'; Expected = 'FA163E010203' }
+        @{ Text = 'fa:16:3e:01:02'; Expected = $null }
+        @{ Text = ''; Expected = $null }
+    ) {
+        ConvertTo-PsDriverHyperVMac -Mac $Text | Should -Be $Expected
+    }
+
+    It 'writes MAC addresses in lower case with colons, and none for zeros' {
+        ConvertTo-PsDriverMacString -Mac 'FA163E010203' | Should -BeExactly 'fa:16:3e:01:02:03'
+        ConvertTo-PsDriverMacString -Mac '000000000000' | Should -BeNullOrEmpty
+    }
+}
+
+Describe 'Invoke-PsDriverConsoleLogger' {
+    BeforeEach {
+        $script:PsdTest = @{
+            VM    = [pscustomobject]@{ Name = 'vm1'; Id = [guid]'0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b' }
+            Ports = @([pscustomobject]@{ Name = 'COM 1'; Path = '\\.\pipe\vm1_ro' })
+        }
+        Mock Get-VMComPort -ModuleName PsDriver { $PsdTest.Ports } -RemoveParameterType 'VM'
+        Mock Start-PsDriverConsoleLogger -ModuleName PsDriver { [ordered]@{ started = $true; running = $true; pid = 77 } }
+    }
+
+    It 'starts the logger on the VM logging pipe and reports it' {
+        $record = Invoke-PsDriverConsoleLogger -VM $PsdTest.VM -LogPath 'C:\i\vm1\console.log' -MaxLogBytes 8192
+        $record.pipe_path | Should -Be '\\.\pipe\vm1_ro'
+        $record.log_path | Should -Be 'C:\i\vm1\console.log'
+        $record.started | Should -BeTrue
+        $record.running | Should -BeTrue
+        $record.pid | Should -Be 77
+        $record.error | Should -BeNullOrEmpty
+        Should -Invoke Start-PsDriverConsoleLogger -ModuleName PsDriver -Times 1 -Exactly -ParameterFilter {
+            $VMId -eq '0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b' -and $VMName -eq 'vm1' -and $MaxLogBytes -eq 8192
+        }
+    }
+
+    It 'uses the pipe it is given, and none when it is given none' {
+        (Invoke-PsDriverConsoleLogger -VM $PsdTest.VM -LogPath 'C:\l' -PipePath '\\.\pipe\other').pipe_path | Should -Be '\\.\pipe\other'
+        $none = Invoke-PsDriverConsoleLogger -VM $PsdTest.VM -LogPath 'C:\l' -PipePath $null 3>$null
+        $none.error | Should -Match 'no serial port'
+        Should -Invoke Get-VMComPort -ModuleName PsDriver -Times 0 -Exactly
+    }
+
+    It 'reports, with a warning, what keeps the logger from running' {
+        Mock Start-PsDriverConsoleLogger -ModuleName PsDriver { throw "The directory of console log 'C:\l' does not exist." }
+        $output = @(Invoke-PsDriverConsoleLogger -VM $PsdTest.VM -LogPath 'C:\l' 3>&1)
+        $record = @($output | Where-Object { $_ -is [System.Collections.IDictionary] })[0]
+        $record.started | Should -BeFalse
+        $record.running | Should -BeFalse
+        $record.error | Should -Match 'does not exist'
+        @($output | Where-Object { $_ -is [System.Management.Automation.WarningRecord] }).Count | Should -Be 1
+    }
+
+    It 'reports a failing serial port query instead of throwing' {
+        Mock Get-VMComPort -ModuleName PsDriver { throw 'access denied' } -RemoveParameterType 'VM'
+        $record = Invoke-PsDriverConsoleLogger -VM $PsdTest.VM -LogPath 'C:\l' 3>$null
+        $record.error | Should -Match 'access denied'
+    }
+}
+
+Describe 'Get-PsDriverImageFile' {
+    BeforeEach {
+        $script:Base = Join-Path -Path $TestDrive -ChildPath ([guid]::NewGuid().ToString('N'))
+        foreach ($name in 'b.vhdx', 'a.vhd', 'a.iso', 'notes.txt') {
+            $null = New-TestFile -Path (Join-Path -Path $script:Base -ChildPath $name)
+        }
+    }
+
+    It 'lists the images sorted by name' {
+        $listing = Get-PsDriverImageFile -BasePath $script:Base
+        @($listing.Files | ForEach-Object { $_.Name }) | Should -Be @('a.iso', 'a.vhd', 'b.vhdx')
+        @($listing.NotFound).Count | Should -Be 0
+    }
+
+    It 'selects by name with or without extension, each file once, in the order asked' {
+        $listing = Get-PsDriverImageFile -BasePath $script:Base -Name 'b', 'a', 'A.VHD', 'missing'
+        @($listing.Files | ForEach-Object { $_.Name }) | Should -Be @('b.vhdx', 'a.iso', 'a.vhd')
+        @($listing.NotFound) | Should -Be @('missing')
+    }
+
+    It 'has no files for a missing folder' {
+        $listing = Get-PsDriverImageFile -BasePath (Join-Path -Path $TestDrive -ChildPath 'nowhere') -Name 'a'
+        @($listing.Files).Count | Should -Be 0
+        @($listing.NotFound) | Should -Be @('a')
     }
 }

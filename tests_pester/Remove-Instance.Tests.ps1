@@ -1,92 +1,14 @@
 BeforeDiscovery {
-    $contractFile = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts/Remove-Instance.contract.json'
-    $exampleIndex = 0
-    $Examples = @((Get-Content -LiteralPath $contractFile -Raw | ConvertFrom-Json -AsHashtable)['examples'] | ForEach-Object {
-            $exampleIndex++
-            @{ Index = $exampleIndex; Example = $_ }
-        })
+    . (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriverTestHelpers.ps1')
+    $Examples = @(Get-TestContractExample -ScriptName 'Remove-Instance')
 }
 
 BeforeAll {
-    $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
-    $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Remove-Instance.ps1'
-    $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Remove-Instance.contract.json'
-    $script:ResultSchema = (Get-Content -LiteralPath $contractPath -Raw | ConvertFrom-Json -AsHashtable)['result'] |
-        ConvertTo-Json -Depth 100
-    $script:Stubs = [System.Collections.Generic.List[string]]::new()
+    . (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriverTestHelpers.ps1')
+    $script:ScriptPath = Get-TestScriptPath -ScriptName 'Remove-Instance'
+    $script:ResultSchema = Get-TestResultSchema -ScriptName 'Remove-Instance'
+    Import-PsDriverModule
     $script:Uuid = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f'
-
-    # Stand-ins for cmdlets missing on this machine (no Hyper-V module), so that Mock can replace them.
-    # A leading '-' declares a switch.
-    function Add-CommandStub {
-        param(
-            [Parameter(Mandatory)]
-            [string]$Name,
-
-            [string[]]$Parameter = @()
-        )
-        if (Get-Command -Name $Name -ErrorAction SilentlyContinue) {
-            return
-        }
-        $declared = @($Parameter | ForEach-Object {
-                if ($_.StartsWith('-')) {
-                    '[switch]$' + $_.Substring(1)
-                }
-                else {
-                    '$' + $_
-                }
-            }) -join ', '
-        $definition = '[CmdletBinding(SupportsShouldProcess)] param(' + $declared + ')'
-        Set-Item -Path ('function:global:' + $Name) -Value ([scriptblock]::Create($definition))
-        $script:Stubs.Add($Name)
-    }
-
-    # Exactly one result object, valid against the contract's JSON Schema.
-    function Assert-MatchesContract {
-        param(
-            [AllowNull()]
-            [object]$Result
-        )
-        @($Result).Count | Should -Be 1
-        $json = ConvertTo-Json -InputObject $Result -Depth 20
-        $problems = $null
-        $valid = Test-Json -Json $json -Schema $script:ResultSchema -ErrorVariable problems -ErrorAction SilentlyContinue
-        $valid | Should -BeTrue -Because ('the result must match the contract: ' + ($problems -join '; ') + "`n" + $json)
-    }
-
-    # Windows paths of the contract examples -> the same layout under a test folder.
-    function ConvertTo-TestPath {
-        param(
-            [Parameter(Mandatory)]
-            [string]$Path,
-
-            [Parameter(Mandatory)]
-            [string]$Root
-        )
-        $prefix = [regex]::Match($Path, '^(?:[A-Za-z]:\\|\\\\[^\\]+\\[^\\]+\\)')
-        if (-not $prefix.Success) {
-            return $Path
-        }
-        $rest = $Path.Substring($prefix.Length) -replace '\\', [string][System.IO.Path]::DirectorySeparatorChar
-        Join-Path -Path $Root -ChildPath $rest
-    }
-
-    function New-TestFile {
-        param(
-            [Parameter(Mandatory)]
-            [string]$Path
-        )
-        $null = New-Item -ItemType File -Path $Path -Force
-        $Path
-    }
-
-    function Get-FakeKey {
-        param(
-            [Parameter(Mandatory)]
-            [string]$Path
-        )
-        [System.IO.Path]::GetFullPath($Path).ToLowerInvariant()
-    }
 
     # A fake VM with its hard disk and DVD paths; $Parents maps a disk path to its parent.
     function Add-FakeVM {
@@ -152,9 +74,7 @@ BeforeAll {
 }
 
 AfterAll {
-    foreach ($stub in $script:Stubs) {
-        Remove-Item -Path ('function:global:' + $stub) -ErrorAction SilentlyContinue
-    }
+    Remove-CommandStub
 }
 
 Describe 'Remove-Instance' {
@@ -170,7 +90,7 @@ Describe 'Remove-Instance' {
             Locked    = 0
         }
 
-        Mock Get-VM {
+        Mock Get-VM -ModuleName PsDriver {
             if ($PesterBoundParameters.ContainsKey('Name')) {
                 return @($PsdTest.Vms | Where-Object { $_.Name -like @($Name)[0] })
             }
@@ -203,16 +123,12 @@ Describe 'Remove-Instance' {
             }
             [pscustomobject]@{ Path = $Path; ParentPath = $PsdTest.Parents[(Get-FakeKey -Path $Path)] }
         }
-        Mock Stop-VM {
+        # Remove-PsDriverVM (PsDriver.psm1) turns the VM off and removes it.
+        Mock Stop-VM -ModuleName PsDriver {
             @($VM)[0].State = 'Off'
         } -RemoveParameterType 'VM'
-        Mock Remove-VM {
-            $target = @($VM)[0]
-            $keep = @($PsdTest.Vms | Where-Object { $_.Id -ne $target.Id })
-            $PsdTest.Vms.Clear()
-            foreach ($vm in $keep) {
-                $PsdTest.Vms.Add($vm)
-            }
+        Mock Remove-VM -ModuleName PsDriver {
+            Remove-FakeVM -VM $VM
             $PsdTest.Snapshots.Clear()
         } -RemoveParameterType 'VM'
         Mock Start-Sleep { }
@@ -251,16 +167,16 @@ Describe 'Remove-Instance' {
             $result.vm_id | Should -BeNullOrEmpty
             $result.previous_state | Should -BeNullOrEmpty
             $result.instance_dir_removed | Should -BeFalse
-            Should -Invoke Remove-VM -Times 0 -Exactly
+            Should -Invoke Remove-VM -ModuleName PsDriver -Times 0 -Exactly
         }
 
         It 'is not confused with a host that cannot be asked' {
             $files = New-InstanceFolder
-            Mock Get-VM { throw [System.UnauthorizedAccessException]::new('You do not have the required permission to complete this task.') }
+            Mock Get-VM -ModuleName PsDriver { throw [System.UnauthorizedAccessException]::new('You do not have the required permission to complete this task.') }
 
             { & $script:ScriptPath -Name 'instance-0000002a' -InstanceDir $files.Dir -DeleteFiles } | Should -Throw '*required permission*'
 
-            Should -Invoke Remove-VM -Times 0 -Exactly
+            Should -Invoke Remove-VM -ModuleName PsDriver -Times 0 -Exactly
             Test-Path -LiteralPath $files.Dir | Should -BeTrue
         }
 
@@ -295,8 +211,8 @@ Describe 'Remove-Instance' {
             $result.instance_dir_removed | Should -BeTrue
             Test-Path -LiteralPath $PsdTest.Files.Dir | Should -BeFalse
             Test-Path -LiteralPath $PsdTest.Files.Base -PathType Leaf | Should -BeTrue
-            Should -Invoke Stop-VM -Times 1 -Exactly -ParameterFilter { $TurnOff -and $Force }
-            Should -Invoke Remove-VM -Times 1 -Exactly
+            Should -Invoke Stop-VM -ModuleName PsDriver -Times 1 -Exactly -ParameterFilter { $TurnOff -and $Force }
+            Should -Invoke Remove-VM -ModuleName PsDriver -Times 1 -Exactly
             $PsdTest.Vms.Count | Should -Be 0
         }
 
@@ -309,7 +225,7 @@ Describe 'Remove-Instance' {
             foreach ($path in @($PsdTest.Files.RootDisk, $PsdTest.Files.Eph, $PsdTest.Files.ConfigDrive, $PsdTest.Files.Log)) {
                 Test-Path -LiteralPath $path -PathType Leaf | Should -BeTrue
             }
-            Should -Invoke Remove-VM -Times 1 -Exactly
+            Should -Invoke Remove-VM -ModuleName PsDriver -Times 1 -Exactly
             Should -Invoke Get-VHD -Times 0 -Exactly
         }
 
@@ -338,8 +254,8 @@ Describe 'Remove-Instance' {
             $result = & $script:ScriptPath -Name 'instance-0000002a'
 
             $result.previous_state | Should -Be $State
-            Should -Invoke Stop-VM -Times 0 -Exactly
-            Should -Invoke Remove-VM -Times 1 -Exactly
+            Should -Invoke Stop-VM -ModuleName PsDriver -Times 0 -Exactly
+            Should -Invoke Remove-VM -ModuleName PsDriver -Times 1 -Exactly
         }
 
         It 'is turned off when it is Paused' {
@@ -347,7 +263,7 @@ Describe 'Remove-Instance' {
 
             $null = & $script:ScriptPath -Name 'instance-0000002a'
 
-            Should -Invoke Stop-VM -Times 1 -Exactly
+            Should -Invoke Stop-VM -ModuleName PsDriver -Times 1 -Exactly
         }
 
         It 'accepts its UUID in any case, with braces, and with further Notes lines' {
@@ -356,7 +272,7 @@ Describe 'Remove-Instance' {
             $result = & $script:ScriptPath -Name 'instance-0000002a' -InstanceUuid $script:Uuid.ToUpperInvariant()
 
             $result.existed | Should -BeTrue
-            Should -Invoke Remove-VM -Times 1 -Exactly
+            Should -Invoke Remove-VM -ModuleName PsDriver -Times 1 -Exactly
         }
 
         It 'is left alone when its Notes carry <Case>' -ForEach @(
@@ -370,8 +286,8 @@ Describe 'Remove-Instance' {
                 Should -Throw -ErrorId 'PsDriver.InstanceUuidMismatch' -PassThru
 
             $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'
-            Should -Invoke Stop-VM -Times 0 -Exactly
-            Should -Invoke Remove-VM -Times 0 -Exactly
+            Should -Invoke Stop-VM -ModuleName PsDriver -Times 0 -Exactly
+            Should -Invoke Remove-VM -ModuleName PsDriver -Times 0 -Exactly
             Test-Path -LiteralPath $PsdTest.Files.RootDisk | Should -BeTrue
         }
 
@@ -411,8 +327,8 @@ Describe 'Remove-Instance' {
             $result.vm_id | Should -Be $PsdTest.Vm.Id.ToString()
             $result.instance_dir_removed | Should -BeFalse
             @($result.removed_files).Count | Should -Be 0
-            Should -Invoke Stop-VM -Times 0 -Exactly
-            Should -Invoke Remove-VM -Times 0 -Exactly
+            Should -Invoke Stop-VM -ModuleName PsDriver -Times 0 -Exactly
+            Should -Invoke Remove-VM -ModuleName PsDriver -Times 0 -Exactly
             Test-Path -LiteralPath $PsdTest.Files.Dir | Should -BeTrue
         }
     }
@@ -436,7 +352,7 @@ Describe 'Remove-Instance' {
                 Should -Throw -ErrorId 'PsDriver.UnsafeInstanceDir' -PassThru
 
             $failure.CategoryInfo.Category | Should -Be 'InvalidArgument'
-            Should -Invoke Get-VM -Times 0 -Exactly
+            Should -Invoke Get-VM -ModuleName PsDriver -Times 0 -Exactly
         }
 
         It 'refuses an InstanceUuid that is not a UUID' {
@@ -450,7 +366,7 @@ Describe 'Remove-Instance' {
             $failure = { & $script:ScriptPath -Name 'instance-0000002a' } | Should -Throw -ErrorId 'PsDriver.VMNameNotUnique' -PassThru
 
             $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'
-            Should -Invoke Remove-VM -Times 0 -Exactly
+            Should -Invoke Remove-VM -ModuleName PsDriver -Times 0 -Exactly
         }
     }
 }

@@ -1,10 +1,6 @@
 BeforeDiscovery {
-    $contractFile = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts/Set-InstancePowerState.contract.json'
-    $exampleIndex = 0
-    $Examples = @((Get-Content -LiteralPath $contractFile -Raw | ConvertFrom-Json -AsHashtable)['examples'] | ForEach-Object {
-            $exampleIndex++
-            @{ Index = $exampleIndex; Example = $_ }
-        })
+    . (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriverTestHelpers.ps1')
+    $Examples = @(Get-TestContractExample -ScriptName 'Set-InstancePowerState')
 }
 
 BeforeAll {
@@ -12,50 +8,10 @@ BeforeAll {
     # $script: scope and StrictMode), so they reach it through one unqualified, uniquely
     # named variable; $script: here is this file's scope.
     $script:PsdTest = @{}
-    $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
-    $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Set-InstancePowerState.ps1'
-    $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Set-InstancePowerState.contract.json'
-    $script:ResultSchema = (Get-Content -LiteralPath $contractPath -Raw | ConvertFrom-Json -AsHashtable)['result'] |
-        ConvertTo-Json -Depth 100
-    $script:Stubs = [System.Collections.Generic.List[string]]::new()
-
-    # Stand-ins for cmdlets missing on this machine (no Hyper-V module), so that Mock can replace them.
-    # A leading '-' declares a switch.
-    function Add-CommandStub {
-        param(
-            [Parameter(Mandatory)]
-            [string]$Name,
-
-            [string[]]$Parameter = @()
-        )
-        if (Get-Command -Name $Name -ErrorAction SilentlyContinue) {
-            return
-        }
-        $declared = @($Parameter | ForEach-Object {
-                if ($_.StartsWith('-')) {
-                    '[switch]$' + $_.Substring(1)
-                }
-                else {
-                    '$' + $_
-                }
-            }) -join ', '
-        $definition = '[CmdletBinding(SupportsShouldProcess)] param(' + $declared + ')'
-        Set-Item -Path ('function:global:' + $Name) -Value ([scriptblock]::Create($definition))
-        $script:Stubs.Add($Name)
-    }
-
-    # Exactly one result object, valid against the contract's JSON Schema.
-    function Assert-MatchesContract {
-        param(
-            [AllowNull()]
-            [object]$Result
-        )
-        @($Result).Count | Should -Be 1
-        $json = ConvertTo-Json -InputObject $Result -Depth 20
-        $problems = $null
-        $valid = Test-Json -Json $json -Schema $script:ResultSchema -ErrorVariable problems -ErrorAction SilentlyContinue
-        $valid | Should -BeTrue -Because ('the result must match the contract: ' + ($problems -join '; ') + "`n" + $json)
-    }
+    . (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriverTestHelpers.ps1')
+    $script:ScriptPath = Get-TestScriptPath -ScriptName 'Set-InstancePowerState'
+    $script:ResultSchema = Get-TestResultSchema -ScriptName 'Set-InstancePowerState'
+    Import-PsDriverModule
 
     Add-CommandStub -Name 'Get-VM' -Parameter 'Name', 'Id'
     Add-CommandStub -Name 'Start-VM' -Parameter 'VM'
@@ -67,6 +23,7 @@ BeforeAll {
     Add-CommandStub -Name 'Save-VM' -Parameter 'VM'
     Add-CommandStub -Name 'Get-CimInstance' -Parameter 'Namespace', 'ClassName', 'Filter'
     Add-CommandStub -Name 'Invoke-CimMethod' -Parameter 'InputObject', 'MethodName', 'Arguments'
+    Add-CommandStub -Name 'Get-VMComPort' -Parameter 'VM'
 
     $PsdTest.PowerCmdlets = @('Start-VM', 'Stop-VM', 'Remove-VMSavedState', 'Restart-VM', 'Suspend-VM', 'Resume-VM', 'Save-VM')
     $PsdTest.Refusal = "'instance-00000001' failed to change state. The operation cannot be performed while the object is in its current state."
@@ -94,9 +51,7 @@ BeforeAll {
 }
 
 AfterAll {
-    foreach ($stub in $script:Stubs) {
-        Remove-Item -Path ('function:global:' + $stub) -ErrorAction SilentlyContinue
-    }
+    Remove-CommandStub
 }
 
 Describe 'Set-InstancePowerState' {
@@ -109,11 +64,28 @@ Describe 'Set-InstancePowerState' {
         $PsdTest.GuestOffAfter = 3
         $PsdTest.GuestCooperates = $true
 
-        Mock Get-VM {
+        # Get-PsDriverVM and Get-PsDriverVMState (PsDriver.psm1) ask for the VM.
+        Mock Get-VM -ModuleName PsDriver {
             if ($null -ne $Name -and 'instance-00000001' -notlike @($Name)[0]) {
                 return
             }
             New-VMObject
+        }
+        # The console logger: Invoke-PsDriverConsoleLogger (PsDriver.psm1) reads the pipe from the
+        # serial ports and launches through Start-PsDriverConsoleLogger (tested with
+        # Start-InstanceConsoleLogger.Tests.ps1), mocked here.
+        $PsdTest.Ports = @(
+            [pscustomobject]@{ Name = 'COM 1'; Path = '\\.\pipe\4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f_ro' }
+            [pscustomobject]@{ Name = 'COM 2'; Path = '' }
+        )
+        $PsdTest.LoggerRunning = $false
+        Mock Get-VMComPort -ModuleName PsDriver { $PsdTest.Ports } -RemoveParameterType 'VM'
+        Mock Start-PsDriverConsoleLogger -ModuleName PsDriver {
+            if ($PsdTest.LoggerRunning) {
+                return [ordered]@{ started = $false; running = $true; pid = $null }
+            }
+            $PsdTest.LoggerRunning = $true
+            [ordered]@{ started = $true; running = $true; pid = 4242 }
         }
         Mock Start-VM { Move-FakeState -From 'Off', 'Saved' -To 'Running' } -RemoveParameterType 'VM'
         Mock Stop-VM { Move-FakeState -From 'Running', 'Paused', 'Starting', 'Stopping' -To 'Off' } -RemoveParameterType 'VM'
@@ -332,6 +304,103 @@ Describe 'Set-InstancePowerState' {
             $result.changed | Should -BeFalse
             $result.state | Should -Be 'Off'
             Should -Invoke Start-VM -Times 0 -Exactly
+        }
+    }
+
+    Context 'action names' {
+        It 'reports the canonical name of <Given>' -ForEach @(
+            @{ Given = 'start'; Canonical = 'Start'; From = 'Off' }
+            @{ Given = 'SOFTREBOOT'; Canonical = 'SoftReboot'; From = 'Off' }
+            @{ Given = 'restore'; Canonical = 'Restore'; From = 'Saved' }
+        ) {
+            $PsdTest.State = $From
+            $result = & $script:ScriptPath -Name 'instance-00000001' -Action $Given
+            Assert-MatchesContract $result
+            $result.action | Should -BeExactly $Canonical
+            $result.state | Should -Be 'Running'
+        }
+    }
+
+    Context 'console logger' {
+        BeforeEach {
+            $PsdTest.LogPath = 'C:\OpenStack\Instances\instance-00000001\console.log'
+        }
+
+        It 'makes sure the logger of a VM left running runs (<Action> from <From>)' -ForEach @(
+            @{ Action = 'Start'; From = 'Off' }
+            @{ Action = 'Start'; From = 'Running' }
+            @{ Action = 'Restart'; From = 'Running' }
+            @{ Action = 'Resume'; From = 'Paused' }
+            @{ Action = 'Restore'; From = 'Saved' }
+        ) {
+            $PsdTest.State = $From
+            $result = & $script:ScriptPath -Name 'instance-00000001' -Action $Action -ConsoleLogPath $PsdTest.LogPath -ConsoleLogMaxBytes 65536
+            Assert-MatchesContract $result
+            $result.state | Should -Be 'Running'
+            $result.console_logger.started | Should -BeTrue
+            $result.console_logger.running | Should -BeTrue
+            $result.console_logger.pid | Should -Be 4242
+            $result.console_logger.error | Should -BeNullOrEmpty
+            $result.console_logger.pipe_path | Should -Be '\\.\pipe\4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f_ro'
+            $result.console_logger.log_path | Should -Be $PsdTest.LogPath
+            Should -Invoke Start-PsDriverConsoleLogger -ModuleName PsDriver -Times 1 -Exactly -ParameterFilter {
+                $VMId -eq '0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b' -and $VMName -eq 'instance-00000001' -and
+                $PipePath -eq '\\.\pipe\4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f_ro' -and $LogPath -eq $PsdTest.LogPath -and
+                $MaxLogBytes -eq 65536
+            }
+        }
+
+        It 'starts no second logger' {
+            $PsdTest.LoggerRunning = $true
+            $result = & $script:ScriptPath -Name 'instance-00000001' -Action Start -ConsoleLogPath $PsdTest.LogPath
+            $result.console_logger.started | Should -BeFalse
+            $result.console_logger.running | Should -BeTrue
+            $result.console_logger.pid | Should -BeNullOrEmpty
+        }
+
+        It 'leaves the logger alone when the VM is not running after <Action>' -ForEach @(
+            @{ Action = 'Stop' }
+            @{ Action = 'Pause' }
+            @{ Action = 'Save' }
+        ) {
+            $result = & $script:ScriptPath -Name 'instance-00000001' -Action $Action -ConsoleLogPath $PsdTest.LogPath
+            Assert-MatchesContract $result
+            $result.console_logger | Should -BeNullOrEmpty
+            Should -Invoke Start-PsDriverConsoleLogger -ModuleName PsDriver -Times 0 -Exactly
+        }
+
+        It 'does nothing for the logger without ConsoleLogPath' {
+            $PsdTest.State = 'Off'
+            $result = & $script:ScriptPath -Name 'instance-00000001' -Action Start
+            $result.console_logger | Should -BeNullOrEmpty
+            Should -Invoke Get-VMComPort -ModuleName PsDriver -Times 0 -Exactly
+            Should -Invoke Start-PsDriverConsoleLogger -ModuleName PsDriver -Times 0 -Exactly
+        }
+
+        It 'reports a logger that cannot start and keeps the power action' {
+            $PsdTest.State = 'Off'
+            Mock Start-PsDriverConsoleLogger -ModuleName PsDriver { throw 'The directory of console log does not exist.' }
+            $result = & $script:ScriptPath -Name 'instance-00000001' -Action Start -ConsoleLogPath $PsdTest.LogPath 3>$null
+            Assert-MatchesContract $result
+            $result.state | Should -Be 'Running'
+            $result.changed | Should -BeTrue
+            $result.console_logger.running | Should -BeFalse
+            $result.console_logger.error | Should -Match 'does not exist'
+        }
+
+        It 'reports a VM without a serial port pipe' {
+            $PsdTest.Ports = @([pscustomobject]@{ Name = 'COM 1'; Path = '' })
+            $result = & $script:ScriptPath -Name 'instance-00000001' -Action Start -ConsoleLogPath $PsdTest.LogPath 3>$null
+            Assert-MatchesContract $result
+            $result.console_logger.pipe_path | Should -BeNullOrEmpty
+            $result.console_logger.error | Should -Match 'no serial port'
+            Should -Invoke Start-PsDriverConsoleLogger -ModuleName PsDriver -Times 0 -Exactly
+        }
+
+        It 'starts no logger with -WhatIf' {
+            $result = & $script:ScriptPath -Name 'instance-00000001' -Action Start -ConsoleLogPath $PsdTest.LogPath -WhatIf
+            $result.console_logger | Should -BeNullOrEmpty
+            Should -Invoke Start-PsDriverConsoleLogger -ModuleName PsDriver -Times 0 -Exactly
         }
     }
 

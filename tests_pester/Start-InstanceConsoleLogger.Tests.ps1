@@ -1,60 +1,15 @@
 BeforeDiscovery {
-    $contractFile = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts/Start-InstanceConsoleLogger.contract.json'
-    $exampleIndex = 0
-    $Examples = @((Get-Content -LiteralPath $contractFile -Raw | ConvertFrom-Json -AsHashtable)['examples'] | ForEach-Object {
-            $exampleIndex++
-            @{ Index = $exampleIndex; Example = $_ }
-        })
+    . (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriverTestHelpers.ps1')
+    $Examples = @(Get-TestContractExample -ScriptName 'Start-InstanceConsoleLogger')
 }
 
 BeforeAll {
-    $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
-    $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Start-InstanceConsoleLogger.ps1'
+    . (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriverTestHelpers.ps1')
+    $script:ScriptPath = Get-TestScriptPath -ScriptName 'Start-InstanceConsoleLogger'
+    $script:ResultSchema = Get-TestResultSchema -ScriptName 'Start-InstanceConsoleLogger'
     # The launching code is Start-PsDriverConsoleLogger of the shared module (New-Instance uses
     # it too): the process creation, process check and waits are mocked inside that module.
-    Import-Module -Name (Join-Path -Path $script:ScriptsDir -ChildPath 'PsDriver.psm1') -Force
-    $contractPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Start-InstanceConsoleLogger.contract.json'
-    $script:ResultSchema = (Get-Content -LiteralPath $contractPath -Raw | ConvertFrom-Json -AsHashtable)['result'] |
-        ConvertTo-Json -Depth 100
-    $script:Stubs = [System.Collections.Generic.List[string]]::new()
-
-    # Stand-ins for cmdlets missing on this machine (no Hyper-V module), so that Mock can replace them.
-    # A leading '-' declares a switch.
-    function Add-CommandStub {
-        param(
-            [Parameter(Mandatory)]
-            [string]$Name,
-
-            [string[]]$Parameter = @()
-        )
-        if (Get-Command -Name $Name -ErrorAction SilentlyContinue) {
-            return
-        }
-        $declared = @($Parameter | ForEach-Object {
-                if ($_.StartsWith('-')) {
-                    '[switch]$' + $_.Substring(1)
-                }
-                else {
-                    '$' + $_
-                }
-            }) -join ', '
-        $definition = '[CmdletBinding(SupportsShouldProcess)] param(' + $declared + ')'
-        Set-Item -Path ('function:global:' + $Name) -Value ([scriptblock]::Create($definition))
-        $script:Stubs.Add($Name)
-    }
-
-    # Exactly one result object, valid against the contract's JSON Schema.
-    function Assert-MatchesContract {
-        param(
-            [AllowNull()]
-            [object]$Result
-        )
-        @($Result).Count | Should -Be 1
-        $json = ConvertTo-Json -InputObject $Result -Depth 20
-        $problems = $null
-        $valid = Test-Json -Json $json -Schema $script:ResultSchema -ErrorVariable problems -ErrorAction SilentlyContinue
-        $valid | Should -BeTrue -Because ('the result must match the contract: ' + ($problems -join '; ') + "`n" + $json)
-    }
+    Import-PsDriverModule
 
     Add-CommandStub -Name 'Get-VM' -Parameter 'Name', 'Id'
     Add-CommandStub -Name 'Get-VMComPort' -Parameter 'VM'
@@ -76,52 +31,50 @@ BeforeAll {
 }
 
 AfterAll {
-    foreach ($stub in $script:Stubs) {
-        Remove-Item -Path ('function:global:' + $stub) -ErrorAction SilentlyContinue
-    }
+    Remove-CommandStub
 }
 
 Describe 'Start-InstanceConsoleLogger' {
     BeforeEach {
-        $script:VmId = [guid]::NewGuid()
-        $script:MutexName = 'Global\psdriver-console-' + $script:VmId.ToString()
-        $script:EventName = 'Global\psdriver-console-stop-' + $script:VmId.ToString()
-        $script:Handles = [System.Collections.Generic.List[System.IDisposable]]::new()
-        # Mocks inside the PsDriver module run in its scope, not this file's: what they share
-        # with the tests is this one global table (removed after each test).
-        $global:PsdConsoleTest = @{
-            MutexName        = $script:MutexName
-            Handles          = $script:Handles
+        # Shared with the mocks, which run inside the tested script's scopes (its $script: scope
+        # and StrictMode), also those called from the PsDriver module: one unqualified table.
+        $vmId = [guid]::NewGuid()
+        $script:PsdTest = @{
+            VmId             = $vmId
+            MutexName        = 'Global\psdriver-console-' + $vmId.ToString()
+            EventName        = 'Global\psdriver-console-stop-' + $vmId.ToString()
+            Handles          = [System.Collections.Generic.List[System.IDisposable]]::new()
             Launched         = [System.Collections.Generic.List[string]]::new()
             ProcessAlive     = $true
             LoggerTakesMutex = $true
             StopEvent        = $null
             OldLogger        = $null
+            Dir              = Join-Path -Path $TestDrive -ChildPath ("it's `$(here) " + [guid]::NewGuid().ToString())
+            Ports            = @(
+                [pscustomobject]@{ Name = 'COM 1'; Path = '\\.\pipe\4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f_rw' }
+                [pscustomobject]@{ Name = 'COM 2'; Path = '\\.\pipe\4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f_ro' }
+            )
         }
-        $script:Dir = Join-Path -Path $TestDrive -ChildPath ("it's `$(here) " + [guid]::NewGuid().ToString())
-        $null = New-Item -ItemType Directory -Path $script:Dir
-        $script:Log = Join-Path -Path $script:Dir -ChildPath 'console.log'
-        $script:Ports = @(
-            [pscustomobject]@{ Name = 'COM 1'; Path = '\\.\pipe\4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f_rw' }
-            [pscustomobject]@{ Name = 'COM 2'; Path = '\\.\pipe\4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f_ro' }
-        )
+        $null = New-Item -ItemType Directory -Path $PsdTest.Dir
+        $PsdTest.Log = Join-Path -Path $PsdTest.Dir -ChildPath 'console.log'
 
-        Mock Get-VM {
-            if ($null -ne $Name -and @($Name)[0] -ne 'instance-00000001') {
+        # Get-PsDriverVM and Get-PsDriverConsolePipePath (PsDriver.psm1) ask Hyper-V.
+        Mock Get-VM -ModuleName PsDriver {
+            if ($null -ne $Name -and 'instance-00000001' -notlike @($Name)[0]) {
                 return
             }
-            [pscustomobject]@{ Name = 'instance-00000001'; Id = $script:VmId; State = 'Running' }
+            [pscustomobject]@{ Name = 'instance-00000001'; Id = $PsdTest.VmId; State = 'Running' }
         }
-        Mock Get-VMComPort { $script:Ports } -RemoveParameterType 'VM'
+        Mock Get-VMComPort -ModuleName PsDriver { $PsdTest.Ports } -RemoveParameterType 'VM'
         Mock Invoke-CimMethod -ModuleName PsDriver {
-            $global:PsdConsoleTest.Launched.Add($Arguments['CommandLine'])
-            if ($global:PsdConsoleTest.LoggerTakesMutex) {
-                $global:PsdConsoleTest.Handles.Add([System.Threading.Mutex]::new($false, $global:PsdConsoleTest.MutexName))
+            $PsdTest.Launched.Add($Arguments['CommandLine'])
+            if ($PsdTest.LoggerTakesMutex) {
+                $PsdTest.Handles.Add([System.Threading.Mutex]::new($false, $PsdTest.MutexName))
             }
             [pscustomobject]@{ ReturnValue = 0; ProcessId = 4242 }
         } -ParameterFilter { $ClassName -eq 'Win32_Process' -and $MethodName -eq 'Create' }
         Mock Get-Process -ModuleName PsDriver {
-            if ($global:PsdConsoleTest.ProcessAlive) {
+            if ($PsdTest.ProcessAlive) {
                 [pscustomobject]@{ Id = 4242 }
             }
         } -ParameterFilter { $Id -eq 4242 }
@@ -129,66 +82,65 @@ Describe 'Start-InstanceConsoleLogger' {
     }
 
     AfterEach {
-        foreach ($handle in $script:Handles) {
+        foreach ($handle in $PsdTest.Handles) {
             $handle.Dispose()
         }
-        Remove-Variable -Name 'PsdConsoleTest' -Scope Global -ErrorAction SilentlyContinue
     }
 
     It 'launches one logger reading the logging pipe, with its settings outside the code' {
-        $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log
+        $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $PsdTest.Log
         Assert-MatchesContract $result
         $result.started | Should -BeTrue
         $result.running | Should -BeTrue
         $result.pid | Should -Be 4242
-        $result.vm_id | Should -Be $script:VmId.ToString()
+        $result.vm_id | Should -Be $PsdTest.VmId.ToString()
         $result.pipe_path | Should -Be '\\.\pipe\4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f_ro'
-        $result.log_path | Should -Be $script:Log
+        $result.log_path | Should -Be $PsdTest.Log
         $result.max_log_bytes | Should -Be 524288
 
-        $global:PsdConsoleTest.Launched.Count | Should -Be 1
-        $commandLine = $global:PsdConsoleTest.Launched[0]
+        $PsdTest.Launched.Count | Should -Be 1
+        $commandLine = $PsdTest.Launched[0]
         $commandLine | Should -Match '^"[^"]+\\WindowsPowerShell\\v1\.0\\powershell\.exe" -NoLogo -NoProfile -NonInteractive -ExecutionPolicy Bypass -WindowStyle Hidden -EncodedCommand [A-Za-z0-9+/=]+$'
         $launched = Get-LaunchedSettings -CommandLine $commandLine
-        $launched.Command | Should -Not -Match ([regex]::Escape($script:Dir))
+        $launched.Command | Should -Not -Match ([regex]::Escape($PsdTest.Dir))
         $launched.Settings.pipe | Should -Be '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f_ro'
-        $launched.Settings.log | Should -Be $script:Log
+        $launched.Settings.log | Should -Be $PsdTest.Log
         $launched.Settings.max | Should -Be 524288
-        $launched.Settings.mutex | Should -Be $script:MutexName
-        $launched.Settings.stop | Should -Be $script:EventName
+        $launched.Settings.mutex | Should -Be $PsdTest.MutexName
+        $launched.Settings.stop | Should -Be $PsdTest.EventName
         $parseErrors = $null
         $null = [System.Management.Automation.Language.Parser]::ParseInput($launched.Command, [ref]$null, [ref]$parseErrors)
         $parseErrors.Count | Should -Be 0
     }
 
     It 'reads COM 1 when there is no read-only logging pipe' {
-        $script:Ports = @($script:Ports[0], [pscustomobject]@{ Name = 'COM 2'; Path = '' })
-        $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log -MaxLogBytes 65536
+        $PsdTest.Ports = @($PsdTest.Ports[0], [pscustomobject]@{ Name = 'COM 2'; Path = '' })
+        $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $PsdTest.Log -MaxLogBytes 65536
         $result.pipe_path | Should -Be '\\.\pipe\4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f_rw'
-        (Get-LaunchedSettings -CommandLine $global:PsdConsoleTest.Launched[0]).Settings.max | Should -Be 65536
+        (Get-LaunchedSettings -CommandLine $PsdTest.Launched[0]).Settings.max | Should -Be 65536
     }
 
     It 'uses PipePath when given' {
-        $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log -PipePath '\\.\pipe\custom'
+        $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $PsdTest.Log -PipePath '\\.\pipe\custom'
         $result.pipe_path | Should -Be '\\.\pipe\custom'
-        (Get-LaunchedSettings -CommandLine $global:PsdConsoleTest.Launched[0]).Settings.pipe | Should -Be 'custom'
-        Should -Invoke Get-VMComPort -Times 0 -Exactly
+        (Get-LaunchedSettings -CommandLine $PsdTest.Launched[0]).Settings.pipe | Should -Be 'custom'
+        Should -Invoke Get-VMComPort -ModuleName PsDriver -Times 0 -Exactly
     }
 
     It 'launches through the shared Start-PsDriverConsoleLogger' {
         Mock Start-PsDriverConsoleLogger { [ordered]@{ started = $true; running = $true; pid = 77 } }
-        $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log -MaxLogBytes 8192
+        $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $PsdTest.Log -MaxLogBytes 8192
         Assert-MatchesContract $result
         $result.pid | Should -Be 77
         Should -Invoke Start-PsDriverConsoleLogger -Times 1 -Exactly -ParameterFilter {
-            $VMId -eq $script:VmId.ToString() -and $VMName -eq 'instance-00000001' -and $MaxLogBytes -eq 8192 -and
-            $PipePath -eq '\\.\pipe\4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f_ro' -and $LogPath -eq $script:Log -and -not $Restart
+            $VMId -eq $PsdTest.VmId.ToString() -and $VMName -eq 'instance-00000001' -and $MaxLogBytes -eq 8192 -and
+            $PipePath -eq '\\.\pipe\4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f_ro' -and $LogPath -eq $PsdTest.Log -and -not $Restart
         }
     }
 
     It 'starts nothing when a logger already runs for the VM' {
-        $script:Handles.Add([System.Threading.Mutex]::new($false, $script:MutexName))
-        $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log
+        $PsdTest.Handles.Add([System.Threading.Mutex]::new($false, $PsdTest.MutexName))
+        $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $PsdTest.Log
         Assert-MatchesContract $result
         $result.started | Should -BeFalse
         $result.running | Should -BeTrue
@@ -197,19 +149,18 @@ Describe 'Start-InstanceConsoleLogger' {
     }
 
     It 'replaces a running logger with -Restart' -Skip:(-not $IsWindows) {
-        $oldLogger = [System.Threading.Mutex]::new($false, $script:MutexName)
-        $stopEvent = [System.Threading.EventWaitHandle]::new($false, [System.Threading.EventResetMode]::ManualReset, $script:EventName)
-        $script:Handles.Add($stopEvent)
-        $global:PsdConsoleTest.StopEvent = $stopEvent
-        $global:PsdConsoleTest.OldLogger = $oldLogger
+        $oldLogger = [System.Threading.Mutex]::new($false, $PsdTest.MutexName)
+        $stopEvent = [System.Threading.EventWaitHandle]::new($false, [System.Threading.EventResetMode]::ManualReset, $PsdTest.EventName)
+        $PsdTest.Handles.Add($stopEvent)
+        $PsdTest.StopEvent = $stopEvent
+        $PsdTest.OldLogger = $oldLogger
         Mock Start-Sleep -ModuleName PsDriver {
-            $test = $global:PsdConsoleTest
-            if ($null -ne $test.OldLogger -and $test.StopEvent.WaitOne(0)) {
-                $test.OldLogger.Dispose()
-                $test.OldLogger = $null
+            if ($null -ne $PsdTest.OldLogger -and $PsdTest.StopEvent.WaitOne(0)) {
+                $PsdTest.OldLogger.Dispose()
+                $PsdTest.OldLogger = $null
             }
         }
-        $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log -Restart
+        $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $PsdTest.Log -Restart
         Assert-MatchesContract $result
         $stopEvent.WaitOne(0) | Should -BeTrue
         $result.started | Should -BeTrue
@@ -217,16 +168,16 @@ Describe 'Start-InstanceConsoleLogger' {
     }
 
     It 'fails with ResourceBusy when the running logger does not stop' -Skip:(-not $IsWindows) {
-        $script:Handles.Add([System.Threading.Mutex]::new($false, $script:MutexName))
-        $failure = { & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log -Restart } | Should -Throw -PassThru
+        $PsdTest.Handles.Add([System.Threading.Mutex]::new($false, $PsdTest.MutexName))
+        $failure = { & $script:ScriptPath -Name 'instance-00000001' -LogPath $PsdTest.Log -Restart } | Should -Throw -PassThru
         $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.ConsoleLoggerBusy'
         $failure.CategoryInfo.Category | Should -Be 'ResourceBusy'
         Should -Invoke Invoke-CimMethod -ModuleName PsDriver -Times 0 -Exactly
     }
 
     It 'reports a logger that has not taken its mutex yet as not running' {
-        $global:PsdConsoleTest.LoggerTakesMutex = $false
-        $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log
+        $PsdTest.LoggerTakesMutex = $false
+        $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $PsdTest.Log
         Assert-MatchesContract $result
         $result.started | Should -BeTrue
         $result.running | Should -BeFalse
@@ -234,23 +185,23 @@ Describe 'Start-InstanceConsoleLogger' {
     }
 
     It 'fails when the logger process exits at once' {
-        $global:PsdConsoleTest.LoggerTakesMutex = $false
-        $global:PsdConsoleTest.ProcessAlive = $false
-        $failure = { & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log } | Should -Throw -PassThru
+        $PsdTest.LoggerTakesMutex = $false
+        $PsdTest.ProcessAlive = $false
+        $failure = { & $script:ScriptPath -Name 'instance-00000001' -LogPath $PsdTest.Log } | Should -Throw -PassThru
         $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.ConsoleLoggerStartFailed'
         $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'
     }
 
     It 'fails when Win32_Process.Create refuses' {
         Mock Invoke-CimMethod -ModuleName PsDriver { [pscustomobject]@{ ReturnValue = 2; ProcessId = $null } } -ParameterFilter { $ClassName -eq 'Win32_Process' }
-        $failure = { & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log } | Should -Throw -PassThru
+        $failure = { & $script:ScriptPath -Name 'instance-00000001' -LogPath $PsdTest.Log } | Should -Throw -PassThru
         $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.ConsoleLoggerStartFailed'
         $failure.Exception.Message | Should -Match 'returned 2'
     }
 
     It 'fails with InvalidOperation for a VM without a serial port pipe' {
-        $script:Ports = @([pscustomobject]@{ Name = 'COM 1'; Path = '' })
-        $failure = { & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log } | Should -Throw -PassThru
+        $PsdTest.Ports = @([pscustomobject]@{ Name = 'COM 1'; Path = '' })
+        $failure = { & $script:ScriptPath -Name 'instance-00000001' -LogPath $PsdTest.Log } | Should -Throw -PassThru
         $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.NoSerialPipe'
         $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'
     }
@@ -260,7 +211,7 @@ Describe 'Start-InstanceConsoleLogger' {
         @{ PipePath = 'C:\temp\vm_rw' }
         @{ PipePath = '\\.\pipe\a\b' }
     ) {
-        $failure = { & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log -PipePath $PipePath } | Should -Throw -PassThru
+        $failure = { & $script:ScriptPath -Name 'instance-00000001' -LogPath $PsdTest.Log -PipePath $PipePath } | Should -Throw -PassThru
         $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.InvalidPipePath'
         $failure.CategoryInfo.Category | Should -Be 'InvalidArgument'
     }
@@ -273,13 +224,36 @@ Describe 'Start-InstanceConsoleLogger' {
     }
 
     It 'fails with ObjectNotFound for a missing VM' {
-        $failure = { & $script:ScriptPath -Name 'instance-00000099' -LogPath $script:Log } | Should -Throw -PassThru
+        $failure = { & $script:ScriptPath -Name 'instance-00000099' -LogPath $PsdTest.Log } | Should -Throw -PassThru
         $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.VMNotFound'
         $failure.CategoryInfo.Category | Should -Be 'ObjectNotFound'
     }
 
+    It 'finds a VM whose name has wildcard characters by that exact name' {
+        Mock Get-VM -ModuleName PsDriver {
+            @(
+                [pscustomobject]@{ Name = 'vm[1]'; Id = $PsdTest.VmId; State = 'Running' }
+                [pscustomobject]@{ Name = 'vm[1]-old'; Id = [guid]::NewGuid(); State = 'Running' }
+                [pscustomobject]@{ Name = 'vm1'; Id = [guid]::NewGuid(); State = 'Running' }
+            ) | Where-Object { $_.Name -like @($Name)[0] }
+        }
+        $result = & $script:ScriptPath -Name 'vm[1]' -LogPath $PsdTest.Log
+        Assert-MatchesContract $result
+        $result.name | Should -Be 'vm[1]'
+        $result.vm_id | Should -Be $PsdTest.VmId.ToString()
+        Should -Invoke Get-VM -ModuleName PsDriver -Times 1 -Exactly -ParameterFilter { @($Name)[0] -ceq 'vm`[1`]*' }
+    }
+
+    It 'reports a host that cannot be asked instead of a missing VM' {
+        Mock Get-VM -ModuleName PsDriver { throw [System.InvalidOperationException]::new('The Virtual Machine Management service is not running.') }
+        $failure = { & $script:ScriptPath -Name 'instance-00000001' -LogPath $PsdTest.Log } | Should -Throw -PassThru
+        $failure.FullyQualifiedErrorId | Should -Not -Be 'PsDriver.VMNotFound'
+        $failure.Exception.Message | Should -Match 'Virtual Machine Management service'
+        Should -Invoke Invoke-CimMethod -ModuleName PsDriver -Times 0 -Exactly
+    }
+
     It 'launches nothing with -WhatIf' {
-        $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $script:Log -WhatIf
+        $result = & $script:ScriptPath -Name 'instance-00000001' -LogPath $PsdTest.Log -WhatIf
         Assert-MatchesContract $result
         $result.started | Should -BeFalse
         Should -Invoke Invoke-CimMethod -ModuleName PsDriver -Times 0 -Exactly

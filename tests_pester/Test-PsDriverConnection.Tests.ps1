@@ -1,11 +1,9 @@
 # Pester 5 tests of Test-PsDriverConnection.ps1 (Windows: it reads the Windows identity).
 
 BeforeAll {
-    $script:ScriptsDir = Join-Path -Path (Split-Path -Parent $PSScriptRoot) -ChildPath 'ps_scripts'
-    $script:ScriptPath = Join-Path -Path $script:ScriptsDir -ChildPath 'Test-PsDriverConnection.ps1'
-    $contract = Get-Content -LiteralPath (Join-Path -Path $script:ScriptsDir -ChildPath 'Test-PsDriverConnection.contract.json') -Raw |
-        ConvertFrom-Json -AsHashtable
-    $script:ResultSchema = $contract['result'] | ConvertTo-Json -Depth 100
+    . (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriverTestHelpers.ps1')
+    $script:ScriptPath = Get-TestScriptPath -ScriptName 'Test-PsDriverConnection'
+    $script:ResultSchema = Get-TestResultSchema -ScriptName 'Test-PsDriverConnection'
 }
 
 Describe 'Test-PsDriverConnection' -Skip:(-not $IsWindows) {

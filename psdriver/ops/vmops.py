@@ -26,6 +26,7 @@ from oslo_log import log as logging
 from psdriver.bridge import errors as bridge_errors
 from psdriver.bridge.client import Bridge
 from psdriver.ops import configdrive, errors
+from psdriver.ops.imagecache import CachedImage
 from psdriver.ops.vifops import VifOps
 
 LOG = logging.getLogger(__name__)
@@ -59,6 +60,9 @@ CONSOLE_LOG_BYTES = 512 * 1024
 CONSOLE_MAX_BYTES = 2 * CONSOLE_LOG_BYTES
 CONSOLE_LOG = 'console.log'
 SERIAL_LOG_PORT = 1
+#: Power actions that leave the VM running: Set-InstancePowerState makes sure its
+#: console logger runs in the same round trip (power_on, reboot, unpause, resume).
+LOGGING_ACTIONS = frozenset({'Start', 'Restart', 'SoftReboot', 'Resume', 'Restore'})
 
 #: system_metadata key remembering the rescue disk's format (vhd or vhdx).
 RESCUE_FORMAT_KEY = 'psdriver_rescue_disk_format'
@@ -134,8 +138,6 @@ class VMOps:
         self._clock = clock
         self._summary_lock = threading.Lock()
         self._summary: tuple[float, dict[str, dict[str, Any]]] | None = None
-        #: Instance UUIDs whose console logger this service saw started or running.
-        self._loggers: set[str] = set()
 
     # -- where things are ---------------------------------------------------------
 
@@ -194,44 +196,58 @@ class VMOps:
         generation = vm_generation(image_meta)
         drive = self._config_drive(context, instance, injected_files, admin_password,
                                    network_info)
-        for reuse_known in (True, False):
-            root = self._root_disk(context, instance, image_meta, generation, reuse_known)
-            spec = self._spec(instance, image_meta, generation, root, network_info,
-                              block_device_info, power_on)
+
+        def create(image: CachedImage, last_try: bool) -> dict[str, Any]:
+            spec = self._spec(instance, image_meta, generation, self._root_spec(instance, image),
+                              network_info, block_device_info, power_on)
             spec['config_drive'] = drive
             LOG.info('Creating VM %s (generation %d, %d vCPUs, %d MB)', instance.name,
                      generation, spec['vcpus'], spec['memory_mb'], instance=instance)
             try:
                 with SpawnErrors(instance):
-                    result = self._new_instance(spec, image_gone_is_fatal=not reuse_known)
-            except CachedImageGone:
-                LOG.info('Cached image %s is gone from the host; fetching it again',
-                         root['source'], instance=instance)
-                self._images.forget(str(image_meta.id))
-                continue
+                    return self._call_with_image('New-Instance', {'Spec': spec},
+                                                 'PsDriver.ImageNotFound', last_try)
             finally:
                 self.invalidate()
-            break
-        logger = result.get('console_logger') or {}
-        if logger.get('running'):
-            self._loggers.add(instance.uuid)
-        elif logger:
-            LOG.warning('Console log of %s not started: %s', instance.name, logger.get('error'),
-                        instance=instance)
+
+        result = self._with_cached_image(
+            lambda reuse_known: self._root_image(context, instance, image_meta, generation,
+                                                 reuse_known),
+            create)
+        self._warn_no_logger(instance, result.get('console_logger'))
         return result
 
-    def _new_instance(self, spec: dict[str, Any], image_gone_is_fatal: bool) -> dict[str, Any]:
+    def _with_cached_image(self, fetch: Callable[[bool], CachedImage],
+                           run: Callable[[CachedImage, bool], dict[str, Any]]
+                           ) -> dict[str, Any]:
+        """``run(image, last_try)`` on the cached image ``fetch(reuse_known)`` gives.
+
+        First with the file this service already knows (no round trip to
+        find it); when the host says that file is gone (another service
+        sharing the folder removed it), forget it, look it up (or download
+        it) again and run once more.
+        """
+        for reuse_known in (True, False):
+            image = fetch(reuse_known)
+            try:
+                return run(image, not reuse_known)
+            except CachedImageGone:
+                LOG.info('Cached image %s is gone from the host; looking it up again',
+                         image.path)
+                self._images.forget(image.image_id)
+        raise AssertionError('unreachable: the second try never raises CachedImageGone')
+
+    def _call_with_image(self, script: str, params: dict[str, Any], gone_error_id: str,
+                         last_try: bool) -> dict[str, Any]:
         try:
-            return self._bridge.call('New-Instance', {'Spec': spec})
+            return self._bridge.call(script, params)
         except bridge_errors.ScriptObjectNotFound as exc:
-            if exc.error_id == 'PsDriver.ImageNotFound' and not image_gone_is_fatal:
+            if exc.error_id == gone_error_id and not last_try:
                 raise CachedImageGone() from exc
             raise
 
-    def _root_disk(self, context: Any, instance: Any, image_meta: Any, generation: int,
-                   reuse_known: bool = False) -> dict[str, Any] | None:
-        if 'id' not in image_meta or not image_meta.id:
-            return None       # boot from volume: refused earlier without volumes support
+    def _root_image(self, context: Any, instance: Any, image_meta: Any, generation: int,
+                    reuse_known: bool = False) -> CachedImage:
         root_gb = instance.flavor.root_gb or None
         image = self._images.get_cached_image(context, instance, root_gb,
                                               reuse_known=reuse_known)
@@ -239,10 +255,14 @@ class VMOps:
             raise exception.InstanceUnacceptable(
                 instance_id=instance.uuid,
                 reason='generation 2 VMs cannot boot from a VHD image; use VHDX')
+        return image
+
+    def _root_spec(self, instance: Any, image: CachedImage) -> dict[str, Any]:
         # An ISO is copied and boots from a DVD drive; only a disk can be differencing.
         return {'source': image.path,
                 'cow': bool(self._conf.use_cow_images) and image.format != 'iso',
-                'format': image.format, 'size_gb': root_gb, 'controller': None}
+                'format': image.format, 'size_gb': instance.flavor.root_gb or None,
+                'controller': None}
 
     def _spec(self, instance: Any, image_meta: Any, generation: int,
               root: dict[str, Any] | None, network_info: Any, block_device_info: Any,
@@ -311,42 +331,12 @@ class VMOps:
         return {'content_base64': base64.b64encode(image).decode('ascii'),
                 'format': 'vhd' if as_vhd else 'iso', 'as_dvd': not as_vhd}
 
-    def ensure_console_logger(self, instance: Any) -> None:
-        """Start the host-side serial log reader unless this service knows it runs.
-
-        New-Instance starts it with the VM and it outlives power cycles, but
-        not a host reboot: power_on and init_host call this.  A failure costs
-        the log, not the operation.
-        """
-        self._ensure_logger(instance.name, instance.uuid, instance)
-
-    def ensure_running_console_loggers(self) -> None:
-        """init_host: every running Nova VM gets its logger back (one call per VM).
-
-        Best effort, like every logger start: a host that cannot list its VMs
-        now costs the logs, not the service start.
-        """
-        try:
-            vms = self.summary(refresh=True)
-        except errors.HyperVHostError as exc:
-            LOG.warning('Console loggers not checked: %s', exc)
-            return
-        for uuid, vm in sorted(vms.items()):
-            if POWER_STATE.get(vm['state']) == power_state.RUNNING:
-                self._ensure_logger(vm['name'], uuid)
-
-    def _ensure_logger(self, name: str, uuid: str, instance: Any = None) -> None:
-        if uuid in self._loggers:
-            return
-        log_path = ntpath.join(self._conf.instances_path, name, CONSOLE_LOG)
-        try:
-            result = self._bridge.call('Start-InstanceConsoleLogger', {
-                'Name': name, 'LogPath': log_path, 'MaxLogBytes': CONSOLE_LOG_BYTES})
-        except bridge_errors.PsDriverBridgeException as exc:
-            LOG.warning('Console log of %s not started: %s', name, exc, instance=instance)
-            return
-        if result['running']:
-            self._loggers.add(uuid)
+    @staticmethod
+    def _warn_no_logger(instance: Any, logger: dict[str, Any] | None) -> None:
+        """A console logger that does not run costs the log, never the operation."""
+        if logger and not logger.get('running'):
+            LOG.warning('Console log of %s not started: %s', instance.name, logger.get('error'),
+                        instance=instance)
 
     # -- destroy ----------------------------------------------------------------------
 
@@ -371,7 +361,6 @@ class VMOps:
                     return {'name': instance.name, 'existed': False}
         finally:
             self.invalidate()
-            self._loggers.discard(instance.uuid)
         if result['existed']:
             LOG.info('Removed VM %s (was %s)', instance.name, result['previous_state'],
                      instance=instance)
@@ -382,7 +371,15 @@ class VMOps:
     def _power(self, instance: Any, action: str, operation: str,
                timeout: int | None = None, retry_interval: int | None = None,
                no_force: bool = False) -> dict[str, Any]:
+        """Set-InstancePowerState; a VM it leaves running gets its console logger too.
+
+        The logger does not survive a host reboot; asking the host to make
+        sure it runs costs a mutex check there and no extra round trip.
+        """
         params: dict[str, Any] = {'Name': instance.name, 'Action': action}
+        if action in LOGGING_ACTIONS:
+            params['ConsoleLogPath'] = self._path(instance, CONSOLE_LOG)
+            params['ConsoleLogMaxBytes'] = CONSOLE_LOG_BYTES
         call_timeout = None
         if timeout is not None:
             params['TimeoutSeconds'] = int(timeout)
@@ -393,14 +390,15 @@ class VMOps:
             params['NoForce'] = True
         try:
             with errors.translate(instance.uuid, operation):
-                return self._bridge.call('Set-InstancePowerState', params,
-                                         timeout=call_timeout)
+                result = self._bridge.call('Set-InstancePowerState', params,
+                                           timeout=call_timeout)
         finally:
             self.invalidate()
+        self._warn_no_logger(instance, result.get('console_logger'))
+        return result
 
     def power_on(self, instance: Any) -> None:
         self._power(instance, 'Start', 'power_on')
-        self.ensure_console_logger(instance)
 
     def power_off(self, instance: Any, timeout: int = 0, retry_interval: int = 0) -> None:
         """Clean guest shutdown within ``timeout`` seconds then hard off; 0: hard off."""
@@ -440,34 +438,41 @@ class VMOps:
         generation = vm_generation(image_meta)
         # No rescue image named: the instance's own image, as compute-hyperv did.
         rescue_image = image_meta if 'id' in image_meta and image_meta.id else None
-        image = self._images.get_cached_image(context, instance, None, image_meta=rescue_image)
-        if image.format == 'iso':
-            raise exception.ImageUnacceptable(image_id=image.image_id,
-                                              reason='a rescue image must be a VHD or VHDX')
-        params: dict[str, Any] = {
-            'Name': instance.name,
-            'RescueDiskPath': self._path(instance, f'root-rescue.{image.format}'),
-            'RescueImagePath': image.path,
-        }
-        if generation == GEN2 and image.format == 'vhd':
-            raise exception.ImageUnacceptable(
-                image_id=image.image_id, reason='generation 2 VMs cannot boot from a VHD')
         drive = self._config_drive(context, instance, None, rescue_password, network_info,
                                    rescue=True)
-        if drive is not None:
-            params['ConfigDrivePath'] = self._path(
-                instance, f'configdrive-rescue.{drive["format"]}')
-            params['ConfigDriveBase64'] = drive['content_base64']
-            params['OriginalConfigDrivePath'] = self._path(
-                instance, f'configdrive.{drive["format"]}')
-        try:
-            with errors.translate(instance.uuid, 'rescue'):
-                result = self._bridge.call('Set-InstanceRescue', params)
-        finally:
-            self.invalidate()
-        # Unrescue must find the same file; the manager saves the instance after rescue.
-        instance.system_metadata[RESCUE_FORMAT_KEY] = image.format
-        return result
+
+        def boot_rescue_disk(image: CachedImage, last_try: bool) -> dict[str, Any]:
+            if image.format == 'iso':
+                raise exception.ImageUnacceptable(image_id=image.image_id,
+                                                  reason='a rescue image must be a VHD or VHDX')
+            if generation == GEN2 and image.format == 'vhd':
+                raise exception.ImageUnacceptable(
+                    image_id=image.image_id, reason='generation 2 VMs cannot boot from a VHD')
+            params: dict[str, Any] = {
+                'Name': instance.name,
+                'RescueDiskPath': self._path(instance, f'root-rescue.{image.format}'),
+                'RescueImagePath': image.path,
+            }
+            if drive is not None:
+                params['ConfigDrivePath'] = self._path(
+                    instance, f'configdrive-rescue.{drive["format"]}')
+                params['ConfigDriveBase64'] = drive['content_base64']
+                params['OriginalConfigDrivePath'] = self._path(
+                    instance, f'configdrive.{drive["format"]}')
+            try:
+                with errors.translate(instance.uuid, 'rescue'):
+                    result = self._call_with_image('Set-InstanceRescue', params,
+                                                   'PsDriver.RescueImageNotFound', last_try)
+            finally:
+                self.invalidate()
+            # Unrescue must find the same file; the manager saves the instance after rescue.
+            instance.system_metadata[RESCUE_FORMAT_KEY] = image.format
+            return result
+
+        return self._with_cached_image(
+            lambda reuse_known: self._images.get_cached_image(
+                context, instance, None, image_meta=rescue_image, reuse_known=reuse_known),
+            boot_rescue_disk)
 
     def unrescue(self, instance: Any) -> dict[str, Any]:
         disk_format = instance.system_metadata.get(RESCUE_FORMAT_KEY) or 'vhdx'

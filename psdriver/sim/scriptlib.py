@@ -1,7 +1,7 @@
 """What the ps_scripts share, in Python: their error records, lookups and formats.
 
 Handlers use these so that a simulated script fails with the same category,
-error id, exception type and wording as the real one (``New-ErrorRecord``
+error id, exception type and wording as the real one (``New-PsDriverErrorRecord``
 in the scripts throws ``System.InvalidOperationException`` records), and
 reports VMs, adapters and drives in the same shapes.
 """
@@ -16,7 +16,7 @@ from psdriver.sim import paths
 from psdriver.sim.errors import PARAMETER_BINDING_EXCEPTION, SimError
 from psdriver.sim.state import Drive, NetworkAdapter, Vm
 
-#: Exception type of every error a script raises itself (New-ErrorRecord).
+#: Exception type of every error a script raises itself (New-PsDriverErrorRecord).
 SCRIPT_EXCEPTION = 'System.InvalidOperationException'
 
 _UUID_IN_NOTES = re.compile(
@@ -28,7 +28,7 @@ _CONTROLLER_ORDER = {'IDE': 0, 'SCSI': 1}
 
 
 def script_error(message: str, category: str, error_id: str, target: Any = '') -> SimError:
-    """An error a script throws with ``New-ErrorRecord``."""
+    """An error a script throws with ``New-PsDriverErrorRecord``."""
     return SimError(message, category, error_id, SCRIPT_EXCEPTION,
                     '' if target is None else str(target))
 
@@ -114,7 +114,7 @@ def text_list(params: dict[str, Any], name: str) -> list[str]:
 # -- VMs ------------------------------------------------------------------------------
 
 def target_vm(host: Any, name: str) -> Vm:
-    """``Get-TargetVM``: the one VM named ``name`` (case-insensitive, no wildcards)."""
+    """``Get-PsDriverVM``: the one VM named ``name`` (case-insensitive, no wildcards)."""
     vm = host.find_vm(name)
     if vm is None:
         raise script_error(f"Virtual machine '{name}' was not found on this host.",
@@ -122,8 +122,19 @@ def target_vm(host: Any, name: str) -> Vm:
     return vm
 
 
+#: States Remove-VM takes as they are (``Remove-PsDriverVM``); any other is turned off first.
+STOPPED_STATES = ('Off', 'Saved', 'OffCritical', 'SavedCritical')
+
+
+def remove_vm(host: Any, vm: Vm) -> None:
+    """``Remove-PsDriverVM``: turn the VM off hard unless it is off or saved, then remove it."""
+    if vm.state not in STOPPED_STATES:
+        host.stop_vm(vm.name, turn_off=True)
+    host.remove_vm(vm.name)
+
+
 def notes_uuid(notes: str | None) -> str | None:
-    """``ConvertTo-InstanceUuid``: the instance UUID on the first line of the Notes."""
+    """``ConvertTo-PsDriverInstanceUuid``: the instance UUID on the first line of the Notes."""
     if notes is None or not notes.strip():
         return None
     first = re.split(r'\r?\n', notes, maxsplit=1)[0].strip()
@@ -138,7 +149,7 @@ def uptime_seconds(vm: Vm, now: float) -> int:
 # -- MAC addresses and adapters -------------------------------------------------------
 
 def hyperv_mac(text: str | None) -> str | None:
-    """``ConvertTo-HyperVMac``: 'fa:16:3e:01:02:03' -> 'FA163E010203'; None if not a MAC."""
+    """``ConvertTo-PsDriverHyperVMac``: 'fa:16:3e:01:02:03' -> 'FA163E010203'; None if no MAC."""
     if text is None or not str(text).strip():
         return None
     value = str(text).strip()
@@ -148,7 +159,7 @@ def hyperv_mac(text: str | None) -> str | None:
 
 
 def mac_string(mac: str | None) -> str | None:
-    """``ConvertTo-MacString``: 'FA163E010203' -> 'fa:16:3e:01:02:03'; None for zeros."""
+    """``ConvertTo-PsDriverMacString``: 'FA163E010203' -> 'fa:16:3e:01:02:03'; None for zeros."""
     hex_digits = re.sub(r'[^0-9a-fA-F]', '', mac or '')
     if len(hex_digits) != 12 or hex_digits == '000000000000':
         return None
@@ -157,7 +168,7 @@ def mac_string(mac: str | None) -> str | None:
 
 
 def nic_record(nic: NetworkAdapter) -> dict[str, Any]:
-    """``Get-NicRecord``."""
+    """``Get-PsDriverNicRecord``."""
     return {'name': nic.name, 'mac': mac_string(nic.mac_address),
             'switch': nic.switch_name or None, 'vlan': nic.vlan_id,
             'connected': bool(nic.switch_name)}
@@ -188,12 +199,12 @@ def dvd_drives(vm: Vm) -> list[Drive]:
 # -- paths ----------------------------------------------------------------------------
 
 def is_absolute(path: str) -> bool:
-    """``Test-AbsolutePath``: ``C:\\...`` or ``\\\\server\\share...``."""
+    """``Test-PsDriverAbsolutePath``: ``C:\\...`` or ``\\\\server\\share...``."""
     return isinstance(path, str) and bool(_ABSOLUTE.match(path))
 
 
 def same_path(left: str | None, right: str | None) -> bool:
-    """``Test-SamePath``: equal ignoring case, slashes and a trailing separator."""
+    """``Test-PsDriverSamePath``: equal ignoring case, slashes and a trailing separator."""
     if not left or not left.strip() or not right or not right.strip():
         return False
     a = left.strip().replace('/', '\\').rstrip('\\')
@@ -202,7 +213,7 @@ def same_path(left: str | None, right: str | None) -> bool:
 
 
 def path_key(path: str) -> str | None:
-    """Comparable form of a path (``Get-PathKey``); None when it is not a usable path."""
+    """Comparable form of a path (``Get-PsDriverPathKey``); None when it is not a usable path."""
     try:
         return paths.key(paths.normalize(path))
     except SimError:

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from psdriver.bridge import contracts, errors, pwsh_syntax
+from psdriver.bridge import contracts, errors, helpers, pwsh_syntax
 from psdriver.bridge.render import FEATURES, Renderer, feature_sets
 
 SCRIPTS = contracts.script_names()
@@ -15,6 +15,73 @@ SCRIPTS = contracts.script_names()
 @pytest.fixture(scope='module')
 def renderer():
     return Renderer()
+
+
+def _library(renderer):
+    return helpers.parse_library(
+        (renderer.root / 'PsDriver.psm1').read_text(encoding='utf-8-sig'))
+
+
+def _commands(text):
+    """Names of the commands a PowerShell text invokes (tree-sitter command_name nodes)."""
+    found, stack = set(), [pwsh_syntax.parse(text).root_node]
+    while stack:
+        node = stack.pop()
+        if node.type == 'command_name':
+            found.add(node.text.decode('utf-8').lower())
+        stack.extend(node.children)
+    return found
+
+
+def _defined(text):
+    found, stack = set(), [pwsh_syntax.parse(text).root_node]
+    while stack:
+        node = stack.pop()
+        if node.type == 'function_name':
+            found.add(node.text.decode('utf-8').lower())
+        stack.extend(node.children)
+    return found
+
+
+@pytest.mark.parametrize('name', SCRIPTS)
+def test_wrapper_defines_every_helper_the_script_and_helpers_call(renderer, name):
+    text = renderer.render(name, {'local_process'})
+    module_functions = {f.name.lower() for f in _library(renderer).functions}
+    missing = (_commands(text) & module_functions) - _defined(text)
+    assert not missing, f'{name}: called but not inlined: {sorted(missing)}'
+
+
+def test_wrapper_leaves_out_helpers_the_script_does_not_use(renderer):
+    library = _library(renderer)
+    small = renderer.render('Test-PsDriverConnection')
+    assert 'function Invoke-PsDriverScriptBlock' in small
+    assert 'function Start-PsDriverConsoleLogger' not in small
+    assert len(small) < len(library.select(*(f.text for f in library.functions)))
+    assert 'function Start-PsDriverConsoleLogger' in renderer.render('New-Instance')
+
+
+def test_helper_selection_is_transitive_and_keeps_module_order():
+    library = helpers.parse_library(
+        'Set-StrictMode -Version Latest\n'
+        '# a section comment\n'
+        'function Get-A {\n    Get-B\n}\n'
+        'function Get-B {\n    "${function:Get-C}"\n}\n'
+        'function Get-C {\n    \'function Get-E { }\'\n}\n'
+        'function Get-D {\n    1\n}\n')
+    assert library.names() == {'Get-A', 'Get-B', 'Get-C', 'Get-D'}
+    chosen = library.select('Get-A -Verbose')
+    assert chosen.startswith('Set-StrictMode -Version Latest')
+    assert 'section comment' not in chosen
+    assert [n for n in ('Get-A', 'Get-B', 'Get-C', 'Get-D')
+            if f'function {n} ' in chosen] == ['Get-A', 'Get-B', 'Get-C']
+    assert library.select('get-c') == 'Set-StrictMode -Version Latest\n\n' \
+        'function Get-C {\n    \'function Get-E { }\'\n}'
+    assert library.select('nothing here') == 'Set-StrictMode -Version Latest'
+
+
+def test_a_helper_module_that_does_not_parse_is_refused():
+    with pytest.raises(ValueError, match='does not parse'):
+        helpers.parse_library('function Get-A {\n')
 
 
 def test_feature_sets_cover_every_combination():
@@ -38,8 +105,12 @@ def test_wrapper_structure(renderer, name):
     assert text.split('\n', 1)[0] == f'# psdriver-script: {name}'
     body = (renderer.root / f'{name}.ps1').read_text(encoding='utf-8-sig').rstrip('\n')
     assert '$psDriverScript = {\n' + body + '\n}\n' in text
-    helpers = (renderer.root / 'PsDriver.psm1').read_text(encoding='utf-8-sig')
-    assert helpers.strip() in text
+    section = text.split('# ---- PsDriver.psm1', 1)[1].split(f'# ---- {name}.ps1', 1)[0]
+    for function in _library(renderer).functions:
+        if function.text in section:
+            continue
+        assert function.name.lower() not in helpers.words(body), (
+            f'{name} uses {function.name}, which the wrapper left out')
     for line in ("Set-StrictMode -Version Latest", "$ErrorActionPreference = 'Stop'",
                  "$ProgressPreference = 'SilentlyContinue'"):
         assert line in text.split('# ---- PsDriver.psm1')[0]

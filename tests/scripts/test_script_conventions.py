@@ -9,7 +9,11 @@ and Get-Help would report on Windows, checked here without PowerShell:
 * its comment-based help has .SYNOPSIS, .DESCRIPTION, one .PARAMETER per
   declared parameter (and none for a parameter it does not declare), an
   .EXAMPLE and .OUTPUTS;
-* no syntax, command, parameter or variable that Windows PowerShell 5.1 lacks.
+* no syntax, command, parameter or variable that Windows PowerShell 5.1 lacks;
+* a script that calls a helper of PsDriver.psm1 imports the module when it
+  runs by hand: its first script-level statement that names a helper is the
+  import guard, which names a helper the script really calls; no script
+  defines a function of the module's again (the shared code lives once).
 
 The checks themselves are tested on small synthetic scripts, so that a
 broken check cannot pass silently.
@@ -76,6 +80,12 @@ PS7_ONLY_NODES = {
 }
 
 _FUNCTION = re.compile(r'^\s*function\s+([A-Za-z0-9_-]+)', re.MULTILINE | re.IGNORECASE)
+#: How a script imports PsDriver.psm1 when it runs by hand (the bridge has inlined the helpers).
+_IMPORT_GUARD = re.compile(
+    r"^if \(-not \(Get-Command -Name '(?P<name>[A-Za-z]+-[A-Za-z0-9]+)' -ErrorAction "
+    r"SilentlyContinue\)\) \{\n"
+    r"    Import-Module -Name \(Join-Path -Path \$PSScriptRoot -ChildPath 'PsDriver\.psm1'\) "
+    r"-Verbose:\$false\n\}$")
 _HELP_KEYWORD = re.compile(r'^\s*\.([A-Za-z]+)[ \t]*(\S*)[ \t]*$')
 _SINGULAR_ENDINGS = ('ss', 'us', 'is', 'ics')
 
@@ -226,6 +236,43 @@ def ps51_problems(text: str, require_depth: bool = True) -> list[str]:
     return problems
 
 
+def helper_names(module_text: str) -> set[str]:
+    """The functions PsDriver.psm1 defines at its top level (not those of the reader script)."""
+    root = pwsh_syntax.parse(module_text).root_node
+    names = set()
+    for statements in (c for c in root.children if c.type == 'statement_list'):
+        for node in statements.children:
+            if node.type == 'function_statement':
+                name = next(c for c in node.children if c.type == 'function_name')
+                names.add(name.text.decode('utf-8'))
+    return names
+
+
+def _mentions(text: str, names: set[str]) -> set[str]:
+    return {n for n in names if re.search(r'(?<![\w-])' + re.escape(n) + r'(?![\w-])', text)}
+
+
+def import_problems(text: str, helpers: set[str]) -> list[str]:
+    """A script using helpers imports the module first, by a guard naming a helper it calls."""
+    problems = [f'defines {name}, which PsDriver.psm1 provides'
+                for name in function_names(text) if name in helpers]
+    root = pwsh_syntax.parse(text).root_node
+    statements = [node for block in root.children if block.type == 'statement_list'
+                  for node in block.children if node.type not in ('function_statement', 'comment')]
+    first = next((n for n in statements if _mentions(n.text.decode('utf-8'), helpers)), None)
+    if first is None:
+        return problems
+    guard = _IMPORT_GUARD.match(first.text.decode('utf-8'))
+    if guard is None:
+        return problems + [f'line {first.start_point[0] + 1}: a helper of PsDriver.psm1 is used '
+                           'before the import guard']
+    rest = text[:first.start_byte] + text[first.end_byte:]
+    if guard.group('name') not in _mentions(rest, helpers):
+        problems.append(f"the import guard names {guard.group('name')}, which the script does "
+                        'not call')
+    return problems
+
+
 # -- the shipped scripts --------------------------------------------------------------------
 
 def test_scripts_are_found():
@@ -260,6 +307,19 @@ def test_runs_on_windows_powershell_51(path):
     assert ps51_problems(_read(path)) == []
 
 
+def test_helper_module_defines_its_helpers_once():
+    text = _read(HELPER_MODULE)
+    names = function_names(text)
+    assert len(names) == len(set(names))
+    assert {'Get-PsDriverVM', 'New-PsDriverErrorRecord', 'Start-PsDriverConsoleLogger'} <= \
+        helper_names(text)
+
+
+@pytest.mark.parametrize('path', SCRIPTS, ids=lambda p: p.stem)
+def test_script_imports_the_helpers_it_uses(path):
+    assert import_problems(_read(path), helper_names(_read(HELPER_MODULE))) == []
+
+
 def test_helper_module_runs_on_windows_powershell_51():
     # Its one ConvertTo-Json without -Depth serialises a flat settings table.
     assert ps51_problems(_read(HELPER_MODULE), require_depth=False) == []
@@ -272,8 +332,9 @@ def test_every_script_has_a_pester_test_that_parses(path):
     assert pwsh_syntax.parse_errors(_read(test)) == []
 
 
-def test_pester_runner_parses():
-    assert pwsh_syntax.parse_errors(_read(PESTER_DIR / 'Invoke-PsDriverPester.ps1')) == []
+@pytest.mark.parametrize('name', ['Invoke-PsDriverPester.ps1', 'PsDriverTestHelpers.ps1'])
+def test_pester_runner_and_helpers_parse(name):
+    assert pwsh_syntax.parse_errors(_read(PESTER_DIR / name)) == []
 
 
 # -- the checks can fail ----------------------------------------------------------------------
@@ -373,4 +434,38 @@ def test_header_check_finds_gaps(edit, fragment):
 ])
 def test_ps51_check_finds_powershell_7_constructs(line, fragment):
     problems = ps51_problems(_GOOD + line + '\n')
+    assert any(fragment in p for p in problems), problems
+
+
+_HELPERS = {'Get-PsDriverVM', 'New-PsDriverErrorRecord'}
+_GUARDED = _GOOD + """
+if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+}
+
+$vm = Get-PsDriverVM -Name $Name
+"""
+
+
+def test_import_check_accepts_a_guarded_script_and_one_without_helpers():
+    assert import_problems(_GUARDED, _HELPERS) == []
+    assert import_problems(_GOOD, _HELPERS) == []
+
+
+@pytest.mark.parametrize('edit,fragment', [
+    (lambda t: t.replace("if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction "
+                         "SilentlyContinue)) {\n    Import-Module -Name (Join-Path -Path "
+                         "$PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false\n}\n", ''),
+     'before the import guard'),
+    (lambda t: t.replace("$vm = Get-PsDriverVM -Name $Name\n", '$vm = $null\n'),
+     'does not call'),
+    (lambda t: t.replace("-Name 'Get-PsDriverVM' -", "-Name 'New-PsDriverErrorRecord' -"),
+     'does not call'),
+    (lambda t: t + 'function Get-PsDriverVM {\n    param()\n}\n', 'which PsDriver.psm1 provides'),
+    (lambda t: t.replace('$vm = Get-PsDriverVM', 'Get-PsDriverVM -Name x\n$vm = Get-PsDriverVM')
+     .replace("if (-not (Get-Command", "Get-PsDriverVM -Name y\nif (-not (Get-Command"),
+     'before the import guard'),
+])
+def test_import_check_finds_gaps(edit, fragment):
+    problems = import_problems(edit(_GUARDED), _HELPERS)
     assert any(fragment in p for p in problems), problems

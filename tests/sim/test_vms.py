@@ -159,6 +159,16 @@ def test_remove_instance_takes_a_vm_with_lost_storage_as_it_is(host, state):
     assert host.find_vm(vm.name) is None
 
 
+@pytest.mark.parametrize('state', ['Saved', 'OffCritical', 'Running'])
+def test_a_failed_spawn_removes_its_vm_whatever_its_state(host, state):
+    from psdriver.sim.handlers.spawn import _undo
+    vm = host.create_vm('instance-00000008')
+    vm.state = state                                    # as the Remove-Instance test above
+    with host.transaction():
+        _undo(host, [('VM', vm.name)])                  # as New-Instance's Undo-Creation
+    assert host.find_vm(vm.name) is None
+
+
 def test_running_vm_limit():
     host = SimHost(max_running_vms=2)
     for name in 'abc':

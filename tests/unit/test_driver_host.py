@@ -17,7 +17,7 @@ from nova.virt import event as virtevent
 from oslo_utils import uuidutils
 
 from psdriver import driver as psdriver_driver
-from psdriver.ops import imagecache
+from psdriver.ops import imagecache, vmops
 from psdriver.sim.image_files import iso
 
 from tests.unit.driver_env import BASE, GIB, HOSTNAME, INSTANCES, DriverEnv, vif
@@ -151,17 +151,58 @@ def test_init_host_gives_running_vms_their_console_logger_back(env, tmp_path):
     env.start()
     env.spawn(running, image)
     env.spawn(stopped, image, power_on=False)
+    env.host.create_vm('not-nova', notes='a VM of someone else')
+    env.host.start_vm('not-nova')
     for instance in (running, stopped):           # the host rebooted: no logger survived
         env.host.stop_console_logger(instance.name)
 
     env.restart()
 
-    assert env.host.console_logger(running.name) is not None
+    assert [c.name for c in env.calls] == ['Initialize-ComputeHost']     # one round trip
+    init = env.calls_of('Initialize-ComputeHost')[-1]
+    assert (init.params['ConsoleLogFileName'], init.params['ConsoleLogMaxBytes']) == \
+        ('console.log', vmops.CONSOLE_LOG_BYTES)
+    assert init.result['console_loggers'] == [
+        {'name': running.name, 'started': True, 'running': True, 'error': None}]
+    logger = env.host.console_logger(running.name)
+    assert logger is not None and logger.log_path == f'{INSTANCES}\\{running.name}\\console.log'
     assert env.host.console_logger(stopped.name) is None
-    assert [c.params['Name'] for c in env.calls_of('Start-InstanceConsoleLogger')] == \
-        [running.name]
-    env.driver.power_on(None, stopped, [])        # ... which power_on brings back
+    assert env.host.console_logger('not-nova') is None
+    assert env.calls_of('Start-InstanceConsoleLogger') == []
+
+    # ... and power_on brings the stopped one's back, in its one round trip.
+    assert env.round_trips(env.driver.power_on, None, stopped, []) == 1
     assert env.host.console_logger(stopped.name) is not None
+    assert env.calls_of('Set-InstancePowerState')[-1].result['console_logger']['started'] is True
+
+
+def test_init_host_starts_only_missing_loggers_and_reports_those_that_cannot_start(
+        env, tmp_path, caplog):
+    env.flags('powershell', sim_state_file=str(tmp_path / 'host.json'))
+    image = env.image()
+    kept, broken = env.instance(image), env.instance(image)
+    env.start()
+    env.spawn(kept, image)
+    env.spawn(broken, image)
+    env.host.stop_console_logger(broken.name)
+    # A running Nova VM whose instance folder is not where the log goes.
+    stray = env.host.create_vm('instance-0000beef', notes=uuidutils.generate_uuid(),
+                               path='C:\\elsewhere')
+    env.host.set_com_port(stray.name, 'COM1', '\\\\.\\pipe\\stray_ro')
+    env.host.start_vm(stray.name)
+
+    env.restart()
+
+    loggers = {lg['name']: lg for lg in env.calls_of('Initialize-ComputeHost')[-1].result[
+        'console_loggers']}
+    assert loggers[kept.name] == {'name': kept.name, 'started': False, 'running': True,
+                                  'error': None}
+    assert loggers[broken.name] == {'name': broken.name, 'started': True, 'running': True,
+                                    'error': None}
+    assert loggers[stray.name]['running'] is False
+    assert 'does not exist' in loggers[stray.name]['error']
+    assert f'Console log of {stray.name} not started' in caplog.text
+    assert env.driver.host_report['hostname'] == HOSTNAME     # the service started all the same
 
 
 # -- lifecycle events -----------------------------------------------------------------------
@@ -186,9 +227,8 @@ def test_the_event_poller_takes_its_baseline_at_once(env):
     env.flags('workarounds', handle_virt_lifecycle_events=True)
     env.flags('hyperv', power_state_event_polling_interval=60)
     env.start()
-    # init_host looks at the VMs once (console loggers); the poller's first look follows
-    # at once, not a polling interval later.
-    assert wait_for(lambda: len(env.calls_of('Get-InstanceSummary')) == 2, 3)
+    # The poller's first look follows init_host at once, not a polling interval later.
+    assert wait_for(lambda: len(env.calls_of('Get-InstanceSummary')) == 1, 3)
 
 
 def test_the_event_poller_reports_what_happens_behind_the_driver(env):

@@ -179,8 +179,52 @@ def test_power_on_is_one_round_trip_while_the_logger_runs(env, running):
     env.driver.power_off(running)
     assert env.round_trips(env.driver.power_on, None, running, []) == 1
     assert state(env, running) == 'Running'
+    assert last_power(env).result['console_logger']['started'] is False     # it kept running
     env.driver.power_on(None, running, [])          # already running: nothing to do
     assert last_power(env).result['changed'] is False
+
+
+def test_power_on_brings_back_a_logger_lost_with_the_host_in_the_same_round_trip(env, running):
+    env.driver.power_off(running)
+    env.host.stop_console_logger(running.name)      # as a host reboot does
+
+    assert env.round_trips(env.driver.power_on, None, running, []) == 1
+
+    call = last_power(env)
+    assert (call.params['ConsoleLogPath'], call.params['ConsoleLogMaxBytes']) == \
+        (f'{folder(running)}\\console.log', vmops.CONSOLE_LOG_BYTES)
+    logger = call.result['console_logger']
+    assert (logger['started'], logger['running'], logger['error']) == (True, True, None)
+    assert logger['pipe_path'] == f'\\\\.\\pipe\\{running.uuid}_ro'
+    env.host.write_console(running.name, 'after the host came back')
+    assert 'after the host came back' in env.driver.get_console_output(None, running).decode()
+
+
+def test_a_logger_that_cannot_start_does_not_fail_power_on(env, running, caplog):
+    env.driver.power_off(running)
+    env.host.stop_console_logger(running.name)
+    env.host.set_com_port(running.name, 'COM1', '')
+
+    env.driver.power_on(None, running, [])
+
+    assert state(env, running) == 'Running'
+    assert 'no serial port' in last_power(env).result['console_logger']['error']
+    assert f'Console log of {running.name} not started' in caplog.text
+
+
+@pytest.mark.parametrize('operation,action,logs', [
+    (lambda d, i: d.power_off(i), 'Stop', False),
+    (lambda d, i: d.pause(i), 'Pause', False),
+    (lambda d, i: d.suspend(None, i), 'Save', False),
+    (lambda d, i: d.reboot(None, i, [], 'HARD'), 'Restart', True),
+])
+def test_actions_that_leave_the_vm_running_ask_for_its_logger(env, running, operation, action,
+                                                              logs):
+    operation(env.driver, running)
+    call = last_power(env)
+    assert call.params['Action'] == action
+    assert ('ConsoleLogPath' in call.params) is logs
+    assert (call.result['console_logger'] is not None) is logs
 
 
 def test_pause_and_unpause(env, running):

@@ -8,9 +8,11 @@ from typing import Any
 from psdriver.sim import paths
 from psdriver.sim.dispatch import handler, prepare
 from psdriver.sim.errors import PARAMETER_BINDING_EXCEPTION, SimError
+from psdriver.sim.handlers.console import RUNNING_STATES, ensure_logger
 from psdriver.sim.host import SimHost
 from psdriver.sim.scriptlib import (
-    in_set, is_absolute, is_dir, join, not_empty, script_error, switch, text_list)
+    in_set, int_param, is_absolute, is_dir, join, not_empty, notes_uuid, script_error, switch,
+    text_list)
 from psdriver.sim.state import GIB
 
 _UNC_ROOT = re.compile(r'^\\\\([^\\]+)\\([^\\]+)')
@@ -52,6 +54,29 @@ def _new_folder(host: SimHost, path: str) -> None:
                            'PsDriver.InstancesPathNotFound', path) from None
 
 
+def _pattern_error(script: str, param: str, value: str, pattern: str) -> SimError:
+    """``[ValidatePattern()]`` refusing ``value``."""
+    return SimError(f"Cannot validate argument on parameter '{param}'. The argument "
+                    f'"{value}" does not match the "{pattern}" pattern. Supply an argument '
+                    f'that matches "{pattern}" and try the command again.', 'InvalidData',
+                    f'ParameterArgumentValidationError,{script}', PARAMETER_BINDING_EXCEPTION,
+                    value)
+
+
+def _console_loggers(host: SimHost, instances: str, file_name: str,
+                     max_bytes: int) -> list[dict[str, Any]]:
+    """Step 6: every running instance (Notes carry a UUID) gets its console logger back."""
+    loggers = []
+    for vm in sorted(host.state.vms.values(), key=lambda v: v.name.lower()):
+        if vm.state not in RUNNING_STATES or notes_uuid(vm.notes) is None:
+            continue
+        log_path = join(join(instances, vm.name), file_name)
+        record = ensure_logger(host, vm, log_path, max_bytes)
+        loggers.append({'name': vm.name, 'started': record['started'],
+                        'running': record['running'], 'error': record['error']})
+    return loggers
+
+
 def _probe(host: SimHost, folder: str) -> None:
     """``Test-FolderWritable``: write and delete a probe file."""
     probe = join(folder, '.psdriver-probe.tmp')
@@ -69,12 +94,11 @@ def initialize_compute_host(host: SimHost, params: dict[str, Any]) -> dict[str, 
     wanted_path = not_empty(script, params, 'InstancesPath')
     base_name = str(params.get('BaseDirectoryName', '_base'))
     if not base_name or not _BASE_NAME.match(base_name):
-        raise SimError(f"Cannot validate argument on parameter 'BaseDirectoryName'. The "
-                       f'argument "{base_name}" does not match the "^[^\\\\/:*?"<>|]+$" '
-                       'pattern. Supply an argument that matches "^[^\\\\/:*?"<>|]+$" and try '
-                       'the command again.', 'InvalidData',
-                       f'ParameterArgumentValidationError,{script}',
-                       PARAMETER_BINDING_EXCEPTION, base_name)
+        raise _pattern_error(script, 'BaseDirectoryName', base_name, _BASE_NAME.pattern)
+    log_name = params.get('ConsoleLogFileName')
+    if log_name is not None and not _BASE_NAME.match(str(log_name)):
+        raise _pattern_error(script, 'ConsoleLogFileName', str(log_name), _BASE_NAME.pattern)
+    log_bytes = int_param(script, params, 'ConsoleLogMaxBytes', 524288, 4096, 1073741824)
     required = text_list(params, 'RequiredSwitches')
     minimum = _version(params.get('MinimumOSVersion', '10.0.14393'), script,
                        'MinimumOSVersion')
@@ -147,18 +171,27 @@ def initialize_compute_host(host: SimHost, params: dict[str, Any]) -> dict[str, 
         'is_cluster_node': cluster is not None,
         'cluster_name': cluster.name if cluster is not None else None,
         'numa_spanning_enabled': cfg.numa_spanning_enabled,
+        'console_loggers': _console_loggers(host, full, str(log_name), log_bytes)
+        if log_name else [],
     }
 
 
 @prepare('Initialize-ComputeHost')
 def _init_prepare(host: SimHost, params: dict[str, Any]) -> None:
-    """The share of a UNC path; the CSV volume folder of a ClusterStorage path."""
-    from psdriver.sim.scenario import ensure_folder, ensure_volume
+    """The share of a UNC path; the CSV volume folder of a ClusterStorage path.
+
+    With ConsoleLogFileName, a running instance in InstancesPath whose logger
+    is gone, as after a host reboot.
+    """
+    from psdriver.sim.scenario import add_instance, ensure_folder, ensure_volume
     path = params['InstancesPath']
     ensure_volume(host, path)
     csv = _CSV_ROOT.match(path)
     if csv:
         ensure_folder(host, paths.normalize(csv.group(0)))
+    if params.get('ConsoleLogFileName'):
+        add_instance(host, 'instance-00000001',
+                     instance_dir=join(paths.normalize(path), 'instance-00000001'))
 
 
 @handler('Invoke-HostPowerAction')

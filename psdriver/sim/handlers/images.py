@@ -67,7 +67,7 @@ def select(files: list[FileEntry], names: list[str]) -> tuple[list[FileEntry], l
 
 
 def image_usage(host: SimHost) -> dict[str, list[str]]:
-    """``Get-ImageUsage``: path key -> names of the VMs using the file."""
+    """``Get-PsDriverImageUsage``: path key -> names of the VMs using the file."""
     usage: dict[str, list[str]] = {}
 
     def use(path: str, vm_name: str) -> None:

@@ -12,7 +12,7 @@ from psdriver.sim.errors import SimError
 from psdriver.sim.host import SimHost
 from psdriver.sim.scriptlib import (
     dvd_drives, hard_disks, is_absolute, is_dir, is_file, is_under, nic_record, not_empty,
-    notes_uuid, script_error, switch, target_vm, uptime_seconds)
+    notes_uuid, remove_vm, script_error, switch, target_vm, uptime_seconds)
 from psdriver.sim.state import MIB, Vm
 from psdriver.sim.storage import ACTIVE_STATES
 
@@ -21,8 +21,6 @@ _UUID = re.compile(r'^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F
 _ROOTS = (re.compile(r'^[A-Za-z]:[\\/]*$'), re.compile(r'^\\\\[^\\/]+[\\/][^\\/]+[\\/]*$'),
           re.compile(r'^[\\/]+$'))
 _DISK_FILE = re.compile(r'\.a?vhdx?$', re.IGNORECASE)
-#: States Remove-VM takes as they are; any other is turned off first.
-_STOPPED_STATES = ('Off', 'Saved', 'OffCritical', 'SavedCritical')
 
 
 # -- Remove-Instance ------------------------------------------------------------------------
@@ -90,9 +88,7 @@ def remove_instance(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
         vm_id, previous, snapshots = vm.id, vm.state, len(vm.snapshots)
         if delete_files:
             files = _instance_files(host, vm, folder)
-        if previous not in _STOPPED_STATES:
-            host.stop_vm(vm.name, turn_off=True)
-        host.remove_vm(vm.name)
+        remove_vm(host, vm)
     if delete_files:
         for path in files:
             if is_file(host, path):

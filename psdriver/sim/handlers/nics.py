@@ -23,7 +23,7 @@ EXAMPLE_SWITCHES = ('br-int',)
 
 
 def assert_hotplug(vm: Vm, operation: str) -> None:
-    """``Assert-NicHotplug``."""
+    """``Assert-PsDriverNicHotplug``."""
     if vm.state != 'Off' and vm.generation == 1:
         raise script_error(f"Cannot {operation} a network adapter on virtual machine "
                            f"'{vm.name}' while it is {vm.state}: generation 1 virtual machines "
@@ -33,7 +33,7 @@ def assert_hotplug(vm: Vm, operation: str) -> None:
 
 
 def nic_change(vm: Vm, description: str, change: Callable[[], T]) -> T:
-    """``Invoke-NicChange``: a refusal becomes PsDriver.NicOperationFailed."""
+    """``Invoke-PsDriverNicChange``: a refusal becomes PsDriver.NicOperationFailed."""
     state = vm.state
     try:
         return change()

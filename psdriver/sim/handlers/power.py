@@ -4,7 +4,8 @@
 Hyper-V cmdlet the script runs, applied to the host's state machine, which
 refuses what Hyper-V refuses.  A refusal becomes InvalidOperation /
 PsDriver.InvalidPowerTransition carrying Hyper-V's message.  The guest
-shutdown is simulated time: nothing sleeps.
+shutdown is simulated time: nothing sleeps.  With ConsoleLogPath, a VM left
+running gets its console logger (:func:`~psdriver.sim.handlers.console.ensure_logger`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, Callable
 
 from psdriver.sim.dispatch import handler, prepare
 from psdriver.sim.errors import SimError
+from psdriver.sim.handlers.console import RUNNING_STATES, ensure_logger
 from psdriver.sim.host import SimHost
 from psdriver.sim.scriptlib import in_set, int_param, not_empty, script_error, switch, target_vm
 
@@ -71,6 +73,8 @@ def set_power_state(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     timeout = int_param(NAME, params, 'TimeoutSeconds', 60, 0, 86400)
     int_param(NAME, params, 'RetryIntervalSeconds', 5, 1, 3600)
     no_force = switch(params, 'NoForce')
+    log_path = params.get('ConsoleLogPath') or ''
+    log_bytes = int_param(NAME, params, 'ConsoleLogMaxBytes', 524288, 4096, 1073741824)
     vm = target_vm(host, name)
     name = vm.name
     previous = vm.state
@@ -102,9 +106,13 @@ def set_power_state(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
         else:
             _run_step(host, 'Reset', name, action)
             forced = True
+    vm = host.get_vm(name)
+    logger = None
+    if log_path and vm.state in RUNNING_STATES:
+        logger = ensure_logger(host, vm, str(log_path), log_bytes)
     return {'name': name, 'action': action, 'previous_state': previous,
-            'state': host.get_vm(name).state, 'changed': bool(plan), 'forced': forced,
-            'waited_seconds': waited}
+            'state': vm.state, 'changed': bool(plan), 'forced': forced,
+            'waited_seconds': waited, 'console_logger': logger}
 
 
 @prepare(NAME)

@@ -38,7 +38,7 @@ def _slot(drive: Drive) -> Slot:
 
 
 def attached(vm: Vm) -> list[Drive]:
-    """``Get-AttachedDrive``: hard disks, then DVD drives."""
+    """``Get-PsDriverAttachedDrive``: hard disks, then DVD drives."""
     return hard_disks(vm) + dvd_drives(vm)
 
 
@@ -51,7 +51,7 @@ def find_at(vm: Vm, slot: Slot) -> Drive | None:
 
 
 def free_slot(host: SimHost, vm: Vm, controller_type: str) -> Slot:
-    """``Get-FreeSlot``: the first free IDE or SCSI slot (adds a SCSI controller if none)."""
+    """``Get-PsDriverFreeDriveSlot``: the first free IDE or SCSI slot (a SCSI controller added)."""
     used = {_slot(d) for d in vm.drives}
     if controller_type == 'IDE':
         for number in range(IDE_CONTROLLERS):
@@ -79,7 +79,7 @@ def attach_disk(host: SimHost, vm: Vm, slot: Slot, path: str) -> None:
 
 
 def mount_config_drive(host: SimHost, vm: Vm, path: str, preferred: Slot | None) -> None:
-    """``Mount-ConfigDrive``: .iso in a DVD drive, else a hard disk; preferred slot first."""
+    """``Mount-PsDriverConfigDrive``: .iso as DVD, else hard disk; the preferred slot first."""
     is_iso = extension(path) == '.iso'
     slot_type = 'SCSI'
     if vm.generation == 1:
@@ -104,7 +104,7 @@ def mount_config_drive(host: SimHost, vm: Vm, path: str, preferred: Slot | None)
 
 
 def stop_target(host: SimHost, vm: Vm) -> None:
-    """``Stop-TargetVM``: hard off; a saved state is discarded."""
+    """``Stop-PsDriverVM``: hard off; a saved state is discarded."""
     if vm.state == 'Off':
         return
     if vm.state == 'Saved':
@@ -114,7 +114,7 @@ def stop_target(host: SimHost, vm: Vm) -> None:
 
 
 def start_target(host: SimHost, vm: Vm) -> None:
-    """``Start-TargetVM``."""
+    """``Start-PsDriverVM``."""
     if vm.state == 'Paused':
         host.resume_vm(vm.name)
     elif vm.state in ('Off', 'Saved'):
@@ -122,7 +122,7 @@ def start_target(host: SimHost, vm: Vm) -> None:
 
 
 def layout(vm: Vm) -> list[dict[str, Any]]:
-    """``Get-LayoutRecord`` of every hard disk and DVD drive."""
+    """``Get-PsDriverDriveLayout`` of every hard disk and DVD drive."""
     return [{'kind': d.kind, 'path': d.path or None, 'controller_type': d.controller_type,
              'controller_number': d.controller_number, 'controller_location': d.location}
             for d in attached(vm)]

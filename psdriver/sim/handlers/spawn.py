@@ -23,11 +23,11 @@ from typing import Any
 from psdriver.sim import paths
 from psdriver.sim.dispatch import handler, prepare
 from psdriver.sim.errors import SimError
-from psdriver.sim.handlers.console import launch_logger
+from psdriver.sim.handlers.console import ensure_logger
 from psdriver.sim.host import SimHost
 from psdriver.sim.scriptlib import (
-    extension, hyperv_mac, is_absolute, is_dir, is_file, join, number, script_error,
-    two_places)
+    extension, hyperv_mac, is_absolute, is_dir, is_file, join, number, remove_vm,
+    script_error, two_places)
 from psdriver.sim.state import GIB, MIB
 
 NAME = 'New-Instance'
@@ -465,20 +465,10 @@ def logging_pipe(plan: Plan) -> str | None:
 def _start_console_log(host: SimHost, plan: Plan, undo: list[tuple[str, str]]) -> dict[str, Any]:
     """``Start-InstanceConsoleLog``: a logger that cannot start is reported, not raised."""
     log = plan.console_log or {}
-    record: dict[str, Any] = {'pipe_path': logging_pipe(plan), 'log_path': log['path'],
-                              'started': False, 'running': False, 'pid': None, 'error': None}
-    if record['pipe_path'] is None:
-        record['error'] = 'the virtual machine has no serial port connected to a named pipe'
-        return record
-    try:
-        launch = launch_logger(host, host.get_vm(plan.name), record['pipe_path'], log['path'],
-                               log['max_bytes'])
-    except SimError as exc:
-        record['error'] = exc.message
-        return record
-    if launch['started']:
+    record = ensure_logger(host, host.get_vm(plan.name), log['path'], log['max_bytes'],
+                           pipe=logging_pipe(plan))
+    if record['started']:
         undo.append(('ConsoleLogger', plan.name))
-    record.update(launch)
     return record
 
 
@@ -492,9 +482,7 @@ def _undo(host: SimHost, steps: list[tuple[str, str]]) -> None:
             elif kind == 'VM':
                 vm = host.find_vm(what)
                 if vm is not None:
-                    if vm.state != 'Off':
-                        host.stop_vm(vm.name, turn_off=True)
-                    host.remove_vm(vm.name)
+                    remove_vm(host, vm)
             elif kind == 'File':
                 if is_file(host, what):
                     host.remove_item(what)
