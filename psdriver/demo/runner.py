@@ -4,9 +4,11 @@ The configuration is what a nova.conf for the simulated host holds
 (``[powershell] transport = sim``, chosen explicitly, with an optional state
 file), plus two choices of the demo's own:
 
-* ``state_path`` and ``[oslo_concurrency] lock_path`` are a temporary folder:
-  nova keeps the node's identity file ``compute_id`` in ``state_path``, and the
-  image cache's local locks need a lock folder; nothing is written elsewhere;
+* ``state_path`` and ``[oslo_concurrency] lock_path`` are a temporary folder,
+  and ``[coordination] backend_url`` is empty (one simulated host needs no
+  distributed locks): nova keeps the node's identity file ``compute_id`` in
+  ``state_path``, and the image cache's local locks need a lock folder;
+  nothing is written elsewhere;
 * ``[workarounds] handle_virt_lifecycle_events = False``: the lifecycle event
   poller would add Get-InstanceSummary calls from its own thread at moments
   of its choosing; the steps show the calls nova-compute's operations make.
@@ -51,6 +53,7 @@ def configure(conf: Any, state_file: str | None, work_dir: str) -> None:
     conf.set_override('lock_path', os.path.join(work_dir, 'locks'),
                       group='oslo_concurrency')
     conf.set_override('handle_virt_lifecycle_events', False, group='workarounds')
+    conf.set_override('backend_url', '', group='coordination')
 
 
 def left_overs(host: Any, instance: Any) -> list[str]:
