@@ -22,22 +22,12 @@ def _library(renderer):
         (renderer.root / 'PsDriver.psm1').read_text(encoding='utf-8-sig'))
 
 
-def _commands(text):
-    """Names of the commands a PowerShell text invokes (tree-sitter command_name nodes)."""
+def _names(text, node_type):
+    """Lower-case texts of every ``node_type`` node (tree-sitter-pwsh) of a PowerShell text."""
     found, stack = set(), [pwsh_syntax.parse(text).root_node]
     while stack:
         node = stack.pop()
-        if node.type == 'command_name':
-            found.add(node.text.decode('utf-8').lower())
-        stack.extend(node.children)
-    return found
-
-
-def _defined(text):
-    found, stack = set(), [pwsh_syntax.parse(text).root_node]
-    while stack:
-        node = stack.pop()
-        if node.type == 'function_name':
+        if node.type == node_type:
             found.add(node.text.decode('utf-8').lower())
         stack.extend(node.children)
     return found
@@ -47,7 +37,7 @@ def _defined(text):
 def test_wrapper_defines_every_helper_the_script_and_helpers_call(renderer, name):
     text = renderer.render(name, {'local_process'})
     module_functions = {f.name.lower() for f in _library(renderer).functions}
-    missing = (_commands(text) & module_functions) - _defined(text)
+    missing = (_names(text, 'command_name') & module_functions) - _names(text, 'function_name')
     assert not missing, f'{name}: called but not inlined: {sorted(missing)}'
 
 
