@@ -72,7 +72,7 @@ Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
 if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
-    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
 
 $mac = ConvertTo-PsDriverHyperVMac -Mac $MacAddress
@@ -81,7 +81,7 @@ if ($null -eq $mac) {
 }
 
 $vm = Get-PsDriverVM -Name $Name
-$adapter = @(Get-VMNetworkAdapter -VM $vm | Where-Object { $_.Name -eq $Id }) | Select-Object -First 1
+$adapter = @(Hyper-V\Get-VMNetworkAdapter -VM $vm | Where-Object { $_.Name -eq $Id }) | Select-Object -First 1
 $created = $false
 
 if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", "Add network adapter '$Id'")) {
@@ -98,19 +98,19 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", "Add network adapter '$Id
             $addArgs['SwitchName'] = $SwitchName
         }
         $adapter = Invoke-PsDriverNicChange -Description "add network adapter '$Id'" -VM $vm -Change {
-            Add-VMNetworkAdapter @addArgs
+            Hyper-V\Add-VMNetworkAdapter @addArgs
         }
         $created = $true
     }
     else {
         if ((ConvertTo-PsDriverHyperVMac -Mac $adapter.MacAddress) -ne $mac -or $adapter.DynamicMacAddressEnabled) {
             Invoke-PsDriverNicChange -Description "set the MAC address of network adapter '$Id'" -VM $vm -Change {
-                Set-VMNetworkAdapter -VMNetworkAdapter $adapter -StaticMacAddress $mac -Confirm:$false
+                Hyper-V\Set-VMNetworkAdapter -VMNetworkAdapter $adapter -StaticMacAddress $mac -Confirm:$false
             }
         }
         if (-not [string]::IsNullOrEmpty($SwitchName) -and $adapter.SwitchName -ne $SwitchName) {
             Invoke-PsDriverNicChange -Description "connect network adapter '$Id' to switch '$SwitchName'" -VM $vm -Change {
-                Connect-VMNetworkAdapter -VMNetworkAdapter $adapter -SwitchName $SwitchName -Confirm:$false
+                Hyper-V\Connect-VMNetworkAdapter -VMNetworkAdapter $adapter -SwitchName $SwitchName -Confirm:$false
             }
         }
     }
@@ -118,14 +118,14 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", "Add network adapter '$Id
         $current = Get-PsDriverAccessVlanId -VlanMap (Get-PsDriverVlanMap -VM $vm) -Adapter $adapter
         if ($current -ne $VlanId) {
             Invoke-PsDriverNicChange -Description "set VLAN $VlanId on network adapter '$Id'" -VM $vm -Change {
-                Set-VMNetworkAdapterVlan -VMNetworkAdapter $adapter -Access -VlanId $VlanId -Confirm:$false
+                Hyper-V\Set-VMNetworkAdapterVlan -VMNetworkAdapter $adapter -Access -VlanId $VlanId -Confirm:$false
             }
         }
     }
 }
 
 $nic = $null
-$final = @(Get-VMNetworkAdapter -VM $vm | Where-Object { $_.Name -eq $Id }) | Select-Object -First 1
+$final = @(Hyper-V\Get-VMNetworkAdapter -VM $vm | Where-Object { $_.Name -eq $Id }) | Select-Object -First 1
 if ($null -ne $final) {
     $nic = Get-PsDriverNicRecord -Adapter $final -VlanMap (Get-PsDriverVlanMap -VM $vm)
 }

@@ -101,7 +101,7 @@ function Get-SpecValue {
 }
 
 if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
-    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
 
 $wanted = [System.Collections.Generic.List[object]]::new()
@@ -140,7 +140,7 @@ foreach ($spec in $Nics) {
 }
 
 $vm = Get-PsDriverVM -Name $Name
-$adapters = @(Get-VMNetworkAdapter -VM $vm)
+$adapters = @(Hyper-V\Get-VMNetworkAdapter -VM $vm)
 $vlanMap = Get-PsDriverVlanMap -VM $vm
 
 $missing = @($wanted | Where-Object {
@@ -170,20 +170,20 @@ if ($wanted.Count -gt 0 -and $PSCmdlet.ShouldProcess("virtual machine '$Name'", 
                 $addArgs['SwitchName'] = $want.SwitchName
             }
             $adapter = Invoke-PsDriverNicChange -Description "add network adapter '$($want.Id)'" -VM $vm -Change {
-                Add-VMNetworkAdapter @addArgs
+                Hyper-V\Add-VMNetworkAdapter @addArgs
             }
             $created.Add($want.Id)
         }
         else {
             if ((ConvertTo-PsDriverHyperVMac -Mac $adapter.MacAddress) -ne $want.Mac -or $adapter.DynamicMacAddressEnabled) {
                 Invoke-PsDriverNicChange -Description "set the MAC address of network adapter '$($want.Id)'" -VM $vm -Change {
-                    Set-VMNetworkAdapter -VMNetworkAdapter $adapter -StaticMacAddress $want.Mac -Confirm:$false
+                    Hyper-V\Set-VMNetworkAdapter -VMNetworkAdapter $adapter -StaticMacAddress $want.Mac -Confirm:$false
                 }
                 $changedThis = $true
             }
             if ($null -ne $want.SwitchName -and $adapter.SwitchName -ne $want.SwitchName) {
                 Invoke-PsDriverNicChange -Description "connect network adapter '$($want.Id)' to switch '$($want.SwitchName)'" -VM $vm -Change {
-                    Connect-VMNetworkAdapter -VMNetworkAdapter $adapter -SwitchName $want.SwitchName -Confirm:$false
+                    Hyper-V\Connect-VMNetworkAdapter -VMNetworkAdapter $adapter -SwitchName $want.SwitchName -Confirm:$false
                 }
                 $changedThis = $true
             }
@@ -195,13 +195,13 @@ if ($wanted.Count -gt 0 -and $PSCmdlet.ShouldProcess("virtual machine '$Name'", 
             }
             if ($want.VlanId -eq 0 -and $null -ne $current) {
                 Invoke-PsDriverNicChange -Description "make network adapter '$($want.Id)' untagged" -VM $vm -Change {
-                    Set-VMNetworkAdapterVlan -VMNetworkAdapter $adapter -Untagged -Confirm:$false
+                    Hyper-V\Set-VMNetworkAdapterVlan -VMNetworkAdapter $adapter -Untagged -Confirm:$false
                 }
                 $changedThis = $true
             }
             elseif ($want.VlanId -gt 0 -and $current -ne $want.VlanId) {
                 Invoke-PsDriverNicChange -Description "set VLAN $($want.VlanId) on network adapter '$($want.Id)'" -VM $vm -Change {
-                    Set-VMNetworkAdapterVlan -VMNetworkAdapter $adapter -Access -VlanId $want.VlanId -Confirm:$false
+                    Hyper-V\Set-VMNetworkAdapterVlan -VMNetworkAdapter $adapter -Access -VlanId $want.VlanId -Confirm:$false
                 }
                 $changedThis = $true
             }
@@ -212,7 +212,7 @@ if ($wanted.Count -gt 0 -and $PSCmdlet.ShouldProcess("virtual machine '$Name'", 
     }
 }
 
-$finalAdapters = @(Get-VMNetworkAdapter -VM $vm)
+$finalAdapters = @(Hyper-V\Get-VMNetworkAdapter -VM $vm)
 $finalVlans = Get-PsDriverVlanMap -VM $vm
 $records = [System.Collections.Generic.List[object]]::new()
 foreach ($want in $wanted) {

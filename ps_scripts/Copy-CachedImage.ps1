@@ -77,7 +77,7 @@ function Get-ImageRecord {
         [Parameter(Mandatory)]
         [bool]$Created
     )
-    $vhd = Get-VHD -Path $Path
+    $vhd = Hyper-V\Get-VHD -Path $Path
     $file = Get-Item -LiteralPath $Path
     [ordered]@{
         path               = $Path
@@ -91,7 +91,7 @@ function Get-ImageRecord {
 }
 
 if (-not (Get-Command -Name 'New-PsDriverErrorRecord' -ErrorAction SilentlyContinue)) {
-    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
 
 $extension = [System.IO.Path]::GetExtension($DestinationPath).ToLowerInvariant()
@@ -106,7 +106,7 @@ if (-not (Test-Path -LiteralPath $SourcePath -PathType Leaf)) {
     throw (New-PsDriverErrorRecord -Message "The cached image '$SourcePath' was not found." -Category ObjectNotFound -ErrorId 'PsDriver.ImageNotFound' -Target $SourcePath)
 }
 
-$source = Get-VHD -Path $SourcePath
+$source = Hyper-V\Get-VHD -Path $SourcePath
 $sourceSize = [long]$source.Size
 $sourceType = $source.VhdType.ToString()
 if ($sourceType -eq 'Differencing') {
@@ -142,7 +142,7 @@ else {
     try {
         Copy-Item -LiteralPath $SourcePath -Destination $temp -Confirm:$false
         if ($targetSize -gt $sourceSize) {
-            $null = Resize-VHD -Path $temp -SizeBytes $targetSize -Confirm:$false
+            $null = Hyper-V\Resize-VHD -Path $temp -SizeBytes $targetSize -Confirm:$false
         }
         Move-Item -LiteralPath $temp -Destination $DestinationPath -Confirm:$false
     }

@@ -135,7 +135,7 @@ Initialize-NativeHostApi
 $os = Get-CimInstance -ClassName Win32_OperatingSystem
 $computer = Get-CimInstance -ClassName Win32_ComputerSystem
 $processors = @(Get-CimInstance -ClassName Win32_Processor)
-$vmHost = Get-VMHost
+$vmHost = Hyper-V\Get-VMHost
 
 if (-not $InstancesPath) {
     $InstancesPath = $vmHost.VirtualHardDiskPath
@@ -169,7 +169,7 @@ if ($processors.Count -gt 0 -and $architectures.ContainsKey([int]$processors[0].
 }
 
 $numaNodes = [System.Collections.Generic.List[object]]::new()
-foreach ($node in @(Get-VMHostNumaNode)) {
+foreach ($node in @(Hyper-V\Get-VMHostNumaNode)) {
     $numaNodes.Add([ordered]@{
             id                 = [int]$node.NodeId
             logical_processors = @($node.ProcessorsAvailability).Count

@@ -74,7 +74,7 @@ function Get-DiskRecord {
     }
     if ($null -eq $diskNumber -and -not [string]::IsNullOrEmpty($Drive.Path)) {
         try {
-            $vhd = Get-VHD -Path $Drive.Path
+            $vhd = Hyper-V\Get-VHD -Path $Drive.Path
             $record.format = $vhd.VhdFormat.ToString()
             $record.vhd_type = $vhd.VhdType.ToString()
             if (-not [string]::IsNullOrEmpty($vhd.ParentPath)) {
@@ -119,7 +119,7 @@ function Get-MeteringRecord {
     if (-not $VM.ResourceMeteringEnabled) {
         return $null
     }
-    $report = Measure-VM -VM $VM
+    $report = Hyper-V\Measure-VM -VM $VM
     $inbound = 0L
     $outbound = 0L
     $trafficProperty = $report.PSObject.Properties['NetworkMeteredTrafficReport']
@@ -160,14 +160,14 @@ function Get-MeteringRecord {
 }
 
 if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
-    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
 
 $vm = Get-PsDriverVM -Name $Name
 
-$disks = @(Get-VMHardDiskDrive -VM $vm | ForEach-Object { Get-DiskRecord -Drive $_ })
+$disks = @(Hyper-V\Get-VMHardDiskDrive -VM $vm | ForEach-Object { Get-DiskRecord -Drive $_ })
 
-$dvdDrives = @(Get-VMDvdDrive -VM $vm | ForEach-Object {
+$dvdDrives = @(Hyper-V\Get-VMDvdDrive -VM $vm | ForEach-Object {
         $dvdPath = $null
         if (-not [string]::IsNullOrEmpty($_.Path)) {
             $dvdPath = [string]$_.Path
@@ -181,9 +181,9 @@ $dvdDrives = @(Get-VMDvdDrive -VM $vm | ForEach-Object {
     })
 
 $vlanMap = Get-PsDriverVlanMap -VM $vm
-$nics = @(Get-VMNetworkAdapter -VM $vm | ForEach-Object { Get-PsDriverNicRecord -Adapter $_ -VlanMap $vlanMap })
+$nics = @(Hyper-V\Get-VMNetworkAdapter -VM $vm | ForEach-Object { Get-PsDriverNicRecord -Adapter $_ -VlanMap $vlanMap })
 
-$serialPorts = @(Get-VMComPort -VM $vm | ForEach-Object {
+$serialPorts = @(Hyper-V\Get-VMComPort -VM $vm | ForEach-Object {
         $port = 0
         $digits = [regex]::Match([string]$_.Name, '\d+')
         if ($digits.Success) {

@@ -45,11 +45,11 @@ Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
 if (-not (Get-Command -Name 'ConvertTo-PsDriverInstanceUuid' -ErrorAction SilentlyContinue)) {
-    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
 
 $vms = [System.Collections.Generic.List[object]]::new()
-foreach ($vm in @(Get-VM)) {
+foreach ($vm in @(Hyper-V\Get-VM)) {
     $uuid = ConvertTo-PsDriverInstanceUuid -Notes $vm.Notes
     if ($NovaOnly -and $null -eq $uuid) {
         continue

@@ -259,7 +259,7 @@ function Test-FolderWritable {
 }
 
 if (-not (Get-Command -Name 'New-PsDriverErrorRecord' -ErrorAction SilentlyContinue)) {
-    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
 
 # 1. Hyper-V module and host.
@@ -267,7 +267,7 @@ if ($null -eq (Get-Command -Name 'Get-VMHost' -ErrorAction SilentlyContinue)) {
     throw (New-PsDriverErrorRecord -Message 'The Hyper-V PowerShell module is not installed on this host (Install-WindowsFeature Hyper-V-PowerShell, or Enable-WindowsOptionalFeature Microsoft-Hyper-V-Management-PowerShell).' -Category NotInstalled -ErrorId 'PsDriver.HyperVModuleMissing' -Target 'Hyper-V')
 }
 try {
-    $vmHost = Get-VMHost
+    $vmHost = Hyper-V\Get-VMHost
 }
 catch {
     $failure = $_
@@ -294,7 +294,7 @@ if (-not [string]::IsNullOrEmpty($systemRoot)) {
 $defaultVmVersion = $null
 if ($null -ne (Get-Command -Name 'Get-VMHostSupportedVersion' -ErrorAction SilentlyContinue)) {
     try {
-        $supported = @(Get-VMHostSupportedVersion -Default) | Select-Object -First 1
+        $supported = @(Hyper-V\Get-VMHostSupportedVersion -Default) | Select-Object -First 1
         if ($null -ne $supported) {
             $defaultVmVersion = $supported.Version.ToString()
         }
@@ -343,7 +343,7 @@ if ($null -ne $capacity.Total) {
 }
 
 # 4. Switches.
-$switches = @(Get-VMSwitch | ForEach-Object {
+$switches = @(Hyper-V\Get-VMSwitch | ForEach-Object {
         [ordered]@{
             name = [string]$_.Name
             type = $_.SwitchType.ToString()
@@ -377,7 +377,7 @@ $consoleLoggers = [System.Collections.Generic.List[object]]::new()
 if (-not [string]::IsNullOrEmpty($ConsoleLogFileName) -and $instancesExists) {
     $instances = @()
     try {
-        $instances = @(Get-VM | Where-Object {
+        $instances = @(Hyper-V\Get-VM | Where-Object {
                 $_.State.ToString() -in @('Running', 'Starting', 'Resuming', 'Reset') -and
                 $null -ne (ConvertTo-PsDriverInstanceUuid -Notes $_.Notes)
             })
@@ -390,7 +390,7 @@ if (-not [string]::IsNullOrEmpty($ConsoleLogFileName) -and $instancesExists) {
     if ($instances.Count -gt 0) {
         try {
             $portsByVm = @{}
-            foreach ($port in @(Get-VMComPort -VM $instances)) {
+            foreach ($port in @(Hyper-V\Get-VMComPort -VM $instances)) {
                 $key = [string]$port.VMId
                 if (-not $portsByVm.ContainsKey($key)) {
                     $portsByVm[$key] = [System.Collections.Generic.List[object]]::new()

@@ -775,7 +775,7 @@ function Assert-RootSource {
     if ($Root.Format -eq 'iso' -or $null -eq $Root.SizeGb) {
         return
     }
-    $imageSize = [long](Get-VHD -Path $source).Size
+    $imageSize = [long](Hyper-V\Get-VHD -Path $source).Size
     $wanted = [long]$Root.SizeGb * 1GB
     if ($wanted -lt $imageSize) {
         $message = 'The root disk of {0} GB ({1} bytes) is smaller than the virtual size of the image ''{2}'' ({3} bytes, {4:0.##} GB); a disk is never shrunk.' -f $Root.SizeGb, $wanted, $source, $imageSize, ($imageSize / 1GB)
@@ -846,9 +846,9 @@ function Add-InstanceDrive {
         [hashtable]$Drive
     )
     if ($Drive.DriveType -eq 'dvd') {
-        return Add-VMDvdDrive -VM $VM -ControllerNumber $Drive.ControllerNumber -ControllerLocation $Drive.ControllerLocation -Path $Drive.Path -Passthru -Confirm:$false
+        return Hyper-V\Add-VMDvdDrive -VM $VM -ControllerNumber $Drive.ControllerNumber -ControllerLocation $Drive.ControllerLocation -Path $Drive.Path -Passthru -Confirm:$false
     }
-    Add-VMHardDiskDrive -VM $VM -ControllerType $Drive.ControllerType -ControllerNumber $Drive.ControllerNumber -ControllerLocation $Drive.ControllerLocation -Path $Drive.Path -Passthru -Confirm:$false
+    Hyper-V\Add-VMHardDiskDrive -VM $VM -ControllerType $Drive.ControllerType -ControllerNumber $Drive.ControllerNumber -ControllerLocation $Drive.ControllerLocation -Path $Drive.Path -Passthru -Confirm:$false
 }
 
 function Get-LoggingPipePath {
@@ -920,7 +920,7 @@ function Get-DriveRecord {
 }
 
 if (-not (Get-Command -Name 'Find-PsDriverVM' -ErrorAction SilentlyContinue)) {
-    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
 
 $specObject = $Spec
@@ -973,20 +973,20 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
                     $wanted = [long]$root.SizeGb * 1GB
                 }
                 if ($null -eq $root.Source) {
-                    $null = New-VHD -Path $root.Path -SizeBytes $wanted -Dynamic -Confirm:$false
+                    $null = Hyper-V\New-VHD -Path $root.Path -SizeBytes $wanted -Dynamic -Confirm:$false
                 }
                 elseif ($root.Format -eq 'iso') {
                     Copy-Item -LiteralPath $root.Source -Destination $root.Path -Force -Confirm:$false
                 }
                 else {
                     if ($root.Cow) {
-                        $null = New-VHD -Path $root.Path -ParentPath $root.Source -Differencing -Confirm:$false
+                        $null = Hyper-V\New-VHD -Path $root.Path -ParentPath $root.Source -Differencing -Confirm:$false
                     }
                     else {
                         Copy-Item -LiteralPath $root.Source -Destination $root.Path -Force -Confirm:$false
                     }
                     if ($null -ne $wanted -and $wanted -gt $root.ImageSize) {
-                        $null = Resize-VHD -Path $root.Path -SizeBytes $wanted -Confirm:$false
+                        $null = Hyper-V\Resize-VHD -Path $root.Path -SizeBytes $wanted -Confirm:$false
                     }
                 }
                 $created.Add($root.Path)
@@ -998,7 +998,7 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
                 continue
             }
             $undo.Add(@{ Kind = 'File'; Path = $disk.Path })
-            $null = New-VHD -Path $disk.Path -SizeBytes $disk.SizeBytes -Dynamic -Confirm:$false
+            $null = Hyper-V\New-VHD -Path $disk.Path -SizeBytes $disk.SizeBytes -Dynamic -Confirm:$false
             $created.Add($disk.Path)
         }
         if ($null -ne $plan.ConfigDrive) {
@@ -1020,7 +1020,7 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
             # New-VM puts the configuration in <Path>\<Name>: keep it inside the instance folder.
             $vmFolder = Split-Path -Path $plan.InstanceDir -Parent
         }
-        $vm = New-VM -Name $plan.Name -Generation $plan.Generation -Path $vmFolder -NoVHD -MemoryStartupBytes ([long]$plan.StartupMb * 1MB) -Confirm:$false
+        $vm = Hyper-V\New-VM -Name $plan.Name -Generation $plan.Generation -Path $vmFolder -NoVHD -MemoryStartupBytes ([long]$plan.StartupMb * 1MB) -Confirm:$false
         $vmId = $vm.Id.ToString()
 
         $setVmArgs = @{
@@ -1045,14 +1045,14 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
         if ($hasAutomaticCheckpoints) {
             $setVmArgs['AutomaticCheckpointsEnabled'] = $false
         }
-        Set-VM @setVmArgs
+        Hyper-V\Set-VM @setVmArgs
 
         # New-VM adds a network adapter (and a DVD drive on generation 1): start from a clean VM.
-        foreach ($adapter in @(Get-VMNetworkAdapter -VM $vm)) {
-            Remove-VMNetworkAdapter -VMNetworkAdapter $adapter -Confirm:$false
+        foreach ($adapter in @(Hyper-V\Get-VMNetworkAdapter -VM $vm)) {
+            Hyper-V\Remove-VMNetworkAdapter -VMNetworkAdapter $adapter -Confirm:$false
         }
-        foreach ($dvd in @(Get-VMDvdDrive -VM $vm)) {
-            Remove-VMDvdDrive -VMDvdDrive $dvd -Confirm:$false
+        foreach ($dvd in @(Hyper-V\Get-VMDvdDrive -VM $vm)) {
+            Hyper-V\Remove-VMDvdDrive -VMDvdDrive $dvd -Confirm:$false
         }
 
         $processorArgs = @{
@@ -1064,7 +1064,7 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
         if ($plan.Vnuma -and $null -ne $plan.VnumaProcessors) {
             $processorArgs['MaximumCountPerNumaNode'] = $plan.VnumaProcessors
         }
-        Set-VMProcessor @processorArgs
+        Hyper-V\Set-VMProcessor @processorArgs
 
         $memoryArgs = @{
             VM                   = $vm
@@ -1079,18 +1079,18 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
         if ($plan.Vnuma -and $null -ne $plan.VnumaMemoryMb) {
             $memoryArgs['MaximumAmountPerNumaNodeBytes'] = [long]$plan.VnumaMemoryMb * 1MB
         }
-        Set-VMMemory @memoryArgs
+        Hyper-V\Set-VMMemory @memoryArgs
 
         if ($plan.Generation -eq 2) {
             if ($plan.SecureBoot) {
-                Set-VMFirmware -VM $vm -EnableSecureBoot On -SecureBootTemplate $plan.SecureBootTemplate -Confirm:$false
+                Hyper-V\Set-VMFirmware -VM $vm -EnableSecureBoot On -SecureBootTemplate $plan.SecureBootTemplate -Confirm:$false
             }
             else {
-                Set-VMFirmware -VM $vm -EnableSecureBoot Off -Confirm:$false
+                Hyper-V\Set-VMFirmware -VM $vm -EnableSecureBoot Off -Confirm:$false
             }
         }
         else {
-            Add-VMScsiController -VM $vm -Confirm:$false
+            Hyper-V\Add-VMScsiController -VM $vm -Confirm:$false
         }
 
         # Drives, then boot order.
@@ -1106,10 +1106,10 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
             if ($null -ne $plan.Root -and $plan.Root.Format -eq 'iso') {
                 $order = @('CD', 'IDE', 'LegacyNetworkAdapter', 'Floppy')
             }
-            Set-VMBios -VM $vm -StartupOrder $order -Confirm:$false
+            Hyper-V\Set-VMBios -VM $vm -StartupOrder $order -Confirm:$false
         }
         elseif ($null -ne $rootDrive) {
-            Set-VMFirmware -VM $vm -FirstBootDevice $rootDrive -Confirm:$false
+            Hyper-V\Set-VMFirmware -VM $vm -FirstBootDevice $rootDrive -Confirm:$false
         }
 
         foreach ($nic in $plan.Nics) {
@@ -1123,23 +1123,23 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
             if (-not [string]::IsNullOrEmpty($nic.Switch)) {
                 $adapterArgs['SwitchName'] = $nic.Switch
             }
-            $adapter = Add-VMNetworkAdapter @adapterArgs
+            $adapter = Hyper-V\Add-VMNetworkAdapter @adapterArgs
             if ($null -ne $nic.Vlan) {
-                Set-VMNetworkAdapterVlan -VMNetworkAdapter $adapter -Access -VlanId ([int]$nic.Vlan) -Confirm:$false
+                Hyper-V\Set-VMNetworkAdapterVlan -VMNetworkAdapter $adapter -Access -VlanId ([int]$nic.Vlan) -Confirm:$false
             }
         }
         foreach ($port in $plan.SerialPorts) {
-            Set-VMComPort -VM $vm -Number $port.Number -Path $port.Path -Confirm:$false
+            Hyper-V\Set-VMComPort -VM $vm -Number $port.Number -Path $port.Path -Confirm:$false
         }
         if ($plan.EnableMetrics) {
-            Enable-VMResourceMetering -VM $vm
+            Hyper-V\Enable-VMResourceMetering -VM $vm
         }
         if ($null -ne $plan.ConsoleLog) {
             # Before Start-VM: the logger waits for the pipe and so sees the first boot.
             $consoleLogger = Start-InstanceConsoleLog -Plan $plan -VM $vm -Undo $undo
         }
         if ($plan.PowerOn) {
-            Start-VM -VM $vm -Confirm:$false
+            Hyper-V\Start-VM -VM $vm -Confirm:$false
         }
         $state = Get-PsDriverVMState -VM $vm
     }

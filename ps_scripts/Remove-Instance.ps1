@@ -121,7 +121,7 @@ function Get-DiskChain {
             break
         }
         try {
-            $vhd = Get-VHD -Path $current
+            $vhd = Hyper-V\Get-VHD -Path $current
         }
         catch {
             Write-Verbose "Cannot read '$current': $($_.Exception.Message)"
@@ -158,7 +158,7 @@ function Remove-FileWithRetry {
 }
 
 if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
-    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
 
 $uuidPattern = '^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}?$'
@@ -207,18 +207,18 @@ if ($PSCmdlet.ShouldProcess($target, 'Remove')) {
     if ($existed) {
         $vmId = $vm.Id.ToString()
         $previousState = $vm.State.ToString()
-        $snapshots = @(Get-VMSnapshot -VM $vm)
+        $snapshots = @(Hyper-V\Get-VMSnapshot -VM $vm)
         $snapshotCount = $snapshots.Count
         if ($DeleteFiles) {
             $paths = [System.Collections.Generic.List[string]]::new()
-            foreach ($drive in @(Get-VMHardDiskDrive -VM $vm)) {
+            foreach ($drive in @(Hyper-V\Get-VMHardDiskDrive -VM $vm)) {
                 $paths.Add([string]$drive.Path)
             }
-            foreach ($drive in @(Get-VMDvdDrive -VM $vm)) {
+            foreach ($drive in @(Hyper-V\Get-VMDvdDrive -VM $vm)) {
                 $paths.Add([string]$drive.Path)
             }
             foreach ($snapshot in $snapshots) {
-                foreach ($drive in @(Get-VMHardDiskDrive -VMSnapshot $snapshot)) {
+                foreach ($drive in @(Hyper-V\Get-VMHardDiskDrive -VMSnapshot $snapshot)) {
                     $paths.Add([string]$drive.Path)
                 }
             }

@@ -41,17 +41,17 @@ Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
 if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
-    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
 
 $vm = Get-PsDriverVM -Name $Name
-$adapters = @(Get-VMNetworkAdapter -VM $vm | Where-Object { $_.Name -eq $Id })
+$adapters = @(Hyper-V\Get-VMNetworkAdapter -VM $vm | Where-Object { $_.Name -eq $Id })
 $removed = $false
 
 if ($adapters.Count -gt 0 -and $PSCmdlet.ShouldProcess("virtual machine '$Name'", "Remove network adapter '$Id'")) {
     Assert-PsDriverNicHotplug -VM $vm -Operation 'remove'
     Invoke-PsDriverNicChange -Description "remove network adapter '$Id'" -VM $vm -Change {
-        Remove-VMNetworkAdapter -VMNetworkAdapter $adapters -Confirm:$false
+        Hyper-V\Remove-VMNetworkAdapter -VMNetworkAdapter $adapters -Confirm:$false
     }
     $removed = $true
 }

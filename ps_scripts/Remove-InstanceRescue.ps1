@@ -113,7 +113,7 @@ function Find-RootDrive {
 }
 
 if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
-    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
 
 $vm = Get-PsDriverVM -Name $Name
@@ -152,7 +152,7 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", 'Boot from root disk')) {
         if ($null -ne $root) {
             Dismount-PsDriverAttachedDrive -Record $root
         }
-        $rootDisk = Add-VMHardDiskDrive -VM $vm -ControllerType $bootType -ControllerNumber 0 -ControllerLocation 0 `
+        $rootDisk = Hyper-V\Add-VMHardDiskDrive -VM $vm -ControllerType $bootType -ControllerNumber 0 -ControllerLocation 0 `
             -Path $rootPath -Passthru -Confirm:$false
     }
 
@@ -173,7 +173,7 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", 'Boot from root disk')) {
     }
 
     if ($generation -ne 1) {
-        Set-VMFirmware -VM $vm -FirstBootDevice $rootDisk -Confirm:$false
+        Hyper-V\Set-VMFirmware -VM $vm -FirstBootDevice $rootDisk -Confirm:$false
     }
 
     foreach ($leftover in @($RescueDiskPath, $RescueConfigDrivePath)) {

@@ -49,7 +49,7 @@ Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
 if (-not (Get-Command -Name 'New-PsDriverErrorRecord' -ErrorAction SilentlyContinue)) {
-    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
 
 if ($SizeBytes -le 0) {
@@ -59,7 +59,7 @@ if (-not (Test-Path -LiteralPath $Path -PathType Leaf)) {
     throw (New-PsDriverErrorRecord -Message "The virtual disk '$Path' was not found." -Category ObjectNotFound -ErrorId 'PsDriver.DiskNotFound' -Target $Path)
 }
 
-$vhd = Get-VHD -Path $Path
+$vhd = Hyper-V\Get-VHD -Path $Path
 $format = $vhd.VhdFormat.ToString().ToLowerInvariant()
 $vhdType = $vhd.VhdType.ToString()
 $previousSize = [long]$vhd.Size
@@ -76,12 +76,12 @@ if ($SizeBytes -gt $previousSize) {
     }
     if ($PSCmdlet.ShouldProcess("virtual disk '$Path' ($previousSize bytes)", "Grow to $SizeBytes bytes")) {
         try {
-            $null = Resize-VHD -Path $Path -SizeBytes $SizeBytes -Confirm:$false
+            $null = Hyper-V\Resize-VHD -Path $Path -SizeBytes $SizeBytes -Confirm:$false
         }
         catch {
             throw (New-PsDriverErrorRecord -Message "Hyper-V could not grow '$Path' to $SizeBytes bytes: $($_.Exception.Message)" -Category InvalidOperation -ErrorId 'PsDriver.DiskResizeFailed' -Target $Path -InnerException $_.Exception)
         }
-        $size = [long](Get-VHD -Path $Path).Size
+        $size = [long](Hyper-V\Get-VHD -Path $Path).Size
         $resized = $true
     }
 }

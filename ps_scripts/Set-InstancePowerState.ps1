@@ -247,25 +247,25 @@ function Invoke-PowerStep {
     try {
         switch ($Step) {
             'Start' {
-                Start-VM -VM $VM -Confirm:$false
+                Hyper-V\Start-VM -VM $VM -Confirm:$false
             }
             'TurnOff' {
-                Stop-VM -VM $VM -TurnOff -Force -Confirm:$false
+                Hyper-V\Stop-VM -VM $VM -TurnOff -Force -Confirm:$false
             }
             'DiscardSavedState' {
-                Remove-VMSavedState -VM $VM -Confirm:$false
+                Hyper-V\Remove-VMSavedState -VM $VM -Confirm:$false
             }
             'Reset' {
-                Restart-VM -VM $VM -Force -Confirm:$false
+                Hyper-V\Restart-VM -VM $VM -Force -Confirm:$false
             }
             'Pause' {
-                Suspend-VM -VM $VM -Confirm:$false
+                Hyper-V\Suspend-VM -VM $VM -Confirm:$false
             }
             'Resume' {
-                Resume-VM -VM $VM -Confirm:$false
+                Hyper-V\Resume-VM -VM $VM -Confirm:$false
             }
             'Save' {
-                Save-VM -VM $VM -Confirm:$false
+                Hyper-V\Save-VM -VM $VM -Confirm:$false
             }
         }
     }
@@ -343,7 +343,7 @@ function Wait-GuestShutdown {
 }
 
 if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
-    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
 
 # ValidateSet accepts any casing and keeps the caller's: report the canonical name.

@@ -107,7 +107,7 @@ Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
 if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
-    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
 
 $vm = Get-PsDriverVM -Name $Name
@@ -158,7 +158,7 @@ if ($null -eq $rescueDrive) {
 if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", 'Boot from rescue disk')) {
     if ($null -eq $rescueDrive) {
         if ($makeRescueDisk) {
-            $null = New-VHD -Path $RescueDiskPath -ParentPath $RescueImagePath -Differencing -Confirm:$false
+            $null = Hyper-V\New-VHD -Path $RescueDiskPath -ParentPath $RescueImagePath -Differencing -Confirm:$false
         }
         if ($null -ne $configDriveBytes) {
             [System.IO.File]::WriteAllBytes($ConfigDrivePath, $configDriveBytes)
@@ -167,10 +167,10 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", 'Boot from rescue disk'))
         $rootSlot = New-PsDriverDriveSlot -ControllerType $root.ControllerType -ControllerNumber $root.ControllerNumber `
             -ControllerLocation $root.ControllerLocation
         Dismount-PsDriverAttachedDrive -Record $root
-        $rescueDisk = Add-VMHardDiskDrive -VM $vm -ControllerType $rootSlot.ControllerType -ControllerNumber $rootSlot.ControllerNumber `
+        $rescueDisk = Hyper-V\Add-VMHardDiskDrive -VM $vm -ControllerType $rootSlot.ControllerType -ControllerNumber $rootSlot.ControllerNumber `
             -ControllerLocation $rootSlot.ControllerLocation -Path $RescueDiskPath -Passthru -Confirm:$false
         $newRootSlot = Get-PsDriverFreeDriveSlot -VM $vm -ControllerType 'SCSI'
-        $null = Add-VMHardDiskDrive -VM $vm -ControllerType 'SCSI' -ControllerNumber $newRootSlot.ControllerNumber `
+        $null = Hyper-V\Add-VMHardDiskDrive -VM $vm -ControllerType 'SCSI' -ControllerNumber $newRootSlot.ControllerNumber `
             -ControllerLocation $newRootSlot.ControllerLocation -Path $rootPath -Confirm:$false
 
         if (-not [string]::IsNullOrEmpty($ConfigDrivePath)) {
@@ -189,7 +189,7 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", 'Boot from rescue disk'))
             }
         }
         if ($generation -ne 1) {
-            Set-VMFirmware -VM $vm -FirstBootDevice $rescueDisk -Confirm:$false
+            Hyper-V\Set-VMFirmware -VM $vm -FirstBootDevice $rescueDisk -Confirm:$false
         }
     }
     Start-PsDriverVM -VM $vm

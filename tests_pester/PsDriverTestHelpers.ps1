@@ -92,6 +92,10 @@ function Import-PsDriverModule {
     <#
     .SYNOPSIS
         Imports ps_scripts/PsDriver.psm1 (again), before any Mock -ModuleName PsDriver.
+
+    .DESCRIPTION
+        The .psm1 itself, not the manifest: without the manifest's FunctionsToExport every
+        helper is exported, so the tests reach the internal ones too.
     #>
     Import-Module -Name (Join-Path -Path (Get-TestScriptsDir) -ChildPath 'PsDriver.psm1') -Force
 }
@@ -141,6 +145,11 @@ function Add-CommandStub {
         }) -join ', '
     $definition = "# psdriver-pester-stub`n[CmdletBinding(SupportsShouldProcess)] param(" + $declared + ')'
     Set-Item -Path ('function:global:' + $Name) -Value ([scriptblock]::Create($definition))
+    if ($Name -match '^[A-Za-z]+-(VM|VHD)') {
+        # The scripts call Hyper-V cmdlets module-qualified (Hyper-V\Get-VM). Without the
+        # module that name resolves through this alias to the stub, and so to its mock.
+        Set-Alias -Name ('Hyper-V\' + $Name) -Value $Name -Scope Global
+    }
 }
 
 function Add-CommandStubSet {
@@ -165,6 +174,7 @@ function Remove-CommandStub {
     foreach ($function in @(Get-ChildItem -Path 'function:')) {
         if ($function.ScriptBlock.ToString().StartsWith('# psdriver-pester-stub')) {
             Remove-Item -Path ('function:global:' + $function.Name) -ErrorAction SilentlyContinue
+            Remove-Item -LiteralPath ('alias:Hyper-V\' + $function.Name) -ErrorAction SilentlyContinue
         }
     }
 }

@@ -1,7 +1,7 @@
 """Render the wrapped form of a ps_scripts/ script: structure only, never values.
 
 The wrapper template (``Invoke-PsDriverScript.ps1.j2``) puts the shared
-helpers of ``PsDriver.psm1`` that the script uses (see
+helpers of ``PsDriver.psm1`` (its topic files ``PsDriver/*.ps1``) that the script uses (see
 :mod:`psdriver.bridge.helpers`) and the standalone script (as a script
 block) inside one text that decodes the values document, runs the script
 and prints the envelope.  What varies between renders is the script name, the
@@ -33,6 +33,8 @@ from psdriver.bridge.scripts_dir import scripts_dir
 
 WRAPPER_TEMPLATE = 'Invoke-PsDriverScript.ps1.j2'
 HELPER_MODULE = 'PsDriver.psm1'
+#: The helper module's functions, one file per topic; PsDriver.psm1 dot-sources them.
+HELPER_TOPICS_DIR = 'PsDriver'
 #: Every feature a runner may ask for; any other name is a programming error.
 FEATURES = frozenset({'local_process', 'verbose_log'})
 #: Module names are rendered into the wrapper, so they must be plain names.
@@ -87,7 +89,7 @@ class Renderer:
             if not _MODULE_NAME.match(module):
                 raise ValueError(f'{name}.contract.json lists a bad module name {module!r}')
         body = self._script_body(name)
-        library = helpers.parse_library(self._read(HELPER_MODULE))
+        library = helpers.parse_library(self.helper_library_text())
         return self._env.get_template(WRAPPER_TEMPLATE).render(
             script_name=name,
             script_body=body,
@@ -96,6 +98,11 @@ class Renderer:
             features=features,
             input_parameter=INPUT_PARAMETER,
         )
+
+    def helper_library_text(self) -> str:
+        """The topic files of the helper module, in the order PsDriver.psm1 loads them."""
+        topics = sorted((self.root / HELPER_TOPICS_DIR).glob('*.ps1'), key=lambda p: p.name)
+        return '\n'.join(self._read(f'{HELPER_TOPICS_DIR}/{p.name}') for p in topics)
 
     def _read(self, filename: str) -> str:
         return (self.root / filename).read_text(encoding='utf-8-sig').replace('\r\n', '\n')

@@ -18,8 +18,7 @@ def renderer():
 
 
 def _library(renderer):
-    return helpers.parse_library(
-        (renderer.root / 'PsDriver.psm1').read_text(encoding='utf-8-sig'))
+    return helpers.parse_library(renderer.helper_library_text())
 
 
 def _names(text, node_type):

@@ -32,6 +32,9 @@ from psdriver.bridge.scripts_dir import scripts_dir
 SCRIPTS_DIR = scripts_dir()
 SCRIPTS = sorted(SCRIPTS_DIR.glob('*.ps1'))
 HELPER_MODULE = SCRIPTS_DIR / 'PsDriver.psm1'
+HELPER_MANIFEST = SCRIPTS_DIR / 'PsDriver.psd1'
+#: The helper module's functions, one file per topic (PsDriver.psm1 dot-sources them).
+HELPER_FILES = sorted((SCRIPTS_DIR / 'PsDriver').glob('*.ps1'))
 PESTER_DIR = SCRIPTS_DIR.parent / 'tests_pester'
 
 #: ``Get-Verb`` on Windows PowerShell 5.1 (98 verbs). PowerShell 6 added Build
@@ -80,11 +83,12 @@ PS7_ONLY_NODES = {
 }
 
 _FUNCTION = re.compile(r'^\s*function\s+([A-Za-z0-9_-]+)', re.MULTILINE | re.IGNORECASE)
-#: How a script imports PsDriver.psm1 when it runs by hand (the bridge has inlined the helpers).
+#: How a script imports the helper module (its manifest) when it runs by hand (the bridge has
+#: inlined the helpers).
 _IMPORT_GUARD = re.compile(
     r"^if \(-not \(Get-Command -Name '(?P<name>[A-Za-z]+-[A-Za-z0-9]+)' -ErrorAction "
     r"SilentlyContinue\)\) \{\n"
-    r"    Import-Module -Name \(Join-Path -Path \$PSScriptRoot -ChildPath 'PsDriver\.psm1'\) "
+    r"    Import-Module -Name \(Join-Path -Path \$PSScriptRoot -ChildPath 'PsDriver\.psd1'\) "
     r"-Verbose:\$false\n\}$")
 _HELP_KEYWORD = re.compile(r'^\s*\.([A-Za-z]+)[ \t]*(\S*)[ \t]*$')
 _SINGULAR_ENDINGS = ('ss', 'us', 'is', 'ics')
@@ -92,6 +96,10 @@ _SINGULAR_ENDINGS = ('ss', 'us', 'is', 'ics')
 
 def _read(path: Path) -> str:
     return path.read_text(encoding='utf-8-sig').replace('\r\n', '\n')
+
+
+def _helpers_text() -> str:
+    return '\n'.join(_read(path) for path in HELPER_FILES)
 
 
 # -- checks (each returns a list of problems; empty means the text keeps the rule) ----------
@@ -277,7 +285,8 @@ def import_problems(text: str, helpers: set[str]) -> list[str]:
 
 def test_scripts_are_found():
     assert len(SCRIPTS) >= 10
-    assert HELPER_MODULE.is_file()
+    assert HELPER_MODULE.is_file() and HELPER_MANIFEST.is_file()
+    assert len(HELPER_FILES) >= 5
 
 
 @pytest.mark.parametrize('path', SCRIPTS, ids=lambda p: p.stem)
@@ -285,7 +294,7 @@ def test_script_name_is_an_approved_verb_and_a_singular_noun(path):
     assert verb_noun_problems(path.stem) == []
 
 
-@pytest.mark.parametrize('path', [*SCRIPTS, HELPER_MODULE], ids=lambda p: p.name)
+@pytest.mark.parametrize('path', [*SCRIPTS, *HELPER_FILES], ids=lambda p: p.name)
 def test_functions_use_approved_verbs(path):
     problems = [p for name in function_names(_read(path)) for p in verb_noun_problems(name)]
     assert problems == []
@@ -308,7 +317,7 @@ def test_runs_on_windows_powershell_51(path):
 
 
 def test_helper_module_defines_its_helpers_once():
-    text = _read(HELPER_MODULE)
+    text = _helpers_text()
     names = function_names(text)
     assert len(names) == len(set(names))
     assert {'Get-PsDriverVM', 'New-PsDriverErrorRecord', 'Start-PsDriverConsoleLogger'} <= \
@@ -317,12 +326,12 @@ def test_helper_module_defines_its_helpers_once():
 
 @pytest.mark.parametrize('path', SCRIPTS, ids=lambda p: p.stem)
 def test_script_imports_the_helpers_it_uses(path):
-    assert import_problems(_read(path), helper_names(_read(HELPER_MODULE))) == []
+    assert import_problems(_read(path), helper_names(_helpers_text())) == []
 
 
 def test_helper_module_runs_on_windows_powershell_51():
     # Its one ConvertTo-Json without -Depth serialises a flat settings table.
-    assert ps51_problems(_read(HELPER_MODULE), require_depth=False) == []
+    assert ps51_problems(_helpers_text(), require_depth=False) == []
 
 
 @pytest.mark.parametrize('path', SCRIPTS, ids=lambda p: p.stem)
@@ -440,7 +449,7 @@ def test_ps51_check_finds_powershell_7_constructs(line, fragment):
 _HELPERS = {'Get-PsDriverVM', 'New-PsDriverErrorRecord'}
 _GUARDED = _GOOD + """
 if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
-    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
 
 $vm = Get-PsDriverVM -Name $Name
@@ -455,7 +464,7 @@ def test_import_check_accepts_a_guarded_script_and_one_without_helpers():
 @pytest.mark.parametrize('edit,fragment', [
     (lambda t: t.replace("if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction "
                          "SilentlyContinue)) {\n    Import-Module -Name (Join-Path -Path "
-                         "$PSScriptRoot -ChildPath 'PsDriver.psm1') -Verbose:$false\n}\n", ''),
+                         "$PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false\n}\n", ''),
      'before the import guard'),
     (lambda t: t.replace("$vm = Get-PsDriverVM -Name $Name\n", '$vm = $null\n'),
      'does not call'),
@@ -469,3 +478,68 @@ def test_import_check_accepts_a_guarded_script_and_one_without_helpers():
 def test_import_check_finds_gaps(edit, fragment):
     problems = import_problems(edit(_GUARDED), _HELPERS)
     assert any(fragment in p for p in problems), problems
+
+
+# -- the helper module's manifest ---------------------------------------------------------
+
+#: Exported for administrators although no script calls it (README: scripts by hand).
+ADMIN_HELPERS = {'Invoke-PsDriverScript'}
+
+
+def manifest_exports(text: str) -> list[str]:
+    """The quoted names of the manifest's FunctionsToExport array."""
+    block = re.search(r'FunctionsToExport\s*=\s*@\((?P<names>[^)]*)\)', text)
+    assert block, 'PsDriver.psd1 has no FunctionsToExport array'
+    return re.findall(r"'([A-Za-z]+-[A-Za-z0-9]+)'", block.group('names'))
+
+
+def test_manifest_exports_exactly_the_helpers_the_scripts_call():
+    helpers = helper_names(_helpers_text())
+    wrapper = _read(SCRIPTS_DIR / 'Invoke-PsDriverScript.ps1.j2')
+    called = set().union(*(_mentions(_read(p), helpers) for p in SCRIPTS),
+                         _mentions(wrapper, helpers))
+    exported = manifest_exports(_read(HELPER_MANIFEST))
+    assert len(exported) == len(set(exported))
+    assert set(exported) == called | ADMIN_HELPERS
+
+
+def test_helper_module_only_loads_its_topic_files():
+    assert function_names(_read(HELPER_MODULE)) == []
+    assert "RootModule           = 'PsDriver.psm1'" in _read(HELPER_MANIFEST)
+
+
+@pytest.mark.parametrize('path', HELPER_FILES, ids=lambda p: p.name)
+def test_helper_topic_files_hold_functions_only(path):
+    root = pwsh_syntax.parse(_read(path)).root_node
+    others = [node.text.decode('utf-8')[:40] for block in root.children
+              if block.type == 'statement_list' for node in block.children
+              if node.type not in ('function_statement', 'comment')]
+    assert others == []
+
+
+# -- Hyper-V cmdlets are module-qualified ---------------------------------------------------
+
+#: A Hyper-V cmdlet's name: its noun starts with VM or VHD (Get-VM, Add-VMHardDiskDrive,
+#: Resize-VHD, ...). VMware PowerCLI, often installed on the same hosts, defines Get-VM,
+#: New-VM and Start-VM too, so the scripts write Hyper-V\Get-VM.
+_HYPERV_CMDLET = re.compile(r'^[A-Za-z]+-(VM|VHD)[A-Za-z]*$')
+
+
+def unqualified_hyperv_calls(text: str) -> list[str]:
+    found, stack = [], [pwsh_syntax.parse(text).root_node]
+    while stack:
+        node = stack.pop()
+        if node.type == 'command_name' and _HYPERV_CMDLET.match(node.text.decode('utf-8')):
+            found.append(f'line {node.start_point[0] + 1}: {node.text.decode("utf-8")}')
+        stack.extend(node.children)
+    return found
+
+
+@pytest.mark.parametrize('path', [*SCRIPTS, *HELPER_FILES], ids=lambda p: p.name)
+def test_hyperv_cmdlets_are_module_qualified(path):
+    assert unqualified_hyperv_calls(_read(path)) == []
+
+
+def test_unqualified_hyperv_call_is_found():
+    text = 'Get-VM -Name x\nHyper-V\\Stop-VM -VM $v\n'
+    assert unqualified_hyperv_calls(text) == ['line 1: Get-VM']

@@ -66,7 +66,8 @@ def test_scripts_render_prints_the_wrapper_the_bridge_sends(capsys, name, featur
     # Structure only: no example value of the script's contract is in the text
     # (values that the scripts themselves spell, like an -Action name, aside).
     source = ''.join((REPO / 'ps_scripts' / f).read_text(encoding='utf-8-sig')
-                     for f in (f'{name}.ps1', 'PsDriver.psm1', 'Invoke-PsDriverScript.ps1.j2'))
+                     for f in (f'{name}.ps1', 'Invoke-PsDriverScript.ps1.j2')) + \
+        Renderer().helper_library_text()
     values = {v for example in contracts.load_contract(name).examples
               for v in _strings(example) if len(v) >= 6 and v not in source}
     assert values, f'{name} has no example values to look for'

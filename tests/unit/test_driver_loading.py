@@ -227,9 +227,12 @@ def test_wheel_has_every_module_and_script(wheel_names):
 
 def test_wheel_has_script_module(wheel_names):
     names, _ = wheel_names
-    if not (REPO / 'ps_scripts' / 'PsDriver.psm1').is_file() and os.environ.get('CI') != 'true':
-        pytest.skip('ps_scripts/PsDriver.psm1 not written yet')
     assert 'psdriver/ps_scripts/PsDriver.psm1' in names
+    assert 'psdriver/ps_scripts/PsDriver.psd1' in names
+    topics = sorted((REPO / 'ps_scripts' / 'PsDriver').glob('*.ps1'))
+    assert topics
+    assert [t.name for t in topics
+            if f'psdriver/ps_scripts/PsDriver/{t.name}' not in names] == []
 
 
 def test_wheel_declares_config_generator_entry_point(wheel_names):
