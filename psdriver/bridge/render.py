@@ -126,6 +126,13 @@ class Renderer:
         if missing:
             raise errors.BridgeParameterError(
                 f'{name} needs mandatory parameter(s) {", ".join(missing)}')
+        for key, value in params.items():
+            allowed = declared[key.lower()].validate_set
+            if allowed and not _in_set(value, allowed):
+                # The value is not quoted: it may be secret.
+                raise errors.BridgeParameterError(
+                    f'{name} -{declared[key.lower()].name} must be one of '
+                    f'{", ".join(allowed)}')
         contract = contracts.load_contract(name, str(self.root))
         wanted = contract.spec_parameter.lower()
         if contract.spec_schema is not None and wanted in given:
@@ -136,6 +143,13 @@ class Renderer:
                 raise errors.BridgeSpecError(
                     name, contract.spec_parameter, exc.path, exc.rule, exc.expected,
                     _schema_problem(exc)) from None
+
+
+def _in_set(value: Any, allowed: tuple[str, ...]) -> bool:
+    """PowerShell's ValidateSet: every value (of an array too) in the set, any casing."""
+    folded = {a.casefold() for a in allowed}
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return all(isinstance(v, str) and v.casefold() in folded for v in values)
 
 
 #: What a failed schema keyword means, in words; ``{0}`` is the keyword's value.

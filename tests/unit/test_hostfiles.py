@@ -120,7 +120,7 @@ def host():
 
 
 def test_sim_registers_the_image_with_its_real_format_and_size(host, tmp_path):
-    files = hostfiles.SimFiles(host, staging_dir=str(tmp_path))
+    files = hostfiles.RunnerFiles(SimRunner(host).put_file, staging_dir=str(tmp_path))
     staged = staged_file(files, BASE, IMAGE, b'v' * 1000)
 
     files.publish(staged, f'{BASE}\\{IMAGE}.vhdx', VHDX)
@@ -134,7 +134,7 @@ def test_sim_registers_the_image_with_its_real_format_and_size(host, tmp_path):
 
 
 def test_sim_iso_is_a_plain_file(host, tmp_path):
-    files = hostfiles.SimFiles(host, staging_dir=str(tmp_path))
+    files = hostfiles.RunnerFiles(SimRunner(host).put_file, staging_dir=str(tmp_path))
     staged = staged_file(files, BASE, IMAGE, b'i' * 2048)
 
     files.publish(staged, f'{BASE}\\{IMAGE}.iso', ImageFileInfo('iso', 2048, 2048))
@@ -144,7 +144,7 @@ def test_sim_iso_is_a_plain_file(host, tmp_path):
 
 
 def test_sim_keeps_an_existing_file(host, tmp_path):
-    files = hostfiles.SimFiles(host, staging_dir=str(tmp_path))
+    files = hostfiles.RunnerFiles(SimRunner(host).put_file, staging_dir=str(tmp_path))
     host.make_dir(BASE)
     host.new_vhd(f'{BASE}\\{IMAGE}.vhdx', GIB)
 
@@ -156,7 +156,7 @@ def test_sim_keeps_an_existing_file(host, tmp_path):
 
 def test_sim_full_volume_is_a_transfer_error(tmp_path):
     host = SimHost(disk_gb=1)
-    files = hostfiles.SimFiles(host, staging_dir=str(tmp_path))
+    files = hostfiles.RunnerFiles(SimRunner(host).put_file, staging_dir=str(tmp_path))
     staged = staged_file(files, BASE, IMAGE, b'x')
 
     with pytest.raises(ImageTransferError, match='not enough space'):
@@ -229,7 +229,7 @@ def test_files_follow_the_transport(conf, host):
     assert isinstance(hostfiles.for_transport(cfg.CONF, bridge), hostfiles.LocalFiles)
     conf.config(transport='sim', group='powershell')
     sim = hostfiles.for_transport(cfg.CONF, bridge)
-    assert isinstance(sim, hostfiles.SimFiles) and sim._host is host
+    assert isinstance(sim, hostfiles.RunnerFiles) and sim._put_file.__self__ is bridge.runner
     conf.config(transport='psrp', psrp_host='hv01.example.org', psrp_username='EXAMPLE\\nova',
                 psrp_password='s3cret', psrp_auth='ntlm', group='powershell')
     conf.config(instances_path=INSTANCES)

@@ -251,7 +251,7 @@ def clock():
 @pytest.fixture
 def cache(bridge, conf, host, staging, tmp_path, clock):
     coordinator = coordination.Coordinator(backend_url='', lock_path=str(tmp_path / 'locks'))
-    files = hostfiles.SimFiles(host, staging_dir=str(staging))
+    files = hostfiles.RunnerFiles(SimRunner(host).put_file, staging_dir=str(staging))
     return imagecache.ImageCache(bridge, conf, files, coordinator, clock=clock)
 
 
@@ -627,7 +627,7 @@ def test_removal_setting_from_the_default_group_is_honoured(tmp_path, bridge, ho
     path.write_text(f'[DEFAULT]\ninstances_path = {INSTANCES}\n'
                     'remove_unused_base_images = False\n')
     conf(args=[], default_config_files=[str(path)])
-    cache = imagecache.ImageCache(bridge, conf, hostfiles.SimFiles(host),
+    cache = imagecache.ImageCache(bridge, conf, hostfiles.RunnerFiles(SimRunner(host).put_file),
                                   coordination.Coordinator(backend_url='', lock_path=None))
     host.make_dir(BASE)
     host.new_vhd(f'{BASE}\\{IMAGE}.vhdx', GIB)
@@ -649,5 +649,5 @@ def test_cache_names(name, expected):
 
 def test_default_files_follow_the_transport(bridge, conf):
     cache = imagecache.ImageCache(bridge, conf)
-    assert isinstance(cache._files, hostfiles.SimFiles)
+    assert isinstance(cache._files, hostfiles.RunnerFiles)
     assert cache.base_dir == BASE

@@ -1,0 +1,77 @@
+"""``psdriver`` as a new operator meets it: configuration mistakes, ValidateSet, hostnames."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.unit.psdriver_command import run_psdriver
+
+
+def one_line_error(done) -> str:
+    assert done.returncode == 2, done.stderr
+    assert 'Traceback' not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith('psdriver: error: ')
+    return lines[0]
+
+
+@pytest.mark.parametrize('text,says', [
+    (None, 'config file(s) not found or not readable: {path}'),
+    ('[powershell]\ntransport = carrier-pigeon\n',
+     "[powershell] transport in {path}: Valid values are [local, psrp, sim], "
+     "but found 'carrier-pigeon'"),
+    ('[powershell\ntransport = sim\n',
+     'cannot parse config file {path}: at {path}:1, Invalid section'),
+    ('[hyperv]\ndynamic_memory_ratio = nan\n',
+     '[hyperv] dynamic_memory_ratio in {path}: nan is not a finite number'),
+])
+def test_a_configuration_mistake_is_one_line_naming_file_and_option(tmp_path, text, says):
+    path = tmp_path / 'nova.conf'
+    if text is not None:
+        path.write_text(text)
+    done = run_psdriver('scripts', 'run', 'Get-HostInfo', '--config-file', str(path),
+                        '--param', 'InstancesPath=C:\\x', cwd=tmp_path)
+    assert says.format(path=path) in one_line_error(done)
+
+
+def test_run_help_shows_the_validate_set():
+    done = run_psdriver('scripts', 'run', 'Set-InstancePowerState', '--help', cwd='/')
+    assert done.returncode == 0
+    text = ' '.join(done.stdout.split())
+    assert ('--Action VALUE string, mandatory, one of Start, Stop, Shutdown, Restart, '
+            'SoftReboot, Pause, Resume, Save, Restore') in text
+
+
+def test_a_value_outside_the_validate_set_is_refused_before_the_round_trip(tmp_path):
+    done = run_psdriver('scripts', 'run', 'Set-InstancePowerState', '--transport', 'sim',
+                        '--Name', 'instance-0000002a', '--Action', 'Jump', '-v', cwd=tmp_path)
+    line = one_line_error(done.__class__(done.args, done.returncode, done.stdout,
+                                         _errors_only(done.stderr)))
+    assert line.endswith('Set-InstancePowerState -Action must be one of Start, Stop, '
+                         'Shutdown, Restart, SoftReboot, Pause, Resume, Save, Restore')
+    assert 'Running Set-InstancePowerState' not in done.stderr      # no round trip
+
+
+def _errors_only(stderr: str) -> str:
+    """The lines of stderr that are not oslo.log's debug lines."""
+    return '\n'.join(line for line in stderr.splitlines() if ' DEBUG ' not in line)
+
+
+def test_the_simulated_host_has_one_name_in_scripts_run_and_the_demo(tmp_path):
+    done = run_psdriver('scripts', 'run', 'Get-HostInfo', '--transport', 'sim',
+                        '--param', 'InstancesPath=C:\\OpenStack\\Instances', cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)['hostname'] == 'SIMHV01'
+    demo = run_psdriver('demo', cwd=tmp_path)
+    assert demo.returncode == 0, demo.stderr
+    assert 'simulated Hyper-V host SIMHV01' in demo.stdout
+
+
+def test_demo_state_file_in_a_missing_folder_names_the_folder(tmp_path):
+    done = run_psdriver('demo', '--state-file', str(tmp_path / 'nope' / 'sim.json'),
+                        cwd=tmp_path)
+    assert one_line_error(done) == (
+        f'psdriver: error: --state-file: the folder {tmp_path / "nope"} does not exist')
