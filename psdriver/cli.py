@@ -232,6 +232,18 @@ def _script_params(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]
     return params
 
 
+def _set_up_fresh_simulated_host(bridge: Any, name: str, params: dict[str, Any]) -> None:
+    """A simulated host kept in memory starts empty: set it up for this call.
+
+    The same set-up the contract shape tests use (the script's ``prepare``
+    hook): ``Get-InstanceInfo --Name instance-0000002a`` finds that instance
+    running.  A host kept in ``[powershell] sim_state_file`` is used as it is.
+    """
+    from psdriver.sim import dispatch
+    bridge.renderer.check_parameters(name, params)      # refuse bad values first
+    dispatch.prepare_host(bridge.runner.host, name, params)
+
+
 def _run(args: argparse.Namespace, extra: list[str]) -> int:
     params = _script_params(args, extra)
     if params is None:
@@ -241,6 +253,8 @@ def _run(args: argparse.Namespace, extra: list[str]) -> int:
     try:
         bridge = factory.build_bridge(conf)
         try:
+            if conf.powershell.transport == 'sim' and not conf.powershell.sim_state_file:
+                _set_up_fresh_simulated_host(bridge, args.name, params)
             result = bridge.call(args.name, params)
         finally:
             bridge.close()

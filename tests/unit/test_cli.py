@@ -200,7 +200,11 @@ def test_run_never_echoes_a_secret_parameter(tmp_path):
 
 
 def test_run_errors_print_the_bridge_message_and_exit_non_zero(tmp_path):
-    done = run_psdriver('scripts', 'run', 'Get-InstanceInfo', '--transport', 'sim',
+    # A simulated host kept in a state file is used as it is (an in-memory one is
+    # set up for the call): this one has no VM.
+    (tmp_path / 'nova.conf').write_text('[powershell]\ntransport = sim\n'
+                                        'sim_state_file = sim.json\n')
+    done = run_psdriver('scripts', 'run', 'Get-InstanceInfo', '--config-file', 'nova.conf',
                         '--name', 'no-such-vm', cwd=tmp_path)
     assert done.returncode == 1
     assert done.stdout == ''

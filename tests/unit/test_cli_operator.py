@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
+import shlex
 
 import pytest
 
-from tests.unit.psdriver_command import run_psdriver
+from tests.unit.psdriver_command import REPO, run_psdriver
 
 
 def one_line_error(done) -> str:
@@ -75,3 +77,45 @@ def test_demo_state_file_in_a_missing_folder_names_the_folder(tmp_path):
                         cwd=tmp_path)
     assert one_line_error(done) == (
         f'psdriver: error: --state-file: the folder {tmp_path / "nope"} does not exist')
+
+
+def test_the_readme_simulated_host_examples_work_as_written(tmp_path):
+    """Every ``scripts run ... --transport sim`` line of the README, on a fresh simulated host."""
+    readme = (REPO / 'README.md').read_text(encoding='utf-8')
+    commands = re.findall(r'^(psdriver scripts run \S+ --transport sim[^#\n]*)', readme,
+                          re.MULTILINE)
+    assert any('Get-InstanceInfo --transport sim --Name instance-0000002a' in c
+               for c in commands)
+    for command in commands:
+        done = run_psdriver(*shlex.split(command)[1:], cwd=tmp_path)
+        assert done.returncode == 0, (command, done.stderr)
+        result = json.loads(done.stdout)
+        if 'Get-InstanceInfo' in command:
+            assert (result['name'], result['state']) == ('instance-0000002a', 'Running')
+
+
+#: Distributions of the ``test`` extra (setup.cfg) that nova itself does not need.
+TEST_EXTRA_MODULES = ('pytest', '_pytest', 'pytest_timeout', 'hypothesis', 'psrpcore',
+                      'placement', 'oslotest', 'wsgi_intercept')
+
+
+def test_the_demo_needs_nothing_of_the_test_extra(tmp_path):
+    """``pip install .`` (no ``[test]``) is enough for ``psdriver demo``."""
+    import os
+    import subprocess
+    import sys
+    blocker = f'''
+import importlib.abc, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.split('.')[0] in {TEST_EXTRA_MODULES!r}:
+            raise ImportError('test-extra module ' + name)
+sys.meta_path.insert(0, Block())
+from psdriver.cli import main
+sys.exit(main(['demo', '-q']))
+'''
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, '-c', blocker], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert 'The host is clean' in done.stdout
