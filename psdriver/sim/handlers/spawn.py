@@ -23,7 +23,7 @@ from typing import Any
 from psdriver.sim import paths
 from psdriver.sim.dispatch import handler, prepare
 from psdriver.sim.errors import SimError
-from psdriver.sim.handlers.console import ensure_logger
+from psdriver.sim.console_logger import ensure_logger
 from psdriver.sim.host import SimHost
 from psdriver.sim.scriptlib import (
     extension, hyperv_mac, is_absolute, is_dir, is_file, join, number, remove_vm,
@@ -649,7 +649,7 @@ def new_instance(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
 @prepare(NAME)
 def _prepare(host: SimHost, params: dict[str, Any]) -> None:
     """The example's volume, cached image (smaller than the flavor size) and switches."""
-    from psdriver.sim.scenario import add_image, ensure_folder, ensure_switch
+    from psdriver.sim.layout import add_image, ensure_folder, ensure_switch
     spec = params['Spec']
     ensure_folder(host, paths.parent(paths.normalize(spec['instance_dir'])) or
                   spec['instance_dir'])
