@@ -151,18 +151,40 @@ def _broken_vhd_checksum() -> Sparse:
     (vhdx(GIB + 1), 'not a positive multiple'),
     (vhdx(0), 'not a positive multiple'),
     (vhdx(GIB, sector=1024), 'neither 512 nor 4096'),
-    (vhdx(GIB)[:150 * 1024], 'region table'),
-    (vhdx(GIB)[:MIB + 100], 'metadata table'),
+    (vhdx(GIB)[:150 * 1024], 'truncated or damaged'),
+    (vhdx(GIB)[:MIB + 100], 'truncated or damaged'),
 ])
 def test_inspection_refuses(tmp_path, data, reason):
     with pytest.raises(ImageFormatError, match=reason):
         inspect_image_file(write(tmp_path, 'image', data))
 
 
-def test_vhdx_backup_region_table_is_used_when_the_primary_is_damaged(tmp_path):
+def test_a_vhdx_with_a_damaged_primary_region_table_is_refused(tmp_path):
+    """As nova's own check (the format inspector) reads it: the primary table only."""
     data = bytearray(vhdx(5 * GIB))
     data[192 * 1024:192 * 1024 + 4] = b'xxxx'
-    assert inspect_image_file(write(tmp_path, 'image', bytes(data))).virtual_size_bytes == 5 * GIB
+    with pytest.raises(ImageFormatError):
+        inspect_image_file(write(tmp_path, 'image', bytes(data)))
+
+
+def test_a_file_failing_the_inspector_safety_checks_is_refused(tmp_path):
+    """nova's safety checks apply: a fixed VHD whose disk starts with a bad MBR is refused."""
+    mbr = bytearray(512)
+    mbr[446] = 0x33                                  # partition 0: not a valid boot flag
+    mbr[446 + 4] = 0x07
+    mbr[510:512] = b'\x55\xaa'
+    size = 4 * MIB
+    with open(tmp_path / 'image', 'wb') as f:
+        f.write(bytes(mbr))
+        f.truncate(size)
+        f.seek(size)
+        f.write(vhd_footer(size))
+    with pytest.raises(ImageFormatError, match='safety checks .*mbr'):
+        inspect_image_file(str(tmp_path / 'image'))
+    mbr[446] = 0x80                                  # the same disk, bootable: accepted
+    with open(tmp_path / 'image', 'r+b') as f:
+        f.write(bytes(mbr))
+    assert inspect_image_file(str(tmp_path / 'image')).vhd_type == 'Fixed'
 
 
 # -- the cache on the simulated host --------------------------------------------------
