@@ -30,7 +30,8 @@ from psdriver.ops import hostfiles
 from psdriver.ops.hostfiles import ImageFileInfo, ImageTransferError
 from psdriver.sim import SimHost, SimRunner
 
-from tests.daemons import LOOPBACK, Daemon, free_port, in_ci, require_binary, scratch_dir
+from tests.daemons import LOOPBACK, Daemon, free_port, require_binary, scratch_dir
+from tests.prerequisites import missing
 
 GIB = 1024 ** 3
 IMAGE = '0c7e2a55-6f0e-4d7c-9e4c-2b8f1a3d5e70'
@@ -294,10 +295,7 @@ def run_samba() -> Iterator[SambaServer]:
     smbd = require_binary('smbd', 'samba', candidates=('/usr/sbin/smbd',))
     smbpasswd = require_binary('smbpasswd', 'samba', candidates=('/usr/bin/smbpasswd',))
     if os.geteuid() != 0:
-        msg = 'smbpasswd -a and smbd need root'
-        if in_ci():
-            pytest.fail(f'CI=true and {msg}', pytrace=False)
-        pytest.skip(msg)
+        missing('smbpasswd -a and smbd need root')
     work = Path(scratch_dir('psdriver-smb-'))
     user = pwd.getpwuid(os.geteuid()).pw_name
     password = 'Pw-' + secrets.token_hex(8)

@@ -8,7 +8,6 @@ checks a Glance download does.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import threading
 import time
@@ -31,7 +30,7 @@ from psdriver.sim import SimHost, SimRunner
 from psdriver.sim.image_files import (
     Sparse, dynamic_vhd, fixed_vhd, iso, materialise, vhd_footer, vhdx)
 
-from tests.daemons import in_ci
+from tests.prerequisites import require_tool
 
 objects.register_all()
 
@@ -91,12 +90,7 @@ def test_vhdx_size_agrees_with_oslo_inspector(tmp_path, size):
 
 
 def _qemu_img() -> str:
-    found = shutil.which('qemu-img')
-    if found is None:
-        if in_ci():
-            pytest.fail('CI=true and qemu-img is missing (Debian qemu-utils)', pytrace=False)
-        pytest.skip('qemu-img (Debian qemu-utils) not installed')
-    return found
+    return require_tool('qemu-img', 'qemu-utils')
 
 
 @pytest.mark.parametrize('fmt, options, size, expect', [
