@@ -185,9 +185,13 @@ def _schema_problem(exc: contracts.ShapeError) -> str:
     where = '.'.join(str(p) for p in exc.path) or 'the value'
     if exc.rule == 'additionalProperties':
         return exc.message
-    words = _RULE_WORDS.get(exc.rule or '')
+    if exc.rule is None:
+        # contentEncoding, format: fastjsonschema's words name the place and the
+        # rule ("... must be encoded by base64"), never the value.
+        return exc.message
+    words = _RULE_WORDS.get(exc.rule)
     if words is None:
-        return f'{where} is not valid' + (f' ({exc.rule})' if exc.rule else '')
+        return f'{where} breaks the schema rule {exc.rule}'
     expected = exc.expected
     if isinstance(expected, (list, tuple)):
         expected = ', '.join('null' if v is None else str(v) for v in expected)

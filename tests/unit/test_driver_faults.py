@@ -79,15 +79,19 @@ def test_a_vm_name_longer_than_hyperv_takes_is_instance_unacceptable(env):
     assert_nothing_of(env, instance)
 
 
-def test_a_broken_config_drive_field_says_which_and_how(env):
-    bad = {'content_base64': None, 'format': 'iso', 'as_dvd': True}
+@pytest.mark.parametrize('content,says', [
+    (None, 'config_drive.content_base64 must be of type string'),
+    ('abcde', 'config_drive.content_base64 must be encoded by base64'),
+])
+def test_a_broken_config_drive_field_says_which_and_how(env, content, says):
+    bad = {'content_base64': content, 'format': 'iso', 'as_dvd': True}
     with pytest.raises(exception.InvalidInput) as caught, errors.translate():
         env.bridge.call('New-Instance', {'Spec': {
             'name': 'instance-00000001', 'instance_uuid': '6f0c2a1e-52b4-4d8f-9a51-3c7e0d9b2f64',
             'instance_dir': f'{INSTANCES}\\instance-00000001', 'generation': 1, 'vcpus': 1,
             'memory_mb': 512, 'config_drive': bad}})
-    assert 'config_drive.content_base64 must be of type string' in str(caught.value)
-    assert 'None' not in str(caught.value)
+    assert says in str(caught.value)
+    assert 'None' not in str(caught.value) and 'abcde' not in str(caught.value)
 
 
 # -- host refusals -----------------------------------------------------------------------
