@@ -9,11 +9,12 @@ runners do.
 from __future__ import annotations
 
 import ntpath
+import os
 import uuid
 from typing import Any
 
 from psdriver.bridge.call import ScriptCall
-from psdriver.bridge.errors import BridgeTimeout, BridgeTransportError
+from psdriver.bridge.errors import BridgeTimeout, BridgeTransportError, BridgeUnavailable
 from psdriver.sim.dispatch import execute_rendered
 from psdriver.sim.errors import SimError, SimHostDown, SimTimeout
 from psdriver.sim.host import SimHost
@@ -73,5 +74,11 @@ def put_image_file(host: SimHost, target: str, host_path: str, facts: dict[str, 
 
 def make_runner(*, state_file: str | None = None, hostname: str | None = None) -> SimRunner:
     """The ``psdriver.transports`` entry point ``sim``: a runner on a new simulated host."""
+    if state_file:
+        folder = os.path.dirname(os.path.abspath(state_file))
+        if not os.path.isdir(folder):
+            raise BridgeUnavailable('init_host', 'sim',
+                                    f'[powershell] sim_state_file {state_file}: the folder '
+                                    f'{folder} does not exist')
     capacity = {'hostname': hostname} if hostname else {}
     return SimRunner(SimHost(state_file=state_file, **capacity))

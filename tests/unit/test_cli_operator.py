@@ -72,6 +72,17 @@ def test_the_simulated_host_has_one_name_in_scripts_run_and_the_demo(tmp_path):
     assert 'simulated Hyper-V host SIMHV01' in demo.stdout
 
 
+def test_a_sim_state_file_in_a_missing_folder_names_the_folder(tmp_path):
+    (tmp_path / 'nova.conf').write_text('[powershell]\ntransport = sim\n'
+                                        f'sim_state_file = {tmp_path}/nope/sim.json\n')
+    done = run_psdriver('scripts', 'run', 'Get-HostInfo', '--config-file', 'nova.conf',
+                        cwd=tmp_path)
+    assert done.returncode == 1
+    assert 'Traceback' not in done.stderr
+    assert done.stderr.strip().endswith(
+        f'sim_state_file {tmp_path}/nope/sim.json: the folder {tmp_path}/nope does not exist')
+
+
 def test_demo_state_file_in_a_missing_folder_names_the_folder(tmp_path):
     done = run_psdriver('demo', '--state-file', str(tmp_path / 'nope' / 'sim.json'),
                         cwd=tmp_path)
