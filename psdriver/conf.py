@@ -26,7 +26,9 @@ on the global ``cfg.CONF`` (which is ``nova.conf.CONF``), so
 ``CONF.hyperv.use_multipath_io`` works wherever the driver is loaded.
 :func:`register_opts` registers them on any other ``ConfigOpts`` and may be
 called more than once. :func:`list_opts` feeds ``oslo-config-generator``
-(namespace ``psdriver``).
+(namespace ``psdriver``). :func:`validate` reads every option once, so that
+the driver (and the ``psdriver`` command) stop at start on a bad value,
+naming the option and the file.
 """
 
 from __future__ import annotations
