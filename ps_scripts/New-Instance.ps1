@@ -27,7 +27,11 @@
       secure_boot = null    {enabled, template}. Generation 2 only.
                             template: MicrosoftWindows (also when null),
                             MicrosoftUEFICertificateAuthority (Linux) or
-                            OpenSourceShieldedVM. null or enabled false turns
+                            OpenSourceShieldedVM (Windows Server 1709 and
+                            later; a template the host does not offer is
+                            InvalidArgument /
+                            PsDriver.SecureBootTemplateUnavailable before
+                            anything is created). null or enabled false turns
                             secure boot off (generation 2 VMs otherwise
                             start with it on).
       vcpus                 1-240.
@@ -933,6 +937,9 @@ if ($Spec -is [string]) {
     }
 }
 $plan = ConvertTo-InstancePlan -Spec $specObject
+if ($plan.SecureBoot -and @(Get-PsDriverSecureBootTemplate) -notcontains $plan.SecureBootTemplate) {
+    throw (New-PsDriverErrorRecord -Message "Secure boot template '$($plan.SecureBootTemplate)' is not available on this host (Windows $([System.Environment]::OSVersion.Version)); it offers $(@(Get-PsDriverSecureBootTemplate) -join ', ')." -Category InvalidArgument -ErrorId 'PsDriver.SecureBootTemplateUnavailable' -Target $plan.SecureBootTemplate)
+}
 
 if (@(Find-PsDriverVM -Name $plan.Name).Count -gt 0) {
     throw (New-PsDriverErrorRecord -Message "A virtual machine named '$($plan.Name)' already exists on this host." -Category ResourceExists -ErrorId 'PsDriver.VMExists' -Target $plan.Name)

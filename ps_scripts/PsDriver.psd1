@@ -27,6 +27,7 @@
         'Get-PsDriverNicRecord'
         'Get-PsDriverPathKey'
         'Get-PsDriverRescueRecord'
+        'Get-PsDriverSecureBootTemplate'
         'Get-PsDriverVM'
         'Get-PsDriverVMState'
         'Get-PsDriverVlanMap'

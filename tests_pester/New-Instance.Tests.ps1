@@ -837,6 +837,30 @@ Describe 'New-Instance' {
             { & $script:ScriptPath -Spec $gen1 } | Should -Throw -ErrorId 'PsDriver.InvalidSpec'
         }
 
+        It 'refuses the secure boot template <Template> on a host that lacks it, before creating anything' -ForEach @(
+            @{ Template = 'OpenSourceShieldedVM' }
+        ) {
+            # Windows Server 2016 (build 14393): OpenSourceShieldedVM came with 1709.
+            Mock Get-PsDriverSecureBootTemplate { 'MicrosoftWindows'; 'MicrosoftUEFICertificateAuthority' }
+            $script:Spec['secure_boot'] = [ordered]@{ enabled = $true; template = $Template }
+
+            $failure = { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.SecureBootTemplateUnavailable' -PassThru
+
+            $failure.CategoryInfo.Category | Should -Be 'InvalidArgument'
+            $failure.Exception.Message | Should -BeLike "*'$Template' is not available on this host*MicrosoftWindows, MicrosoftUEFICertificateAuthority*"
+            Should -Invoke New-VM -Times 0 -Exactly
+            Test-Path -LiteralPath $script:Spec['instance_dir'] | Should -BeFalse
+        }
+
+        It 'accepts OpenSourceShieldedVM where the host offers it' {
+            Mock Get-PsDriverSecureBootTemplate { 'MicrosoftWindows'; 'MicrosoftUEFICertificateAuthority'; 'OpenSourceShieldedVM' }
+            $script:Spec['secure_boot'] = [ordered]@{ enabled = $true; template = 'OpenSourceShieldedVM' }
+
+            $null = & $script:ScriptPath -Spec $script:Spec
+
+            Should -Invoke Set-VMFirmware -Times 1 -Exactly -ParameterFilter { $SecureBootTemplate -eq 'OpenSourceShieldedVM' }
+        }
+
         It 'refuses a VM name that already exists' {
             $PsdTest.Vms.Add([pscustomobject]@{ Name = 'instance-0000002a'; Id = [guid]::NewGuid(); State = 'Off'; Generation = 2; Notes = '' })
 

@@ -11,8 +11,8 @@ from psdriver.sim.dispatch import handler, prepare
 from psdriver.sim.errors import SimError
 from psdriver.sim.host import SimHost
 from psdriver.sim.scriptlib import (
-    dvd_drives, hard_disks, is_absolute, is_dir, is_file, is_under, nic_record, not_empty,
-    notes_uuid, remove_vm, script_error, switch, target_vm, uptime_seconds)
+    dvd_drives, hard_disks, int_param, is_absolute, is_dir, is_file, is_under, nic_record,
+    not_empty, notes_uuid, remove_vm, script_error, switch, target_vm, uptime_seconds)
 from psdriver.sim.state import MIB, Vm
 from psdriver.sim.storage import ACTIVE_STATES
 
@@ -21,6 +21,7 @@ _UUID = re.compile(r'^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F
 _ROOTS = (re.compile(r'^[A-Za-z]:[\\/]*$'), re.compile(r'^\\\\[^\\/]+[\\/][^\\/]+[\\/]*$'),
           re.compile(r'^[\\/]+$'))
 _DISK_FILE = re.compile(r'\.a?vhdx?$', re.IGNORECASE)
+_AVHD = re.compile(r'\.avhdx?$', re.IGNORECASE)
 
 
 # -- Remove-Instance ------------------------------------------------------------------------
@@ -54,12 +55,29 @@ def _instance_files(host: SimHost, vm: Vm, folder: str) -> list[str]:
     return found
 
 
+def _wait_for_checkpoint_merge(host: SimHost, name: str, merging: list[str],
+                               timeout: int) -> None:
+    """Remove-VM merges the checkpoint disks afterwards: wait until the merge removed them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        host.settle_checkpoint_merges()
+        if not any(is_file(host, f) for f in merging):
+            return
+        if time.monotonic() >= deadline:
+            raise script_error(f"The checkpoints of '{name}' are still merging into its disks "
+                               f'after {timeout} seconds; the virtual machine is removed, run '
+                               'Remove-Instance again to delete its files.', 'OperationTimeout',
+                               'PsDriver.CheckpointMergeTimeout', name)
+        time.sleep(0.02)
+
+
 @handler('Remove-Instance')
 def remove_instance(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     name = not_empty('Remove-Instance', params, 'Name')
     wanted_uuid = params.get('InstanceUuid') or ''
     folder = params.get('InstanceDir') or ''
     delete_files = switch(params, 'DeleteFiles')
+    merge_timeout = int_param('Remove-Instance', params, 'MergeTimeoutSeconds', 300, 0, 3600)
     if wanted_uuid and not _UUID.match(wanted_uuid):
         raise script_error(f"InstanceUuid '{wanted_uuid}' is not a UUID.", 'InvalidArgument',
                            'PsDriver.InvalidInstanceUuid', wanted_uuid)
@@ -89,6 +107,8 @@ def remove_instance(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
         if delete_files:
             files = _instance_files(host, vm, folder)
         remove_vm(host, vm)
+        _wait_for_checkpoint_merge(host, name, [f for f in files if _AVHD.search(f)],
+                                   merge_timeout)
     if delete_files:
         for path in files:
             if is_file(host, path):

@@ -1,0 +1,126 @@
+"""The simulator follows the documented cmdlet behaviour the scripts were fixed for.
+
+Secure boot templates by Windows build, Remove-VM merging checkpoints after the
+VM is gone, Measure-VM and Resize-VHD as documented (issue 9).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from psdriver.sim import SimError, SimHost, dispatch
+from psdriver.sim.scenario import add_instance
+
+from tests.sim.conftest import INSTANCES
+
+
+def _run(host, name, params=None):
+    with host.transaction():
+        return dispatch.get_handler(name).func(host, params or {})
+
+
+def _set(host, **values):
+    with host.transaction() as state:
+        for name, value in values.items():
+            setattr(state.config, name, value)
+
+
+# -- secure boot templates ----------------------------------------------------------------
+
+@pytest.mark.parametrize('os_version, offered', [
+    ('10.0.14393', False),     # Windows Server 2016
+    ('10.0.16299', True),      # 1709
+    ('10.0.17763', True),
+])
+def test_open_source_shielded_vm_template_exists_from_1709(os_version, offered):
+    host = SimHost()
+    _set(host, os_version=os_version)
+    if offered:
+        add_instance(host, 'instance-00000001', power_on=False,
+                     secure_boot={'enabled': True, 'template': 'OpenSourceShieldedVM'})
+        assert host.get_vm('instance-00000001').secure_boot_template == 'OpenSourceShieldedVM'
+        return
+    with pytest.raises(SimError) as caught:
+        add_instance(host, 'instance-00000001', power_on=False,
+                     secure_boot={'enabled': True, 'template': 'OpenSourceShieldedVM'})
+    assert caught.value.error_id == 'PsDriver.SecureBootTemplateUnavailable'
+    assert caught.value.category == 'InvalidArgument'
+    assert "'OpenSourceShieldedVM' is not available on this host (Windows 10.0.14393)" in \
+        caught.value.message
+    assert host.find_vm('instance-00000001') is None
+    assert not host.exists(f'{INSTANCES}\\instance-00000001')
+
+
+def test_set_vmfirmware_refuses_a_template_the_host_lacks():
+    host = SimHost()
+    _set(host, os_version='10.0.14393')
+    add_instance(host, 'instance-00000001', power_on=False)
+    with pytest.raises(SimError, match='Unknown secure boot template'):
+        host.set_secure_boot('instance-00000001', True, 'OpenSourceShieldedVM')
+    host.set_secure_boot('instance-00000001', True, 'MicrosoftUEFICertificateAuthority')
+
+
+# -- Remove-VM merges checkpoints after the VM is gone ------------------------------------
+
+def _checkpointed(host, name='instance-00000001'):
+    add_instance(host, name)
+    host.checkpoint_vm(name, 'one')
+    host.checkpoint_vm(name, 'two')
+    vm = host.get_vm(name)
+    avhdx = [d.path for d in vm.drives if d.path and d.path.lower().endswith('.avhdx')]
+    assert len(avhdx) == 1
+    return avhdx[0]
+
+
+def test_remove_vm_merges_the_checkpoints_afterwards_and_holds_the_files_meanwhile():
+    host = SimHost()
+    _set(host, checkpoint_merge_seconds=0.4)
+    top = _checkpointed(host)
+    root = f'{INSTANCES}\\instance-00000001\\root.vhdx'
+    host.stop_vm('instance-00000001', turn_off=True)
+    host.remove_vm('instance-00000001')
+    # Right after Remove-VM the merge runs: the checkpoint disks and the root disk are busy.
+    for path in (top, root):
+        with pytest.raises(SimError) as caught:
+            host.remove_item(path)
+        assert caught.value.error_id == 'FileInUse'
+    time.sleep(0.45)
+    assert host.settle_checkpoint_merges() is False
+    assert not host.exists(top)
+    assert host.get_vhd(root).vhd.parent_path.endswith('.vhdx')   # the cached image
+    host.remove_item(root)
+
+
+def test_remove_instance_waits_for_the_merge_then_deletes_the_files():
+    host = SimHost()
+    _set(host, checkpoint_merge_seconds=0.2)
+    _checkpointed(host)
+    folder = f'{INSTANCES}\\instance-00000001'
+    started = time.monotonic()
+    out = _run(host, 'Remove-Instance', {'Name': 'instance-00000001', 'InstanceDir': folder,
+                                         'DeleteFiles': True})
+    assert time.monotonic() - started >= 0.15
+    assert out['existed'] and out['snapshots_removed'] == 2 and out['instance_dir_removed']
+    assert f'{folder}\\root.vhdx' in out['removed_files']
+    assert not any(p.lower().endswith('.avhdx') for p in out['removed_files'])  # merged away
+    assert not host.exists(folder)
+
+
+def test_remove_instance_gives_up_after_the_merge_timeout_and_a_retry_finishes():
+    host = SimHost()
+    _set(host, checkpoint_merge_seconds=0.3)
+    _checkpointed(host)
+    folder = f'{INSTANCES}\\instance-00000001'
+    params = {'Name': 'instance-00000001', 'InstanceDir': folder, 'DeleteFiles': True,
+              'MergeTimeoutSeconds': 0}
+    with pytest.raises(SimError) as caught:
+        _run(host, 'Remove-Instance', params)
+    assert (caught.value.category, caught.value.error_id) == (
+        'OperationTimeout', 'PsDriver.CheckpointMergeTimeout')
+    assert host.find_vm('instance-00000001') is None
+    time.sleep(0.35)
+    out = _run(host, 'Remove-Instance', params)
+    assert not out['existed'] and out['instance_dir_removed']
+    assert not host.exists(folder)
