@@ -124,3 +124,56 @@ def test_remove_instance_gives_up_after_the_merge_timeout_and_a_retry_finishes()
     out = _run(host, 'Remove-Instance', params)
     assert not out['existed'] and out['instance_dir_removed']
     assert not host.exists(folder)
+
+
+# -- Measure-VM, as Get-InstanceInfo reads it ---------------------------------------------
+
+def _report(**changes):
+    from psdriver.sim.handlers.instances import METERING_PROPERTIES
+    report = dict.fromkeys(METERING_PROPERTIES.values(), 7)
+    report.update(NetworkMeteredTrafficReport=[], MeteringDuration=3600)
+    report.update(changes)
+    return report
+
+
+def test_metering_counts_both_direction_traffic_in_neither_direction():
+    from psdriver.sim.handlers.instances import metering_record
+    record = metering_record(_report(NetworkMeteredTrafficReport=[
+        {'Direction': 'Inbound', 'TotalTraffic': 100},
+        {'Direction': 'Outbound', 'TotalTraffic': 40},
+        {'Direction': 'Both', 'TotalTraffic': 1000},
+        None]))
+    assert (record['network_inbound_mb'], record['network_outbound_mb']) == (100, 40)
+
+
+def test_metering_reads_the_documented_property_names():
+    from psdriver.sim.handlers.instances import metering_record
+    record = metering_record(_report(AverageProcessorUsage=2100, TotalDiskAllocation=None))
+    assert record['cpu_average_mhz'] == 2100
+    assert record['disk_allocated_mb'] == 0             # documented, without a value
+    assert record['metering_duration_seconds'] == 3600
+
+
+@pytest.mark.parametrize('missing', ['AverageProcessorUsage', 'TotalDiskAllocation',
+                                     'NetworkMeteredTrafficReport', 'MeteringDuration'])
+def test_metering_fails_loudly_on_a_missing_property(missing):
+    from psdriver.sim.handlers.instances import metering_record
+    report = _report()
+    del report[missing]
+    # The display headings (AvgCPU, TotalDisk, ...) are no substitute for the properties.
+    report.update(AvgCPU=5, AvgRAM=5, TotalDisk=5)
+    with pytest.raises(SimError) as caught:
+        metering_record(report)
+    assert (caught.value.category, caught.value.error_id) == (
+        'InvalidResult', 'PsDriver.MeteringPropertyMissing')
+    assert missing in caught.value.message
+
+
+def test_instance_info_reports_metering_from_the_report():
+    host = SimHost()
+    add_instance(host, 'instance-00000001')
+    params = {'Name': 'instance-00000001', 'IncludeMetrics': True}
+    assert _run(host, 'Get-InstanceInfo', params)['metrics'] is None      # metering off
+    host.enable_metering('instance-00000001')
+    metrics = _run(host, 'Get-InstanceInfo', params)['metrics']
+    assert metrics['cpu_average_mhz'] == 105 and metrics['metering_duration_seconds'] >= 0

@@ -196,11 +196,27 @@ def _disk_record(host: SimHost, drive: Any) -> dict[str, Any]:
     return record
 
 
-def _metering(host: SimHost, vm: Vm, now: float) -> dict[str, Any] | None:
-    """A Measure-VM report derived from the VM's life since metering started."""
+#: Get-InstanceInfo's metrics fields and the documented Measure-VM properties they come from.
+METERING_PROPERTIES = {
+    'cpu_average_mhz': 'AverageProcessorUsage',
+    'memory_average_mb': 'AverageMemoryUsage',
+    'memory_minimum_mb': 'MinimumMemoryUsage',
+    'memory_maximum_mb': 'MaximumMemoryUsage',
+    'disk_allocated_mb': 'TotalDiskAllocation',
+    'disk_read_mb': 'AggregatedDiskDataRead',
+    'disk_written_mb': 'AggregatedDiskDataWritten',
+    'disk_normalized_iops': 'AggregatedAverageNormalizedIOPS',
+}
+
+
+def measure_vm(host: SimHost, vm: Vm, now: float) -> dict[str, Any] | None:
+    """``Measure-VM``: the report's documented properties.
+
+    Derived from the VM's life since metering started; None when metering is
+    off (the script does not call it then).
+    """
     if vm.metering_since is None:
         return None
-    duration = max(0, int(now - vm.metering_since))
     running = vm.state in ACTIVE_STATES
     uptime = uptime_seconds(vm, now)
     allocated = 0
@@ -211,19 +227,49 @@ def _metering(host: SimHost, vm: Vm, now: float) -> dict[str, Any] | None:
             except SimError:
                 continue
     memory = vm.memory_startup_mb if running else 0
+    traffic = []
+    if vm.nics:
+        traffic = [{'Direction': 'Inbound', 'TotalTraffic': uptime // 30},
+                   {'Direction': 'Outbound', 'TotalTraffic': uptime // 60}]
     return {
-        'cpu_average_mhz': 105 * vm.processor_count if running else 0,
-        'memory_average_mb': memory,
-        'memory_minimum_mb': memory,
-        'memory_maximum_mb': memory,
-        'disk_allocated_mb': allocated // MIB,
-        'disk_read_mb': uptime // 10,
-        'disk_written_mb': uptime // 20,
-        'disk_normalized_iops': 12 if running else 0,
-        'network_inbound_mb': uptime // 30 if vm.nics else 0,
-        'network_outbound_mb': uptime // 60 if vm.nics else 0,
-        'metering_duration_seconds': duration,
+        'AverageProcessorUsage': 105 * vm.processor_count if running else 0,
+        'AverageMemoryUsage': memory,
+        'MinimumMemoryUsage': memory,
+        'MaximumMemoryUsage': memory,
+        'TotalDiskAllocation': allocated // MIB,
+        'AggregatedDiskDataRead': uptime // 10,
+        'AggregatedDiskDataWritten': uptime // 20,
+        'AggregatedAverageNormalizedIOPS': 12 if running else 0,
+        'NetworkMeteredTrafficReport': traffic,
+        'MeteringDuration': max(0, int(now - vm.metering_since)),
     }
+
+
+def metering_record(report: dict[str, Any]) -> dict[str, Any]:
+    """What Get-InstanceInfo makes of a Measure-VM report (``Get-MeteringRecord``).
+
+    Documented property names only; a missing one fails loudly; a traffic
+    entry metered in ``Both`` directions cannot be split and counts in neither.
+    """
+    for name in [*METERING_PROPERTIES.values(), 'NetworkMeteredTrafficReport',
+                 'MeteringDuration']:
+        if name not in report:
+            raise script_error(f"The Measure-VM report has no property '{name}'.",
+                               'InvalidResult', 'PsDriver.MeteringPropertyMissing', name)
+    record = {field: int(report[name] or 0) for field, name in METERING_PROPERTIES.items()}
+    traffic = [t for t in report['NetworkMeteredTrafficReport'] or [] if t is not None]
+    record['network_inbound_mb'] = sum(int(t['TotalTraffic']) for t in traffic
+                                       if t['Direction'] == 'Inbound')
+    record['network_outbound_mb'] = sum(int(t['TotalTraffic']) for t in traffic
+                                        if t['Direction'] == 'Outbound')
+    duration = report['MeteringDuration']
+    record['metering_duration_seconds'] = None if duration is None else int(duration)
+    return record
+
+
+def _metering(host: SimHost, vm: Vm, now: float) -> dict[str, Any] | None:
+    report = measure_vm(host, vm, now)
+    return None if report is None else metering_record(report)
 
 
 @handler('Get-InstanceInfo', readonly=True)
