@@ -146,9 +146,11 @@
     anything (state NotCreated).
 
 .PARAMETER Spec
-    The instance spec (an object, for example from ConvertFrom-Json, a
-    hashtable, or a JSON string). It can carry secrets in the config drive
-    (admin password, user data): never log it.
+    The instance spec: a hashtable, an object, or a JSON string (read with
+    the parser the wrapper uses, which keeps date-like strings as strings;
+    ConvertFrom-Json of PowerShell 6+ would turn them into DateTime, so pass
+    the text rather than its output). It can carry secrets in the config
+    drive (admin password, user data): never log it.
 
 .EXAMPLE
     $spec = Get-Content .\spec.json -Raw
@@ -930,7 +932,8 @@ if (-not (Get-Command -Name 'Find-PsDriverVM' -ErrorAction SilentlyContinue)) {
 $specObject = $Spec
 if ($Spec -is [string]) {
     try {
-        $specObject = ConvertFrom-Json -InputObject ([string]$Spec)
+        # Not ConvertFrom-Json: PowerShell 6+ turns date-like strings (a name, notes) into DateTime.
+        $specObject = ConvertFrom-PsDriverJson -Json ([string]$Spec)
     }
     catch {
         throw (New-SpecError -Field 'spec' -Message "is a string but not JSON: $($_.Exception.Message)")

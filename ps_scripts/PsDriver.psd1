@@ -11,6 +11,7 @@
     FunctionsToExport    = @(
         'Assert-PsDriverConsoleLogTarget'
         'Assert-PsDriverNicHotplug'
+        'ConvertFrom-PsDriverJson'
         'ConvertTo-PsDriverHyperVMac'
         'ConvertTo-PsDriverInstanceUuid'
         'Dismount-PsDriverAttachedDrive'

@@ -505,6 +505,17 @@ Describe 'New-Instance' {
             $result.state | Should -Be 'Running'
         }
 
+        It 'keeps date-like strings of a JSON string spec as strings on every PowerShell' {
+            # ConvertFrom-Json of PowerShell 6+ would make DateTime values of these.
+            $script:Spec['notes_extra'] = '2024-05-01T10:00:00Z'
+            $json = $script:Spec | ConvertTo-Json -Depth 10
+
+            $result = & $script:ScriptPath -Spec $json
+
+            Assert-MatchesContract -Result $result
+            @($PsdTest.Vms)[0].Notes | Should -Be "0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b`n2024-05-01T10:00:00Z"
+        }
+
         It 'reuses disk files that already exist and never deletes them' {
             $dir = $script:Spec['instance_dir']
             $rootPath = Join-Path -Path $dir -ChildPath 'root.vhdx'

@@ -318,6 +318,22 @@ Describe 'Remove-PsDriverVM' {
     }
 }
 
+Describe 'ConvertFrom-PsDriverJson' {
+    It 'keeps the date-like string <Value> a string' -ForEach @(
+        @{ Value = '2024-05-01T10:00:00Z' }
+        @{ Value = '2024-05-01' }
+        @{ Value = '05/01/2024 10:00:00' }
+    ) {
+        $json = '{"name": "' + $Value + '", "list": ["' + $Value + '"]}'
+
+        $parsed = ConvertFrom-PsDriverJson -Json $json
+
+        $parsed['name'] | Should -BeOfType [string]
+        $parsed['name'] | Should -Be $Value
+        @($parsed['list'])[0] | Should -Be $Value
+    }
+}
+
 Describe 'Get-PsDriverSecureBootTemplate' {
     It 'offers OpenSourceShieldedVM on build <Build>: <Offered>' -ForEach @(
         @{ Build = 14393; Offered = $false }

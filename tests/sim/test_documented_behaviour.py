@@ -177,3 +177,20 @@ def test_instance_info_reports_metering_from_the_report():
     host.enable_metering('instance-00000001')
     metrics = _run(host, 'Get-InstanceInfo', params)['metrics']
     assert metrics['cpu_average_mhz'] == 105 and metrics['metering_duration_seconds'] >= 0
+
+
+# -- New-Instance with a JSON string spec --------------------------------------------------
+
+def test_a_json_string_spec_keeps_date_like_strings():
+    import json
+
+    from psdriver.sim.handlers.spawn import spawn
+    host = SimHost()
+    add_instance(host, 'instance-00000009', power_on=False)   # the cached image and folder
+    spec = {'name': '2024-05-01', 'instance_uuid': '0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b',
+            'instance_dir': f'{INSTANCES}\\2024-05-01', 'generation': 2, 'vcpus': 1,
+            'memory_mb': 512, 'notes_extra': '2024-05-01T10:00:00Z', 'power_on': False}
+    out = spawn(host, json.dumps(spec))
+    assert out['name'] == '2024-05-01'
+    assert host.get_vm('2024-05-01').notes == \
+        '0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b\n2024-05-01T10:00:00Z'
