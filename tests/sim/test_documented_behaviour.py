@@ -194,3 +194,27 @@ def test_a_json_string_spec_keeps_date_like_strings():
     assert out['name'] == '2024-05-01'
     assert host.get_vm('2024-05-01').notes == \
         '0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b\n2024-05-01T10:00:00Z'
+
+
+# -- Resize-InstanceDisk checks the VM state first -----------------------------------------
+
+@pytest.mark.parametrize('generation, running, error_id', [
+    (1, True, 'PsDriver.DiskResizeNeedsVMOff'),   # root on IDE 0:0 of a running VM
+    (1, False, None),                             # the same disk, VM off
+    (2, True, None),                              # a vhdx on SCSI grows online
+])
+def test_resize_refuses_an_ide_disk_of_a_running_vm(generation, running, error_id):
+    host = SimHost()
+    add_instance(host, 'instance-00000001', generation=generation, power_on=running,
+                 root_gb=10)
+    root = next(d for d in host.get_vm('instance-00000001').drives if d.kind == 'HardDisk')
+    params = {'Path': root.path, 'SizeBytes': 20 * 1024 ** 3}
+    if error_id is None:
+        assert _run(host, 'Resize-InstanceDisk', params)['resized']
+        return
+    with pytest.raises(SimError) as caught:
+        _run(host, 'Resize-InstanceDisk', params)
+    assert (caught.value.category, caught.value.error_id) == ('InvalidOperation', error_id)
+    assert "virtual machine 'instance-00000001' is Running" in caught.value.message
+    assert 'IDE controller 0' in caught.value.message
+    assert host.get_vhd(root.path).vhd.size == 10 * 1024 ** 3
