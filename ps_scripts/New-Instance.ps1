@@ -27,7 +27,11 @@
       secure_boot = null    {enabled, template}. Generation 2 only.
                             template: MicrosoftWindows (also when null),
                             MicrosoftUEFICertificateAuthority (Linux) or
-                            OpenSourceShieldedVM. null or enabled false turns
+                            OpenSourceShieldedVM (Windows Server 1709 and
+                            later; a template the host does not offer is
+                            InvalidArgument /
+                            PsDriver.SecureBootTemplateUnavailable before
+                            anything is created). null or enabled false turns
                             secure boot off (generation 2 VMs otherwise
                             start with it on).
       vcpus                 1-240.
@@ -142,9 +146,11 @@
     anything (state NotCreated).
 
 .PARAMETER Spec
-    The instance spec (an object, for example from ConvertFrom-Json, a
-    hashtable, or a JSON string). It can carry secrets in the config drive
-    (admin password, user data): never log it.
+    The instance spec: a hashtable, an object, or a JSON string (read with
+    the parser the wrapper uses, which keeps date-like strings as strings;
+    ConvertFrom-Json of PowerShell 6+ would turn them into DateTime, so pass
+    the text rather than its output). It can carry secrets in the config
+    drive (admin password, user data): never log it.
 
 .EXAMPLE
     $spec = Get-Content .\spec.json -Raw
@@ -926,13 +932,17 @@ if (-not (Get-Command -Name 'Find-PsDriverVM' -ErrorAction SilentlyContinue)) {
 $specObject = $Spec
 if ($Spec -is [string]) {
     try {
-        $specObject = ConvertFrom-Json -InputObject ([string]$Spec)
+        # Not ConvertFrom-Json: PowerShell 6+ turns date-like strings (a name, notes) into DateTime.
+        $specObject = ConvertFrom-PsDriverJson -Json ([string]$Spec)
     }
     catch {
         throw (New-SpecError -Field 'spec' -Message "is a string but not JSON: $($_.Exception.Message)")
     }
 }
 $plan = ConvertTo-InstancePlan -Spec $specObject
+if ($plan.SecureBoot -and @(Get-PsDriverSecureBootTemplate) -notcontains $plan.SecureBootTemplate) {
+    throw (New-PsDriverErrorRecord -Message "Secure boot template '$($plan.SecureBootTemplate)' is not available on this host (Windows $([System.Environment]::OSVersion.Version)); it offers $(@(Get-PsDriverSecureBootTemplate) -join ', ')." -Category InvalidArgument -ErrorId 'PsDriver.SecureBootTemplateUnavailable' -Target $plan.SecureBootTemplate)
+}
 
 if (@(Find-PsDriverVM -Name $plan.Name).Count -gt 0) {
     throw (New-PsDriverErrorRecord -Message "A virtual machine named '$($plan.Name)' already exists on this host." -Category ResourceExists -ErrorId 'PsDriver.VMExists' -Target $plan.Name)

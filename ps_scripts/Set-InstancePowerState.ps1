@@ -302,7 +302,7 @@ function Request-GuestShutdown {
             Force  = $true
             Reason = 'Shutdown requested by OpenStack Nova.'
         }
-        $answer = Invoke-CimMethod -InputObject $component[0] -MethodName 'InitiateShutdown' -Arguments $arguments
+        $answer = Invoke-CimMethod -InputObject $component[0] -MethodName 'InitiateShutdown' -Arguments $arguments -Confirm:$false
         # 0: done, 4096: a job was started; anything else: refused (guest still booting, no integration services, ...)
         return ([int]$answer.ReturnValue -eq 0 -or [int]$answer.ReturnValue -eq 4096)
     }

@@ -354,10 +354,13 @@ powershell_opts = [
         help='Transport used to run host scripts.'),
     cfg.StrOpt(
         'executable',
-        default='pwsh',
+        default='auto',
         help='PowerShell executable for transport = local: pwsh '
-             '(PowerShell 7), powershell.exe (Windows PowerShell 5.1), or a '
-             'full path to either.'),
+             '(PowerShell 7), powershell.exe (Windows PowerShell 5.1), a '
+             'full path to either, or auto: powershell.exe on Windows before '
+             'build 17763 (Windows Server 2016, where PowerShell 7 reaches the '
+             'Hyper-V module only through its compatibility layer), else pwsh '
+             'when it is on PATH, else powershell.exe.'),
     cfg.StrOpt(
         'scripts_dir',
         help='Directory holding the host scripts. When unset, the scripts '

@@ -128,6 +128,16 @@ class HyperVDriver(driver.ComputeDriver):
             params['RequiredSwitches'] = [CONF.hyperv.vswitch_name]
         with errors.translate(operation='init_host'):
             report = self._bridge.call('Initialize-ComputeHost', params)
+        if not report['hyperv_module_native']:
+            raise exception.NovaException(
+                f"{report['hostname']} runs Windows {report['os_version']} "
+                f"({report['os_caption']}) and the scripts ran in PowerShell "
+                f"{report['powershell_version']}: PowerShell 7 uses the Hyper-V module of "
+                'Windows before build 17763 (Windows Server 2016) only through the '
+                'compatibility layer, whose serialized objects the scripts cannot pass to '
+                'Hyper-V cmdlets. Use Windows PowerShell 5.1 on this host: [powershell] '
+                'executable = powershell.exe (or auto) for transport = local; the default '
+                'Microsoft.PowerShell endpoint for transport = psrp.')
         where = report['instances_path']
         if where.get('kind') == 'mapped':
             # The Virtual Machine Management service runs in no logon session:

@@ -73,15 +73,18 @@ Describe 'Get-InstanceInfo' {
             [pscustomobject]@{ Name = 'COM 1'; Path = "\\.\pipe\$($PsdTest.Uuid)_rw" }
             [pscustomobject]@{ Name = 'COM 2'; Path = '' }
         } -RemoveParameterType 'VM'
+        # The documented properties of the report (AvgCPU, AvgRAM, ... are only its table headings).
         Mock Measure-VM {
             [pscustomobject]@{
-                AvgCPU = 1200; AvgRAM = 2048; MinRAM = 1024; MaxRAM = 3072; TotalDisk = 20480
+                AverageProcessorUsage = 1200; AverageMemoryUsage = 2048; MinimumMemoryUsage = 1024
+                MaximumMemoryUsage = 3072; TotalDiskAllocation = 20480
                 AggregatedDiskDataRead = 512; AggregatedDiskDataWritten = 256; AggregatedAverageNormalizedIOPS = 40
                 MeteringDuration = [timespan]::FromMinutes(90)
                 NetworkMeteredTrafficReport = @(
                     [pscustomobject]@{ Direction = 'Inbound'; TotalTraffic = 10 }
                     [pscustomobject]@{ Direction = 'Outbound'; TotalTraffic = 7 }
                     [pscustomobject]@{ Direction = 'Inbound'; TotalTraffic = 5 }
+                    [pscustomobject]@{ Direction = 'Both'; TotalTraffic = 1000 }
                 )
             }
         } -RemoveParameterType 'VM'
@@ -147,8 +150,33 @@ Describe 'Get-InstanceInfo' {
         $result.metrics.memory_maximum_mb | Should -Be 3072
         $result.metrics.disk_read_mb | Should -Be 512
         $result.metrics.network_inbound_mb | Should -Be 15
+        # Both-direction traffic cannot be split: it counts in neither direction.
         $result.metrics.network_outbound_mb | Should -Be 7
         $result.metrics.metering_duration_seconds | Should -Be 5400
+    }
+
+    It 'fails loudly on a report without the documented property <Missing>' -ForEach @(
+        @{ Missing = 'AverageProcessorUsage' }
+        @{ Missing = 'TotalDiskAllocation' }
+        @{ Missing = 'NetworkMeteredTrafficReport' }
+    ) {
+        $PsdTest.Missing = $Missing
+        Mock Measure-VM {
+            $report = [ordered]@{
+                AvgCPU = 1200; AvgRAM = 2048; TotalDisk = 20480
+                AverageProcessorUsage = 1200; AverageMemoryUsage = 2048; MinimumMemoryUsage = 1024
+                MaximumMemoryUsage = 3072; TotalDiskAllocation = 20480
+                AggregatedDiskDataRead = 512; AggregatedDiskDataWritten = 256; AggregatedAverageNormalizedIOPS = 40
+                MeteringDuration = [timespan]::FromMinutes(90); NetworkMeteredTrafficReport = @()
+            }
+            $report.Remove($PsdTest.Missing)
+            [pscustomobject]$report
+        } -RemoveParameterType 'VM'
+
+        $failure = { & $script:ScriptPath -Name 'instance-00000001' -IncludeMetrics } | Should -Throw -ErrorId 'PsDriver.MeteringPropertyMissing' -PassThru
+
+        $failure.CategoryInfo.Category | Should -Be 'InvalidResult'
+        $failure.Exception.Message | Should -BeLike "*'$Missing'*"
     }
 
     It 'gives null metrics when resource metering is off' {

@@ -505,6 +505,17 @@ Describe 'New-Instance' {
             $result.state | Should -Be 'Running'
         }
 
+        It 'keeps date-like strings of a JSON string spec as strings on every PowerShell' {
+            # ConvertFrom-Json of PowerShell 6+ would make DateTime values of these.
+            $script:Spec['notes_extra'] = '2024-05-01T10:00:00Z'
+            $json = $script:Spec | ConvertTo-Json -Depth 10
+
+            $result = & $script:ScriptPath -Spec $json
+
+            Assert-MatchesContract -Result $result
+            @($PsdTest.Vms)[0].Notes | Should -Be "0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b`n2024-05-01T10:00:00Z"
+        }
+
         It 'reuses disk files that already exist and never deletes them' {
             $dir = $script:Spec['instance_dir']
             $rootPath = Join-Path -Path $dir -ChildPath 'root.vhdx'
@@ -835,6 +846,30 @@ Describe 'New-Instance' {
             )
 
             { & $script:ScriptPath -Spec $gen1 } | Should -Throw -ErrorId 'PsDriver.InvalidSpec'
+        }
+
+        It 'refuses the secure boot template <Template> on a host that lacks it, before creating anything' -ForEach @(
+            @{ Template = 'OpenSourceShieldedVM' }
+        ) {
+            # Windows Server 2016 (build 14393): OpenSourceShieldedVM came with 1709.
+            Mock Get-PsDriverSecureBootTemplate { 'MicrosoftWindows'; 'MicrosoftUEFICertificateAuthority' }
+            $script:Spec['secure_boot'] = [ordered]@{ enabled = $true; template = $Template }
+
+            $failure = { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.SecureBootTemplateUnavailable' -PassThru
+
+            $failure.CategoryInfo.Category | Should -Be 'InvalidArgument'
+            $failure.Exception.Message | Should -BeLike "*'$Template' is not available on this host*MicrosoftWindows, MicrosoftUEFICertificateAuthority*"
+            Should -Invoke New-VM -Times 0 -Exactly
+            Test-Path -LiteralPath $script:Spec['instance_dir'] | Should -BeFalse
+        }
+
+        It 'accepts OpenSourceShieldedVM where the host offers it' {
+            Mock Get-PsDriverSecureBootTemplate { 'MicrosoftWindows'; 'MicrosoftUEFICertificateAuthority'; 'OpenSourceShieldedVM' }
+            $script:Spec['secure_boot'] = [ordered]@{ enabled = $true; template = 'OpenSourceShieldedVM' }
+
+            $null = & $script:ScriptPath -Spec $script:Spec
+
+            Should -Invoke Set-VMFirmware -Times 1 -Exactly -ParameterFilter { $SecureBootTemplate -eq 'OpenSourceShieldedVM' }
         }
 
         It 'refuses a VM name that already exists' {

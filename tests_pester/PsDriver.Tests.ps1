@@ -318,6 +318,36 @@ Describe 'Remove-PsDriverVM' {
     }
 }
 
+Describe 'ConvertFrom-PsDriverJson' {
+    It 'keeps the date-like string <Value> a string' -ForEach @(
+        @{ Value = '2024-05-01T10:00:00Z' }
+        @{ Value = '2024-05-01' }
+        @{ Value = '05/01/2024 10:00:00' }
+    ) {
+        $json = '{"name": "' + $Value + '", "list": ["' + $Value + '"]}'
+
+        $parsed = ConvertFrom-PsDriverJson -Json $json
+
+        $parsed['name'] | Should -BeOfType [string]
+        $parsed['name'] | Should -Be $Value
+        @($parsed['list'])[0] | Should -Be $Value
+    }
+}
+
+Describe 'Get-PsDriverSecureBootTemplate' {
+    It 'offers OpenSourceShieldedVM on build <Build>: <Offered>' -ForEach @(
+        @{ Build = 14393; Offered = $false }
+        @{ Build = 16299; Offered = $true }
+        @{ Build = 17763; Offered = $true }
+    ) {
+        $templates = @(Get-PsDriverSecureBootTemplate -Build $Build)
+
+        $templates | Should -Contain 'MicrosoftWindows'
+        $templates | Should -Contain 'MicrosoftUEFICertificateAuthority'
+        ($templates -contains 'OpenSourceShieldedVM') | Should -Be $Offered
+    }
+}
+
 Describe 'ConvertTo-PsDriverInstanceUuid' {
     It 'reads <Label>' -ForEach @(
         @{ Label = 'a bare UUID'; Notes = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f'; Expected = '4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f' }

@@ -11,7 +11,7 @@ function Initialize-PsDriverSession {
     [CmdletBinding()]
     param()
     if ($PSVersionTable.PSVersion.Major -lt 6) {
-        Remove-TypeData -TypeName 'System.Array' -ErrorAction SilentlyContinue
+        Remove-TypeData -TypeName 'System.Array' -ErrorAction SilentlyContinue -Confirm:$false
     }
 }
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import shutil
-from typing import Any
+import sys
+from typing import Any, Callable
 
 from oslo_config import cfg
 
@@ -39,17 +40,44 @@ def _cert_validation(value: str | None) -> bool | str:
     return str(value)
 
 
+#: The first Windows build whose Hyper-V module PowerShell 7 loads natively (1809, Server 2019).
+NATIVE_PS7_BUILD = 17763
+
+
+def _windows_build() -> int | None:
+    getwindowsversion = getattr(sys, 'getwindowsversion', None)
+    return getwindowsversion().build if getwindowsversion else None
+
+
+def local_executable(configured: str, windows_build: int | None = None,
+                     which: Callable[[str], str | None] = shutil.which) -> str:
+    """The PowerShell executable for ``[powershell] executable`` (``auto`` resolved).
+
+    ``auto``: Windows PowerShell 5.1 on Windows before build 17763, where
+    PowerShell 7 would load the Hyper-V module through the compatibility
+    layer (serialized objects); else pwsh when installed, else powershell.exe.
+    """
+    if configured.strip().lower() != 'auto':
+        return configured
+    if windows_build is not None and windows_build < NATIVE_PS7_BUILD:
+        return 'powershell.exe'
+    if which('pwsh') is not None or windows_build is None:
+        return 'pwsh'
+    return 'powershell.exe'
+
+
 def build_runner(conf: cfg.ConfigOpts):
     opts = conf.powershell
     transport = opts.transport
     if transport == 'local':
         from psdriver.bridge.runners.local import LocalRunner
-        if shutil.which(opts.executable) is None:
+        executable = local_executable(opts.executable, _windows_build())
+        if shutil.which(executable) is None:
             raise errors.BridgeUnavailable(
-                'init_host', f'local {opts.executable}',
-                f'[powershell] transport = local but {opts.executable!r} is not on PATH; '
+                'init_host', f'local {executable}',
+                f'[powershell] transport = local but {executable!r} is not on PATH; '
                 'install PowerShell on this host, or set transport = psrp with psrp_host')
-        return LocalRunner(executable=opts.executable)
+        return LocalRunner(executable=executable)
     if transport == 'psrp':
         from psdriver.bridge.runners.psrp import PSRPRunner
         if not opts.psrp_host:

@@ -77,6 +77,9 @@ class HostConfig:
     vmms_running: bool = True
     #: Default VM configuration version (Get-VMHostSupportedVersion -Default).
     default_vm_version: str = '10.0'
+    #: How long the merge of a removed VM's checkpoints into its disks takes (Remove-VM
+    #: returns at once and merges afterwards; the files are busy until it is done).
+    checkpoint_merge_seconds: float = 0.3
     #: NUMA spanning (Set-VMHost -NumaSpanningEnabled); vNUMA guests want it off.
     numa_spanning_enabled: bool = True
     #: Drive letters mapped to network shares (``'Z:'``), as Win32_LogicalDisk type 4.
@@ -334,6 +337,17 @@ class FaultState:
 
 
 @persisted
+class PendingMerge:
+    """Checkpoint disks Remove-VM merges after the VM is gone.
+
+    ``chain`` runs from the newest ``.avhdx`` to the disk they merge into; all
+    of it is busy until ``ready_at``.
+    """
+    chain: list[str]
+    ready_at: float
+
+
+@persisted
 class HostState:
     config: HostConfig
     boot_time: float
@@ -350,5 +364,7 @@ class HostState:
     console_loggers: dict[str, ConsoleLogger] = field(default_factory=dict)
     power: HostPower = field(default_factory=HostPower)
     next_pid: int = 4000
+    #: Checkpoint merges still running after Remove-VM.
+    pending_merges: list[PendingMerge] = field(default_factory=list)
     #: Bumped on every saved change; lets tests and tools see that state moved.
     generation: int = 0

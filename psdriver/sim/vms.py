@@ -48,6 +48,16 @@ MIN_MEMORY_MB = 32
 MAX_VCPUS = {1: 64, 2: 240}
 SECURE_BOOT_TEMPLATES = ('MicrosoftWindows', 'MicrosoftUEFICertificateAuthority',
                          'OpenSourceShieldedVM')
+#: OpenSourceShieldedVM came with Windows Server 1709 (build 16299): not on Server 2016.
+OPEN_SOURCE_SHIELDED_BUILD = 16299
+
+
+def secure_boot_templates(os_version: str) -> tuple[str, ...]:
+    """The secure boot templates a host of this Windows version offers."""
+    parts = [int(p) for p in os_version.split('.')] + [0, 0, 0]
+    if parts[2] >= OPEN_SOURCE_SHIELDED_BUILD or parts[0] > 10:
+        return SECURE_BOOT_TEMPLATES
+    return tuple(t for t in SECURE_BOOT_TEMPLATES if t != 'OpenSourceShieldedVM')
 DEFAULT_VM_PATH = 'C:\\ProgramData\\Microsoft\\Windows\\Hyper-V'
 CONSOLE_LOG_LINES = 2000
 START_ACTIONS = ('Nothing', 'StartIfRunning', 'Start')
@@ -148,6 +158,10 @@ class VmRules(NetworkRules):
                            target=vm.name)
         self._drop_saved_state(vm)
         del self._state.vms[vm.name.lower()]
+        if vm.snapshots:
+            # Remove-VM deletes the checkpoints and merges their disks after the VM is gone.
+            self._start_checkpoint_merge([d.path for d in vm.drives
+                                          if d.kind == 'HardDisk' and d.path])
 
     @writes
     def rename_vm(self, name: str, new_name: str) -> Vm:
@@ -304,7 +318,8 @@ class VmRules(NetworkRules):
                            'Generation1Firmware', target=vm.name)
         if vm.state != 'Off':
             raise invalid_state(vm.name, vm.state, 'modify firmware')
-        if template is not None and template not in SECURE_BOOT_TEMPLATES:
+        if template is not None and \
+                template not in secure_boot_templates(self._state.config.os_version):
             raise invalid_argument(f"Unknown secure boot template '{template}'.", vm.name)
         vm.secure_boot = bool(enabled)
         if template is not None:

@@ -131,6 +131,32 @@ def test_init_host_on_a_too_old_windows(env):
         env.driver.init_host(HOSTNAME)
 
 
+@pytest.mark.parametrize('os_version, edition, ps_version, usable', [
+    ('10.0.14393', 'Core', '7.4.6', False),       # Windows Server 2016, PowerShell 7
+    ('10.0.14393', 'Desktop', '5.1.14393.7600', True),
+    ('10.0.17763', 'Core', '7.4.6', True),        # Windows Server 2019: native
+    ('10.0.20348', 'Core', '7.4.6', True),
+])
+def test_init_host_refuses_powershell_7_on_windows_server_2016(env, os_version, edition,
+                                                                ps_version, usable):
+    env.flags(instances_path=INSTANCES)
+    env.build()
+    set_host(env, os_version=os_version, ps_edition=edition, ps_version=ps_version,
+             os_name='Microsoft Windows Server Datacenter')
+    if usable:
+        env.driver.init_host(HOSTNAME)
+        report = env.driver.host_report
+        assert (report['powershell_edition'], report['powershell_version'],
+                report['hyperv_module_native']) == (edition, ps_version, True)
+        env.driver.cleanup_host(HOSTNAME)
+        return
+    with pytest.raises(exception.NovaException,
+                       match=r'Windows 10\.0\.14393 .*PowerShell 7\.4\.6.*compatibility layer.*'
+                             r'executable = powershell\.exe'):
+        env.driver.init_host(HOSTNAME)
+    assert env.driver.host_report is None
+
+
 def test_init_host_without_a_usable_transport(env):
     env.flags('powershell', transport='psrp', psrp_host=None)
     with pytest.raises(exception.NovaException, match='psrp_host'):

@@ -56,6 +56,18 @@ def test_destroy_removes_the_vm_its_disks_and_folder(env, running):
     env.host.check_consistency()
 
 
+def test_destroy_of_a_vm_with_checkpoints_waits_for_their_merge(env, running):
+    # Remove-VM merges the checkpoints into the disks after the VM is gone; the files are
+    # busy until then (the simulated merge takes 0.3 s).
+    env.host.checkpoint_vm(running.name, 'one')
+    env.host.checkpoint_vm(running.name, 'two')
+    env.driver.destroy(None, running, [])
+
+    assert env.host.find_vm(running.name) is None
+    assert not env.host.exists(folder(running))
+    env.host.check_consistency()
+
+
 def test_destroy_twice_and_of_a_missing_vm_is_a_no_op(env, running):
     env.driver.destroy(None, running, [])
     env.driver.destroy(None, running, [])

@@ -31,6 +31,7 @@ from psdriver.sim.scriptlib import (
     hyperv_mac, is_dir, is_file, join, number, remove_vm,
     script_error, two_places)
 from psdriver.sim.state import GIB, MIB
+from psdriver.sim.vms import secure_boot_templates
 
 NAME = 'New-Instance'
 _PIPE = re.compile(r'^(?:\\\\\.\\pipe\\)?([^\\/]+)$', re.IGNORECASE)
@@ -468,6 +469,12 @@ def spawn(host: SimHost, spec: Any) -> dict[str, Any]:
         except ValueError as exc:
             raise spec_error('spec', f'is a string but not JSON: {exc}') from None
     plan = build_plan(spec)
+    offered = secure_boot_templates(host.config.os_version)
+    if plan.secure_boot and plan.secure_boot_template not in offered:
+        raise script_error(f"Secure boot template '{plan.secure_boot_template}' is not "
+                           f'available on this host (Windows {host.config.os_version}); it '
+                           f'offers {", ".join(offered)}.', 'InvalidArgument',
+                           'PsDriver.SecureBootTemplateUnavailable', plan.secure_boot_template)
     if host.find_vm(plan.name) is not None:
         raise script_error(f"A virtual machine named '{plan.name}' already exists on this "
                            'host.', 'ResourceExists', 'PsDriver.VMExists', plan.name)
