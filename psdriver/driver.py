@@ -71,7 +71,8 @@ class HyperVDriver(driver.ComputeDriver):
         self._hostops = hostops.HostOps(bridge, lambda: CONF.instances_path)
         self._vifops = vifops.VifOps(bridge, CONF)
         self._imagecache = imagecache.ImageCache(bridge, CONF)
-        self._vmops = vmops.VMOps(bridge, CONF, self._imagecache, self._vifops)
+        self._vmops = vmops.VMOps(bridge, CONF, self._imagecache, self._vifops,
+                                  virtapi=self.virtapi)
 
     @property
     def bridge(self):

@@ -22,10 +22,12 @@ from nova.virt import configdrive as nova_configdrive
 from nova.virt import driver as virt_driver
 from nova.virt import hardware
 from oslo_log import log as logging
+from oslo_utils import excutils
 
 from psdriver.bridge import errors as bridge_errors
 from psdriver.bridge.client import Bridge
 from psdriver.ops import configdrive, errors
+from psdriver.ops.vifevents import VifPlugWait
 from psdriver.ops.imagecache import CachedImage
 from psdriver.ops.vifops import VifOps
 
@@ -130,8 +132,9 @@ def vnuma(instance: Any, image_meta: Any) -> dict[str, Any] | None:
 
 class VMOps:
     def __init__(self, bridge: Bridge, conf: Any, images: Any, vifs: VifOps,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, virtapi: Any = None) -> None:
         self._bridge = bridge
+        self._vif_wait = VifPlugWait(virtapi, conf)
         self._conf = conf
         self._images = images
         self._vifs = vifs
@@ -196,10 +199,12 @@ class VMOps:
         generation = vm_generation(image_meta)
         drive = self._config_drive(context, instance, injected_files, admin_password,
                                    network_info)
+        # Ports Neutron has not bound yet: create the VM off, wait, then start it.
+        events = self._vif_wait.events(network_info) if power_on else []
 
         def create(image: CachedImage, last_try: bool) -> dict[str, Any]:
             spec = self._spec(instance, image_meta, generation, self._root_spec(instance, image),
-                              network_info, block_device_info, power_on)
+                              network_info, block_device_info, power_on and not events)
             spec['config_drive'] = drive
             LOG.info('Creating VM %s (generation %d, %d vCPUs, %d MB)', instance.name,
                      generation, spec['vcpus'], spec['memory_mb'], instance=instance)
@@ -210,12 +215,69 @@ class VMOps:
             finally:
                 self.invalidate()
 
-        result = self._with_cached_image(
-            lambda reuse_known: self._root_image(context, instance, image_meta, generation,
-                                                 reuse_known),
-            create)
+        def create_from_cache() -> dict[str, Any]:
+            return self._with_cached_image(
+                lambda reuse_known: self._root_image(context, instance, image_meta, generation,
+                                                     reuse_known),
+                create)
+
+        if not events:
+            result = create_from_cache()
+            self._warn_no_logger(instance, result.get('console_logger'))
+            return result
+        result = None
+        try:
+            with self._vif_wait.waiting(instance, events):
+                result = create_from_cache()
+            self._warn_no_logger(instance, result.get('console_logger'))
+            started = self._start_spawned(instance)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                if result is not None:
+                    self._undo_spawn(instance, result)
+        result['state'] = started['state']
+        return result
+
+    def _start_spawned(self, instance: Any) -> dict[str, Any]:
+        """Start the VM spawn created off (its console logger already waits for the pipe)."""
+        params = {'Name': instance.name, 'Action': 'Start',
+                  'ConsoleLogPath': self._path(instance, CONSOLE_LOG),
+                  'ConsoleLogMaxBytes': CONSOLE_LOG_BYTES}
+        try:
+            with SpawnErrors(instance):
+                result = self._bridge.call('Set-InstancePowerState', params)
+        finally:
+            self.invalidate()
         self._warn_no_logger(instance, result.get('console_logger'))
         return result
+
+    def _undo_spawn(self, instance: Any, created: dict[str, Any]) -> None:
+        """Remove the VM a spawn created (after a fatal VIF wait or a failed start).
+
+        Its files go too, unless the spawn reused disks already there (a
+        rebuild on shared storage): those were not spawn's to delete.
+        """
+        LOG.info('Removing VM %s: the spawn did not complete', instance.name, instance=instance)
+        try:
+            self.destroy(instance, destroy_disks=not created.get('reused'))
+        except Exception:
+            LOG.exception('Could not remove VM %s after a failed spawn', instance.name,
+                          instance=instance)
+
+    def power_on_when_vifs_plugged(self, instance: Any, network_info: Any,
+                                   plug: Callable[[], Any] | None = None) -> None:
+        """Start an existing VM once Neutron has bound its ports (after a resize or migration).
+
+        ``plug`` is what makes Neutron bind them (connecting the adapters on
+        this host); it runs inside nova's event wait so no event is missed.
+        Without ports to wait for this is ``plug`` and one power_on.  A
+        fatal timeout raises ``VirtualInterfaceCreateException`` and leaves
+        the VM off (it is not spawn's to remove).
+        """
+        with self._vif_wait.waiting(instance, self._vif_wait.events(network_info)):
+            if plug is not None:
+                plug()
+        self.power_on(instance)
 
     def _with_cached_image(self, fetch: Callable[[bool], CachedImage],
                            run: Callable[[CachedImage, bool], dict[str, Any]]
