@@ -141,6 +141,10 @@ class HyperVDriver(driver.ComputeDriver):
         for logger in report['console_loggers']:
             if not logger['running']:
                 LOG.warning('Console log of %s not started: %s', logger['name'], logger['error'])
+        if CONF.hyperv.enable_remotefx:
+            LOG.error('[hyperv] enable_remotefx = True is not supported: Microsoft removed '
+                      'RemoteFX vGPU from Windows Server. Flavors asking for it (os:resolution, '
+                      'os:monitors, os:vram) are refused; set enable_remotefx = False.')
         coordination.COORDINATOR.start()
         if CONF.workarounds.handle_virt_lifecycle_events:
             self._events = eventhandler.LifecycleEventPoller(

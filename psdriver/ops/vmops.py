@@ -111,6 +111,32 @@ def secure_boot(instance: Any, image_meta: Any, generation: int) -> dict[str, An
     return {'enabled': True, 'template': template}
 
 
+class RemoteFXNotSupported(exception.InvalidInput):
+    """A flavor asks for RemoteFX: the build is aborted, not rescheduled (no host has it)."""
+
+    msg_fmt = 'Instance %(instance_uuid)s cannot be built: %(reason)s'
+
+
+#: Flavor extra specs with which compute-hyperv gave an instance a RemoteFX 3D adapter.
+REMOTEFX_SPECS = ('os:resolution', 'os:monitors', 'os:vram')
+
+
+def refuse_remotefx(instance: Any) -> None:
+    """A flavor asking for RemoteFX is refused: Windows Server no longer has it.
+
+    Booting without the adapter the flavor asks for would be a silent
+    downgrade; the instance is refused before anything is created.
+    """
+    asked = sorted(key for key in REMOTEFX_SPECS if key in (instance.flavor.extra_specs or {}))
+    if asked:
+        raise RemoteFXNotSupported(
+            instance_uuid=instance.uuid,
+            reason=f'the flavor asks for a RemoteFX 3D video adapter ({", ".join(asked)}); '
+                   'Microsoft removed RemoteFX vGPU from Windows Server and psdriver does '
+                   'not support it. Use a flavor without these extra specs (GPU-P or '
+                   'Discrete Device Assignment give a guest a GPU instead).')
+
+
 def vnuma(instance: Any, image_meta: Any) -> dict[str, Any] | None:
     """Per-node limits for a flavor or image asking for a NUMA topology.
 
@@ -196,6 +222,7 @@ class VMOps:
         """
         if virt_driver.block_device_info_get_mapping(block_device_info):
             raise VolumesNotSupported(instance_uuid=instance.uuid)
+        refuse_remotefx(instance)
         generation = vm_generation(image_meta)
         drive = self._config_drive(context, instance, injected_files, admin_password,
                                    network_info)
