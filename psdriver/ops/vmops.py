@@ -70,6 +70,7 @@ LOGGING_ACTIONS = frozenset({'Start', 'Restart', 'SoftReboot', 'Resume', 'Restor
 RESCUE_FORMAT_KEY = 'psdriver_rescue_disk_format'
 
 GEN1, GEN2 = 1, 2
+MIB = 1024 * 1024
 _MACHINE_TYPES = {'hyperv-gen1': GEN1, 'hyperv-gen2': GEN2}
 
 
@@ -269,7 +270,7 @@ class VMOps:
         """Start the VM spawn created off (its console logger already waits for the pipe)."""
         params = {'Name': instance.name, 'Action': 'Start',
                   'ConsoleLogPath': self._path(instance, CONSOLE_LOG),
-                  'ConsoleLogMaxBytes': CONSOLE_LOG_BYTES}
+                  'ConsoleLogMaxBytes': CONSOLE_LOG_BYTES, **self._metering_params()}
         try:
             with SpawnErrors(instance):
                 result = self._bridge.call('Set-InstancePowerState', params)
@@ -277,6 +278,12 @@ class VMOps:
             self.invalidate()
         self._warn_no_logger(instance, result.get('console_logger'))
         return result
+
+    def _metering_params(self) -> dict[str, Any]:
+        """Hyper-V drops resource metering at power off: every start turns it back on."""
+        if self._conf.hyperv.enable_instance_metrics_collection:
+            return {'EnableMetrics': True}
+        return {}
 
     def _undo_spawn(self, instance: Any, created: dict[str, Any]) -> None:
         """Remove the VM a spawn created (after a fatal VIF wait or a failed start).
@@ -469,6 +476,7 @@ class VMOps:
         if action in LOGGING_ACTIONS:
             params['ConsoleLogPath'] = self._path(instance, CONSOLE_LOG)
             params['ConsoleLogMaxBytes'] = CONSOLE_LOG_BYTES
+            params.update(self._metering_params())
         call_timeout = None
         if timeout is not None:
             params['TimeoutSeconds'] = int(timeout)
@@ -599,11 +607,30 @@ class VMOps:
             diags.add_cpu(id=index)
         diags.memory_details = diagnostics.MemoryDiagnostics(
             maximum=info['memory_mb'], used=info['memory_assigned_mb'])
-        for nic in info['nics']:
-            diags.add_nic(mac_address=nic.get('mac'))
-        for _disk in info['disks']:
-            diags.add_disk()
+        self._add_device_diagnostics(diags, info)
         return diags
+
+    @staticmethod
+    def _add_device_diagnostics(diags: diagnostics.Diagnostics, info: dict[str, Any]) -> None:
+        """One NIC and one disk entry per device, with the host's metered counters.
+
+        Hyper-V meters bytes per disk (Measure-VM) and per adapter (its
+        metering ACLs), in MB; it does not count requests by direction, so
+        those stay 0.  Without resource metering every counter is 0.
+        """
+        devices = info.get('device_metrics') or {}
+        by_name = {nic['name']: nic for nic in devices.get('nics') or []}
+        by_path = {ntpath.normcase(disk['path']): disk for disk in devices.get('disks') or []
+                   if disk.get('path')}
+        for nic in info['nics']:
+            metered = by_name.get(nic.get('name')) or {}
+            diags.add_nic(mac_address=nic.get('mac'),
+                          rx_octets=metered.get('inbound_mb', 0) * MIB,
+                          tx_octets=metered.get('outbound_mb', 0) * MIB)
+        for disk in info['disks']:
+            metered = by_path.get(ntpath.normcase(disk.get('path') or '')) or {}
+            diags.add_disk(read_bytes=metered.get('read_mb', 0) * MIB,
+                           write_bytes=metered.get('written_mb', 0) * MIB)
 
 
 class SpawnErrors:

@@ -458,6 +458,7 @@ class VmRules(NetworkRules):
         self._drop_saved_state(vm)
         vm.state = 'Off'
         vm.started_at = None
+        vm.metering_since = None    # Hyper-V drops resource metering at power off
         return vm
 
     @writes
@@ -524,6 +525,7 @@ class VmRules(NetworkRules):
         self._transition(vm, 'remove_saved_state')
         self._drop_saved_state(vm)
         vm.state = 'Off'
+        vm.metering_since = None
         return vm
 
     @writes
