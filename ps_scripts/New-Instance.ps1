@@ -101,6 +101,18 @@
       automatic_stop_action = null
                             Save, TurnOff or ShutDown on host shutdown; null
                             keeps the Hyper-V default.
+      nested_virtualization = false
+                            Expose the processor's virtualization
+                            extensions to the guest (Set-VMProcessor
+                            -ExposeVirtualizationExtensions) so that it can
+                            run Hyper-V or another hypervisor. Needs
+                            dynamic_memory_ratio 1; a host that cannot (no
+                            VT-x/AMD-V, too old a Windows) makes Hyper-V
+                            refuse it.
+      disk_max_iops = null  Storage QoS: the most normalized IOPS (8 KB
+                            units) each local disk (root, ephemerals, swap)
+                            may use (Set-VMHardDiskDrive -MaximumIOPS).
+                            null: no limit.
       console_log = null    {path, max_bytes = 524288}: start the console
                             logger of the VM (Invoke-PsDriverConsoleLogger in
                             PsDriver.psm1, as Set-InstancePowerState.ps1
@@ -420,7 +432,8 @@ function ConvertTo-InstancePlan {
         'name', 'instance_uuid', 'instance_dir', 'generation', 'secure_boot', 'vcpus', 'memory_mb',
         'dynamic_memory_ratio', 'vnuma', 'limit_cpu_features', 'root_disk', 'ephemerals', 'swap', 'nics',
         'serial_ports', 'config_drive', 'enable_metrics', 'power_on', 'notes_extra', 'automatic_stop_action',
-        'console_log')
+        'console_log',
+        'nested_virtualization', 'disk_max_iops')
     $plan = @{}
 
     $plan.Name = Read-SpecField -Object $Spec -Path $s -Name 'name' -Type string -Required
@@ -756,6 +769,16 @@ function ConvertTo-InstancePlan {
         Assert-SpecRange -Field "$p.max_bytes" -Value $maxBytes -Minimum 4096 -Maximum 1073741824
         $plan.ConsoleLog = @{ Path = $logPath; MaxBytes = [int]$maxBytes }
     }
+
+    # Nested virtualization and disk QoS.
+    $plan.NestedVirtualization = Read-SpecField -Object $Spec -Path $s -Name 'nested_virtualization' -Type boolean -Default $false
+    if ($plan.NestedVirtualization -and $plan.DynamicMemory) {
+        throw (New-SpecError -Field "$s.nested_virtualization" -Message "cannot be combined with dynamic memory (dynamic_memory_ratio $ratio); pass dynamic_memory_ratio 1.")
+    }
+    $plan.DiskMaxIops = Read-SpecField -Object $Spec -Path $s -Name 'disk_max_iops' -Type integer -Nullable
+    if ($null -ne $plan.DiskMaxIops) {
+        Assert-SpecRange -Field "$s.disk_max_iops" -Value $plan.DiskMaxIops -Minimum 1 -Maximum 1000000000
+    }
     $plan
 }
 
@@ -897,6 +920,27 @@ function Start-InstanceConsoleLog {
         $Undo.Add(@{ Kind = 'ConsoleLogger'; Name = $Plan.Name; VMId = $VM.Id.ToString() })
     }
     $record
+}
+
+function Set-LocalDiskQosLimit {
+    <#
+    .SYNOPSIS
+        Limits the IOPS of the instance's local disks (root, ephemerals, swap).
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [hashtable]$Plan,
+
+        [Parameter(Mandatory)]
+        [object]$VM
+    )
+    $local = @($Plan.Drives | Where-Object { $_.DriveType -eq 'disk' -and $_.Role -in @('root', 'ephemeral', 'swap') } | ForEach-Object { $_.Path })
+    foreach ($drive in @(Hyper-V\Get-VMHardDiskDrive -VM $VM)) {
+        if ([string]::IsNullOrEmpty($drive.Path) -or $drive.Path -notin $local) {
+            continue
+        }
+        Hyper-V\Set-VMHardDiskDrive -VMHardDiskDrive $drive -MaximumIOPS ([uint64]$Plan.DiskMaxIops) -Confirm:$false
+    }
 }
 
 function Get-DriveRecord {
@@ -1080,6 +1124,9 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
             $memoryArgs['MaximumAmountPerNumaNodeBytes'] = [long]$plan.VnumaMemoryMb * 1MB
         }
         Hyper-V\Set-VMMemory @memoryArgs
+        if ($plan.NestedVirtualization) {
+            Hyper-V\Set-VMProcessor -VM $vm -ExposeVirtualizationExtensions $true -Confirm:$false
+        }
 
         if ($plan.Generation -eq 2) {
             if ($plan.SecureBoot) {
@@ -1110,6 +1157,9 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
         }
         elseif ($null -ne $rootDrive) {
             Hyper-V\Set-VMFirmware -VM $vm -FirstBootDevice $rootDrive -Confirm:$false
+        }
+        if ($null -ne $plan.DiskMaxIops) {
+            Set-LocalDiskQosLimit -Plan $plan -VM $vm
         }
 
         foreach ($nic in $plan.Nics) {

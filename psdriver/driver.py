@@ -72,7 +72,7 @@ class HyperVDriver(driver.ComputeDriver):
         self._vifops = vifops.VifOps(bridge, CONF)
         self._imagecache = imagecache.ImageCache(bridge, CONF)
         self._vmops = vmops.VMOps(bridge, CONF, self._imagecache, self._vifops,
-                                  virtapi=self.virtapi)
+                                  virtapi=self.virtapi, host_facts=self._hostops.host_facts)
 
     @property
     def bridge(self):

@@ -128,7 +128,9 @@ BeforeAll {
     Add-CommandStub -Name 'Add-VMDvdDrive' -Parameter 'VM', 'ControllerNumber', 'ControllerLocation', 'Path', '-Passthru'
     Add-CommandStub -Name 'Add-VMHardDiskDrive' -Parameter 'VM', 'ControllerType', 'ControllerNumber', 'ControllerLocation', 'Path', '-Passthru'
     Add-CommandStub -Name 'Add-VMScsiController' -Parameter 'VM'
-    Add-CommandStub -Name 'Set-VMProcessor' -Parameter 'VM', 'Count', 'CompatibilityForMigrationEnabled', 'MaximumCountPerNumaNode'
+    Add-CommandStub -Name 'Set-VMProcessor' -Parameter 'VM', 'Count', 'CompatibilityForMigrationEnabled', 'MaximumCountPerNumaNode', 'ExposeVirtualizationExtensions'
+    Add-CommandStub -Name 'Get-VMHardDiskDrive' -Parameter 'VM'
+    Add-CommandStub -Name 'Set-VMHardDiskDrive' -Parameter 'VMHardDiskDrive', 'MaximumIOPS'
     Add-CommandStub -Name 'Set-VMMemory' -Parameter 'VM', 'DynamicMemoryEnabled', 'StartupBytes', 'MinimumBytes', 'MaximumBytes', 'MaximumAmountPerNumaNodeBytes'
     Add-CommandStub -Name 'Set-VMFirmware' -Parameter 'VM', 'EnableSecureBoot', 'SecureBootTemplate', 'FirstBootDevice'
     Add-CommandStub -Name 'Set-VMBios' -Parameter 'VM', 'StartupOrder'
@@ -494,6 +496,51 @@ Describe 'New-Instance' {
             Should -Invoke Set-VMMemory -Times 1 -Exactly -ParameterFilter {
                 $DynamicMemoryEnabled -eq $false -and $StartupBytes -eq 4096MB -and $MaximumAmountPerNumaNodeBytes -eq 2048MB
             }
+        }
+
+        It 'exposes virtualization extensions with static memory' {
+            $script:Spec['dynamic_memory_ratio'] = 1
+            $script:Spec['nested_virtualization'] = $true
+
+            $result = & $script:ScriptPath -Spec $script:Spec
+
+            Assert-MatchesContract -Result $result
+            Should -Invoke Set-VMProcessor -Times 1 -Exactly -ParameterFilter { $ExposeVirtualizationExtensions -eq $true }
+            Should -Invoke Set-VMMemory -Times 1 -Exactly -ParameterFilter { $DynamicMemoryEnabled -eq $false }
+        }
+
+        It 'refuses nested virtualization with dynamic memory before changing anything' {
+            $script:Spec['dynamic_memory_ratio'] = 2
+            $script:Spec['nested_virtualization'] = $true
+
+            { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.InvalidSpec'
+
+            Should -Invoke New-VM -Times 0 -Exactly
+        }
+
+        It 'limits the IOPS of the root and ephemeral disks, not of the config drive' {
+            $script:Spec['disk_max_iops'] = 500
+            $dir = $script:Spec['instance_dir']
+            Mock Get-VMHardDiskDrive {
+                [pscustomobject]@{ Path = (Join-Path -Path $dir -ChildPath 'root.vhdx') }
+                [pscustomobject]@{ Path = (Join-Path -Path $dir -ChildPath 'eph0.vhdx') }
+                [pscustomobject]@{ Path = 'D:\Volumes\data.vhdx' }
+            } -RemoveParameterType 'VM'
+            Mock Set-VMHardDiskDrive { } -RemoveParameterType 'VMHardDiskDrive'
+
+            $null = & $script:ScriptPath -Spec $script:Spec
+
+            Should -Invoke Set-VMHardDiskDrive -Times 2 -Exactly -ParameterFilter { $MaximumIOPS -eq 500 }
+            Should -Invoke Set-VMHardDiskDrive -Times 0 -Exactly -ParameterFilter { @($VMHardDiskDrive)[0].Path -like 'D:*' }
+        }
+
+        It 'sets no IOPS limit without disk_max_iops' {
+            Mock Set-VMHardDiskDrive { } -RemoveParameterType 'VMHardDiskDrive'
+
+            $null = & $script:ScriptPath -Spec $script:Spec
+
+            Should -Invoke Set-VMHardDiskDrive -Times 0 -Exactly
+            Should -Invoke Set-VMProcessor -Times 0 -Exactly -ParameterFilter { $ExposeVirtualizationExtensions }
         }
 
         It 'accepts the spec as a JSON string' {

@@ -64,6 +64,15 @@ class HostOps:
         with self._lock:
             self._cached = None
 
+    def host_facts(self) -> dict[str, Any]:
+        """The last Get-HostInfo report, however old, without a round trip of its own.
+
+        For what does not change while the host runs: processor, Windows build.
+        """
+        with self._lock:
+            cached = self._cached
+        return cached[1] if cached else self.host_info()
+
     def nodename(self) -> str:
         """The node name compute-hyperv reported: the host's DNS host name."""
         return self.host_info()['hostname']

@@ -26,7 +26,7 @@ from oslo_utils import excutils
 
 from psdriver.bridge import errors as bridge_errors
 from psdriver.bridge.client import Bridge
-from psdriver.ops import configdrive, errors
+from psdriver.ops import configdrive, errors, instancefeatures
 from psdriver.ops.vifevents import VifPlugWait
 from psdriver.ops.imagecache import CachedImage
 from psdriver.ops.vifops import VifOps
@@ -159,8 +159,10 @@ def vnuma(instance: Any, image_meta: Any) -> dict[str, Any] | None:
 
 class VMOps:
     def __init__(self, bridge: Bridge, conf: Any, images: Any, vifs: VifOps,
-                 clock: Callable[[], float] = time.monotonic, virtapi: Any = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, virtapi: Any = None,
+                 host_facts: Callable[[], dict[str, Any]] | None = None) -> None:
         self._bridge = bridge
+        self._host_facts = host_facts
         self._vif_wait = VifPlugWait(virtapi, conf)
         self._conf = conf
         self._images = images
@@ -224,6 +226,7 @@ class VMOps:
         if virt_driver.block_device_info_get_mapping(block_device_info):
             raise VolumesNotSupported(instance_uuid=instance.uuid)
         refuse_remotefx(instance)
+        self._check_host_features(instance)
         generation = vm_generation(image_meta)
         drive = self._config_drive(context, instance, injected_files, admin_password,
                                    network_info)
@@ -234,6 +237,7 @@ class VMOps:
             spec = self._spec(instance, image_meta, generation, self._root_spec(instance, image),
                               network_info, block_device_info, power_on and not events)
             spec['config_drive'] = drive
+            spec.update(self._feature_spec(instance, spec))
             LOG.info('Creating VM %s (generation %d, %d vCPUs, %d MB)', instance.name,
                      generation, spec['vcpus'], spec['memory_mb'], instance=instance)
             try:
@@ -278,6 +282,41 @@ class VMOps:
             self.invalidate()
         self._warn_no_logger(instance, result.get('console_logger'))
         return result
+
+    def _check_host_features(self, instance: Any) -> None:
+        """Refuse, before anything is created, what this host cannot give (another may)."""
+        if instancefeatures.wants_nested_virtualization(instance) and self._host_facts:
+            refusal = instancefeatures.nested_virtualization_refusal(self._host_facts())
+            if refusal:
+                raise exception.ComputeResourcesUnavailable(
+                    reason=f'the flavor or image asks for nested virtualization (vmx) but '
+                           f'this host cannot expose it: {refusal}')
+
+    @staticmethod
+    def _feature_spec(instance: Any, spec: dict[str, Any]) -> dict[str, Any]:
+        """New-Instance fields for nested virtualization and local disk QoS."""
+        extra: dict[str, Any] = {}
+        if instancefeatures.wants_nested_virtualization(instance):
+            extra['nested_virtualization'] = True
+            if spec['dynamic_memory_ratio'] > 1:
+                LOG.warning('Nested virtualization requested: dynamic memory is turned off '
+                            'for this instance', instance=instance)
+                extra['dynamic_memory_ratio'] = 1.0
+        iops = instancefeatures.disk_max_iops(instance)
+        if iops:
+            extra['disk_max_iops'] = iops
+        return extra
+
+    def apply_disk_qos(self, instance: Any) -> dict[str, Any]:
+        """Set the flavor's IOPS limit on the local disks again (one round trip).
+
+        The hook for a resize: the new flavor's limit, or none.  Spawn sets it
+        in New-Instance.
+        """
+        with errors.translate(instance.uuid, 'apply disk QoS'):
+            return self._bridge.call('Set-InstanceDiskQosLimit', {
+                'Name': instance.name, 'InstanceDir': self.instance_dir(instance),
+                'MaximumIops': instancefeatures.disk_max_iops(instance) or 0})
 
     def _metering_params(self) -> dict[str, Any]:
         """Hyper-V drops resource metering at power off: every start turns it back on."""

@@ -212,6 +212,51 @@ class VmRules(NetworkRules):
             vm.numa_max_processors = max_per_numa_node
         return vm
 
+    def nested_virtualization_refusal(self) -> str | None:
+        """Why this host cannot expose virtualization extensions to a guest (None: it can).
+
+        Hyper-V nests on Intel VT-x with EPT from Windows Server 2016 (build
+        14393) and on AMD-V with RVI from Windows Server 2022 (build 20348).
+        """
+        cfg = self._state.config
+        build = int((cfg.os_version.split('.') + ['0', '0', '0'])[2] or 0)
+        if 'slat' not in cfg.cpu_features:
+            return 'the processor has no second level address translation (EPT or RVI)'
+        if cfg.cpu_vendor == 'GenuineIntel':
+            return None if build >= 14393 else 'nested virtualization needs Windows Server 2016'
+        if cfg.cpu_vendor == 'AuthenticAMD':
+            return None if build >= 20348 else \
+                'nested virtualization on AMD processors needs Windows Server 2022'
+        return f'processors from {cfg.cpu_vendor} do not support nested virtualization'
+
+    @writes
+    def set_nested_virtualization(self, name: str, enabled: bool) -> Vm:
+        """``Set-VMProcessor -ExposeVirtualizationExtensions`` (VM Off, a host that nests)."""
+        vm = self._vm(name)
+        if vm.state != 'Off':
+            raise invalid_state(vm.name, vm.state, 'modify processors')
+        refusal = self.nested_virtualization_refusal() if enabled else None
+        if refusal:
+            raise SimError(f"'{vm.name}' failed to modify device 'Processor': {refusal}.",
+                           'InvalidOperation', 'NestedVirtualizationNotSupported',
+                           target=vm.name)
+        vm.extra['expose_virtualization_extensions'] = bool(enabled)
+        return vm
+
+    @writes
+    def set_disk_max_iops(self, name: str, path: str, maximum_iops: int) -> Vm:
+        """``Set-VMHardDiskDrive -MaximumIOPS`` on the drive holding ``path`` (0: no limit)."""
+        vm = self._vm(name)
+        if not any(d.kind == 'HardDisk' and (d.path or '').lower() == path.lower()
+                   for d in vm.drives):
+            raise SimError(f"'{vm.name}' has no hard disk drive '{path}'.", 'ObjectNotFound',
+                           'DriveNotFound', target=path)
+        if not isinstance(maximum_iops, int) or maximum_iops < 0:
+            raise invalid_argument(f'{maximum_iops!r} is not a valid maximum IOPS.', vm.name)
+        limits = vm.extra.setdefault('disk_max_iops', {})
+        limits[path.lower()] = maximum_iops
+        return vm
+
     @writes
     def set_numa_memory(self, name: str, max_per_node_mb: int) -> Vm:
         """``Set-VMMemory -MaximumAmountPerNumaNodeBytes`` (VM Off, even MB)."""

@@ -9,16 +9,24 @@ from tests.functional import harness
 pytestmark = pytest.mark.functional
 
 
+def _legacy_extra_specs(test: harness.PsDriverTestBase, flavor: str, specs: dict) -> None:
+    """Set extra specs nova 34 no longer validates (Hyper-V's).
+
+    Below microversion 2.86 the API stores them unchecked, as a cloud
+    upgraded from compute-hyperv has them.
+    """
+    test.api.microversion = '2.85'
+    try:
+        test.api.post_extra_spec(flavor, {'extra_specs': specs})
+    finally:
+        test.api.microversion = 'latest'
+
+
 class RemoteFXTest(harness.PsDriverTestBase):
 
     def test_a_remotefx_flavor_fails_the_build_and_says_why(self):
         flavor = self._flavor()
-        # Nova 34 no longer knows the Hyper-V extra specs: before microversion 2.86 the API
-        # stores them unchecked, as a cloud upgraded from compute-hyperv still has them.
-        self.api.microversion = '2.85'
-        self.api.post_extra_spec(flavor, {'extra_specs': {'os:resolution': '1920x1200',
-                                                          'os:monitors': '2'}})
-        self.api.microversion = 'latest'
+        _legacy_extra_specs(self, flavor, {'os:resolution': '1920x1200', 'os:monitors': '2'})
         server = self.boot(flavor, expected_state='ERROR')
         self.assertIn('RemoteFX', server['fault']['message'])
         self.assertIsNone(self.host_vm(server))
@@ -47,3 +55,19 @@ class MetricsTest(harness.PsDriverTestBase):
         self.assertEqual([port['mac_address']], [n['mac_address'] for n in diags['nic_details']])
         self.assertEqual(2, len(diags['disk_details']))          # root and ephemeral
         self.assertIn('rx_octets', diags['nic_details'][0])
+
+
+class NestedVirtualizationAndDiskQosTest(harness.PsDriverTestBase):
+
+    def test_vmx_and_an_iops_quota_reach_the_vm(self):
+        self.flags(dynamic_memory_ratio=2.0, group='hyperv')
+        flavor = self._flavor(ephemeral=1)
+        _legacy_extra_specs(self, flavor, {'hw:cpu_features': 'vmx',
+                                           'quota:disk_total_iops_sec': '400'})
+        server = self.boot(flavor)
+        vm = self.host_vm(server)
+        self.assertTrue(vm.extra.get('expose_virtualization_extensions'))
+        self.assertFalse(vm.dynamic_memory)
+        self.assertEqual({'root.vhdx': 400, 'eph0.vhdx': 400},
+                         {p.rsplit('\\', 1)[-1]: v for p, v in vm.extra['disk_max_iops'].items()})
+        self.assertNoTraceback()

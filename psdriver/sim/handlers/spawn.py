@@ -40,7 +40,8 @@ _MAX = 1.7976931348623157e308
 TOP_FIELDS = ('name', 'instance_uuid', 'instance_dir', 'generation', 'secure_boot', 'vcpus',
               'memory_mb', 'dynamic_memory_ratio', 'vnuma', 'limit_cpu_features', 'root_disk',
               'ephemerals', 'swap', 'nics', 'serial_ports', 'config_drive', 'enable_metrics',
-              'power_on', 'notes_extra', 'automatic_stop_action', 'console_log')
+              'power_on', 'notes_extra', 'automatic_stop_action', 'console_log',
+              'nested_virtualization', 'disk_max_iops')
 
 
 def spec_error(field_name: str, message: str) -> SimError:
@@ -158,6 +159,8 @@ class Plan:
     stop_action: str | None = None
     #: ``{'path', 'max_bytes'}`` of the console log, or None.
     console_log: dict[str, Any] | None = None
+    nested_virtualization: bool = False
+    disk_max_iops: int | None = None
 
 
 def _disk_spec(obj: dict[str, Any], path: str, size_field: str,
@@ -270,6 +273,14 @@ def build_plan(spec: Any) -> Plan:
             max_bytes = 524288
         in_range(f'{p}.max_bytes', max_bytes, 4096, 1073741824)
         plan.console_log = {'path': log_path, 'max_bytes': max_bytes}
+    plan.nested_virtualization = read(spec, s, 'nested_virtualization', 'boolean', default=False)
+    if plan.nested_virtualization and plan.dynamic_memory:
+        raise spec_error(f'{s}.nested_virtualization', 'cannot be combined with dynamic memory '
+                                                       f'(dynamic_memory_ratio {number(ratio)}); '
+                                                       'pass dynamic_memory_ratio 1.')
+    plan.disk_max_iops = read(spec, s, 'disk_max_iops', 'integer', nullable=True)
+    if plan.disk_max_iops is not None:
+        in_range(f'{s}.disk_max_iops', plan.disk_max_iops, 1, 1000000000)
     return plan
 
 
@@ -553,6 +564,8 @@ def _create(host: SimHost, plan: Plan, undo: list[tuple[str, str]], created: lis
         host.set_memory(name, plan.startup_mb, dynamic=False)
     if plan.vnuma and plan.vnuma_memory_mb is not None:
         host.set_numa_memory(name, plan.vnuma_memory_mb)
+    if plan.nested_virtualization:
+        host.set_nested_virtualization(name, True)
     if plan.generation == 2:
         host.set_secure_boot(name, plan.secure_boot, plan.secure_boot_template)
     elif host.get_vm(name).scsi_controllers == 0:
@@ -577,6 +590,10 @@ def _create(host: SimHost, plan: Plan, undo: list[tuple[str, str]], created: lis
     elif root_drive is not None:
         host.set_first_boot_device(name, root_drive.controller_type,
                                    root_drive.controller_number, root_drive.controller_location)
+    if plan.disk_max_iops is not None:
+        for drive in plan.drives:
+            if drive.drive_type == 'disk' and drive.role in ('root', 'ephemeral', 'swap'):
+                host.set_disk_max_iops(name, drive.path, plan.disk_max_iops)
 
     for nic in plan.nics:
         adapter = host.add_nic(name, nic['id'], switch_name=nic['switch'] or None,
