@@ -12,6 +12,12 @@
     a UNC share or a Cluster Shared Volume), the host's NUMA nodes, uptime
     and IP addresses.
 
+    security tells what the host offers for guests' trusted computing:
+    vtpm (Enable-VMTPM is there: Windows Server 2016 and later) and
+    host_guarded (the Host Guardian Service client reports the host as
+    guarded by a guarded fabric, Get-HgsClientConfiguration IsHostGuarded;
+    false without the HgsClient module).
+
     When -InstancesPath does not exist yet, the capacity of the nearest
     existing parent folder is reported and "exists" is false.
 
@@ -31,7 +37,8 @@
     features}, memory_mb_total, memory_mb_free, instances_path {path,
     exists, total_gb, free_gb}, numa_nodes [{id, logical_processors,
     memory_mb_total, memory_mb_free}], uptime_seconds, ip_addresses
-    (preferred addresses, without loopback and link-local ones).
+    (preferred addresses, without loopback and link-local ones), security
+    {vtpm, host_guarded}.
 #>
 [CmdletBinding()]
 param(
@@ -131,6 +138,29 @@ function Get-CpuFeature {
     , $present.ToArray()
 }
 
+function Get-GuestSecuritySupport {
+    <#
+    .SYNOPSIS
+        Whether guests can have a virtual TPM, and whether this host is guarded (shielded VMs).
+    #>
+    [CmdletBinding()]
+    param()
+    $vtpm = $null -ne (Get-Command -Name 'Hyper-V\Enable-VMTPM' -ErrorAction SilentlyContinue)
+    $guarded = $false
+    if ($null -ne (Get-Command -Name 'HgsClient\Get-HgsClientConfiguration' -ErrorAction SilentlyContinue)) {
+        try {
+            $guarded = [bool](HgsClient\Get-HgsClientConfiguration).IsHostGuarded
+        }
+        catch {
+            Write-Verbose "Cannot read the Host Guardian Service client configuration: $($_.Exception.Message)"
+        }
+    }
+    [ordered]@{
+        vtpm         = $vtpm
+        host_guarded = $guarded
+    }
+}
+
 Initialize-NativeHostApi
 $os = Get-CimInstance -ClassName Win32_OperatingSystem
 $computer = Get-CimInstance -ClassName Win32_ComputerSystem
@@ -214,4 +244,5 @@ foreach ($address in @(Get-NetIPAddress -AddressState Preferred)) {
     numa_nodes         = $numaNodes.ToArray()
     uptime_seconds     = [long]((Get-Date) - $os.LastBootUpTime).TotalSeconds
     ip_addresses       = $addresses.ToArray()
+    security           = Get-GuestSecuritySupport
 }

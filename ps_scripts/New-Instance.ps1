@@ -113,6 +113,12 @@
                             units) each local disk (root, ephemerals, swap)
                             may use (Set-VMHardDiskDrive -MaximumIOPS).
                             null: no limit.
+      tpm = null            {key_protector = local}: a virtual TPM 2.0
+                            (Enable-VMTPM) sealed with a new local key
+                            protector (Set-VMKeyProtector
+                            -NewLocalKeyProtector: the host's untrusted
+                            guardian, no guarded fabric needed). Needs
+                            generation 2 and secure boot on.
       console_log = null    {path, max_bytes = 524288}: start the console
                             logger of the VM (Invoke-PsDriverConsoleLogger in
                             PsDriver.psm1, as Set-InstancePowerState.ps1
@@ -433,7 +439,7 @@ function ConvertTo-InstancePlan {
         'dynamic_memory_ratio', 'vnuma', 'limit_cpu_features', 'root_disk', 'ephemerals', 'swap', 'nics',
         'serial_ports', 'config_drive', 'enable_metrics', 'power_on', 'notes_extra', 'automatic_stop_action',
         'console_log',
-        'nested_virtualization', 'disk_max_iops')
+        'nested_virtualization', 'disk_max_iops', 'tpm')
     $plan = @{}
 
     $plan.Name = Read-SpecField -Object $Spec -Path $s -Name 'name' -Type string -Required
@@ -778,6 +784,20 @@ function ConvertTo-InstancePlan {
     $plan.DiskMaxIops = Read-SpecField -Object $Spec -Path $s -Name 'disk_max_iops' -Type integer -Nullable
     if ($null -ne $plan.DiskMaxIops) {
         Assert-SpecRange -Field "$s.disk_max_iops" -Value $plan.DiskMaxIops -Minimum 1 -Maximum 1000000000
+    }
+
+    # Virtual TPM.
+    $plan.Tpm = $false
+    $tpm = Read-SpecField -Object $Spec -Path $s -Name 'tpm' -Type object -Nullable
+    if ($null -ne $tpm) {
+        $p = "$s.tpm"
+        Assert-KnownSpecField -Object $tpm -Path $p -Allowed @('key_protector')
+        $protector = Read-SpecField -Object $tpm -Path $p -Name 'key_protector' -Type string -Default 'local'
+        Assert-SpecChoice -Field "$p.key_protector" -Value $protector -Allowed @('local')
+        if ($plan.Generation -ne 2 -or -not $plan.SecureBoot) {
+            throw (New-SpecError -Field $p -Message 'needs a generation 2 VM with secure boot on (secure_boot.enabled true).')
+        }
+        $plan.Tpm = $true
     }
     $plan
 }
@@ -1138,6 +1158,10 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
         }
         else {
             Hyper-V\Add-VMScsiController -VM $vm -Confirm:$false
+        }
+        if ($plan.Tpm) {
+            Hyper-V\Set-VMKeyProtector -VM $vm -NewLocalKeyProtector -Confirm:$false
+            Hyper-V\Enable-VMTPM -VM $vm -Confirm:$false
         }
 
         # Drives, then boot order.

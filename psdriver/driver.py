@@ -23,7 +23,8 @@ import psdriver.conf
 from psdriver import coordination
 from psdriver.bridge import errors as bridge_errors
 from psdriver.bridge import factory
-from psdriver.ops import errors, eventhandler, hostops, imagecache, vifops, vmops
+from psdriver.ops import (
+    errors, eventhandler, hostops, imagecache, instancefeatures, vifops, vmops)
 
 LOG = logging.getLogger(__name__)
 CONF = psdriver.conf.CONF
@@ -45,6 +46,7 @@ class HyperVDriver(driver.ComputeDriver):
         supports_multiattach=False,
         supports_trusted_certs=False,
         supports_secure_boot=True,
+        supports_vtpm=True,
         supports_image_type_vhd=True,
         supports_image_type_vhdx=True,
         supports_image_type_iso=True,
@@ -184,7 +186,8 @@ class HyperVDriver(driver.ComputeDriver):
         ratios = self._get_allocation_ratios(inventory)
         provider_tree.update_inventory(nodename, self.hostops.provider_inventory(
             CONF, self._get_reserved_host_disk_gb_from_config(), ratios))
-        ours = {t for t in provider_tree.data(nodename).traits if t.startswith('HW_CPU_X86_')}
+        ours = {t for t in provider_tree.data(nodename).traits
+                if t.startswith('HW_CPU_X86_') or t in instancefeatures.VTPM_TRAITS}
         wanted = self.hostops.host_traits()
         if ours - wanted:
             provider_tree.remove_traits(nodename, *(ours - wanted))

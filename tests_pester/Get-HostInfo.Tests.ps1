@@ -69,6 +69,32 @@ Describe 'Get-HostInfo' -Skip:(-not $IsWindows) {
         Test-Json -Json ($result | ConvertTo-Json -Depth 10) -Schema $script:ResultSchema | Should -BeTrue
     }
 
+    It 'reports a guarded host that offers virtual TPMs' {
+        Mock Get-Command -ParameterFilter { $Name -in @('Hyper-V\Enable-VMTPM', 'HgsClient\Get-HgsClientConfiguration') } -MockWith {
+            [pscustomobject]@{ Name = $Name }
+        }
+        function global:Get-HgsClientConfiguration {
+            [pscustomobject]@{ IsHostGuarded = $true }
+        }
+        Set-Alias -Name 'HgsClient\Get-HgsClientConfiguration' -Value 'Get-HgsClientConfiguration' -Scope Global
+        try {
+            $result = & $script:ScriptPath -InstancesPath $env:TEMP
+        }
+        finally {
+            Remove-Item -LiteralPath 'alias:HgsClient\Get-HgsClientConfiguration' -ErrorAction SilentlyContinue
+            Remove-Item -LiteralPath 'function:global:Get-HgsClientConfiguration' -ErrorAction SilentlyContinue
+        }
+        $result['security']['vtpm'] | Should -BeTrue
+        $result['security']['host_guarded'] | Should -BeTrue
+        Test-Json -Json ($result | ConvertTo-Json -Depth 10) -Schema $script:ResultSchema | Should -BeTrue
+    }
+
+    It 'reports no guarded fabric without the HgsClient module' {
+        Mock Get-Command -ParameterFilter { $Name -eq 'HgsClient\Get-HgsClientConfiguration' } -MockWith { }
+        $result = & $script:ScriptPath -InstancesPath $env:TEMP
+        $result['security']['host_guarded'] | Should -BeFalse
+    }
+
     It 'measures the nearest existing parent of a missing instances path' {
         $missing = Join-Path -Path $env:TEMP -ChildPath ('psdriver-missing-' + [guid]::NewGuid())
         $result = & $script:ScriptPath -InstancesPath $missing

@@ -130,6 +130,8 @@ BeforeAll {
     Add-CommandStub -Name 'Add-VMScsiController' -Parameter 'VM'
     Add-CommandStub -Name 'Set-VMProcessor' -Parameter 'VM', 'Count', 'CompatibilityForMigrationEnabled', 'MaximumCountPerNumaNode', 'ExposeVirtualizationExtensions'
     Add-CommandStub -Name 'Get-VMHardDiskDrive' -Parameter 'VM'
+    Add-CommandStub -Name 'Set-VMKeyProtector' -Parameter 'VM', '-NewLocalKeyProtector'
+    Add-CommandStub -Name 'Enable-VMTPM' -Parameter 'VM'
     Add-CommandStub -Name 'Set-VMHardDiskDrive' -Parameter 'VMHardDiskDrive', 'MaximumIOPS'
     Add-CommandStub -Name 'Set-VMMemory' -Parameter 'VM', 'DynamicMemoryEnabled', 'StartupBytes', 'MinimumBytes', 'MaximumBytes', 'MaximumAmountPerNumaNodeBytes'
     Add-CommandStub -Name 'Set-VMFirmware' -Parameter 'VM', 'EnableSecureBoot', 'SecureBootTemplate', 'FirstBootDevice'
@@ -532,6 +534,28 @@ Describe 'New-Instance' {
 
             Should -Invoke Set-VMHardDiskDrive -Times 2 -Exactly -ParameterFilter { $MaximumIOPS -eq 500 }
             Should -Invoke Set-VMHardDiskDrive -Times 0 -Exactly -ParameterFilter { @($VMHardDiskDrive)[0].Path -like 'D:*' }
+        }
+
+        It 'gives the VM a virtual TPM sealed with a local key protector' {
+            $script:Spec['tpm'] = [ordered]@{ key_protector = 'local' }
+            Mock Set-VMKeyProtector { Invoke-FakeStep -Step 'Set-VMKeyProtector' } -RemoveParameterType 'VM'
+            Mock Enable-VMTPM { Invoke-FakeStep -Step 'Enable-VMTPM' } -RemoveParameterType 'VM'
+
+            $result = & $script:ScriptPath -Spec $script:Spec
+
+            Assert-MatchesContract -Result $result
+            Should -Invoke Set-VMKeyProtector -Times 1 -Exactly -ParameterFilter { $NewLocalKeyProtector }
+            Should -Invoke Enable-VMTPM -Times 1 -Exactly
+            $PsdTest.Calls.IndexOf('Set-VMKeyProtector#1') | Should -BeLessThan $PsdTest.Calls.IndexOf('Enable-VMTPM#1')
+        }
+
+        It 'refuses a virtual TPM without secure boot before changing anything' {
+            $script:Spec.Remove('secure_boot')
+            $script:Spec['tpm'] = [ordered]@{ key_protector = 'local' }
+
+            { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.InvalidSpec'
+
+            Should -Invoke New-VM -Times 0 -Exactly
         }
 
         It 'sets no IOPS limit without disk_max_iops' {

@@ -18,7 +18,7 @@ from nova.objects import fields as obj_fields
 from oslo_utils import versionutils
 
 from psdriver.bridge.client import Bridge
-from psdriver.ops import errors
+from psdriver.ops import errors, instancefeatures
 
 HOST_INFO_TTL = 5.0
 
@@ -129,8 +129,13 @@ class HostOps:
         }
 
     def host_traits(self) -> set[str]:
-        """Traits this host really has (CPU features); capability traits come from nova."""
-        return _cpu_traits(self.host_info()['cpu']['features'])
+        """Traits this host really has (CPU features, a virtual TPM for guests).
+
+        Capability traits come from nova.
+        """
+        info = self.host_info()
+        return _cpu_traits(info['cpu']['features']) | \
+            instancefeatures.host_security_traits(info)
 
     def get_host_ip_addr(self, fallback: str) -> str:
         ips = self.host_info()['ip_addresses']

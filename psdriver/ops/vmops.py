@@ -228,6 +228,8 @@ class VMOps:
         refuse_remotefx(instance)
         self._check_host_features(instance)
         generation = vm_generation(image_meta)
+        tpm = instancefeatures.tpm_spec(
+            instance, image_meta, secure_boot(instance, image_meta, generation), self._host_facts)
         drive = self._config_drive(context, instance, injected_files, admin_password,
                                    network_info)
         # Ports Neutron has not bound yet: create the VM off, wait, then start it.
@@ -238,6 +240,7 @@ class VMOps:
                               network_info, block_device_info, power_on and not events)
             spec['config_drive'] = drive
             spec.update(self._feature_spec(instance, spec))
+            spec['tpm'] = tpm
             LOG.info('Creating VM %s (generation %d, %d vCPUs, %d MB)', instance.name,
                      generation, spec['vcpus'], spec['memory_mb'], instance=instance)
             try:

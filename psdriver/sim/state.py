@@ -73,6 +73,10 @@ class HostConfig:
     is_admin: bool = True
     iscsi_initiator: str = ''
     max_running_vms: int = 1024
+    #: Enable-VMTPM exists (Windows Server 2016 and later).
+    vtpm: bool = True
+    #: Get-HgsClientConfiguration IsHostGuarded: shielded VMs can run here.
+    host_guarded: bool = False
     #: Whether the Virtual Machine Management service answers (Get-VMHost).
     vmms_running: bool = True
     #: Default VM configuration version (Get-VMHostSupportedVersion -Default).

@@ -244,6 +244,37 @@ class VmRules(NetworkRules):
         return vm
 
     @writes
+    def set_local_key_protector(self, name: str) -> Vm:
+        """``Set-VMKeyProtector -NewLocalKeyProtector`` (generation 2, VM Off)."""
+        vm = self._vm(name)
+        self._check_tpm_target(vm, 'key protector')
+        vm.extra['key_protector'] = 'local'
+        return vm
+
+    @writes
+    def enable_vtpm(self, name: str) -> Vm:
+        """``Enable-VMTPM``: needs a key protector first; absent before Windows Server 2016."""
+        vm = self._vm(name)
+        self._check_tpm_target(vm, 'TPM')
+        if not vm.extra.get('key_protector'):
+            raise SimError(f"Failed to enable the TPM of '{vm.name}': the virtual machine has "
+                           'no key protector (Set-VMKeyProtector).', 'InvalidOperation',
+                           'NoKeyProtector', target=vm.name)
+        vm.extra['tpm'] = True
+        return vm
+
+    def _check_tpm_target(self, vm: Vm, what: str) -> None:
+        if not self._state.config.vtpm:
+            raise SimError("The term 'Enable-VMTPM' is not recognized as a name of a cmdlet.",
+                           'ObjectNotFound', 'CommandNotFoundException', target='Enable-VMTPM')
+        if vm.generation != 2:
+            raise SimError(f"Cannot set the {what} of '{vm.name}': generation 1 virtual "
+                           'machines have no virtual TPM.', 'InvalidOperation',
+                           'Generation1Tpm', target=vm.name)
+        if vm.state != 'Off':
+            raise invalid_state(vm.name, vm.state, f'modify the {what}')
+
+    @writes
     def set_disk_max_iops(self, name: str, path: str, maximum_iops: int) -> Vm:
         """``Set-VMHardDiskDrive -MaximumIOPS`` on the drive holding ``path`` (0: no limit)."""
         vm = self._vm(name)

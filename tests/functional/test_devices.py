@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
+import io
 
+import pytest
+from oslo_utils.fixture import uuidsentinel as uuids
+
+from psdriver.sim import image_files
 from tests.functional import harness
 
 pytestmark = pytest.mark.functional
@@ -71,3 +75,30 @@ class NestedVirtualizationAndDiskQosTest(harness.PsDriverTestBase):
         self.assertEqual({'root.vhdx': 400, 'eph0.vhdx': 400},
                          {p.rsplit('\\', 1)[-1]: v for p, v in vm.extra['disk_max_iops'].items()})
         self.assertNoTraceback()
+
+
+class VirtualTPMTest(harness.PsDriverTestBase):
+
+    def _gen2_image(self) -> str:
+        data = image_files.vhdx(harness.IMAGE_VIRTUAL_SIZE)
+        self.glance.create(None, {
+            'id': uuids.gen2_image, 'name': 'gen2', 'status': 'active', 'visibility': 'public',
+            'disk_format': 'vhdx', 'container_format': 'bare', 'size': len(data),
+            'min_ram': 0, 'min_disk': 0,
+            'properties': {'hw_machine_type': 'hyperv-gen2', 'os_secure_boot': 'required'},
+        }, data=io.BytesIO(data))
+        return uuids.gen2_image
+
+    def test_a_tpm_flavor_lands_on_the_host_that_offers_it_and_gets_a_vtpm(self):
+        flavor = self._flavor(extra_spec={'hw:tpm_version': '2.0', 'hw:tpm_model': 'tpm-crb',
+                                          'hw:tpm_secret_security': 'host'})
+        server = self.boot(flavor, image_uuid=self._gen2_image())
+        vm = self.host_vm(server)
+        self.assertTrue(vm.secure_boot)
+        self.assertEqual((True, 'local'), (vm.extra.get('tpm'), vm.extra.get('key_protector')))
+        self.assertNoTraceback()
+
+    def test_tpm_1_2_finds_no_host(self):
+        flavor = self._flavor(extra_spec={'hw:tpm_version': '1.2'})
+        server = self.boot(flavor, image_uuid=self._gen2_image(), expected_state='ERROR')
+        self.assertIn('No valid host', server['fault']['message'])

@@ -124,3 +124,92 @@ def test_apply_disk_qos_sets_the_new_flavor_s_limit_on_a_running_vm(env):
     instance.flavor.extra_specs = {}
     env.driver.vmops.apply_disk_qos(instance)
     assert iops(env, instance) == {'root.vhdx': 0, 'eph0.vhdx': 0}
+
+
+# -- virtual TPM and shielded VMs ---------------------------------------------------------
+
+def gen2(env, **properties):
+    return env.image(hw_machine_type='hyperv-gen2', **properties)
+
+
+SECURE = {'os:secure_boot': 'required'}
+
+
+def tpm(env, instance) -> tuple[bool, str | None]:
+    extra = env.vm(instance).extra
+    return bool(extra.get('tpm')), extra.get('key_protector')
+
+
+def test_hw_tpm_version_2_gives_a_vtpm_with_a_local_key_protector(env):
+    image = gen2(env)
+    instance = env.instance(image, flavor_values={
+        'extra_specs': {'hw:tpm_version': '2.0', 'hw:tpm_model': 'tpm-crb', **SECURE}})
+    assert env.round_trips(env.spawn, instance, image) == 2       # image lookup + New-Instance
+    assert tpm(env, instance) == (True, 'local')
+    assert env.vm(instance).secure_boot
+    assert env.vm(instance).state == 'Running'
+
+
+def test_the_image_can_ask_for_it_the_nova_way_or_the_compute_hyperv_way(env):
+    image = gen2(env, hw_tpm_version='2.0', os_secure_boot='required')
+    nova_way = env.instance(image)
+    env.spawn(nova_way, image)
+    assert tpm(env, nova_way) == (True, 'local')
+
+    image = gen2(env, os_secure_boot='required')
+    legacy = env.instance(image, system_metadata={'image_os_vtpm': 'required'})
+    env.spawn(legacy, image)
+    assert tpm(env, legacy) == (True, 'local')
+
+
+def test_no_tpm_unless_asked(env):
+    image = gen2(env)
+    instance = env.instance(image, flavor_values={'extra_specs': dict(SECURE)})
+    env.spawn(instance, image)
+    assert tpm(env, instance) == (False, None)
+
+
+def test_tpm_1_2_is_refused(env):
+    image = gen2(env)
+    instance = env.instance(image, flavor_values={
+        'extra_specs': {'hw:tpm_version': '1.2', **SECURE}})
+    with pytest.raises(exception.InvalidInput, match='TPM 2.0 only'):
+        env.spawn(instance, image)
+    assert env.calls_of('New-Instance') == []
+
+
+def test_a_vtpm_without_secure_boot_is_refused(env):
+    image = gen2(env)
+    instance = env.instance(image, flavor_values={'extra_specs': {'hw:tpm_version': '2.0'}})
+    with pytest.raises(exception.InvalidInput, match='needs secure boot'):
+        env.spawn(instance, image)
+    assert env.host.find_vm(instance.name) is None
+
+
+def test_a_host_without_vtpm_refuses_it_for_another_host_to_try(tmp_path):
+    with DriverEnv(tmp_path) as env:
+        driver = env.build()
+        env.host.state.config.vtpm = False
+        driver.init_host('SIMHV01')
+        image = gen2(env)
+        instance = env.instance(image, flavor_values={
+            'extra_specs': {'hw:tpm_version': '2.0', **SECURE}})
+        with pytest.raises(exception.ComputeResourcesUnavailable, match='virtual TPM'):
+            env.spawn(instance, image)
+        assert env.calls_of('New-Instance') == []
+
+
+@pytest.mark.parametrize('guarded, error, reason', [
+    (False, exception.ComputeResourcesUnavailable, 'not guarded'),
+    (True, exception.InvalidInput, 'not supported by psdriver'),
+])
+def test_shielded_vms_are_refused_with_the_reason_that_applies(tmp_path, guarded, error, reason):
+    with DriverEnv(tmp_path) as env:
+        driver = env.build()
+        env.host.state.config.host_guarded = guarded
+        driver.init_host('SIMHV01')
+        image = gen2(env, os_secure_boot='required')
+        instance = env.instance(image, system_metadata={'image_os_shielded_vm': 'required'})
+        with pytest.raises(error, match=reason):
+            env.spawn(instance, image)
+        assert env.calls_of('New-Instance') == []

@@ -41,7 +41,7 @@ TOP_FIELDS = ('name', 'instance_uuid', 'instance_dir', 'generation', 'secure_boo
               'memory_mb', 'dynamic_memory_ratio', 'vnuma', 'limit_cpu_features', 'root_disk',
               'ephemerals', 'swap', 'nics', 'serial_ports', 'config_drive', 'enable_metrics',
               'power_on', 'notes_extra', 'automatic_stop_action', 'console_log',
-              'nested_virtualization', 'disk_max_iops')
+              'nested_virtualization', 'disk_max_iops', 'tpm')
 
 
 def spec_error(field_name: str, message: str) -> SimError:
@@ -161,6 +161,7 @@ class Plan:
     console_log: dict[str, Any] | None = None
     nested_virtualization: bool = False
     disk_max_iops: int | None = None
+    tpm: bool = False
 
 
 def _disk_spec(obj: dict[str, Any], path: str, size_field: str,
@@ -281,6 +282,16 @@ def build_plan(spec: Any) -> Plan:
     plan.disk_max_iops = read(spec, s, 'disk_max_iops', 'integer', nullable=True)
     if plan.disk_max_iops is not None:
         in_range(f'{s}.disk_max_iops', plan.disk_max_iops, 1, 1000000000)
+    tpm = read(spec, s, 'tpm', 'object', nullable=True)
+    if tpm is not None:
+        p = f'{s}.tpm'
+        known_fields(tpm, p, ('key_protector',))
+        choice(f'{p}.key_protector', read(tpm, p, 'key_protector', 'string', default='local'),
+               ('local',))
+        if plan.generation != 2 or not plan.secure_boot:
+            raise spec_error(p, 'needs a generation 2 VM with secure boot on (secure_boot.enabled '
+                                'true).')
+        plan.tpm = True
     return plan
 
 
@@ -570,6 +581,9 @@ def _create(host: SimHost, plan: Plan, undo: list[tuple[str, str]], created: lis
         host.set_secure_boot(name, plan.secure_boot, plan.secure_boot_template)
     elif host.get_vm(name).scsi_controllers == 0:
         host.add_scsi_controller(name)
+    if plan.tpm:
+        host.set_local_key_protector(name)
+        host.enable_vtpm(name)
 
     root_drive = None
     for drive in plan.drives:
