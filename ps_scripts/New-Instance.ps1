@@ -119,6 +119,23 @@
                             -NewLocalKeyProtector: the host's untrusted
                             guardian, no guarded fabric needed). Needs
                             generation 2 and secure boot on.
+      assignable_devices = []
+                            [{location_path}]: PCI Express devices for
+                            Discrete Device Assignment, each dismounted
+                            from the host beforehand
+                            (Dismount-VMHostAssignableDevice), added with
+                            Add-VMAssignableDevice. Needs
+                            automatic_stop_action TurnOff and
+                            dynamic_memory_ratio 1. A device that is not
+                            free (assigned to another VM, not dismounted)
+                            is an error ResourceUnavailable /
+                            PsDriver.DeviceUnavailable.
+      mmio_space = null     {low_mb, high_mb}: the memory-mapped I/O space
+                            the devices need (Set-VM
+                            -GuestControlledCacheTypes
+                            -LowMemoryMappedIoSpace
+                            -HighMemoryMappedIoSpace); set only with
+                            assignable_devices.
       console_log = null    {path, max_bytes = 524288}: start the console
                             logger of the VM (Invoke-PsDriverConsoleLogger in
                             PsDriver.psm1, as Set-InstancePowerState.ps1
@@ -439,7 +456,8 @@ function ConvertTo-InstancePlan {
         'dynamic_memory_ratio', 'vnuma', 'limit_cpu_features', 'root_disk', 'ephemerals', 'swap', 'nics',
         'serial_ports', 'config_drive', 'enable_metrics', 'power_on', 'notes_extra', 'automatic_stop_action',
         'console_log',
-        'nested_virtualization', 'disk_max_iops', 'tpm')
+        'nested_virtualization', 'disk_max_iops', 'tpm',
+        'assignable_devices', 'mmio_space')
     $plan = @{}
 
     $plan.Name = Read-SpecField -Object $Spec -Path $s -Name 'name' -Type string -Required
@@ -799,6 +817,41 @@ function ConvertTo-InstancePlan {
         }
         $plan.Tpm = $true
     }
+
+    # Discrete Device Assignment.
+    $plan.AssignableDevices = [System.Collections.Generic.List[string]]::new()
+    $devices = @(Read-SpecField -Object $Spec -Path $s -Name 'assignable_devices' -Type array -Default @())
+    for ($i = 0; $i -lt $devices.Count; $i++) {
+        $p = "$s.assignable_devices[$i]"
+        if (-not (Test-SpecObject -Value $devices[$i])) {
+            throw (New-SpecError -Field $p -Message 'must be an object.')
+        }
+        Assert-KnownSpecField -Object $devices[$i] -Path $p -Allowed @('location_path')
+        $locationPath = Read-SpecField -Object $devices[$i] -Path $p -Name 'location_path' -Type string -Required
+        if ([string]::IsNullOrWhiteSpace($locationPath)) {
+            throw (New-SpecError -Field "$p.location_path" -Message 'must not be empty.')
+        }
+        $plan.AssignableDevices.Add($locationPath)
+    }
+    $plan.MmioSpace = $null
+    $mmio = Read-SpecField -Object $Spec -Path $s -Name 'mmio_space' -Type object -Nullable
+    if ($null -ne $mmio) {
+        $p = "$s.mmio_space"
+        Assert-KnownSpecField -Object $mmio -Path $p -Allowed @('low_mb', 'high_mb')
+        $low = Read-SpecField -Object $mmio -Path $p -Name 'low_mb' -Type integer -Required
+        $high = Read-SpecField -Object $mmio -Path $p -Name 'high_mb' -Type integer -Required
+        Assert-SpecRange -Field "$p.low_mb" -Value $low -Minimum 128 -Maximum 3584
+        Assert-SpecRange -Field "$p.high_mb" -Value $high -Minimum 128 -Maximum 1048576
+        $plan.MmioSpace = @{ LowMb = [long]$low; HighMb = [long]$high }
+    }
+    if ($plan.AssignableDevices.Count -gt 0) {
+        if ($plan.StopAction -ne 'TurnOff') {
+            throw (New-SpecError -Field "$s.automatic_stop_action" -Message 'must be TurnOff for a VM with assignable_devices (Discrete Device Assignment).')
+        }
+        if ($plan.DynamicMemory) {
+            throw (New-SpecError -Field "$s.assignable_devices" -Message "cannot be combined with dynamic memory (dynamic_memory_ratio $ratio).")
+        }
+    }
     $plan
 }
 
@@ -960,6 +1013,32 @@ function Set-LocalDiskQosLimit {
             continue
         }
         Hyper-V\Set-VMHardDiskDrive -VMHardDiskDrive $drive -MaximumIOPS ([uint64]$Plan.DiskMaxIops) -Confirm:$false
+    }
+}
+
+function Add-InstanceAssignableDevice {
+    <#
+    .SYNOPSIS
+        Sets the memory-mapped I/O space and adds the planned devices; a device that is not free is PsDriver.DeviceUnavailable.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [hashtable]$Plan,
+
+        [Parameter(Mandatory)]
+        [object]$VM
+    )
+    if ($null -ne $Plan.MmioSpace) {
+        Hyper-V\Set-VM -VM $VM -GuestControlledCacheTypes $true -LowMemoryMappedIoSpace ($Plan.MmioSpace.LowMb * 1MB) -HighMemoryMappedIoSpace ($Plan.MmioSpace.HighMb * 1MB) -Confirm:$false
+    }
+    foreach ($locationPath in $Plan.AssignableDevices) {
+        try {
+            Hyper-V\Add-VMAssignableDevice -VM $VM -LocationPath $locationPath -Confirm:$false
+        }
+        catch {
+            $message = "Cannot assign the device at '{0}' to '{1}': {2}" -f $locationPath, $Plan.Name, $_.Exception.Message
+            throw (New-PsDriverErrorRecord -Message $message -Category ResourceUnavailable -ErrorId 'PsDriver.DeviceUnavailable' -Target $locationPath)
+        }
     }
 }
 
@@ -1158,6 +1237,9 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
         }
         else {
             Hyper-V\Add-VMScsiController -VM $vm -Confirm:$false
+        }
+        if ($plan.AssignableDevices.Count -gt 0) {
+            Add-InstanceAssignableDevice -Plan $plan -VM $vm
         }
         if ($plan.Tpm) {
             Hyper-V\Set-VMKeyProtector -VM $vm -NewLocalKeyProtector -Confirm:$false

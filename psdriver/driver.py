@@ -74,7 +74,8 @@ class HyperVDriver(driver.ComputeDriver):
         self._vifops = vifops.VifOps(bridge, CONF)
         self._imagecache = imagecache.ImageCache(bridge, CONF)
         self._vmops = vmops.VMOps(bridge, CONF, self._imagecache, self._vifops,
-                                  virtapi=self.virtapi, host_facts=self._hostops.host_facts)
+                                  virtapi=self.virtapi, host_facts=self._hostops.host_facts,
+                                  host_info=self._hostops.host_info)
 
     @property
     def bridge(self):

@@ -115,7 +115,8 @@ BeforeAll {
 
     Add-CommandStub -Name 'Get-VM' -Parameter 'Name', 'Id'
     Add-CommandStub -Name 'New-VM' -Parameter 'Name', 'Generation', 'Path', 'MemoryStartupBytes', '-NoVHD'
-    Add-CommandStub -Name 'Set-VM' -Parameter 'VM', 'Notes', 'AutomaticStartAction', 'AutomaticStopAction', 'SnapshotFileLocation', 'SmartPagingFilePath', 'AutomaticCheckpointsEnabled'
+    Add-CommandStub -Name 'Set-VM' -Parameter 'VM', 'Notes', 'AutomaticStartAction', 'AutomaticStopAction', 'SnapshotFileLocation', 'SmartPagingFilePath', 'AutomaticCheckpointsEnabled', 'GuestControlledCacheTypes', 'LowMemoryMappedIoSpace', 'HighMemoryMappedIoSpace'
+    Add-CommandStub -Name 'Add-VMAssignableDevice' -Parameter 'VM', 'LocationPath'
     Add-CommandStub -Name 'Remove-VM' -Parameter 'VM', '-Force'
     Add-CommandStub -Name 'Start-VM' -Parameter 'VM'
     Add-CommandStub -Name 'Stop-VM' -Parameter 'VM', '-TurnOff', '-Force'
@@ -556,6 +557,46 @@ Describe 'New-Instance' {
             { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.InvalidSpec'
 
             Should -Invoke New-VM -Times 0 -Exactly
+        }
+
+        It 'assigns PCI devices with the memory-mapped I/O space they need' {
+            $script:Spec['dynamic_memory_ratio'] = 1
+            $script:Spec['automatic_stop_action'] = 'TurnOff'
+            $script:Spec['assignable_devices'] = @([ordered]@{ location_path = 'PCIROOT(0)#PCI(0300)#PCI(0000)' })
+            $script:Spec['mmio_space'] = [ordered]@{ low_mb = 3072; high_mb = 33280 }
+            Mock Add-VMAssignableDevice { Invoke-FakeStep -Step 'Add-VMAssignableDevice' } -RemoveParameterType 'VM'
+
+            $result = & $script:ScriptPath -Spec $script:Spec
+
+            Assert-MatchesContract -Result $result
+            Should -Invoke Set-VM -Times 1 -Exactly -ParameterFilter {
+                $GuestControlledCacheTypes -eq $true -and $LowMemoryMappedIoSpace -eq 3GB -and $HighMemoryMappedIoSpace -eq 33280MB
+            }
+            Should -Invoke Add-VMAssignableDevice -Times 1 -Exactly -ParameterFilter { $LocationPath -eq 'PCIROOT(0)#PCI(0300)#PCI(0000)' }
+        }
+
+        It 'refuses devices without automatic stop action TurnOff before changing anything' {
+            $script:Spec['dynamic_memory_ratio'] = 1
+            $script:Spec['automatic_stop_action'] = 'Save'
+            $script:Spec['assignable_devices'] = @([ordered]@{ location_path = 'PCIROOT(0)#PCI(0300)#PCI(0000)' })
+
+            { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.InvalidSpec'
+
+            Should -Invoke New-VM -Times 0 -Exactly
+        }
+
+        It 'reports a device that is not free as ResourceUnavailable and removes the VM' {
+            $script:Spec['dynamic_memory_ratio'] = 1
+            $script:Spec['automatic_stop_action'] = 'TurnOff'
+            $script:Spec['assignable_devices'] = @([ordered]@{ location_path = 'PCIROOT(0)#PCI(0300)#PCI(0000)' })
+            Mock Add-VMAssignableDevice { throw 'The device is already assigned to another virtual machine.' } -RemoveParameterType 'VM'
+
+            $failure = { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -PassThru
+
+            $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.DeviceUnavailable'
+            $failure.CategoryInfo.Category | Should -Be 'ResourceUnavailable'
+            $failure.Exception.Message | Should -Match 'already assigned'
+            $PsdTest.Vms.Count | Should -Be 0
         }
 
         It 'sets no IOPS limit without disk_max_iops' {

@@ -18,7 +18,7 @@ from nova.objects import fields as obj_fields
 from oslo_utils import versionutils
 
 from psdriver.bridge.client import Bridge
-from psdriver.ops import errors, instancefeatures
+from psdriver.ops import errors, instancefeatures, pciops
 
 HOST_INFO_TTL = 5.0
 
@@ -108,6 +108,7 @@ class HostOps:
                  obj_fields.VMMode.HVM),
             ],
             'numa_topology': None,
+            'pci_passthrough_devices': pciops.pci_passthrough_devices(info),
         }
 
     def provider_inventory(self, conf, reserved_disk_gb: int,

@@ -26,7 +26,7 @@ from oslo_utils import excutils
 
 from psdriver.bridge import errors as bridge_errors
 from psdriver.bridge.client import Bridge
-from psdriver.ops import configdrive, errors, instancefeatures
+from psdriver.ops import configdrive, errors, instancefeatures, pciops
 from psdriver.ops.vifevents import VifPlugWait
 from psdriver.ops.imagecache import CachedImage
 from psdriver.ops.vifops import VifOps
@@ -160,9 +160,11 @@ def vnuma(instance: Any, image_meta: Any) -> dict[str, Any] | None:
 class VMOps:
     def __init__(self, bridge: Bridge, conf: Any, images: Any, vifs: VifOps,
                  clock: Callable[[], float] = time.monotonic, virtapi: Any = None,
-                 host_facts: Callable[[], dict[str, Any]] | None = None) -> None:
+                 host_facts: Callable[[], dict[str, Any]] | None = None,
+                 host_info: Callable[[bool], dict[str, Any]] | None = None) -> None:
         self._bridge = bridge
         self._host_facts = host_facts
+        self._host_info = host_info
         self._vif_wait = VifPlugWait(virtapi, conf)
         self._conf = conf
         self._images = images
@@ -230,6 +232,7 @@ class VMOps:
         generation = vm_generation(image_meta)
         tpm = instancefeatures.tpm_spec(
             instance, image_meta, secure_boot(instance, image_meta, generation), self._host_facts)
+        devices = pciops.device_spec(instance, self._pci_host_info)
         drive = self._config_drive(context, instance, injected_files, admin_password,
                                    network_info)
         # Ports Neutron has not bound yet: create the VM off, wait, then start it.
@@ -241,6 +244,7 @@ class VMOps:
             spec['config_drive'] = drive
             spec.update(self._feature_spec(instance, spec))
             spec['tpm'] = tpm
+            spec.update(devices)
             LOG.info('Creating VM %s (generation %d, %d vCPUs, %d MB)', instance.name,
                      generation, spec['vcpus'], spec['memory_mb'], instance=instance)
             try:
@@ -320,6 +324,13 @@ class VMOps:
             return self._bridge.call('Set-InstanceDiskQosLimit', {
                 'Name': instance.name, 'InstanceDir': self.instance_dir(instance),
                 'MaximumIops': instancefeatures.disk_max_iops(instance) or 0})
+
+    def _pci_host_info(self, refresh: bool) -> dict[str, Any]:
+        if refresh and self._host_info is not None:
+            return self._host_info(True)
+        if self._host_facts is not None:
+            return self._host_facts()
+        return {}
 
     def _metering_params(self) -> dict[str, Any]:
         """Hyper-V drops resource metering at power off: every start turns it back on."""

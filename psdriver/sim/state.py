@@ -77,6 +77,9 @@ class HostConfig:
     vtpm: bool = True
     #: Get-HgsClientConfiguration IsHostGuarded: shielded VMs can run here.
     host_guarded: bool = False
+    #: PCI Express devices dismounted for Discrete Device Assignment: each a dict with
+    #: location_path, instance_id, vendor_id, product_id, address, numa_node.
+    assignable_devices: list[dict[str, Any]] = field(default_factory=list)
     #: Whether the Virtual Machine Management service answers (Get-VMHost).
     vmms_running: bool = True
     #: Default VM configuration version (Get-VMHostSupportedVersion -Default).

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import time
 import uuid
+from typing import Any
 
 from psdriver.sim import paths
 from psdriver.sim.errors import (
@@ -241,6 +242,61 @@ class VmRules(NetworkRules):
                            'InvalidOperation', 'NestedVirtualizationNotSupported',
                            target=vm.name)
         vm.extra['expose_virtualization_extensions'] = bool(enabled)
+        return vm
+
+    # -- Discrete Device Assignment ---------------------------------------------------
+
+    def _device_holder(self, location_path: str) -> Vm | None:
+        for vm in self._state.vms.values():
+            if location_path.lower() in (p.lower() for p in vm.extra.get('assigned_devices', [])):
+                return vm
+        return None
+
+    @reads
+    def assignable_devices(self) -> list[dict[str, Any]]:
+        """Free (Get-VMHostAssignableDevice), then assigned ones (Get-VMAssignableDevice)."""
+        free, assigned = [], []
+        for device in self._state.config.assignable_devices:
+            holder = self._device_holder(device['location_path'])
+            record = {'location_path': device['location_path'],
+                      'instance_id': device.get('instance_id') or '',
+                      'vendor_id': device.get('vendor_id'), 'product_id': device.get('product_id'),
+                      'address': device.get('address'), 'numa_node': device.get('numa_node'),
+                      'assigned_to': holder.name if holder else None}
+            (assigned if holder else free).append(record)
+        return free + assigned
+
+    @writes
+    def set_mmio_space(self, name: str, low_mb: int, high_mb: int) -> Vm:
+        """``Set-VM -GuestControlledCacheTypes -Low/HighMemoryMappedIoSpace``."""
+        vm = self._vm(name)
+        if vm.state != 'Off':
+            raise invalid_state(vm.name, vm.state, 'modify memory-mapped I/O space')
+        vm.extra['mmio'] = {'guest_controlled_cache_types': True, 'low_mb': low_mb,
+                            'high_mb': high_mb}
+        return vm
+
+    @writes
+    def add_assignable_device(self, name: str, location_path: str) -> Vm:
+        """``Add-VMAssignableDevice -LocationPath``: VM Off, stop action TurnOff, device free."""
+        vm = self._vm(name)
+        if vm.state != 'Off':
+            raise invalid_state(vm.name, vm.state, 'assign a device')
+        if vm.automatic_stop_action != 'TurnOff':
+            raise SimError(f"Cannot assign device '{location_path}' to '{vm.name}': the "
+                           "virtual machine's automatic stop action must be TurnOff.",
+                           'InvalidOperation', 'AutomaticStopActionNotTurnOff', target=vm.name)
+        known = {d['location_path'].lower() for d in self._state.config.assignable_devices}
+        if location_path.lower() not in known:
+            raise SimError(f"The device at location path '{location_path}' is not dismounted "
+                           'for assignment on this host (Dismount-VMHostAssignableDevice).',
+                           'ObjectNotFound', 'DeviceNotAssignable', target=location_path)
+        holder = self._device_holder(location_path)
+        if holder is not None:
+            raise SimError(f"The device at location path '{location_path}' is already "
+                           f"assigned to virtual machine '{holder.name}'.", 'ResourceBusy',
+                           'DeviceInUse', target=location_path)
+        vm.extra.setdefault('assigned_devices', []).append(location_path)
         return vm
 
     @writes

@@ -41,7 +41,8 @@ TOP_FIELDS = ('name', 'instance_uuid', 'instance_dir', 'generation', 'secure_boo
               'memory_mb', 'dynamic_memory_ratio', 'vnuma', 'limit_cpu_features', 'root_disk',
               'ephemerals', 'swap', 'nics', 'serial_ports', 'config_drive', 'enable_metrics',
               'power_on', 'notes_extra', 'automatic_stop_action', 'console_log',
-              'nested_virtualization', 'disk_max_iops', 'tpm')
+              'nested_virtualization', 'disk_max_iops', 'tpm', 'assignable_devices',
+              'mmio_space')
 
 
 def spec_error(field_name: str, message: str) -> SimError:
@@ -162,6 +163,8 @@ class Plan:
     nested_virtualization: bool = False
     disk_max_iops: int | None = None
     tpm: bool = False
+    assignable_devices: list[str] = field(default_factory=list)
+    mmio_space: dict[str, int] | None = None
 
 
 def _disk_spec(obj: dict[str, Any], path: str, size_field: str,
@@ -292,6 +295,33 @@ def build_plan(spec: Any) -> Plan:
             raise spec_error(p, 'needs a generation 2 VM with secure boot on (secure_boot.enabled '
                                 'true).')
         plan.tpm = True
+    devices = read(spec, s, 'assignable_devices', 'array', default=[])
+    for index, device in enumerate(devices):
+        p = f'{s}.assignable_devices[{index}]'
+        if not isinstance(device, dict):
+            raise spec_error(p, 'must be an object.')
+        known_fields(device, p, ('location_path',))
+        location = read(device, p, 'location_path', 'string', required=True)
+        if not location.strip():
+            raise spec_error(f'{p}.location_path', 'must not be empty.')
+        plan.assignable_devices.append(location)
+    mmio = read(spec, s, 'mmio_space', 'object', nullable=True)
+    if mmio is not None:
+        p = f'{s}.mmio_space'
+        known_fields(mmio, p, ('low_mb', 'high_mb'))
+        low = read(mmio, p, 'low_mb', 'integer', required=True)
+        high = read(mmio, p, 'high_mb', 'integer', required=True)
+        in_range(f'{p}.low_mb', low, 128, 3584)
+        in_range(f'{p}.high_mb', high, 128, 1048576)
+        plan.mmio_space = {'low_mb': low, 'high_mb': high}
+    if plan.assignable_devices:
+        if plan.stop_action != 'TurnOff':
+            raise spec_error(f'{s}.automatic_stop_action', 'must be TurnOff for a VM with '
+                                                           'assignable_devices (Discrete Device '
+                                                           'Assignment).')
+        if plan.dynamic_memory:
+            raise spec_error(f'{s}.assignable_devices', 'cannot be combined with dynamic memory '
+                                                        f'(dynamic_memory_ratio {number(ratio)}).')
     return plan
 
 
@@ -581,6 +611,16 @@ def _create(host: SimHost, plan: Plan, undo: list[tuple[str, str]], created: lis
         host.set_secure_boot(name, plan.secure_boot, plan.secure_boot_template)
     elif host.get_vm(name).scsi_controllers == 0:
         host.add_scsi_controller(name)
+    if plan.assignable_devices:
+        if plan.mmio_space is not None:
+            host.set_mmio_space(name, plan.mmio_space['low_mb'], plan.mmio_space['high_mb'])
+        for location in plan.assignable_devices:
+            try:
+                host.add_assignable_device(name, location)
+            except SimError as exc:
+                raise script_error(f"Cannot assign the device at '{location}' to '{plan.name}': "
+                                   f'{exc.message}', 'ResourceUnavailable',
+                                   'PsDriver.DeviceUnavailable', location) from None
     if plan.tpm:
         host.set_local_key_protector(name)
         host.enable_vtpm(name)
