@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import pytest
 from oslo_utils.fixture import uuidsentinel as uuids
@@ -102,3 +103,38 @@ class VirtualTPMTest(harness.PsDriverTestBase):
         flavor = self._flavor(extra_spec={'hw:tpm_version': '1.2'})
         server = self.boot(flavor, image_uuid=self._gen2_image(), expected_state='ERROR')
         self.assertIn('No valid host', server['fault']['message'])
+
+
+GPU = {'location_path': 'PCIROOT(0)#PCI(0300)#PCI(0000)',
+       'instance_id': 'PCIP\\VEN_10DE&DEV_1EB8&SUBSYS_12A210DE&REV_A1\\6&2B1C0D3E&0&0000',
+       'vendor_id': '10de', 'product_id': '1eb8', 'address': '0000:03:00.0', 'numa_node': None}
+
+
+class PciPassthroughTest(harness.PsDriverTestBase):
+    """One host with one GPU dismounted for Discrete Device Assignment."""
+
+    SIM_HOSTS = {'host1': {'assignable_devices': [GPU]}}
+
+    def setUp(self) -> None:
+        self.flags(device_spec=[json.dumps({'vendor_id': '10de', 'product_id': '1eb8'})],
+                   alias=[json.dumps({'name': 'gpu', 'vendor_id': '10de', 'product_id': '1eb8',
+                                      'device_type': 'type-PCI'})], group='pci')
+        self.flags(enabled_filters=['ComputeFilter', 'PciPassthroughFilter'],
+                   group='filter_scheduler')
+        super().setUp()
+
+    def test_a_server_with_the_alias_gets_the_device_and_a_second_does_not_fit(self):
+        flavor = self._flavor(extra_spec={'pci_passthrough:alias': 'gpu:1'})
+        first = self.boot(flavor)
+        vm = self.host_vm(first)
+        self.assertEqual([GPU['location_path']], vm.extra['assigned_devices'])
+        self.assertEqual('TurnOff', vm.automatic_stop_action)
+
+        second = self.boot(flavor, expected_state='ERROR')
+        self.assertIn('No valid host', second['fault']['message'])
+        self.assertEqual([vm.name], [v.name for v in self.sim_host().state.vms.values()])
+
+        # Deleting the first server gives the device back: the next one fits again.
+        self._delete_server(first)
+        third = self.boot(flavor)
+        self.assertEqual([GPU['location_path']], self.host_vm(third).extra['assigned_devices'])
