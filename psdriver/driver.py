@@ -24,7 +24,7 @@ from psdriver import coordination
 from psdriver.bridge import errors as bridge_errors
 from psdriver.bridge import factory
 from psdriver.ops import (
-    errors, eventhandler, hostops, imagecache, instancefeatures, vifops, vmops)
+    errors, eventhandler, hostops, imagecache, instancefeatures, serialconsoleops, vifops, vmops)
 
 LOG = logging.getLogger(__name__)
 CONF = psdriver.conf.CONF
@@ -59,6 +59,7 @@ class HyperVDriver(driver.ComputeDriver):
         self._vmops: vmops.VMOps | None = None
         self._vifops: vifops.VifOps | None = None
         self._imagecache: imagecache.ImageCache | None = None
+        self._serialconsole: serialconsoleops.SerialConsoleOps | None = None
         self._events: eventhandler.LifecycleEventPoller | None = None
         self.host_report: dict[str, Any] | None = None
         self._node_id: str | None = None
@@ -76,6 +77,8 @@ class HyperVDriver(driver.ComputeDriver):
         self._vmops = vmops.VMOps(bridge, CONF, self._imagecache, self._vifops,
                                   virtapi=self.virtapi, host_facts=self._hostops.host_facts,
                                   host_info=self._hostops.host_info)
+        self._serialconsole = serialconsoleops.SerialConsoleOps(bridge, CONF,
+                                                                self._vmops.instance_dir)
 
     @property
     def bridge(self):
@@ -96,6 +99,11 @@ class HyperVDriver(driver.ComputeDriver):
     def vifops(self) -> vifops.VifOps:
         self._connect()
         return self._vifops
+
+    @property
+    def serialconsole(self) -> serialconsoleops.SerialConsoleOps:
+        self._connect()
+        return self._serialconsole
 
     @property
     def imagecache(self) -> imagecache.ImageCache:
@@ -273,6 +281,9 @@ class HyperVDriver(driver.ComputeDriver):
 
     def get_console_output(self, context, instance) -> bytes:
         return self.vmops.get_console_output(instance)
+
+    def get_serial_console(self, context, instance):
+        return self.serialconsole.get_serial_console(instance)
 
     def get_instance_diagnostics(self, instance):
         return self.vmops.get_instance_diagnostics(instance)

@@ -26,7 +26,7 @@ from oslo_utils import excutils
 
 from psdriver.bridge import errors as bridge_errors
 from psdriver.bridge.client import Bridge
-from psdriver.ops import configdrive, errors, instancefeatures, pciops
+from psdriver.ops import configdrive, errors, instancefeatures, pciops, serialconsoleops
 from psdriver.ops.vifevents import VifPlugWait
 from psdriver.ops.imagecache import CachedImage
 from psdriver.ops.vifops import VifOps
@@ -245,6 +245,8 @@ class VMOps:
             spec.update(self._feature_spec(instance, spec))
             spec['tpm'] = tpm
             spec.update(devices)
+            spec['serial_ports'] = spec['serial_ports'] + \
+                serialconsoleops.serial_port_specs(self._conf, instance)
             LOG.info('Creating VM %s (generation %d, %d vCPUs, %d MB)', instance.name,
                      generation, spec['vcpus'], spec['memory_mb'], instance=instance)
             try:

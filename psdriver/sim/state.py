@@ -77,6 +77,8 @@ class HostConfig:
     vtpm: bool = True
     #: Get-HgsClientConfiguration IsHostGuarded: shielded VMs can run here.
     host_guarded: bool = False
+    #: TCP ports other programs on the host listen on (a serial relay cannot bind them).
+    tcp_ports_in_use: list[int] = field(default_factory=list)
     #: PCI Express devices dismounted for Discrete Device Assignment: each a dict with
     #: location_path, instance_id, vendor_id, product_id, address, numa_node.
     assignable_devices: list[dict[str, Any]] = field(default_factory=list)
@@ -352,6 +354,9 @@ class HostState:
     smb_mappings: list[SmbMapping] = field(default_factory=list)
     cluster: ClusterState | None = None
     faults: FaultState = field(default_factory=FaultState)
+    #: Serial console relays (Start-InstanceSerialConsole) by VM id: port, pid,
+    #: listen_address, dir (the instance folder), pipe.
+    serial_relays: dict[str, dict[str, Any]] = field(default_factory=dict)
     mac_counter: int = 0
     #: Console loggers by VM id (lower case).
     console_loggers: dict[str, ConsoleLogger] = field(default_factory=dict)

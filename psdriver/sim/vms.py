@@ -244,6 +244,46 @@ class VmRules(NetworkRules):
         vm.extra['expose_virtualization_extensions'] = bool(enabled)
         return vm
 
+    # -- serial console relays (Start-InstanceSerialConsole) ---------------------------
+
+    def _relay_alive(self, vm_id: str, relay: dict[str, Any]) -> bool:
+        """A relay exits when its VM is gone or its instance folder was removed."""
+        entry = self._entry(paths.normalize(relay['dir']))
+        return entry is not None and entry.is_dir and \
+            any(vm.id.lower() == vm_id for vm in self._state.vms.values())
+
+    @reads
+    def serial_relay(self, name: str) -> dict[str, Any] | None:
+        """The running serial console relay of a VM, if any."""
+        vm = self._vm(name)
+        relay = self._state.serial_relays.get(vm.id.lower())
+        return dict(relay) if relay and self._relay_alive(vm.id.lower(), relay) else None
+
+    @writes
+    def start_serial_relay(self, name: str, pipe: str, instance_dir: str, listen: str,
+                           first_port: int, last_port: int) -> tuple[dict[str, Any], bool]:
+        """The VM's relay: the running one, or a new one on the first free port in range."""
+        vm = self._vm(name)
+        key = vm.id.lower()
+        for stale in [k for k, r in self._state.serial_relays.items()
+                      if not self._relay_alive(k, r)]:
+            del self._state.serial_relays[stale]     # exited: their ports are free again
+        current = self._state.serial_relays.get(key)
+        if current is not None:
+            return dict(current), False
+        taken = {r['port'] for r in self._state.serial_relays.values()} | \
+            set(self._state.config.tcp_ports_in_use)
+        port = next((p for p in range(first_port, last_port + 1) if p not in taken), None)
+        if port is None:
+            raise SimError(f'No free TCP port from {first_port} to {last_port} on {listen} for '
+                           f"the serial console of '{vm.name}'.", 'ResourceUnavailable',
+                           'PsDriver.NoFreePort', target=vm.name)
+        self._state.next_pid += 4
+        relay = {'port': port, 'pid': self._state.next_pid, 'listen_address': listen,
+                 'dir': instance_dir, 'pipe': pipe}
+        self._state.serial_relays[key] = relay
+        return dict(relay), True
+
     # -- Discrete Device Assignment ---------------------------------------------------
 
     def _device_holder(self, location_path: str) -> Vm | None:

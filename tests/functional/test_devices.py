@@ -138,3 +138,33 @@ class PciPassthroughTest(harness.PsDriverTestBase):
         self._delete_server(first)
         third = self.boot(flavor)
         self.assertEqual([GPU['location_path']], self.host_vm(third).extra['assigned_devices'])
+
+
+class SerialConsoleTest(harness.PsDriverTestBase):
+
+    def setUp(self) -> None:
+        self.flags(enabled=True, port_range='10000:10001', proxyclient_address='192.0.2.11',
+                   group='serial_console')
+        super().setUp()
+
+    def _console(self, server: dict) -> dict:
+        return self.api.api_post(f'/servers/{server["id"]}/remote-consoles', {
+            'remote_console': {'protocol': 'serial', 'type': 'serial'}}).body['remote_console']
+
+    def test_the_console_api_gets_a_relay_and_its_port_is_freed_on_delete(self):
+        first = self.boot()
+        console = self._console(first)
+        self.assertEqual(('serial', 'serial'), (console['protocol'], console['type']))
+        self.assertIn('token=', console['url'])
+        relay = self.sim_host().serial_relay(self.instance(first).name)
+        self.assertEqual((10000, '192.0.2.11'), (relay['port'], relay['listen_address']))
+
+        second = self.boot()
+        self._console(second)
+        self.assertEqual(10001, self.sim_host().serial_relay(self.instance(second).name)['port'])
+
+        self._delete_server(first)
+        third = self.boot()
+        self._console(third)
+        self.assertEqual(10000, self.sim_host().serial_relay(self.instance(third).name)['port'])
+        self.assertNoTraceback()
