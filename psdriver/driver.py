@@ -24,7 +24,8 @@ from psdriver import coordination
 from psdriver.bridge import errors as bridge_errors
 from psdriver.bridge import factory
 from psdriver.ops import (
-    errors, eventhandler, hostops, imagecache, instancefeatures, serialconsoleops, vifops, vmops)
+    errors, eventhandler, hostops, imagecache, instancefeatures, maintenanceops, serialconsoleops,
+    vifops, vmops)
 
 LOG = logging.getLogger(__name__)
 CONF = psdriver.conf.CONF
@@ -211,6 +212,10 @@ class HyperVDriver(driver.ComputeDriver):
 
     def host_power_action(self, action: str) -> str:
         return self.hostops.host_power_action(action)
+
+    def host_maintenance_mode(self, host: str, mode: bool) -> str:
+        return maintenanceops.HostMaintenance(
+            CONF, self.vmops.list_instance_uuids).set_mode(host, mode)
 
     # -- instances: listing and state ------------------------------------------------
 
