@@ -35,6 +35,15 @@
     directions cannot be split and is counted in neither. Otherwise metrics
     is null.
 
+    device_metrics (with metrics, else null) breaks the counters down by
+    device: one entry per virtual hard disk from Measure-VM's
+    HardDiskMetrics (read_mb, written_mb: DataRead and DataWritten in MB;
+    normalized_io_count: NormalizedIOCount, 8 KB units), and one per network
+    adapter from the metering ACLs Enable-VMResourceMetering adds to it
+    (Get-VMNetworkAdapterAcl, Action Meter: MeteredMegabytes, Inbound is
+    traffic to the VM, Outbound from it). Figures a host cannot give are
+    0; a failure to read them gives device_metrics null.
+
 .PARAMETER Name
     The exact name of the virtual machine.
 
@@ -47,7 +56,10 @@
 .OUTPUTS
     One object: name, vm_id, instance_uuid, state, vcpus, memory_mb (startup
     memory), memory_assigned_mb, dynamic_memory_enabled, uptime_seconds,
-    generation, notes, disks, dvd_drives, nics, serial_ports, metrics.
+    generation, notes, disks, dvd_drives, nics, serial_ports, metrics,
+    device_metrics ({disks: [{path, read_mb, written_mb,
+    normalized_io_count}], nics: [{name, inbound_mb, outbound_mb}]} or
+    null).
 #>
 [CmdletBinding()]
 param(
@@ -171,6 +183,66 @@ function Get-MeteringRecord {
     }
 }
 
+function Get-DeviceMeteringRecord {
+    <#
+    .SYNOPSIS
+        Per-disk (Measure-VM HardDiskMetrics) and per-adapter (metering ACL) counters.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [object]$VM
+    )
+    $report = Hyper-V\Measure-VM -VM $VM
+    $disks = [System.Collections.Generic.List[object]]::new()
+    $diskProperty = $report.PSObject.Properties['HardDiskMetrics']
+    if ($null -ne $diskProperty -and $null -ne $diskProperty.Value) {
+        foreach ($disk in @($diskProperty.Value)) {
+            if ($null -eq $disk) {
+                continue
+            }
+            $diskPath = $null
+            $drive = $disk.PSObject.Properties['VirtualHardDisk']
+            if ($null -ne $drive -and $null -ne $drive.Value -and -not [string]::IsNullOrEmpty($drive.Value.Path)) {
+                $diskPath = [string]$drive.Value.Path
+            }
+            $disks.Add([ordered]@{
+                    path                = $diskPath
+                    read_mb             = Get-ReportNumber -Report $disk -Names 'DataRead'
+                    written_mb          = Get-ReportNumber -Report $disk -Names 'DataWritten'
+                    normalized_io_count = Get-ReportNumber -Report $disk -Names 'NormalizedIOCount'
+                })
+        }
+    }
+    $adapters = [System.Collections.Generic.List[object]]::new()
+    foreach ($adapter in @(Hyper-V\Get-VMNetworkAdapter -VM $VM)) {
+        $inbound = 0L
+        $outbound = 0L
+        foreach ($acl in @(Hyper-V\Get-VMNetworkAdapterAcl -VMNetworkAdapter $adapter)) {
+            if ($null -eq $acl -or [string]$acl.Action -ne 'Meter') {
+                continue
+            }
+            $megabytes = Get-ReportNumber -Report $acl -Names 'MeteredMegabytes'
+            switch ([string]$acl.Direction) {
+                'Inbound' {
+                    $inbound += $megabytes
+                }
+                'Outbound' {
+                    $outbound += $megabytes
+                }
+            }
+        }
+        $adapters.Add([ordered]@{
+                name        = [string]$adapter.Name
+                inbound_mb  = $inbound
+                outbound_mb = $outbound
+            })
+    }
+    [ordered]@{
+        disks = @($disks)
+        nics  = @($adapters)
+    }
+}
+
 if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
     Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
@@ -225,6 +297,18 @@ if ($IncludeMetrics) {
     }
 }
 
+# Per-device counters for diagnostics, whenever the VM-wide ones are there.
+$deviceMetrics = $null
+if ($null -ne $metrics) {
+    try {
+        $deviceMetrics = Get-DeviceMeteringRecord -VM $vm
+    }
+    catch {
+        Write-Verbose "Per-device metering unavailable for '$Name': $($_.Exception.Message)"
+        $deviceMetrics = $null
+    }
+}
+
 $notes = ''
 if ($null -ne $vm.Notes) {
     $notes = [string]$vm.Notes
@@ -247,4 +331,5 @@ if ($null -ne $vm.Notes) {
     nics                   = $nics
     serial_ports           = $serialPorts
     metrics                = $metrics
+    device_metrics         = $deviceMetrics
 }

@@ -152,11 +152,12 @@ hyperv_opts = [
     cfg.BoolOpt(
         'enable_remotefx',
         default=False,
-        help='Allow instances with a RemoteFX 3D video adapter, requested with '
-             'the flavor extra specs os:resolution, os:monitors and os:vram. '
-             'Needs a DirectX 11 capable GPU and the RDS virtualization role. '
-             'Microsoft removed RemoteFX vGPU from current Windows Server '
-             'releases; it only works on hosts that still have it.'),
+        help='Kept for compute-hyperv compatibility only. Microsoft removed '
+             'RemoteFX vGPU from Windows Server, and psdriver does not '
+             'support it: True is logged as an error when the service '
+             'starts, and an instance whose flavor asks for RemoteFX (extra '
+             'specs os:resolution, os:monitors, os:vram) is refused either '
+             'way instead of booting without it.'),
     cfg.BoolOpt(
         'use_multipath_io',
         default=False,

@@ -21,6 +21,7 @@ BeforeAll {
     Add-CommandStub -Name 'Get-VMNetworkAdapterVlan' -Parameter 'VM'
     Add-CommandStub -Name 'Get-VMComPort' -Parameter 'VM'
     Add-CommandStub -Name 'Measure-VM' -Parameter 'VM'
+    Add-CommandStub -Name 'Get-VMNetworkAdapterAcl' -Parameter 'VMNetworkAdapter'
 }
 
 AfterAll {
@@ -86,8 +87,28 @@ Describe 'Get-InstanceInfo' {
                     [pscustomobject]@{ Direction = 'Inbound'; TotalTraffic = 5 }
                     [pscustomobject]@{ Direction = 'Both'; TotalTraffic = 1000 }
                 )
+                HardDiskMetrics = @(
+                    [pscustomobject]@{
+                        VirtualHardDisk = [pscustomobject]@{ Path = 'C:\Instances\instance-00000001\root.vhdx' }
+                        DataRead = 500; DataWritten = 200; NormalizedIOCount = 64000; AverageNormalizedIOPS = 40
+                    }
+                    [pscustomobject]@{
+                        VirtualHardDisk = [pscustomobject]@{ Path = 'C:\Instances\instance-00000001\eph0.vhdx' }
+                        DataRead = 12; DataWritten = 56; NormalizedIOCount = 900; AverageNormalizedIOPS = 0
+                    }
+                )
             }
         } -RemoveParameterType 'VM'
+        # The metering ACLs Enable-VMResourceMetering adds to every adapter, and an allow rule.
+        Mock Get-VMNetworkAdapterAcl {
+            if (@($VMNetworkAdapter)[0].Name -ne $PsdTest.Adapter1.Name) {
+                return
+            }
+            [pscustomobject]@{ Action = 'Meter'; Direction = 'Inbound'; RemoteAddress = '0.0.0.0/0'; MeteredMegabytes = 10 }
+            [pscustomobject]@{ Action = 'Meter'; Direction = 'Inbound'; RemoteAddress = '::/0'; MeteredMegabytes = 5 }
+            [pscustomobject]@{ Action = 'Meter'; Direction = 'Outbound'; RemoteAddress = '0.0.0.0/0'; MeteredMegabytes = 7 }
+            [pscustomobject]@{ Action = 'Allow'; Direction = 'Inbound'; RemoteAddress = '10.0.0.0/8'; MeteredMegabytes = 99 }
+        } -RemoveParameterType 'VMNetworkAdapter'
     }
 
     It 'describes the VM' {
@@ -177,6 +198,31 @@ Describe 'Get-InstanceInfo' {
 
         $failure.CategoryInfo.Category | Should -Be 'InvalidResult'
         $failure.Exception.Message | Should -BeLike "*'$Missing'*"
+    }
+
+    It 'breaks the counters down by disk and adapter' {
+        $result = & $script:ScriptPath -Name 'instance-00000001' -IncludeMetrics
+        Assert-MatchesContract $result
+        $result.device_metrics.disks.Count | Should -Be 2
+        $result.device_metrics.disks[0].path | Should -Be 'C:\Instances\instance-00000001\root.vhdx'
+        $result.device_metrics.disks[0].read_mb | Should -Be 500
+        $result.device_metrics.disks[0].written_mb | Should -Be 200
+        $result.device_metrics.disks[0].normalized_io_count | Should -Be 64000
+        $result.device_metrics.disks[1].written_mb | Should -Be 56
+        $result.device_metrics.nics.Count | Should -Be 2
+        $result.device_metrics.nics[0].name | Should -Be $PsdTest.Adapter1.Name
+        $result.device_metrics.nics[0].inbound_mb | Should -Be 15
+        $result.device_metrics.nics[0].outbound_mb | Should -Be 7
+        $result.device_metrics.nics[1].inbound_mb | Should -Be 0
+    }
+
+    It 'gives null device metrics without -IncludeMetrics or when they cannot be read' {
+        (& $script:ScriptPath -Name 'instance-00000001').device_metrics | Should -BeNullOrEmpty
+        Mock Get-VMNetworkAdapterAcl { throw 'Access denied.' } -RemoveParameterType 'VMNetworkAdapter'
+        $result = & $script:ScriptPath -Name 'instance-00000001' -IncludeMetrics
+        Assert-MatchesContract $result
+        $result.metrics.disk_read_mb | Should -Be 512
+        $result.device_metrics | Should -BeNullOrEmpty
     }
 
     It 'gives null metrics when resource metering is off' {

@@ -73,6 +73,15 @@ class HostConfig:
     is_admin: bool = True
     iscsi_initiator: str = ''
     max_running_vms: int = 1024
+    #: Enable-VMTPM exists (Windows Server 2016 and later).
+    vtpm: bool = True
+    #: Get-HgsClientConfiguration IsHostGuarded: shielded VMs can run here.
+    host_guarded: bool = False
+    #: TCP ports other programs on the host listen on (a serial relay cannot bind them).
+    tcp_ports_in_use: list[int] = field(default_factory=list)
+    #: PCI Express devices dismounted for Discrete Device Assignment: each a dict with
+    #: location_path, instance_id, vendor_id, product_id, address, numa_node.
+    assignable_devices: list[dict[str, Any]] = field(default_factory=list)
     #: Whether the Virtual Machine Management service answers (Get-VMHost).
     vmms_running: bool = True
     #: Default VM configuration version (Get-VMHostSupportedVersion -Default).
@@ -359,6 +368,9 @@ class HostState:
     smb_mappings: list[SmbMapping] = field(default_factory=list)
     cluster: ClusterState | None = None
     faults: FaultState = field(default_factory=FaultState)
+    #: Serial console relays (Start-InstanceSerialConsole) by VM id: port, pid,
+    #: listen_address, dir (the instance folder), pipe.
+    serial_relays: dict[str, dict[str, Any]] = field(default_factory=dict)
     mac_counter: int = 0
     #: Console loggers by VM id (lower case).
     console_loggers: dict[str, ConsoleLogger] = field(default_factory=dict)

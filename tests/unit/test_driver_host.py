@@ -486,6 +486,14 @@ def _secure_boot(env):
     assert env.vm(instance).secure_boot
 
 
+def _vtpm(env):
+    image = env.image(hw_machine_type='hyperv-gen2', os_secure_boot='required',
+                      hw_tpm_version='2.0')
+    instance = env.instance(image)
+    env.spawn(instance, image)
+    assert env.vm(instance).extra.get('tpm') is True
+
+
 def _boots_image(fmt):
     def check(env):
         from psdriver.sim.image_files import dynamic_vhd, vhdx
@@ -505,6 +513,7 @@ CLAIMED = {
     'has_imagecache': _image_cache_is_managed,
     'supports_attach_interface': _interfaces_attach,
     'supports_secure_boot': _secure_boot,
+    'supports_vtpm': _vtpm,
     'supports_image_type_vhd': _boots_image('vhd'),
     'supports_image_type_vhdx': _boots_image('vhdx'),
     'supports_image_type_iso': _boots_image('iso'),
@@ -531,3 +540,17 @@ def test_unclaimed_operations_are_not_implemented(env):
         env.driver.extend_volume(None, {}, instance, GIB)
     with pytest.raises(NotImplementedError):
         env.driver.rebuild(None, instance, image, [], None, [], [], [], None, {}, None)
+
+
+def test_virtual_tpm_traits_only_when_the_host_offers_it(env):
+    env.start()
+    tree = new_tree()
+    env.driver.update_provider_tree(tree, HOSTNAME)
+    assert {'COMPUTE_SECURITY_TPM_2_0', 'COMPUTE_SECURITY_TPM_CRB',
+            'COMPUTE_SECURITY_TPM_SECRET_SECURITY_HOST'} <= tree.data(HOSTNAME).traits
+    assert 'COMPUTE_SECURITY_TPM_1_2' not in tree.data(HOSTNAME).traits
+
+    set_host(env, vtpm=False)
+    env.driver.hostops.invalidate()
+    env.driver.update_provider_tree(tree, HOSTNAME)
+    assert not {t for t in tree.data(HOSTNAME).traits if t.startswith('COMPUTE_SECURITY_TPM')}

@@ -270,6 +270,18 @@ def metering_record(report: dict[str, Any]) -> dict[str, Any]:
 def _metering(host: SimHost, vm: Vm, now: float) -> dict[str, Any] | None:
     report = measure_vm(host, vm, now)
     return None if report is None else metering_record(report)
+def _device_metering(host: SimHost, vm: Vm, now: float) -> dict[str, Any]:
+    """Measure-VM's HardDiskMetrics and each adapter's metering ACLs, split from the totals."""
+    uptime = uptime_seconds(vm, now)
+    disks = [d for d in hard_disks(vm) if d.path and d.disk_number is None]
+    share = max(len(disks), 1)
+    return {
+        'disks': [{'path': d.path, 'read_mb': uptime // 10 // share,
+                   'written_mb': uptime // 20 // share,
+                   'normalized_io_count': 12 * uptime // share} for d in disks],
+        'nics': [{'name': nic.name, 'inbound_mb': uptime // 30, 'outbound_mb': uptime // 60}
+                 for nic in vm.nics],
+    }
 
 
 @handler('Get-InstanceInfo', readonly=True)
@@ -277,6 +289,7 @@ def get_instance_info(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     vm = target_vm(host, not_empty('Get-InstanceInfo', params, 'Name'))
     now = time.time()
     active = vm.state in ACTIVE_STATES
+    metrics = _metering(host, vm, now) if switch(params, 'IncludeMetrics') else None
     return {
         'name': vm.name,
         'vm_id': vm.id.lower(),
@@ -296,7 +309,8 @@ def get_instance_info(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
         'nics': [nic_record(nic) for nic in vm.nics],
         'serial_ports': [{'port': int(port[3:]), 'path': pipe or None}
                          for port, pipe in sorted(vm.com_ports.items())],
-        'metrics': _metering(host, vm, now) if switch(params, 'IncludeMetrics') else None,
+        'metrics': metrics,
+        'device_metrics': _device_metering(host, vm, now) if metrics is not None else None,
     }
 
 

@@ -110,9 +110,13 @@ def set_power_state(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     logger = None
     if log_path and vm.state in RUNNING_STATES:
         logger = ensure_logger(host, vm, str(log_path), log_bytes)
+    metering = None
+    if switch(params, 'EnableMetrics') and vm.state in RUNNING_STATES:
+        host.enable_metering(name)
+        metering = True
     return {'name': name, 'action': action, 'previous_state': previous,
             'state': vm.state, 'changed': bool(plan), 'forced': forced,
-            'waited_seconds': waited, 'console_logger': logger}
+            'waited_seconds': waited, 'console_logger': logger, 'metering_enabled': metering}
 
 
 @prepare(NAME)

@@ -116,6 +116,11 @@ class Plan:
     stop_action: str | None = None
     #: ``{'path', 'max_bytes'}`` of the console log, or None.
     console_log: dict[str, Any] | None = None
+    nested_virtualization: bool = False
+    disk_max_iops: int | None = None
+    tpm: bool = False
+    assignable_devices: list[str] = field(default_factory=list)
+    mmio_space: dict[str, int] | None = None
 
 
 def _disk_controller(disk: dict[str, Any], where: str, generation: int) -> str:
@@ -178,6 +183,34 @@ def build_plan(spec: Any) -> Plan:
         max_bytes = console_log.get('max_bytes')
         plan.console_log = {'path': console_log['path'],
                             'max_bytes': 524288 if max_bytes is None else int(max_bytes)}
+    plan.nested_virtualization = spec.get('nested_virtualization', False)
+    if plan.nested_virtualization and plan.dynamic_memory:
+        raise spec_error(f'{s}.nested_virtualization', 'cannot be combined with dynamic memory '
+                                                       f'(dynamic_memory_ratio {number(ratio)}); '
+                                                       'pass dynamic_memory_ratio 1.')
+    plan.disk_max_iops = spec.get('disk_max_iops')
+    if spec.get('tpm') is not None:
+        if plan.generation != 2 or not plan.secure_boot:
+            raise spec_error(f'{s}.tpm', 'needs a generation 2 VM with secure boot on '
+                                         '(secure_boot.enabled true).')
+        plan.tpm = True
+    for index, device in enumerate(spec.get('assignable_devices') or []):
+        location = device['location_path']
+        if not location.strip():
+            raise spec_error(f'{s}.assignable_devices[{index}].location_path',
+                             'must not be empty.')
+        plan.assignable_devices.append(location)
+    mmio = spec.get('mmio_space')
+    if mmio is not None:
+        plan.mmio_space = {'low_mb': mmio['low_mb'], 'high_mb': mmio['high_mb']}
+    if plan.assignable_devices:
+        if plan.stop_action != 'TurnOff':
+            raise spec_error(f'{s}.automatic_stop_action', 'must be TurnOff for a VM with '
+                                                           'assignable_devices (Discrete Device '
+                                                           'Assignment).')
+        if plan.dynamic_memory:
+            raise spec_error(f'{s}.assignable_devices', 'cannot be combined with dynamic memory '
+                                                        f'(dynamic_memory_ratio {number(ratio)}).')
     return plan
 
 
@@ -419,10 +452,25 @@ def _create(host: SimHost, plan: Plan, undo: list[tuple[str, str]], created: lis
         host.set_memory(name, plan.startup_mb, dynamic=False)
     if plan.vnuma and plan.vnuma_memory_mb is not None:
         host.set_numa_memory(name, plan.vnuma_memory_mb)
+    if plan.nested_virtualization:
+        host.set_nested_virtualization(name, True)
     if plan.generation == 2:
         host.set_secure_boot(name, plan.secure_boot, plan.secure_boot_template)
     elif host.get_vm(name).scsi_controllers == 0:
         host.add_scsi_controller(name)
+    if plan.assignable_devices:
+        if plan.mmio_space is not None:
+            host.set_mmio_space(name, plan.mmio_space['low_mb'], plan.mmio_space['high_mb'])
+        for location in plan.assignable_devices:
+            try:
+                host.add_assignable_device(name, location)
+            except SimError as exc:
+                raise script_error(f"Cannot assign the device at '{location}' to '{plan.name}': "
+                                   f'{exc.message}', 'ResourceUnavailable',
+                                   'PsDriver.DeviceUnavailable', location) from None
+    if plan.tpm:
+        host.set_local_key_protector(name)
+        host.enable_vtpm(name)
 
     root_drive = None
     for drive in plan.drives:
@@ -443,6 +491,10 @@ def _create(host: SimHost, plan: Plan, undo: list[tuple[str, str]], created: lis
     elif root_drive is not None:
         host.set_first_boot_device(name, root_drive.controller_type,
                                    root_drive.controller_number, root_drive.controller_location)
+    if plan.disk_max_iops is not None:
+        for drive in plan.drives:
+            if drive.drive_type == 'disk' and drive.role in ('root', 'ephemeral', 'swap'):
+                host.set_disk_max_iops(name, drive.path, plan.disk_max_iops)
 
     for nic in plan.nics:
         adapter = host.add_nic(name, nic['id'], switch_name=nic['switch'] or None,
