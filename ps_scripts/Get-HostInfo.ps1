@@ -185,7 +185,7 @@ function Get-PnpPropertyData {
         [string]$KeyName
     )
     try {
-        $property = Get-PnpDeviceProperty -InstanceId $InstanceId -KeyName $KeyName -ErrorAction Stop
+        $property = Get-PnpDeviceProperty -InstanceId $InstanceId -KeyName $KeyName -Confirm:$false -ErrorAction Stop
         return $property.Data
     }
     catch {

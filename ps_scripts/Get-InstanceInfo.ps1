@@ -207,9 +207,9 @@ function Get-DeviceMeteringRecord {
             }
             $disks.Add([ordered]@{
                     path                = $diskPath
-                    read_mb             = Get-ReportNumber -Report $disk -Names 'DataRead'
-                    written_mb          = Get-ReportNumber -Report $disk -Names 'DataWritten'
-                    normalized_io_count = Get-ReportNumber -Report $disk -Names 'NormalizedIOCount'
+                    read_mb             = Get-ReportNumber -Report $disk -Name 'DataRead'
+                    written_mb          = Get-ReportNumber -Report $disk -Name 'DataWritten'
+                    normalized_io_count = Get-ReportNumber -Report $disk -Name 'NormalizedIOCount'
                 })
         }
     }
@@ -221,7 +221,7 @@ function Get-DeviceMeteringRecord {
             if ($null -eq $acl -or [string]$acl.Action -ne 'Meter') {
                 continue
             }
-            $megabytes = Get-ReportNumber -Report $acl -Names 'MeteredMegabytes'
+            $megabytes = Get-ReportNumber -Report $acl -Name 'MeteredMegabytes'
             switch ([string]$acl.Direction) {
                 'Inbound' {
                     $inbound += $megabytes

@@ -302,7 +302,7 @@ if (-not $running -and $PSCmdlet.ShouldProcess("virtual machine '$Name'", "Relay
     $creation = Invoke-CimMethod -ClassName 'Win32_Process' -MethodName 'Create' -Arguments @{
         CommandLine      = ('"{0}" -NoLogo -NoProfile -NonInteractive -ExecutionPolicy Bypass -WindowStyle Hidden -EncodedCommand {1}' -f $powershellExe, $encodedCommand)
         CurrentDirectory = $InstanceDir
-    }
+    } -Confirm:$false
     if ([int]$creation.ReturnValue -ne 0) {
         throw (New-PsDriverErrorRecord -Message "Cannot start the serial console relay of '$Name': Win32_Process.Create returned $($creation.ReturnValue)." -Category InvalidOperation -ErrorId 'PsDriver.SerialConsoleStartFailed' -Target $Name)
     }

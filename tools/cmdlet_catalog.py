@@ -51,7 +51,7 @@ WINDOWS_DOCSETS = {
     'ws2025': 'docset/winserver2025-ps',
 }
 WINDOWS_MODULES = ('Hyper-V', 'Storage', 'iSCSI', 'MPIO', 'SmbShare', 'NetAdapter', 'NetTCPIP',
-                   'FailoverClusters')
+                   'FailoverClusters', 'HgsClient', 'PnpDevice')
 #: PowerShell docsets, oldest first.
 POWERSHELL_DOCSETS = {
     'ps5.1': 'reference/5.1',

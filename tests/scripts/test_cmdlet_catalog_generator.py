@@ -82,7 +82,7 @@ def test_the_tool_writes_one_line_per_cmdlet_from_a_checkout(tmp_path):
     core = tmp_path / 'PowerShell-Docs'
     for docset in ('winserver2016-ps', 'winserver2019-ps', 'winserver2022-ps', 'winserver2025-ps'):
         for module in ('Hyper-V', 'Storage', 'iSCSI', 'MPIO', 'SmbShare', 'NetAdapter',
-                       'NetTCPIP', 'FailoverClusters'):
+                       'NetTCPIP', 'FailoverClusters', 'HgsClient', 'PnpDevice'):
             folder = windows / 'docset' / docset / module
             folder.mkdir(parents=True)
             page = PAGE.replace('Module Name: Hyper-V', f'Module Name: {module}')

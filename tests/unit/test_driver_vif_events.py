@@ -13,6 +13,7 @@ import contextlib
 import pytest
 from nova import exception
 
+from psdriver.ops import errors as ops_errors
 from tests.unit.driver_env import INSTANCES, DriverEnv, vif
 
 
@@ -136,8 +137,9 @@ def test_a_start_that_fails_after_the_wait_rolls_back(env, events):
     free = env.host.disk_usage(INSTANCES)['free']
     # New-Instance creates the VM off; only Start needs the memory.
     instance = env.instance(image, flavor_values={'memory_mb': 200 * 1024})
-    # Set-InstancePowerState reports every failed power step as InvalidOperation.
-    with pytest.raises(exception.InstanceInvalidState, match='Not enough memory'):
+    # Set-InstancePowerState reports every failed power step as InvalidOperation; during a
+    # spawn that reads as a host error carrying Hyper-V's message.
+    with pytest.raises(ops_errors.HyperVHostError, match='Not enough memory'):
         env.spawn(instance, image, [vif(active=False)])
     assert events.vm_state_while_waiting == 'Off'
     assert_nothing_left(env, instance, free)
