@@ -182,7 +182,7 @@ def overhead(quick: bool) -> common.Table:
 
 def _fake_pwsh_path(bindir: Path) -> str:
     """PATH with the stand-in ``pwsh`` first, then this interpreter (its shebang's python3)."""
-    from psdriver.sim.fake_pwsh import BIN_DIR
+    from tests.infra.fake_pwsh import BIN_DIR
     (bindir / 'pwsh').symlink_to(Path(BIN_DIR) / 'pwsh')
     return os.pathsep.join([str(bindir), os.path.dirname(sys.executable),
                             os.environ.get('PATH', os.defpath)])
@@ -208,7 +208,8 @@ def _psrp_runner(endpoint: Any) -> Any:
     """A PSRPRunner for the local endpoint: basic auth over HTTP, as the tests use it."""
     from psdriver.bridge.runners.psrp import PSRPRunner
     return PSRPRunner('127.0.0.1', port=endpoint.port, username=USER, password=PASSWORD,
-                      ssl=False, auth='basic', message_encryption='never', operation_timeout=5)
+                      ssl=False, auth='basic', message_encryption='never', operation_timeout=5,
+                      insecure_cleartext_basic_auth=True)
 
 
 def transports(quick: bool) -> common.Table:
@@ -217,7 +218,7 @@ def transports(quick: bool) -> common.Table:
     from psdriver.bridge.render import Renderer
     from psdriver.bridge.runners.local import LocalRunner
     from psdriver.sim import SimHost, SimRunner, execute_rendered
-    from psdriver.sim.wsman_endpoint import WSManEndpoint
+    from tests.infra.wsman_endpoint import WSManEndpoint
 
     repeat = REPEATS[quick]
     params = {'InstancesPath': common.INSTANCES_PATH}

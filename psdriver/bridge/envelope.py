@@ -32,7 +32,10 @@ def parse(text: str, script: str, target: str, stderr_tail: str = '') -> Any:
         raise errors.BridgeBadOutput(script, target, 'no output (expected one JSON envelope)',
                                      stderr_tail)
     try:
-        doc = json.loads(body)
+        doc = loads(body)
+    except RecursionError:
+        raise errors.BridgeBadOutput(
+            script, target, 'output is nested too deeply to be an envelope', stderr_tail) from None
     except ValueError as exc:
         snippet = body[:200].replace('\n', ' ')
         raise errors.BridgeBadOutput(
@@ -46,6 +49,11 @@ def parse(text: str, script: str, target: str, stderr_tail: str = '') -> Any:
             raise errors.BridgeBadOutput(script, target, 'envelope has no "result"', stderr_tail)
         return doc['result']
     raise error_from_envelope(doc.get('error'), script, target, stderr_tail)
+
+
+def loads(body: str) -> Any:
+    """``json.loads``; output nested deeper than Python's recursion limit raises RecursionError."""
+    return json.loads(body)
 
 
 def error_from_envelope(err: Any, script: str, target: str,

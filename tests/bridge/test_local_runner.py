@@ -1,4 +1,4 @@
-"""LocalRunner against the stand-in ``pwsh`` (psdriver/sim/fake_pwsh) put first on PATH.
+"""LocalRunner against the stand-in ``pwsh`` (tests/infra/fake_pwsh) put first on PATH.
 
 Real processes, pipes, temp files and signals; only PowerShell is simulated.
 The stand-in refuses command lines and script files that break the bridge's
@@ -24,8 +24,8 @@ from psdriver.bridge import envelope, errors
 from psdriver.bridge.call import ScriptCall, encode_document
 from psdriver.bridge.runners import Runner
 from psdriver.bridge.runners.local import BASE_ARGS, LocalRunner
-from psdriver.sim.fake_pwsh import BIN_DIR
-from psdriver.sim.fake_pwsh.stand_in import EXIT_USAGE, payload
+from tests.infra.fake_pwsh import BIN_DIR
+from tests.infra.fake_pwsh.stand_in import EXIT_USAGE, payload
 
 pytestmark = pytest.mark.skipif(os.name == 'nt', reason='the stand-in pwsh is a POSIX script')
 

@@ -17,13 +17,15 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from psdriver.bridge.call import INPUT_PARAMETER, decode_document, encode_document
+from psdriver.bridge.call import (
+    INPUT_PARAMETER, ascii_document, decode_document, encode_document, loader_text,
+)
 from psdriver.bridge.client import Bridge
 from psdriver.bridge.runners import Runner
 from psdriver.bridge.runners.local import LocalRunner
 from psdriver.sim import SimHost, SimRunner
-from psdriver.sim.fake_pwsh import BIN_DIR
-from psdriver.sim.wsman_endpoint import WSManEndpoint
+from tests.infra.fake_pwsh import BIN_DIR
+from tests.infra.wsman_endpoint import WSManEndpoint
 
 #: Everything PowerShell treats specially somewhere: all five single and
 #: four double quote characters it accepts, subexpressions, escapes,
@@ -111,8 +113,10 @@ def test_rendered_text_never_depends_on_values(sim_bridge, value, other):
 def test_document_round_trips(value):
     params = {'Echo': value, 'Nested': {'list': [value, 1, None, True]}}
     document = encode_document(params)
-    assert document.isascii() and '\n' not in document
+    assert '\n' not in document and '\ufffe' not in document and '\uffff' not in document
     assert decode_document(document) == params
+    assert ascii_document(document).isascii()
+    assert decode_document(ascii_document(document)) == params
 
 
 # -- a real process: the stand-in pwsh ---------------------------------------------------
@@ -151,6 +155,7 @@ def psrp_bridge():
     with WSManEndpoint(username='admin', password='pw', host=host) as ep:
         runner = PSRPRunner('127.0.0.1', port=ep.port, username='admin', password='pw',
                             ssl=False, auth='basic', message_encryption='never',
+                            insecure_cleartext_basic_auth=True,
                             operation_timeout=5)
         bridge = _bridge(runner)
         bridge.endpoint = ep
@@ -162,5 +167,5 @@ def psrp_bridge():
 def test_explicit_hostile_values_through_psrp(psrp_bridge, value):
     _check(psrp_bridge, value)
     seen = psrp_bridge.endpoint.pipelines[-1]
-    assert seen.params == {INPUT_PARAMETER: encode_document({'Echo': value})}
-    assert seen.script == psrp_bridge.renderer.render('Test-PsDriverConnection', frozenset())
+    assert seen.params[INPUT_PARAMETER] == encode_document({'Echo': value})
+    assert seen.script == loader_text('Test-PsDriverConnection')

@@ -28,7 +28,6 @@ runner can be used from several threads at once.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -41,8 +40,8 @@ import threading
 import time
 from typing import IO, Mapping, Sequence
 
-from psdriver.bridge import errors
-from psdriver.bridge.call import ScriptCall
+from psdriver.bridge import envelope, errors
+from psdriver.bridge.call import ScriptCall, ascii_document
 
 LOG = logging.getLogger(__name__)
 
@@ -195,7 +194,7 @@ class LocalRunner:
 
         out = _Drain(proc.stdout, 'psdriver-local-stdout')
         err = _Drain(proc.stderr, 'psdriver-local-stderr', keep=self.stderr_tail_chars * 4)
-        feed = _Feed(proc.stdin, call.document.encode('ascii'))
+        feed = _Feed(proc.stdin, ascii_document(call.document).encode('ascii'))
         for thread in (out, err, feed):
             thread.start()
 
@@ -258,7 +257,9 @@ def _envelope_problem(text: str) -> str | None:
     if not body:
         return 'no output (expected one JSON envelope)'
     try:
-        doc = json.loads(body)
+        doc = envelope.loads(body)
+    except RecursionError:
+        return 'output is nested too deeply to be an envelope'
     except ValueError as exc:
         snippet = body[:200].replace('\n', ' ')
         return f'output is not JSON ({exc.msg} at {exc.pos}): {snippet!r}'

@@ -7,7 +7,10 @@ The PSRP layer is psrpcore's ``ServerRunspacePool``/``ServerPipeline``; this
 module only adds the WS-Man framing, a worker thread per pipeline and the
 fault knobs.
 
-A pipeline's script and parameters go to ``handler(script_text, params)``,
+A pipeline that runs the bridge's loader is resolved first as a runspace
+would (:mod:`tests.infra.runspace`: the text sent with its hash is kept, a
+hash the shell does not hold answers UNKNOWN).  The wrapped script and its
+parameters then go to ``handler(script_text, params)``,
 which returns ``(output_strings, error_messages)``; raising makes the pipeline
 fail (state Failed, no output).  The default handler runs the rendered script
 on the simulated host.  Everything the server saw is recorded
@@ -39,6 +42,8 @@ import psrpcore
 from psrpcore.types import (
     ErrorCategory, ErrorCategoryInfo, ErrorRecord, NETException, PSInvocationState,
 )
+
+from tests.infra.runspace import UNKNOWN, RunspaceScripts
 
 LOG = logging.getLogger(__name__)
 
@@ -190,6 +195,8 @@ class _Shell:
         self.pipes: dict[str, _Pipe] = {}
         self.closed = False
         self.slots: threading.BoundedSemaphore | None = None
+        #: What the bridge's loader has defined in this shell's runspaces.
+        self.scripts = RunspaceScripts()
 
     def flush(self) -> None:
         """Move everything psrpcore has to send into per-target queues (lock held)."""
@@ -225,6 +232,7 @@ class WSManEndpoint:
 
         with WSManEndpoint(username='admin', password='pw', host=SimHost()) as ep:
             runner = PSRPRunner('127.0.0.1', port=ep.port, ssl=False, auth='basic',
+                                insecure_cleartext_basic_auth=True,
                                 username='admin', password='pw', message_encryption='never')
 
     Without ``handler``, pipelines run on the simulated ``host`` (a new
@@ -331,6 +339,18 @@ class WSManEndpoint:
         self.stop()
 
     # -- introspection -----------------------------------------------------------------------
+
+    def forget_scripts(self) -> None:
+        """Every open shell forgets the scripts the loader defined (as new runspaces would)."""
+        with self._lock:
+            shells = list(self._shells.values())
+        for shell in shells:
+            shell.scripts.forget()
+
+    def scripts_defined(self) -> int:
+        """Full script texts received by the loader, over every open shell."""
+        with self._lock:
+            return sum(shell.scripts.defined for shell in self._shells.values())
 
     def action_count(self, action: str) -> int:
         with self._lock:
@@ -616,7 +636,11 @@ class WSManEndpoint:
             outputs: list[str] = []
             errors: list[str] = []
             try:
-                outputs, errors = self._ensure_handler()(seen.script, dict(seen.params))
+                resolved = shell.scripts.resolve(seen.script, dict(seen.params))
+                if resolved is None:
+                    outputs = [UNKNOWN]
+                else:
+                    outputs, errors = self._ensure_handler()(*resolved)
             except Exception as exc:   # the script "threw": a terminating error
                 failure = exc
             with shell.cond:
