@@ -36,6 +36,8 @@ HOSTILE = [
     '&&', '||', '#', '<#', '#>', '\n', '\r\n', '\x00', "'@", '"@', "\n'@\n", '\n"@\n',
     '@(', '@{', '}', ')', '--%', '2>&1', '> C:\\x', '\\\\server\\share', '%', '\t',
     '\U0001F600', '\u202e', '\ufeff', '\u2028',
+    # valid in JSON, not in XML 1.0 (PSRP): escaped in the document and the result
+    '\ufffe', '\uffff',
 ]
 
 hostile_text = st.lists(
@@ -45,7 +47,7 @@ hostile_text = st.lists(
 
 BIG = ("x'; Remove-Item -Recurse C:\\ # \u2019$(whoami)`\n'@\x00" * 2000)[:100_000]
 EXPLICIT = ["vm'01 \"; Remove-VM *; $(whoami)", "\n'@\nStop-Computer\n'@", '\x00', BIG,
-            '\u2018; Stop-Computer; \u2019', '', ' ']
+            '\u2018; Stop-Computer; \u2019', '', ' ', 'a\ufffeb\uffffc']
 
 
 class Recording(Runner):
@@ -144,6 +146,33 @@ def test_values_arrive_exactly_through_a_process(process_bridge, value):
 def test_explicit_hostile_values_through_a_process(process_bridge, value):
     _check(process_bridge, value)
     assert 'local_process' in process_bridge.runner.features
+
+
+# -- a kept process: the stand-in pwsh -s ---------------------------------------------------
+
+@pytest.fixture(scope='module')
+def kept_bridge(tmp_path_factory):
+    if os.name == 'nt':
+        pytest.skip('the stand-in pwsh is a POSIX script')
+    from psdriver.bridge.runners.kept import KeptProcessRunner
+    bindir = tmp_path_factory.mktemp('keptbin')
+    (bindir / 'pwsh').symlink_to(Path(BIN_DIR) / 'pwsh')
+    path = os.pathsep.join([str(bindir), os.path.dirname(sys.executable),
+                            os.environ.get('PATH', os.defpath)])
+    bridge = _bridge(KeptProcessRunner(pool_size=1, env={'PATH': path}))
+    yield bridge
+    bridge.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(value=hostile_text)
+def test_values_arrive_exactly_through_a_kept_process(kept_bridge, value):
+    _check(kept_bridge, value)
+
+
+@pytest.mark.parametrize('value', EXPLICIT, ids=range(len(EXPLICIT)))
+def test_explicit_hostile_values_through_a_kept_process(kept_bridge, value):
+    _check(kept_bridge, value)
 
 
 # -- PowerShell Remoting: the local WS-Man endpoint ---------------------------------------

@@ -49,13 +49,14 @@ from xml.etree import ElementTree
 import psrpcore
 from psrpcore.types import PSInvocationState, RunspacePoolState
 
-from psdriver.bridge import errors
+from psdriver.bridge import errors, logfilter
 from psdriver.bridge.call import (
     ScriptCall, is_unknown_script, loader_invocation, script_digest,
 )
 from psdriver.bridge.runners.local import DEFAULT_CHILD_ENV, _kill_tree, _platform_popen_kwargs
 
 LOG = logging.getLogger(__name__)
+logfilter.install()
 
 #: pwsh / powershell.exe arguments of the out-of-process server (as Start-Job starts it).
 SERVER_ARGS = ('-s', '-NoLogo', '-NoProfile')

@@ -59,7 +59,7 @@ from pypsrp.complex_objects import PSInvocationState, RunspacePoolState
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
-from psdriver.bridge import errors
+from psdriver.bridge import errors, logfilter
 from psdriver.bridge.call import (
     ScriptCall, is_unknown_script, loader_invocation, script_digest,
 )
@@ -73,37 +73,7 @@ _STDERR_TAIL = 2000
 DEFAULT_IDLE_RECYCLE = 90.0
 _SERIAL_POLL = 1          # seconds per Receive when requests are serialised
 
-_REDACTED_PREFIXES = ('Sending message', 'Received message',
-                      'Packing PSRP message', 'Unpacking PSRP message',
-                      'SPNEGO step', 'GSSAPI step', 'CredSSP step', 'CredSSP TSRequest')
-_REDACTED_LOGGERS = ('pypsrp.wsman', 'pypsrp.messages',
-                     'spnego._negotiate', 'spnego._gss', 'spnego._credssp')
-
-
-class _RedactPayloads(logging.Filter):
-    """Keep message bodies and auth tokens out of DEBUG logs.
-
-    pypsrp logs whole SOAP and PSRP messages, which hold the input document;
-    pyspnego logs NTLM/Kerberos/CredSSP tokens (no password, but an NTLM
-    exchange can be attacked offline).  They are replaced by their size.
-    The password itself is never logged: basic auth travels in an HTTP header
-    that neither pypsrp nor urllib3 logs.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.msg if isinstance(record.msg, str) else ''
-        if msg.startswith(_REDACTED_PREFIXES):
-            head = msg.split(':', 1)[0]
-            record.msg = f'{head}: <{len(record.getMessage())} characters redacted>'
-            record.args = ()
-        return True
-
-
-_FILTER = _RedactPayloads()
-for _name in _REDACTED_LOGGERS:
-    _logger = logging.getLogger(_name)
-    if _FILTER not in _logger.filters:
-        _logger.addFilter(_FILTER)
+logfilter.install()
 
 _TRANSPORT_ERRORS = (requests.exceptions.RequestException, psrp_exc.WinRMError, OSError)
 

@@ -27,6 +27,8 @@ Test knobs (environment variables):
 ``FAKE_PWSH_ECHO=1``
     Answer each pipeline with a success envelope whose result is
     ``{"params": <decoded document>, "script": <wrapped text>, "pid": <pid>}``.
+``FAKE_PWSH_STDOUT=<text>``
+    Answer each pipeline whose script the runspace knows with <text>.
 ``FAKE_PWSH_GARBAGE=1``
     Write a line that is not the framing when a pipeline starts.
 """
@@ -196,6 +198,8 @@ class Server:
             if resolved is None:
                 from tests.infra.runspace import UNKNOWN
                 output = UNKNOWN
+            elif 'FAKE_PWSH_STDOUT' in env:
+                output = env['FAKE_PWSH_STDOUT']
             elif env.get('FAKE_PWSH_ECHO'):
                 text, values = resolved
                 output = json.dumps({'ok': True, 'result': {
