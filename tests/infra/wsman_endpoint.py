@@ -244,6 +244,9 @@ class WSManEndpoint:
                  handler: Handler | None = None, host: Any = None,
                  certfile: str | None = None, keyfile: str | None = None,
                  port: int = 0, max_receive_wait: float = 2.0) -> None:
+        #: HTTP body bytes received from and sent to clients (benchmarks read them).
+        self.bytes_received = 0
+        self.bytes_sent = 0
         self.username = username
         self._password = password
         self._handler = handler
@@ -339,6 +342,11 @@ class WSManEndpoint:
         self.stop()
 
     # -- introspection -----------------------------------------------------------------------
+
+    def _count(self, received: int = 0, sent: int = 0) -> None:
+        with self._lock:
+            self.bytes_received += received
+            self.bytes_sent += sent
 
     def forget_scripts(self) -> None:
         """Every open shell forgets the scripts the loader defined (as new runspaces would)."""
@@ -732,6 +740,7 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
         self.send_header('Content-Length', str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+        self.server.endpoint._count(sent=len(payload))
 
     def _drop(self) -> None:
         self.close_connection = True
@@ -744,6 +753,7 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
         endpoint = self.server.endpoint
         length = int(self.headers.get('Content-Length') or 0)
         raw = self.rfile.read(length) if length else b''
+        self.server.endpoint._count(received=len(raw))
         if self.path.rstrip('/').lower() != '/wsman':
             self._reply(404)
             return

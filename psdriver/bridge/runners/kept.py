@@ -92,6 +92,9 @@ class _Process:
         self.defined: set[str] = set()
         self.calls = 0
         self.dead = False
+        #: Bytes written to stdin and read from stdout (benchmarks read them).
+        self.bytes_sent = 0
+        self.bytes_received = 0
         for target, pipe, name in ((self._read_stdout, self.proc.stdout, 'stdout'),
                                    (self._read_stderr, self.proc.stderr, 'stderr')):
             threading.Thread(target=target, args=(pipe,), daemon=True,
@@ -102,6 +105,7 @@ class _Process:
     def _read_stdout(self, pipe: IO[bytes]) -> None:
         try:
             for raw in pipe:
+                self.bytes_received += len(raw)
                 line = raw.decode('utf-8', errors='replace').strip()
                 if line:
                     self.lines.put(line)
@@ -131,7 +135,9 @@ class _Process:
         try:
             with self._write_lock:
                 assert self.proc.stdin is not None
-                self.proc.stdin.write(text.encode('utf-8') + b'\n')
+                data = text.encode('utf-8') + b'\n'
+                self.bytes_sent += len(data)
+                self.proc.stdin.write(data)
                 self.proc.stdin.flush()
         except (OSError, ValueError) as exc:
             raise _ProtocolError(f'cannot write to the process: {exc}') from None
@@ -326,6 +332,12 @@ class KeptProcessRunner:
             return text
         finally:
             self._release(proc, healthy=ok)
+
+    def traffic(self) -> tuple[int, int]:
+        """(bytes sent, bytes received) over the pipes of the idle processes."""
+        with self._cond:
+            return (sum(p.bytes_sent for p in self._idle),
+                    sum(p.bytes_received for p in self._idle))
 
     def close(self) -> None:
         with self._cond:
