@@ -248,8 +248,8 @@ class _Process:
                 self._receive(stream, guid, data, events)
             elif tag not in ('DataAck', 'CommandAck', 'SignalAck', 'CloseAck'):
                 raise _ProtocolError(f'unexpected <{tag}> from the process')
+        # The CloseAck is read at the start of the next call (no round trip waits for it).
         self._write(f"<Close PSGuid='{ps.pipeline_id}' />")
-        self._expect('CloseAck', ps.pipeline_id, deadline)
         return '\n'.join(outputs), '\n'.join(p for p in problems if p), state.name
 
     def close(self, wait: float = 2.0) -> None:
