@@ -351,7 +351,7 @@ powershell_opts = [
              'full path to either.'),
     cfg.IntOpt(
         'local_pool_size',
-        default=2,
+        default=4,
         min=0,
         help='For transport = local: how many PowerShell processes are kept '
              'running (started as "executable -s", PowerShell\'s '

@@ -297,7 +297,7 @@ class KeptProcessRunner:
 
     features: frozenset[str] = frozenset()
 
-    def __init__(self, executable: str = 'pwsh', pool_size: int = 2,
+    def __init__(self, executable: str = 'pwsh', pool_size: int = 4,
                  env: Mapping[str, str] | None = None, extra_args: Sequence[str] = (),
                  start_timeout: float = DEFAULT_START_TIMEOUT,
                  stderr_tail_chars: int = 4000) -> None:
