@@ -164,7 +164,7 @@ def kept_bridge(tmp_path_factory):
     bridge.close()
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(value=hostile_text)
 def test_values_arrive_exactly_through_a_kept_process(kept_bridge, value):
     _check(kept_bridge, value)
