@@ -238,7 +238,7 @@ def test_timeout_kills_the_process_tree(make_runner, argv_log, grandchild_pid_fi
     pid_file = grandchild_pid_file
     runner = make_runner(sleep=60, grandchild=pid_file)
     started = time.monotonic()
-    with pytest.raises(errors.BridgeTimeout, match='did not finish within 1.5s'):
+    with pytest.raises(errors.BridgeTimeoutAfterStart, match='did not finish within 1.5s'):
         runner.run(make_call(timeout=1.5))
     assert time.monotonic() - started < 4.0
     grandchild = int(pid_file.read_text())

@@ -19,8 +19,8 @@ One process per call::
   pipe and deadlock; only the tail of stderr is kept.
 * After ``call.timeout`` seconds the whole process tree is killed (POSIX: the
   process leads its own session and its process group is killed; Windows:
-  ``taskkill /T /F``) and :class:`~psdriver.bridge.errors.BridgeTimeout` is
-  raised.
+  ``taskkill /T /F``) and :class:`~psdriver.bridge.errors.BridgeTimeoutAfterStart`
+  is raised (the script had started).
 
 Every call is independent (own process, own pipes, own threads), so one
 runner can be used from several threads at once.
@@ -214,8 +214,10 @@ class LocalRunner:
                           f'started kept its output open past the {timeout:g}s timeout; '
                           'they were killed')
             else:
-                reason = f'did not finish within {timeout:g}s; its process tree was killed'
-            raise errors.BridgeTimeout(call.name, self.target, reason, tail)
+                reason = (f'did not finish within {timeout:g}s; its process tree was killed; '
+                          'the script had started, so the host may have done some or all of '
+                          'its work')
+            raise errors.BridgeTimeoutAfterStart(call.name, self.target, reason, tail)
         feed.join(_DRAIN_AFTER_KILL)
         LOG.debug('%s: process %d exited with code %s', call.name, proc.pid, proc.returncode)
         return self._result(call, exe, proc.returncode, out.data(), err.data())
