@@ -853,3 +853,66 @@ class _Server(http.server.ThreadingHTTPServer):
         deadline = time.monotonic() + timeout
         for thread in self.connection_threads():
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class EndpointProcess:
+    """A :class:`WSManEndpoint` on a simulated host in its own Python process.
+
+    For measurements where the endpoint must not share the caller's CPU time
+    and GIL (the concurrency benchmark); ``delay`` seconds of host work are
+    added to every call of ``script``.  Used as a context manager; ``port``
+    is known once it is entered.
+    """
+
+    def __init__(self, username: str, password: str, certfile: str | None = None,
+                 keyfile: str | None = None, script: str | None = None,
+                 delay: float = 0.0) -> None:
+        self._args = [username, password, certfile or '', keyfile or '', script or '',
+                      str(delay)]
+        self._proc: Any = None
+        self.port = 0
+
+    def __enter__(self) -> EndpointProcess:
+        import os
+        import subprocess
+        import sys
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        self._proc = subprocess.Popen(
+            [sys.executable, '-m', 'tests.infra.wsman_endpoint', *self._args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=root)
+        line = self._proc.stdout.readline().decode().strip()
+        if not line.isdigit():
+            self._proc.kill()
+            raise RuntimeError(f'the endpoint process did not start: {line!r}')
+        self.port = int(line)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            self._proc.stdin.close()
+            self._proc.wait(10)
+        except Exception:   # noqa: BLE001 (make sure it is gone)
+            self._proc.kill()
+            self._proc.wait()
+        self._proc.stdout.close()
+
+
+def _serve_in_this_process(argv: list[str]) -> None:
+    """``python -m tests.infra.wsman_endpoint USER PASSWORD CERT KEY SCRIPT DELAY``."""
+    import sys
+
+    from psdriver.sim import SimHost
+    username, password, certfile, keyfile, script, delay = argv
+    host = SimHost()
+    if script and float(delay) > 0:
+        host.faults.delay(script, float(delay), times=None)
+    with WSManEndpoint(username=username, password=password, host=host,
+                       certfile=certfile or None, keyfile=keyfile or None) as endpoint:
+        sys.stdout.write(f'{endpoint.port}\n')
+        sys.stdout.flush()
+        sys.stdin.read()     # until the parent closes stdin
+
+
+if __name__ == '__main__':
+    import sys as _sys
+    _serve_in_this_process(_sys.argv[1:])

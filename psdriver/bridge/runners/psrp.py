@@ -118,8 +118,17 @@ class _Session:
         self.broken = False
         self.closed = False
         self.last_used = time.monotonic()
-        #: pypsrp's fragmenter numbers outgoing messages without a lock.
+        #: pypsrp's fragmenter numbers outgoing messages without a lock: numbering
+        #: (not the Command request that follows) is done under this lock.
         self.start_lock = threading.Lock()
+        fragmenter = pool._fragmenter
+        fragment = fragmenter.fragment
+
+        def numbered(*args: Any, **kwargs: Any) -> Any:
+            with self.start_lock:
+                return fragment(*args, **kwargs)
+
+        fragmenter.fragment = numbered
         #: Hashes of the scripts some runspace of this pool has defined.
         self.defined: set[str] = set()
 
@@ -322,9 +331,9 @@ class PSRPRunner:
                 script, params = loader_invocation(call, define=full)
                 ps = PowerShell(session.pool)
                 ps.add_script(script).add_parameters(params)
-                with session.start_lock:
-                    sent = True
-                    ps.begin_invoke()
+                sent = True
+                # Only the message numbering is locked (see _Session), not the request.
+                ps.begin_invoke()
                 if full:
                     session.defined.add(digest)
                 return session, ps, full
