@@ -553,3 +553,15 @@ def test_bridge_timeout_then_next_call_works(sim_bridge):
     host.faults.clear()
     assert bridge.call('Test-PsDriverConnection', {'Echo': 'again'}) is not None
     assert ep.action_count('Create') == 2
+
+
+def test_requests_session_reads_the_environment_once_not_per_request(runner, monkeypatch):
+    runner.run(make_call())
+    (session,) = runner._sessions
+    assert session.wsman.transport.session.trust_env is False
+    # requests would look up proxies in the environment again for every request
+    for var in ('HTTP_PROXY', 'http_proxy', 'ALL_PROXY'):
+        monkeypatch.setenv(var, 'http://127.0.0.1:9')
+    for var in ('NO_PROXY', 'no_proxy'):
+        monkeypatch.delenv(var, raising=False)
+    assert result_of(runner.run(make_call({'again': 1})))['echo'] == {'again': 1}
