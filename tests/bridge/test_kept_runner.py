@@ -183,3 +183,35 @@ def test_close_ends_the_processes(make_bridge, log):
     assert proc.proc.poll() is not None
     with pytest.raises(errors.BridgeTransportError, match='closed'):
         bridge.call('Test-PsDriverConnection', {'Echo': 'x'})
+
+
+def test_an_idle_process_that_died_is_replaced(make_bridge, log):
+    bridge = make_bridge(pool_size=1)
+    bridge.call('Test-PsDriverConnection', {'Echo': 'x'})
+    (proc,) = bridge.runner._idle
+    proc.proc.kill()
+    proc.proc.wait(10)
+    assert bridge.call('Test-PsDriverConnection', {'Echo': 'y'})['echo'] == 'y'
+    assert bridge.runner.processes_started == 2
+
+
+@pytest.mark.parametrize('pool_size, kind', [(3, KeptProcessRunner), (0, None)])
+def test_the_local_transport_follows_local_pool_size(tmp_path, pool_size, kind):
+    from oslo_config import cfg
+
+    import psdriver.conf
+    from psdriver.bridge.factory import build_runner
+    from psdriver.bridge.runners.local import LocalRunner
+    conf = cfg.ConfigOpts()
+    psdriver.conf.register_opts(conf)
+    conf([], project='nova', default_config_files=[])
+    conf.set_override('transport', 'local', group='powershell')
+    conf.set_override('executable', str(Path(BIN_DIR) / 'pwsh'), group='powershell')
+    conf.set_override('local_pool_size', pool_size, group='powershell')
+    runner = build_runner(conf)
+    try:
+        assert isinstance(runner, kind or LocalRunner)
+        if kind:
+            assert runner.pool_size == pool_size
+    finally:
+        runner.close()

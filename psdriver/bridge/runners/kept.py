@@ -350,6 +350,17 @@ class KeptProcessRunner:
     # -- processes ------------------------------------------------------------------------------
 
     def _acquire(self, call: ScriptCall, deadline: float) -> _Process:
+        gone: list[_Process] = []
+        try:
+            return self._take(call, deadline, gone)
+        finally:
+            for proc in gone:      # reaped outside the lock
+                LOG.warning('%s: PowerShell process %d exited while idle (code %s): %s',
+                            self.target, proc.pid, proc.proc.returncode,
+                            proc.stderr_tail(300) or 'no stderr')
+                proc.kill()
+
+    def _take(self, call: ScriptCall, deadline: float, gone: list[_Process]) -> _Process:
         with self._cond:
             while True:
                 if self._closed:
@@ -359,10 +370,7 @@ class KeptProcessRunner:
                     if proc.proc.poll() is None:
                         self._busy.add(proc)
                         return proc
-                    LOG.warning('%s: PowerShell process %d exited while idle (code %s): %s',
-                                self.target, proc.pid, proc.proc.returncode,
-                                proc.stderr_tail(300) or 'no stderr')
-                    proc.kill()
+                    gone.append(proc)
                 if len(self._busy) < self.pool_size:
                     self._busy.add(placeholder := _Placeholder())
                     break
