@@ -63,7 +63,7 @@ SERVER_ARGS = ('-s', '-NoLogo', '-NoProfile')
 EMPTY_GUID = uuid.UUID(int=0)
 #: How long opening a runspace pool in a new process may take.
 DEFAULT_START_TIMEOUT = 60.0
-_CHUNK = 64 * 1024          # PSRP bytes per Data line (PowerShell sends 32 KiB fragments)
+_CHUNK = 32 * 1024          # PSRP bytes per Data line: the fragment size PowerShell uses
 _LINE = re.compile(r"""^<(?P<tag>\w+)(?:\s+Stream=['"](?P<stream>\w+)['"])?"""
                    r"""\s+PSGuid=['"](?P<guid>[0-9a-fA-F-]{36})['"]"""
                    r"""\s*(?:/>|>(?P<data>[A-Za-z0-9+/=\s]*)</\w+>)$""")
