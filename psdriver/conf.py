@@ -362,6 +362,17 @@ powershell_opts = [
              'build 17763 (Windows Server 2016, where PowerShell 7 reaches the '
              'Hyper-V module only through its compatibility layer), else pwsh '
              'when it is on PATH, else powershell.exe.'),
+    cfg.IntOpt(
+        'local_pool_size',
+        default=4,
+        min=0,
+        help='For transport = local: how many PowerShell processes are kept '
+             'running (started as "executable -s", PowerShell\'s '
+             'out-of-process remoting server), that is how many scripts may '
+             'run at the same time. A kept process parses each script once. '
+             'A process that crashes or outlasts its call\'s timeout is '
+             'killed and replaced. 0 starts a new process for every call '
+             '(about 0.3 to 3 seconds each).'),
     cfg.StrOpt(
         'scripts_dir',
         help='Directory holding the host scripts. When unset, the scripts '
@@ -390,8 +401,9 @@ powershell_opts = [
         default='true',
         help='How the WinRM server certificate is checked when psrp_ssl is '
              'True: "true" checks it against the system CA store, "false" '
-             'does not check it (not for production), and any other value is '
-             'the path of a CA bundle file to check it against.'),
+             'does not check it (not for production; a warning is logged for '
+             'every new session), and any other value is the path of an '
+             'existing CA bundle file to check it against (checked at start).'),
     cfg.StrOpt(
         'psrp_auth',
         default='negotiate',
@@ -409,6 +421,13 @@ powershell_opts = [
                       'over HTTPS.'),
         ],
         help='WinRM authentication method.'),
+    cfg.BoolOpt(
+        'psrp_insecure_cleartext_basic_auth_lab_only',
+        default=False,
+        help='Allow psrp_auth = basic over plain HTTP (psrp_ssl = False), '
+             'which sends the password and every value in clear: refused at '
+             'start unless this is True. For an isolated lab only; a warning '
+             'is logged at every start.'),
     cfg.StrOpt(
         'psrp_username',
         help='User name for WinRM authentication, for example '

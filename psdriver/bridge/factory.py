@@ -9,6 +9,7 @@ PowerShell executable on PATH) is reported at ``init_host`` with a clear
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import shutil
 import sys
 from typing import Any, Callable
@@ -29,7 +30,7 @@ SIM_HOSTNAME = 'SIMHV01'
 
 
 def _cert_validation(value: str | None) -> bool | str:
-    """``psrp_cert_validation``: true/false, or a CA bundle path."""
+    """``psrp_cert_validation``: true/false, or the path of an existing CA bundle."""
     if value is None:
         return True
     lowered = str(value).strip().lower()
@@ -37,6 +38,11 @@ def _cert_validation(value: str | None) -> bool | str:
         return True
     if lowered in ('false', 'no', '0', 'off'):
         return False
+    if not os.path.isfile(str(value)):
+        raise errors.BridgeUnavailable(
+            'init_host', 'psrp',
+            f'[powershell] psrp_cert_validation = {value!r} is neither true nor false nor an '
+            'existing CA bundle file')
     return str(value)
 
 
@@ -77,17 +83,27 @@ def build_runner(conf: cfg.ConfigOpts):
                 'init_host', f'local {executable}',
                 f'[powershell] transport = local but {executable!r} is not on PATH; '
                 'install PowerShell on this host, or set transport = psrp with psrp_host')
+        if opts.local_pool_size > 0:
+            from psdriver.bridge.runners.kept import KeptProcessRunner
+            return KeptProcessRunner(executable=executable, pool_size=opts.local_pool_size)
         return LocalRunner(executable=executable)
     if transport == 'psrp':
-        from psdriver.bridge.runners.psrp import PSRPRunner
+        from psdriver.bridge.runners.psrp import PSRPRunner, PSRPSetupError, check_auth_options
         if not opts.psrp_host:
             raise errors.BridgeUnavailable(
                 'init_host', 'psrp://<unset>',
                 '[powershell] transport = psrp needs psrp_host (the Hyper-V host to manage)')
+        cert_validation = _cert_validation(opts.psrp_cert_validation)
+        try:
+            check_auth_options(opts.psrp_auth, opts.psrp_ssl,
+                               opts.psrp_insecure_cleartext_basic_auth_lab_only)
+        except PSRPSetupError as exc:
+            raise errors.BridgeUnavailable('init_host', 'psrp', f'[powershell] {exc}') from None
         return PSRPRunner(
             opts.psrp_host, port=opts.psrp_port, username=opts.psrp_username,
             password=opts.psrp_password, ssl=opts.psrp_ssl,
-            cert_validation=_cert_validation(opts.psrp_cert_validation),
+            cert_validation=cert_validation,
+            insecure_cleartext_basic_auth=opts.psrp_insecure_cleartext_basic_auth_lab_only,
             auth=opts.psrp_auth, message_encryption=opts.psrp_message_encryption,
             operation_timeout=opts.psrp_operation_timeout,
             connection_timeout=opts.psrp_connection_timeout,
