@@ -526,10 +526,13 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     definition, is skipped: the existing definition stays in force.
     """
     for group, opts in _GROUPS:
-        conf.register_group(group)
+        # A group of its own for each ConfigOpts: oslo.config copies a registered group
+        # shallowly, so one shared OptGroup would share its per-option state (overrides
+        # included) between every ConfigOpts it is registered on.
+        conf.register_group(cfg.OptGroup(group.name, title=group.title, help=group.help))
         for opt in _ours(group, opts):
             try:
-                conf.register_opt(opt, group=group)
+                conf.register_opt(opt, group=group.name)
             except cfg.DuplicateOptError:
                 LOG.debug('[%s] %s is already registered by another '
                           'component; keeping that definition',

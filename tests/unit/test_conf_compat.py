@@ -335,3 +335,14 @@ def test_password_is_secret():
             if g.name == 'powershell' for o in os}
     assert opts['psrp_password'].secret is True
     assert [name for name, opt in opts.items() if opt.secret] == ['psrp_password']
+
+
+def test_an_override_on_one_configopts_does_not_reach_another():
+    first = cfg.ConfigOpts()
+    psdriver.conf.register_opts(first)
+    _parse(first)
+    first.set_override('executable', '/opt/pwsh', group='powershell')
+    second = cfg.ConfigOpts()
+    psdriver.conf.register_opts(second)
+    _parse(second)
+    assert (first.powershell.executable, second.powershell.executable) == ('/opt/pwsh', 'auto')
