@@ -22,12 +22,14 @@ from nova.virt import configdrive as nova_configdrive
 from nova.virt import driver as virt_driver
 from nova.virt import hardware
 from oslo_log import log as logging
+from oslo_utils import excutils
 
 from psdriver.bridge import errors as bridge_errors
 from psdriver.bridge.client import Bridge
 from psdriver.ops import configdrive, errors
 from psdriver.ops.imagecache import CachedImage
 from psdriver.ops.vifops import VifOps
+from psdriver.ops.volumeops import VolumeOps
 
 LOG = logging.getLogger(__name__)
 
@@ -69,10 +71,6 @@ RESCUE_FORMAT_KEY = 'psdriver_rescue_disk_format'
 
 GEN1, GEN2 = 1, 2
 _MACHINE_TYPES = {'hyperv-gen1': GEN1, 'hyperv-gen2': GEN2}
-
-
-class VolumesNotSupported(exception.Invalid):
-    msg_fmt = 'psdriver does not attach block device volumes yet (instance %(instance_uuid)s)'
 
 
 class CachedImageGone(Exception):
@@ -130,11 +128,13 @@ def vnuma(instance: Any, image_meta: Any) -> dict[str, Any] | None:
 
 class VMOps:
     def __init__(self, bridge: Bridge, conf: Any, images: Any, vifs: VifOps,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 volumes: VolumeOps | None = None) -> None:
         self._bridge = bridge
         self._conf = conf
         self._images = images
         self._vifs = vifs
+        self._volumes = volumes or VolumeOps(bridge, conf)
         self._clock = clock
         self._summary_lock = threading.Lock()
         self._summary: tuple[float, dict[str, dict[str, Any]]] | None = None
@@ -190,19 +190,28 @@ class VMOps:
         The cached image is taken from what this service already knows; if
         the host says it is gone (removed by another service sharing the
         folder), it is looked up or downloaded again and the spawn retried once.
+
+        With volumes (boot from volume: no image disk), the VM is created
+        off, Connect-InstanceVolume connects and attaches them all in one
+        round trip (the boot volume at the boot slot), then the VM starts:
+        three round trips.  A volume that fails removes the VM again.
         """
-        if virt_driver.block_device_info_get_mapping(block_device_info):
-            raise VolumesNotSupported(instance_uuid=instance.uuid)
         generation = vm_generation(image_meta)
+        volumes = self._volumes.volumes(block_device_info)
+        for volume in volumes:      # bad connection_info fails before anything is created
+            self._volumes.volume_record(volume['connection_info'])
+        from_volume = self._volumes.is_boot_from_volume(block_device_info)
         drive = self._config_drive(context, instance, injected_files, admin_password,
                                    network_info)
 
-        def create(image: CachedImage, last_try: bool) -> dict[str, Any]:
-            spec = self._spec(instance, image_meta, generation, self._root_spec(instance, image),
-                              network_info, block_device_info, power_on)
+        def create(image: CachedImage | None, last_try: bool) -> dict[str, Any]:
+            root = self._root_spec(instance, image) if image is not None else None
+            spec = self._spec(instance, image_meta, generation, root, network_info,
+                              block_device_info, power_on and not volumes)
             spec['config_drive'] = drive
-            LOG.info('Creating VM %s (generation %d, %d vCPUs, %d MB)', instance.name,
-                     generation, spec['vcpus'], spec['memory_mb'], instance=instance)
+            LOG.info('Creating VM %s (generation %d, %d vCPUs, %d MB%s)', instance.name,
+                     generation, spec['vcpus'], spec['memory_mb'],
+                     ', boot from volume' if from_volume else '', instance=instance)
             try:
                 with SpawnErrors(instance):
                     return self._call_with_image('New-Instance', {'Spec': spec},
@@ -210,10 +219,21 @@ class VMOps:
             finally:
                 self.invalidate()
 
-        result = self._with_cached_image(
-            lambda reuse_known: self._root_image(context, instance, image_meta, generation,
-                                                 reuse_known),
-            create)
+        if from_volume:
+            result = create(None, True)
+        else:
+            result = self._with_cached_image(
+                lambda reuse_known: self._root_image(context, instance, image_meta, generation,
+                                                     reuse_known),
+                create)
+        if volumes:
+            try:
+                self._volumes.connect_volumes(instance, block_device_info)
+            except Exception:
+                with excutils.save_and_reraise_exception():
+                    self.destroy(instance)
+            if power_on:
+                self.power_on(instance)
         self._warn_no_logger(instance, result.get('console_logger'))
         return result
 
@@ -340,11 +360,14 @@ class VMOps:
 
     # -- destroy ----------------------------------------------------------------------
 
-    def destroy(self, instance: Any, destroy_disks: bool = True) -> dict[str, Any]:
+    def destroy(self, instance: Any, destroy_disks: bool = True,
+                block_device_info: Any = None) -> dict[str, Any]:
         """Remove the VM (a missing VM is fine) and, with destroy_disks, its folder.
 
         A VM of the same name that carries another instance UUID is not this
         instance's: it and its folder are left alone, as for a missing VM.
+        The volumes of ``block_device_info`` are disconnected afterwards (one
+        more round trip when there are any).
         """
         params = {'Name': instance.name, 'InstanceUuid': instance.uuid,
                   'InstanceDir': self.instance_dir(instance),
@@ -364,6 +387,7 @@ class VMOps:
         if result['existed']:
             LOG.info('Removed VM %s (was %s)', instance.name, result['previous_state'],
                      instance=instance)
+        self._volumes.disconnect_volumes(instance, block_device_info)
         return result
 
     # -- power ------------------------------------------------------------------------
@@ -429,12 +453,18 @@ class VMOps:
     # -- rescue -----------------------------------------------------------------------
 
     def rescue(self, context: Any, instance: Any, network_info: Any, image_meta: Any,
-               rescue_password: str | None) -> dict[str, Any]:
+               rescue_password: str | None, block_device_info: Any = None) -> dict[str, Any]:
         """Boot the instance from a rescue disk over the rescue image (one round trip).
 
         The root disk stays attached as a data disk; a config drive carrying
-        the rescue password replaces the instance's own while rescued.
+        the rescue password replaces the instance's own while rescued.  An
+        instance booted from a volume is refused, as compute-hyperv did.
         """
+        if self._volumes.is_boot_from_volume(block_device_info):
+            raise exception.InstanceNotRescuable(
+                instance_id=instance.uuid, reason='it boots from a volume; Hyper-V rescue '
+                'swaps the boot disk for a rescue disk, which a pass-through or volume boot '
+                'disk cannot take part in')
         generation = vm_generation(image_meta)
         # No rescue image named: the instance's own image, as compute-hyperv did.
         rescue_image = image_meta if 'id' in image_meta and image_meta.id else None

@@ -28,7 +28,7 @@ def test_login_shows_luns_as_disks(array):
     session = array.connect_iscsi_target(IQN)
     disks = array.list_disks()
     assert [(d.number, d.lun, d.target_iqn) for d in disks] == [(1, 0, IQN), (2, 1, IQN)]
-    assert all(d.session_ids == [session.id] and not d.is_offline for d in disks)
+    assert all(d.session_ids == [session.id] and d.is_offline for d in disks)   # OfflineShared
     with pytest.raises(SimError, match='already been logged in'):
         array.connect_iscsi_target(IQN)
     array.disconnect_iscsi_target(IQN)
