@@ -96,7 +96,7 @@ class IscsiConnector(Connector):
                 raise exception.VolumeAttachFailed(
                     volume_id=volume_id, reason='target_portals, target_iqns and target_luns '
                     'differ in length')
-            paths = list(zip(portals, iqns, luns))
+            paths = list(zip(portals, iqns, luns, strict=True))
         main = (data.get('target_portal'), data.get('target_iqn'), data.get('target_lun'))
         if main[0] and main not in paths:
             paths.insert(0, main)
