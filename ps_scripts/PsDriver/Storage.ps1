@@ -485,9 +485,11 @@ function Test-PsDriverDiskInUse {
         [Parameter(Mandatory)]
         [int]$Number
     )
-    foreach ($drive in @(Hyper-V\Get-VM | Hyper-V\Get-VMHardDiskDrive)) {
-        if ($null -ne $drive.DiskNumber -and [int]$drive.DiskNumber -eq $Number) {
-            return $true
+    foreach ($machine in @(Hyper-V\Get-VM)) {
+        foreach ($drive in @(Hyper-V\Get-VMHardDiskDrive -VM $machine)) {
+            if ($null -ne $drive.DiskNumber -and [int]$drive.DiskNumber -eq $Number) {
+                return $true
+            }
         }
     }
     $false
@@ -508,9 +510,11 @@ function Test-PsDriverShareInUse {
         [string]$Share
     )
     $prefix = $Share.TrimEnd('\') + '\'
-    foreach ($drive in @(Hyper-V\Get-VM | Hyper-V\Get-VMHardDiskDrive)) {
-        if (-not [string]::IsNullOrEmpty($drive.Path) -and $drive.Path.StartsWith($prefix, [System.StringComparison]::OrdinalIgnoreCase)) {
-            return $true
+    foreach ($machine in @(Hyper-V\Get-VM)) {
+        foreach ($drive in @(Hyper-V\Get-VMHardDiskDrive -VM $machine)) {
+            if (-not [string]::IsNullOrEmpty($drive.Path) -and ([string]$drive.Path).StartsWith($prefix, [System.StringComparison]::OrdinalIgnoreCase)) {
+                return $true
+            }
         }
     }
     $false
