@@ -139,8 +139,11 @@ class HyperVDriver(driver.ComputeDriver):
             # it never sees a drive letter mapped in one.
             raise exception.NovaException(
                 f"instances_path {where.get('path')} is on a drive letter mapped to a network "
-                f"share on {report['hostname']}; Hyper-V cannot keep virtual machines there. "
-                'Set instances_path to the UNC path of the share (\\\\server\\share\\...).')
+                f"share in a user's logon session on {report['hostname']}; Hyper-V cannot "
+                'keep virtual machines there. Map the share for the whole host instead '
+                '(New-SmbGlobalMapping -LocalPath X: -RemotePath \\\\server\\share '
+                '-Credential ... -Persistent $true) or set instances_path to the UNC path of '
+                'the share (\\\\server\\share\\...).')
         self.host_report = report
         for switch in report['missing_switches']:
             LOG.warning('Virtual switch %s ([hyperv] vswitch_name) does not exist on %s',

@@ -103,6 +103,20 @@ def test_init_host_refuses_a_mapped_drive(env):
     assert env.driver.host_report is None
 
 
+def test_init_host_accepts_a_drive_of_an_smb_global_mapping(env):
+    """The guide's "persistently mounted SMB share": global, so Hyper-V sees it."""
+    env.flags(instances_path='X:\\OpenStack\\Instances')
+    env.build()
+    env.host.add_volume('X:', 100)
+    env.host.add_volume('\\\\fs01\\instances', 100)
+    env.host.new_smb_mapping('\\\\fs01\\instances', local_path='X:')
+    set_host(env, mapped_drives=['X:'])
+
+    env.driver.init_host(HOSTNAME)
+
+    assert env.driver.host_report['instances_path']['kind'] == 'smb_global'
+
+
 @pytest.mark.parametrize('path, message', [
     ('Q:\\Instances', "root 'Q:\\\\' of instances_path 'Q:\\\\Instances' \\(local\\) cannot be "
                       'reached'),
