@@ -234,20 +234,24 @@ def inspect_image_file(path: str) -> ImageFileInfo:
     Raises :class:`ImageFormatError` for anything Hyper-V cannot use as it is:
     another format, a differencing disk, an inconsistent or truncated file.
     """
-    size = os.path.getsize(path)
+    with open(path, 'rb') as f:
+        return inspect_image_stream(f, os.path.getsize(path))
+
+
+def inspect_image_stream(f: BinaryIO, size: int) -> ImageFileInfo:
+    """:func:`inspect_image_file` of an open, seekable file of ``size`` bytes."""
     if size < VHD_FOOTER:
         raise ImageFormatError(f'the file has only {size} bytes')
-    with open(path, 'rb') as f:
-        head = f.read(64)
-        if head.startswith(b'vhdxfile'):
-            return _vhdx_info(f, size)
-        f.seek(size - VHD_FOOTER)
-        if f.read(8) == b'conectix' or head.startswith(b'conectix'):
-            return _vhd_info(f, size, head)
-        if size >= ISO_SIGNATURE_OFFSET + 5:
-            f.seek(ISO_SIGNATURE_OFFSET)
-            if f.read(5) == b'CD001':
-                return ImageFileInfo('iso', size, size, None)
+    head = f.read(64)
+    if head.startswith(b'vhdxfile'):
+        return _vhdx_info(f, size)
+    f.seek(size - VHD_FOOTER)
+    if f.read(8) == b'conectix' or head.startswith(b'conectix'):
+        return _vhd_info(f, size, head)
+    if size >= ISO_SIGNATURE_OFFSET + 5:
+        f.seek(ISO_SIGNATURE_OFFSET)
+        if f.read(5) == b'CD001':
+            return ImageFileInfo('iso', size, size, None)
     for magic, name in _OTHER_MAGIC:
         if head.startswith(magic):
             raise ImageFormatError(f'it is a {name} image; Hyper-V needs VHD, VHDX or ISO')

@@ -30,11 +30,11 @@ from __future__ import annotations
 import fnmatch
 import uuid
 
-from psdriver.sim import paths
+from psdriver.sim import paths, smb_backend
 from psdriver.sim.errors import CIM_EXCEPTION, SimError, invalid_argument
 from psdriver.sim.devices import DeviceRules
 from psdriver.sim.state import (
-    GIB, Disk, FcTarget, IscsiLun, IscsiSession, IscsiTarget, SmbMapping)
+    GIB, Disk, FcTarget, IscsiLun, IscsiSession, IscsiTarget, SmbMapping, VhdInfo)
 from psdriver.sim.txn import reads, writes
 
 DEFAULT_ISCSI_PORT = 3260
@@ -349,6 +349,40 @@ class IscsiRules(DeviceRules):
     # -- SMB ---------------------------------------------------------------------------
 
     @writes
+    def attach_smb_server(self, share: str, port: int, size_gb: float = 100) -> None:
+        """Serve ``\\\\server\\share`` from a real SMB server listening on ``port``.
+
+        Mappings then authenticate against it and the volume scripts read
+        its files (see :mod:`psdriver.sim.smb_backend`).
+        """
+        root = paths.root(paths.normalize(share))
+        if root.lower() not in self._state.volumes:
+            self.add_volume(root, size_gb)
+        self._state.iscsi.smb_servers[root.lower()] = int(port)
+
+    @writes
+    def sync_smb_file(self, path: str) -> None:
+        """What the host sees of ``path`` on a real share: the file as the server has it."""
+        norm = paths.normalize(path)
+        port = self._state.iscsi.smb_servers.get(paths.root(norm).lower())
+        if port is None:
+            return
+        found = smb_backend.inspect(norm, port)
+        entry = self._entry(norm)
+        if found is None:
+            if entry is not None:
+                self._allocate(norm, -entry.size)
+                del self._state.files[paths.key(norm)]
+            return
+        vhd = VhdInfo(format=found['format'], vhd_type=found['vhd_type'],
+                      size=found['virtual_size'])
+        if entry is None:
+            self.add_file(norm, found['size'], vhd=vhd)
+        else:
+            self._allocate(norm, found['size'] - entry.size)
+            entry.size, entry.vhd = found['size'], vhd
+
+    @writes
     def require_smb_credentials(self, share: str, username: str, password: str) -> None:
         """The share (see ``add_volume``) lets in only this user (test set-up)."""
         key = paths.root(paths.normalize(share)).lower()
@@ -373,6 +407,9 @@ class IscsiRules(DeviceRules):
             if local_path and mapping.local_path.lower() == local_path.lower():
                 raise SimError('The local device name is already in use.', 'ResourceExists',
                                'LocalNameInUse', CIM_EXCEPTION, local_path)
+        port = self._state.iscsi.smb_servers.get(share.lower())
+        if port is not None:
+            smb_backend.login(share, port, username, password)
         wanted = self._state.iscsi.smb_credentials.get(share.lower())
         if wanted is not None and [username, password] != wanted:
             raise SimError('The user name or password is incorrect.', 'AuthenticationError',
@@ -389,6 +426,9 @@ class IscsiRules(DeviceRules):
             raise SimError(f"No SMB mapping to '{remote_path}' exists.", 'ObjectNotFound',
                            'MappingNotFound', CIM_EXCEPTION, remote_path)
         self._state.smb_mappings = keep
+        port = self._state.iscsi.smb_servers.get(share)
+        if port is not None:
+            smb_backend.logout(share, port)
 
     @reads
     def smb_mappings(self, pattern: str = '*') -> list[SmbMapping]:

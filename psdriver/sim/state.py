@@ -292,6 +292,8 @@ class IscsiState:
     smb_credentials: dict[str, list[str]] = field(default_factory=dict)
     #: Update-HostStorageCache calls so far.
     rescans: int = 0
+    #: Shares served by a real SMB server: share (lower case) -> its TCP port.
+    smb_servers: dict[str, int] = field(default_factory=dict)
 
 
 @persisted

@@ -10,7 +10,9 @@ from nova import exception
 from psdriver.cluster.driver import HyperVClusterDriver
 from psdriver.ops import volumeops
 
+from psdriver.sim.image_files import vhdx
 from tests.unit.driver_env import GIB, DriverEnv
+from tests.unit.test_hostfiles import run_samba
 
 IQN = 'iqn.2010-10.org.openstack:volume-1'
 PORTALS = ['10.0.0.5:3260', '10.0.0.6:3260']
@@ -403,4 +405,45 @@ def test_a_boot_volume_that_fails_removes_the_vm(env):
     with pytest.raises(exception.VolumeAttachFailed, match='vol-1'):
         env.spawn(instance, image, block_device_info=bdi(iscsi(portals=['10.9.9.9:3260'])))
     assert env.host.find_vm(instance.name) is None
+    assert_disconnected(env)
+
+
+# -- SMB against a real Samba ----------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def samba():
+    with run_samba() as server:
+        yield server
+
+
+def test_smb_volume_on_a_real_samba_share(env, samba):
+    """Mapping, file lookup and extend go to smbd; Hyper-V's attach is the simulator's."""
+    share = f'\\\\127.0.0.1\\{samba.share}'
+    env.host.attach_smb_server(share, samba.port)
+    volume_file = samba.share_dir / 'volume-vol-real.vhdx'
+    volume_file.write_bytes(vhdx(GIB))
+
+    def info(password: str) -> dict:
+        return {'driver_volume_type': 'smbfs', 'serial': 'vol-real', 'data': {
+            'volume_id': 'vol-real', 'export': f'//127.0.0.1/{samba.share}',
+            'name': 'volume-vol-real.vhdx', 'format': 'vhdx',
+            'options': f'-o username={samba.username},password={password}'}}
+
+    instance = running(env)
+    with pytest.raises(exception.VolumeAttachFailed, match='vol-real.*password is incorrect'):
+        attach(env, instance, info('wrong-password'))
+    assert env.host.smb_mappings() == []
+
+    attach(env, instance, info(samba.password))
+    [drive] = [d for d in env.vm(instance).drives if (d.path or '').startswith(share)]
+    assert env.host.get_vhd(drive.path).vhd.size == GIB
+    volume_file.write_bytes(vhdx(3 * GIB))           # Cinder's SMB driver grew the file
+    assert env.driver.volumeops.extend_volume(instance, info(samba.password), 3 * GIB) \
+        == 3 * GIB
+    detach(env, instance, info(samba.password))
+    assert_disconnected(env)
+
+    volume_file.unlink()
+    with pytest.raises(exception.VolumeAttachFailed, match='vol-real: its disk file'):
+        attach(env, instance, info(samba.password))
     assert_disconnected(env)

@@ -248,6 +248,7 @@ def _connect_one(host: SimHost, vm: Vm, volume: dict[str, Any], params: dict[str
         share, path = smb_file(volume)
         record['mapped'] = connect_share(host, share, field(volume, 'username', optional=True),
                                          _secret(secrets, volume_id, 'smb_password'), undo)
+        host.sync_smb_file(path)
         if not is_file(host, path):
             raise script_error(f'Volume {volume_id}: its disk file {path} does not exist.',
                                'ObjectNotFound', 'PsDriver.VolumeFileNotFound', volume_id)
@@ -377,6 +378,7 @@ def update_volume(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     disk_number = path = None
     if kind == 'smbfs':
         _share, path = smb_file(volume)
+        host.sync_smb_file(path)
         if not is_file(host, path):
             raise script_error(f'Volume {volume_id}: its disk file {path} does not exist.',
                                'ObjectNotFound', 'PsDriver.VolumeFileNotFound', volume_id)
