@@ -94,8 +94,8 @@ def run(quick: bool = False) -> list[common.Table]:
     table.notes.append('Caches are expired before each operation (as between two periodic '
                        'runs) except in the "within 5 s" row.')
     table.notes.append('Volumes: connection_info as Cinder\'s iSCSI (CHAP) and SMB drivers '
-                       'return it. Boot from volume creates the VM off, connects and attaches '
-                       'every volume in one call, then starts the VM.')
+                       'return it. Boot from volume connects every volume in one call, then '
+                       'New-Instance creates the VM with them attached.')
     return [table]
 
 

@@ -1,7 +1,8 @@
 <#
 .SYNOPSIS
     Connects Cinder volumes (iSCSI, Fibre Channel, SMB) to this host and
-    attaches them to a virtual machine, in one call.
+    attaches them to a virtual machine, in one call (or only connects them,
+    for a VM New-Instance creates next).
 
 .DESCRIPTION
     For each volume record of Volumes, in order:
@@ -25,7 +26,10 @@
     (PsDriver.DuplicateDisk). Hyper-V needs a pass-through disk offline: a
     disk the SAN policy left online is taken offline (taken_offline true).
 
-    The disk is attached to the VM: the boot volume (boot true) at the boot
+    Without Name the volumes are only connected (boot from volume: the
+    result's disk_number and path go into New-Instance's spec.volumes) and
+    the controller fields are null. With Name the disk is attached to the
+    VM: the boot volume (boot true) at the boot
     slot (IDE 0:0 on generation 1, SCSI 0:0 on generation 2, where it also
     becomes the first boot device; the VM must be off), every other volume
     at the first free SCSI location. A volume already attached to this VM
@@ -42,7 +46,7 @@
     PsDriver.VMNotFound. Every error message names the volume.
 
 .PARAMETER Name
-    The exact name of the virtual machine.
+    The exact name of the virtual machine; empty to connect only.
 
 .PARAMETER Volumes
     Volume records (see PsDriver\Storage.ps1): volume_id, type (iscsi,
@@ -71,19 +75,18 @@
         paths = @(@{ portal = '10.0.0.5:3260'; iqn = 'iqn.2010-10.org.openstack:volume-8d0e5f0c'; lun = 1 }) })
 
 .OUTPUTS
-    One object: name (the VM) and volumes, one per volume record:
+    One object: name (the VM; null when only connected) and volumes, one per volume record:
     volume_id, type, disk_number (pass-through disk; null for SMB), path
     (the SMB disk file; null otherwise), serial (disk serial number; null
     for SMB), size_bytes, controller_type, controller_number,
-    controller_location, taken_offline (the disk was online and was taken
+    controller_location (null when only connected), taken_offline (the disk was online and was taken
     offline), sessions (iSCSI paths logged in), mapped (an SMB global
     mapping was made).
 #>
 [CmdletBinding(SupportsShouldProcess)]
 param(
-    [Parameter(Mandatory)]
-    [ValidateNotNullOrEmpty()]
-    [string]$Name,
+    [AllowEmptyString()]
+    [string]$Name = '',
 
     [Parameter(Mandatory)]
     [ValidateNotNull()]
@@ -109,7 +112,10 @@ if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
     Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
 
-$vm = Get-PsDriverVM -Name $Name
+$vm = $null
+if (-not [string]::IsNullOrEmpty($Name)) {
+    $vm = Get-PsDriverVM -Name $Name
+}
 $undo = [System.Collections.Generic.List[object]]::new()
 $results = [System.Collections.Generic.List[object]]::new()
 
@@ -124,11 +130,11 @@ function Get-VolumeSecret {
     ''
 }
 
-if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", "Connect and attach $(@($Volumes).Count) volume(s)")) {
+if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", "Connect (and attach) $(@($Volumes).Count) volume(s)")) {
     try {
         foreach ($volume in $Volumes) {
             if ($volume -isnot [System.Collections.IDictionary]) {
-                throw (New-PsDriverErrorRecord -Message 'A volume record is not an object.' -Category InvalidArgument -ErrorId 'PsDriver.InvalidVolume' -Target $Name)
+                throw (New-PsDriverErrorRecord -Message 'A volume record is not an object.' -Category InvalidArgument -ErrorId 'PsDriver.InvalidVolume' -Target 'Volumes')
             }
             $id = [string](Get-PsDriverVolumeField -Volume $volume -Name 'volume_id')
             $type = [string](Get-PsDriverVolumeField -Volume $volume -Name 'type')
@@ -182,6 +188,10 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", "Connect and attach $(@($
                 $record.serial = [string]$disk.SerialNumber
                 $record.size_bytes = [long]$disk.Size
             }
+            if ($null -eq $vm) {
+                $results.Add($record)
+                continue
+            }
             $drive = Get-PsDriverVolumeDrive -VM $vm -DiskNumber $diskNumber -Path $path
             if ($null -eq $drive) {
                 if ($boot) {
@@ -231,7 +241,11 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", "Connect and attach $(@($
     }
 }
 
+$vmName = $null
+if ($null -ne $vm) {
+    $vmName = [string]$vm.Name
+}
 [ordered]@{
-    name    = [string]$vm.Name
+    name    = $vmName
     volumes = @($results)
 }

@@ -191,10 +191,11 @@ class VMOps:
         the host says it is gone (removed by another service sharing the
         folder), it is looked up or downloaded again and the spawn retried once.
 
-        With volumes (boot from volume: no image disk), the VM is created
-        off, Connect-InstanceVolume connects and attaches them all in one
-        round trip (the boot volume at the boot slot), then the VM starts:
-        three round trips.  A volume that fails removes the VM again.
+        With volumes (boot from volume: no image disk), Connect-InstanceVolume
+        first connects them all to the host in one round trip, then
+        New-Instance creates the VM with them attached (the boot volume at
+        the root slot): two round trips.  A failed New-Instance disconnects
+        them again.
         """
         generation = vm_generation(image_meta)
         volumes = self._volumes.volumes(block_device_info)
@@ -203,12 +204,22 @@ class VMOps:
         from_volume = self._volumes.is_boot_from_volume(block_device_info)
         drive = self._config_drive(context, instance, injected_files, admin_password,
                                    network_info)
+        attached: list[dict[str, Any]] = []
+        if volumes:
+            connected = self._volumes.connect_volumes(instance, block_device_info, attach=False)
+            for volume, found in zip(volumes, connected, strict=True):
+                where = {'path': found['path']} if found['path'] else \
+                    {'disk_number': found['disk_number']}
+                attached.append(dict(where, boot=self._volumes.is_boot(volume,
+                                                                       block_device_info)))
 
         def create(image: CachedImage | None, last_try: bool) -> dict[str, Any]:
             root = self._root_spec(instance, image) if image is not None else None
             spec = self._spec(instance, image_meta, generation, root, network_info,
-                              block_device_info, power_on and not volumes)
+                              block_device_info, power_on)
             spec['config_drive'] = drive
+            if attached:
+                spec['volumes'] = attached
             LOG.info('Creating VM %s (generation %d, %d vCPUs, %d MB%s)', instance.name,
                      generation, spec['vcpus'], spec['memory_mb'],
                      ', boot from volume' if from_volume else '', instance=instance)
@@ -219,21 +230,18 @@ class VMOps:
             finally:
                 self.invalidate()
 
-        if from_volume:
-            result = create(None, True)
-        else:
-            result = self._with_cached_image(
-                lambda reuse_known: self._root_image(context, instance, image_meta, generation,
-                                                     reuse_known),
-                create)
-        if volumes:
-            try:
-                self._volumes.connect_volumes(instance, block_device_info)
-            except Exception:
-                with excutils.save_and_reraise_exception():
-                    self.destroy(instance)
-            if power_on:
-                self.power_on(instance)
+        try:
+            if from_volume:
+                result = create(None, True)
+            else:
+                result = self._with_cached_image(
+                    lambda reuse_known: self._root_image(context, instance, image_meta,
+                                                         generation, reuse_known),
+                    create)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                if volumes:
+                    self._volumes.disconnect_volumes(instance, block_device_info)
         self._warn_no_logger(instance, result.get('console_logger'))
         return result
 

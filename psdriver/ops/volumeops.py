@@ -353,29 +353,36 @@ class VolumeOps:
     def volumes(block_device_info: Any) -> list[dict[str, Any]]:
         """The volume mappings of ``block_device_info``, boot volume first."""
         mapping = list(virt_driver.block_device_info_get_mapping(block_device_info))
-        return sorted(mapping, key=lambda v: (not VolumeOps._is_boot(v, block_device_info),))
+        return sorted(mapping, key=lambda v: (not VolumeOps.is_boot(v, block_device_info),))
 
     @staticmethod
-    def _is_boot(volume: Any, block_device_info: Any) -> bool:
+    def is_boot(volume: Any, block_device_info: Any) -> bool:
+        """Whether the mapping ``volume`` is the instance's root (boot) volume."""
         root = virt_driver.block_device_info_get_root_device(block_device_info)
         return volume.get('boot_index') == 0 or (
             root is not None and volume.get('mount_device') == root)
 
     def is_boot_from_volume(self, block_device_info: Any) -> bool:
-        return any(self._is_boot(v, block_device_info) for v in self.volumes(block_device_info))
+        return any(self.is_boot(v, block_device_info) for v in self.volumes(block_device_info))
 
-    def connect_volumes(self, instance: Any, block_device_info: Any) -> list[dict[str, Any]]:
-        """Connect and attach every volume of ``block_device_info`` in one round trip.
+    def connect_volumes(self, instance: Any, block_device_info: Any,
+                        attach: bool = True) -> list[dict[str, Any]]:
+        """Connect (and attach) every volume of ``block_device_info`` in one round trip.
 
-        The boot volume goes to the boot slot (the VM must be off then). On
-        failure nothing stays connected and ``VolumeAttachFailed`` names the
-        volumes.
+        The results come in :meth:`volumes` order (boot volume first). With
+        ``attach`` the boot volume goes to the boot slot (the VM must be off
+        then); without, the volumes are only connected to the host and their
+        ``disk_number``/``path`` are what New-Instance's ``spec.volumes``
+        takes (spawn, and a migration's destination).  On failure nothing
+        stays connected and ``VolumeAttachFailed`` names the volumes.
         """
-        items = [self.volume_record(v['connection_info'], self._is_boot(v, block_device_info))
+        items = [self.volume_record(v['connection_info'], self.is_boot(v, block_device_info))
                  for v in self.volumes(block_device_info)]
         if not items:
             return []
         params = self._connect_params(instance, items)
+        if not attach:
+            del params['Name']
         try:
             result = self._bridge.call('Connect-InstanceVolume', params)
         except bridge_errors.PsDriverBridgeException as exc:

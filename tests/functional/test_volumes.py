@@ -97,7 +97,7 @@ class VolumeTest(harness.PsDriverTestBase):
         names = [name for name, _ in seen]
         self.assertIn('Get-VolumeConnector', names)
         self.assertNotIn('Get-CachedImage', names)
-        self.assertEqual(['New-Instance', 'Connect-InstanceVolume', 'Set-InstancePowerState'],
+        self.assertEqual(['Connect-InstanceVolume', 'New-Instance'],
                          [n for n in names if n not in ('Get-VolumeConnector',
                                                         'Get-InstanceSummary')])
         vm = self.host_vm(server)

@@ -382,9 +382,9 @@ def test_boot_from_an_iscsi_volume_with_a_data_volume(env, share, generation, sl
     image = env.image(hw_machine_type=f'hyperv-gen{generation}')
     instance = env.instance(image, image_ref='')
     info = bdi(iscsi(), smb())
-    assert env.round_trips(env.spawn, instance, image, block_device_info=info) == 3
-    assert [c.name for c in env.calls[-3:]] == ['New-Instance', 'Connect-InstanceVolume',
-                                                'Set-InstancePowerState']
+    assert env.round_trips(env.spawn, instance, image, block_device_info=info) == 2
+    assert [c.name for c in env.calls[-2:]] == ['Connect-InstanceVolume', 'New-Instance']
+    assert 'Name' not in env.calls[-2].params            # connected only, then New-Instance
     assert env.glance.fetched == []
     vm = env.vm(instance)
     assert vm.state == 'Running'
@@ -399,12 +399,43 @@ def test_boot_from_an_iscsi_volume_with_a_data_volume(env, share, generation, sl
     assert_disconnected(env)
 
 
-def test_a_boot_volume_that_fails_removes_the_vm(env):
+def test_a_boot_volume_that_fails_creates_no_vm(env):
     image = env.image()
     instance = env.instance(image, image_ref='')
     with pytest.raises(exception.VolumeAttachFailed, match='vol-1'):
         env.spawn(instance, image, block_device_info=bdi(iscsi(portals=['10.9.9.9:3260'])))
+    assert env.calls_of('New-Instance') == []
     assert env.host.find_vm(instance.name) is None
+    assert_disconnected(env)
+
+
+def test_a_failed_new_instance_disconnects_the_volumes(env, share):
+    env.host.add_iscsi_target(PORTALS[0], IQN, [10])
+    image = env.image()
+    instance = env.instance(image, image_ref='')
+    env.host.faults.fail('New-Instance', 'Not enough memory in the system to start the '
+                         'virtual machine.', category='ResourceUnavailable')
+    with pytest.raises(exception.ComputeResourcesUnavailable):
+        env.spawn(instance, image, block_device_info=bdi(iscsi(), smb()))
+    assert env.host.find_vm(instance.name) is None
+    assert_disconnected(env)
+
+
+def test_data_volumes_at_boot_from_an_image(env, share):
+    env.host.add_iscsi_target(PORTALS[0], IQN, [1])
+    image = env.image(hw_machine_type='hyperv-gen2')
+    instance = env.instance(image)
+    info = {'root_device_name': '/dev/sda', 'ephemerals': [], 'swap': None,
+            'block_device_mapping': [
+                {'connection_info': iscsi(), 'mount_device': '/dev/sdb', 'boot_index': None},
+                {'connection_info': smb(), 'mount_device': '/dev/sdc', 'boot_index': None}]}
+    env.spawn(instance, image, block_device_info=info)
+    vm = env.vm(instance)
+    slots = {(d.controller_type, d.controller_number, d.location): d for d in vm.drives}
+    assert slots[('SCSI', 0, 0)].path.endswith('root.vhdx')
+    assert vm.first_boot_device == 'SCSI:0:0'
+    assert len(passthrough(env, instance)) == 1 and len(env.host.smb_mappings()) == 1
+    env.driver.destroy(None, instance, [], info)
     assert_disconnected(env)
 
 

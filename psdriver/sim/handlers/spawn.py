@@ -40,7 +40,7 @@ _MAX = 1.7976931348623157e308
 TOP_FIELDS = ('name', 'instance_uuid', 'instance_dir', 'generation', 'secure_boot', 'vcpus',
               'memory_mb', 'dynamic_memory_ratio', 'vnuma', 'limit_cpu_features', 'root_disk',
               'ephemerals', 'swap', 'nics', 'serial_ports', 'config_drive', 'enable_metrics',
-              'power_on', 'notes_extra', 'automatic_stop_action', 'console_log')
+              'power_on', 'notes_extra', 'automatic_stop_action', 'console_log', 'volumes')
 
 
 def spec_error(field_name: str, message: str) -> SimError:
@@ -117,11 +117,13 @@ def choice(where: str, value: Any, allowed: tuple[Any, ...]) -> None:
 class PlannedDrive:
     role: str
     index: int | None
-    path: str
+    path: str | None                 # None: a pass-through volume (disk_number)
     drive_type: str                  # disk | dvd
     controller_type: str             # IDE | SCSI
     controller_number: int
     controller_location: int
+    disk_number: int | None = None
+    boot: bool = False
 
     def record(self) -> dict[str, Any]:
         return {'role': self.role, 'index': self.index, 'path': self.path,
@@ -379,9 +381,40 @@ def _plan_drives(plan: Plan, spec: dict[str, Any]) -> None:
             scsi_next += 1
         plan.drives.append(drive)
         plan.config_drive = {'path': path, 'data': data}
+    scsi_next = _plan_volumes(plan, spec, scsi_next)
     if scsi_next > 64:
         raise spec_error(f'{s}.ephemerals',
                          f'needs {scsi_next} SCSI locations; a SCSI controller has 64.')
+
+
+def _plan_volumes(plan: Plan, spec: dict[str, Any], scsi_next: int) -> int:
+    """``volumes``: connected Cinder volumes; the boot one takes the root slot."""
+    s = 'spec'
+    boots = 0
+    for i, entry in enumerate(read(spec, s, 'volumes', 'array', default=[])):
+        p = f'{s}.volumes[{i}]'
+        if not isinstance(entry, dict):
+            raise spec_error(p, 'must be an object.')
+        known_fields(entry, p, ('disk_number', 'path', 'boot'))
+        number_ = read(entry, p, 'disk_number', 'integer', nullable=True)
+        path = read(entry, p, 'path', 'string', nullable=True)
+        boot = read(entry, p, 'boot', 'boolean', default=False)
+        if (number_ is None) == (path is None):
+            raise spec_error(p, 'needs exactly one of disk_number and path.')
+        if path is not None and not is_absolute(path):
+            raise spec_error(f'{p}.path', f"must be an absolute path, got '{path}'.")
+        if boot:
+            boots += 1
+            if plan.root is not None or boots > 1:
+                raise spec_error(f'{p}.boot', 'is true but the VM already has a root disk or a '
+                                              'boot volume.')
+            slot = ('IDE' if plan.generation == 1 else 'SCSI', 0, 0)
+        else:
+            slot = ('SCSI', 0, scsi_next)
+            scsi_next += 1
+        plan.drives.append(PlannedDrive('volume', i, path, 'disk', *slot, disk_number=number_,
+                                        boot=boot))
+    return scsi_next
 
 
 def _plan_nics(plan: Plan, spec: dict[str, Any]) -> None:
@@ -564,10 +597,11 @@ def _create(host: SimHost, plan: Plan, undo: list[tuple[str, str]], created: lis
             host.add_dvd_drive(name, drive.path, controller_number=drive.controller_number,
                                location=drive.controller_location)
         else:
-            host.attach_disk(name, drive.path, controller_type=drive.controller_type,
+            host.attach_disk(name, drive.path, disk_number=drive.disk_number,
+                             controller_type=drive.controller_type,
                              controller_number=drive.controller_number,
                              location=drive.controller_location)
-        if drive.role == 'root':
+        if drive.role == 'root' or drive.boot:
             root_drive = drive
     if plan.generation == 1:
         order = ['IDE', 'CD', 'LegacyNetworkAdapter', 'Floppy']

@@ -230,9 +230,9 @@ def _attach(host: SimHost, vm: Vm, volume: dict[str, Any], disk_number: int | No
     return drive
 
 
-def _connect_one(host: SimHost, vm: Vm, volume: dict[str, Any], params: dict[str, Any],
-                 retries: int, undo: Undo) -> dict[str, Any]:
-    volume, volume_id, kind = _record(volume, vm.name)
+def _connect_one(host: SimHost, vm: Vm | None, volume: dict[str, Any],
+                 params: dict[str, Any], retries: int, undo: Undo) -> dict[str, Any]:
+    volume, volume_id, kind = _record(volume, 'Volumes')
     field(volume, 'boot', optional=True)
     record: dict[str, Any] = {
         'volume_id': volume_id, 'type': kind, 'disk_number': None, 'path': None,
@@ -263,6 +263,8 @@ def _connect_one(host: SimHost, vm: Vm, volume: dict[str, Any], params: dict[str
             host.set_disk_offline(disk.number)
             record['taken_offline'] = True
         record.update(disk_number=disk.number, serial=disk.serial, size_bytes=disk.size)
+    if vm is None:
+        return record               # connected only: New-Instance attaches it
     drive = _attach(host, vm, volume, disk_number, path, undo)
     record.update(controller_type=drive.controller_type,
                   controller_number=drive.controller_number,
@@ -293,13 +295,13 @@ def get_connector(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
 @handler('Connect-InstanceVolume')
 def connect_volumes(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     script = 'Connect-InstanceVolume'
-    vm = target_vm(host, not_empty(script, params, 'Name'))
+    vm = target_vm(host, str(params['Name'])) if params.get('Name') else None
     retries = int_param(script, params, 'RetryCount', 10, 0, 1000)
     int_param(script, params, 'RetryIntervalSeconds', 5, 0, 3600)
     volumes = params.get('Volumes')
     if volumes is None:
         raise script_error("Cannot validate argument on parameter 'Volumes'.", 'InvalidData',
-                           'ParameterArgumentValidationError', vm.name)
+                           'ParameterArgumentValidationError', 'Volumes')
     undo: Undo = []
     results = []
     try:
@@ -312,7 +314,7 @@ def connect_volumes(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
             except SimError:
                 pass
         raise
-    return {'name': vm.name, 'volumes': results}
+    return {'name': vm.name if vm else None, 'volumes': results}
 
 
 @handler('Disconnect-InstanceVolume')
@@ -421,7 +423,8 @@ def _example_storage(host: SimHost, volumes: list[dict[str, Any]], secrets: Any)
 @prepare('Connect-InstanceVolume')
 def _connect_prepare(host: SimHost, params: dict[str, Any]) -> None:
     from psdriver.sim.scenario import add_instance
-    add_instance(host, params['Name'])
+    if params.get('Name'):
+        add_instance(host, params['Name'])
     _example_storage(host, params['Volumes'], params.get('Secrets'))
 
 
