@@ -178,6 +178,17 @@ def test_multipath_with_mpio_not_claiming_is_refused_and_leaves_nothing(env):
     assert env.host.list_disks() == []
 
 
+def test_iscsi_initiator_list_is_tried_in_order(env):
+    env.host.add_iscsi_target(PORTALS[0], IQN, [1])
+    env.flags('hyperv', iscsi_initiator_list=['PCI\\VEN_8086\\NOPE_0',
+                                              'ROOT\\ISCSIPRT\\0000_0'])
+    instance = running(env)
+    attach(env, instance, iscsi())
+    params = env.calls_of('Connect-InstanceVolume')[-1].params
+    assert params['InitiatorNames'] == ['PCI\\VEN_8086\\NOPE_0', 'ROOT\\ISCSIPRT\\0000_0']
+    assert len(env.host.iscsi_sessions()) == 1
+
+
 def test_a_portal_that_does_not_answer_falls_back_to_the_next_path(env):
     env.host.add_iscsi_target(PORTALS[1], IQN, [1])
     instance = running(env)
