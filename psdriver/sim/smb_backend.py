@@ -14,7 +14,6 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from psdriver.ops.imagecache import ImageFormatError, inspect_image_stream
 from psdriver.sim.errors import CIM_EXCEPTION, SimError
 
 _CACHE: dict[str, Any] = {}
@@ -57,6 +56,10 @@ def inspect(path: str, port: int) -> dict[str, Any] | None:
     """
     import smbclient
     from smbprotocol.exceptions import SMBException, SMBOSError
+
+    # Imported here: the image inspection lives with nova's code, which a
+    # stand-in pwsh process must not pay for on every start.
+    from psdriver.ops.imagecache import ImageFormatError, inspect_image_stream
     with _LOCK:
         try:
             size = smbclient.stat(path, port=port, connection_cache=_CACHE).st_size

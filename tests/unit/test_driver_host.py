@@ -488,6 +488,22 @@ def _boots_image(fmt):
     return check
 
 
+def _volume_extends(env):
+    env.flags('hyperv', mounted_disk_query_retry_interval=0)
+    env.host.add_iscsi_target('192.0.2.50:3260', 'iqn.2010-10.org.openstack:v', [1])
+    image = env.image()
+    instance = env.instance(image)
+    env.spawn(instance, image)
+    info = {'driver_volume_type': 'iscsi', 'data': {
+        'volume_id': 'v', 'target_portal': '192.0.2.50:3260',
+        'target_iqn': 'iqn.2010-10.org.openstack:v', 'target_lun': 0}}
+    env.driver.attach_volume(None, info, instance, '/dev/sdb')
+    env.host.resize_lun('iqn.2010-10.org.openstack:v', 0, 2)
+    env.driver.extend_volume(None, info, instance, 2 * GIB)
+    [drive] = [d for d in env.vm(instance).drives if d.disk_number is not None]
+    assert env.host.get_disk(drive.disk_number).size == 2 * GIB
+
+
 #: Each capability the driver claims, and what shows that it works.
 CLAIMED = {
     'has_imagecache': _image_cache_is_managed,
@@ -496,6 +512,7 @@ CLAIMED = {
     'supports_image_type_vhd': _boots_image('vhd'),
     'supports_image_type_vhdx': _boots_image('vhdx'),
     'supports_image_type_iso': _boots_image('iso'),
+    'supports_extend_volume': _volume_extends,
 }
 
 
@@ -516,6 +533,6 @@ def test_unclaimed_operations_are_not_implemented(env):
     image = env.image()
     instance = env.instance(image)
     with pytest.raises(NotImplementedError):
-        env.driver.extend_volume(None, {}, instance, GIB)
+        env.driver.swap_volume(None, {}, {}, instance, '/dev/sdb', GIB)
     with pytest.raises(NotImplementedError):
         env.driver.rebuild(None, instance, image, [], None, [], [], [], None, {}, None)
