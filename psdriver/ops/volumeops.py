@@ -37,6 +37,8 @@ LOG = logging.getLogger(__name__)
 
 #: Storage QoS counts IOPS in 8 KB units (Set-VMHardDiskDrive -MaximumIOPS).
 QOS_IO_BYTES = 8 * 1024
+#: Seconds a Connect-InstanceVolume call gets besides its rescans (logins, attach).
+CONNECT_BASE_TIMEOUT = 300
 #: Script errors that another attach attempt cannot fix.
 PERMANENT_ERRORS = frozenset({'PsDriver.InvalidVolume', 'PsDriver.VMNotFound',
                               'PsDriver.DuplicateDisk', 'PsDriver.VolumeFileNotFound',
@@ -239,6 +241,13 @@ class VolumeOps:
             params['InitiatorNames'] = list(hyperv.iscsi_initiator_list)
         return params
 
+    def _connect_timeout(self, volumes: int) -> float:
+        """Long enough for every volume to wait out its rescans (mounted_disk_query_retry_*)."""
+        hyperv = self._conf.hyperv
+        rescans = (int(hyperv.mounted_disk_query_retry_count) + 1) * \
+            max(int(hyperv.mounted_disk_query_retry_interval), 1)
+        return float(CONNECT_BASE_TIMEOUT + volumes * rescans)
+
     # -- connector ----------------------------------------------------------------------------
 
     def get_volume_connector(self) -> dict[str, Any]:
@@ -285,7 +294,8 @@ class VolumeOps:
         tries = int(self._conf.hyperv.volume_attach_retry_count) + 1
         for attempt in range(1, tries + 1):
             try:
-                result = self._bridge.call('Connect-InstanceVolume', params)
+                result = self._bridge.call('Connect-InstanceVolume', params,
+                                           timeout=self._connect_timeout(1))
                 attached = result['volumes'][0]
                 self._log_attached(instance, attached)
                 return attached
@@ -384,7 +394,8 @@ class VolumeOps:
         if not attach:
             del params['Name']
         try:
-            result = self._bridge.call('Connect-InstanceVolume', params)
+            result = self._bridge.call('Connect-InstanceVolume', params,
+                                       timeout=self._connect_timeout(len(items)))
         except bridge_errors.PsDriverBridgeException as exc:
             records = [record for record, _ in items]
             self._cleanup_after_failure(instance, records)
