@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from benchmarks import common
+from psdriver.demo import steps as demo_steps
 
 #: Instances the power-state sync walks over (the two spawned first, plus these).
 SYNC_EXTRA = {True: 2, False: 8}
@@ -70,6 +71,7 @@ def run(quick: bool = False) -> list[common.Table]:
         row('suspend', lambda: driver.suspend(ctx, first))
         row('resume', lambda: driver.resume(ctx, first, None))
         row('get_console_output', lambda: driver.get_console_output(ctx, first))
+        volume_rows(compute, row)
         row('destroy', lambda: driver.destroy(ctx, second, None))
         driver.destroy(ctx, third, None)
         row('destroy of a VM that is already gone', lambda: driver.destroy(ctx, second, None))
@@ -91,4 +93,41 @@ def run(quick: bool = False) -> list[common.Table]:
                        'a round trip; on the simulated host the file is registered directly.')
     table.notes.append('Caches are expired before each operation (as between two periodic '
                        'runs) except in the "within 5 s" row.')
+    table.notes.append('Volumes: connection_info as Cinder\'s iSCSI (CHAP) and SMB drivers '
+                       'return it. Boot from volume connects every volume in one call, then '
+                       'New-Instance creates the VM with them attached.')
     return [table]
+
+
+def volume_rows(compute: Any, row: Callable[..., None]) -> None:
+    """Cinder volumes: connector, attach, extend, detach, boot from volume, destroy."""
+    driver, ctx = compute.driver, compute.context
+    demo_steps.storage_array(compute.host)
+    iscsi = demo_steps.connection_info(demo_steps.ISCSI_VOLUME)
+    smb = demo_steps.connection_info(demo_steps.SMB_VOLUME)
+    holder = compute.instance(30)
+    compute.spawn(holder)
+    row('get_volume_connector', lambda: driver.get_volume_connector(holder))
+    row('attach_volume (iSCSI, CHAP)',
+        lambda: driver.attach_volume(ctx, iscsi, holder, '/dev/sdb'))
+    compute.host.resize_lun(demo_steps.ISCSI_IQN, 0, 2)
+    row('extend_volume (iSCSI: rescan, new size)',
+        lambda: driver.extend_volume(ctx, iscsi, holder, 2 * 1024 ** 3))
+    row('attach_volume (SMB: global mapping, VHDX)',
+        lambda: driver.attach_volume(ctx, smb, holder, '/dev/sdc'))
+    row('detach_volume (iSCSI: detach, log out)',
+        lambda: driver.detach_volume(ctx, iscsi, holder, '/dev/sdb'))
+    attached = {'root_device_name': None, 'ephemerals': [], 'swap': None,
+                'block_device_mapping': [{'connection_info': smb, 'mount_device': '/dev/sdc',
+                                          'boot_index': None}]}
+    row('destroy with a volume attached (SMB: unmapped)',
+        lambda: driver.destroy(ctx, holder, None, attached))
+    from_volume = compute.instance(31)
+    from_volume.image_ref = ''
+    boot = {'root_device_name': '/dev/sda', 'ephemerals': [], 'swap': None,
+            'block_device_mapping': [{'connection_info': iscsi, 'mount_device': '/dev/sda',
+                                      'boot_index': 0}]}
+    row('spawn, boot from an iSCSI volume',
+        lambda: driver.spawn(ctx, from_volume, compute.image_meta(), [], None, {},
+                             common.network_info(from_volume.id), boot))
+    driver.destroy(ctx, from_volume, None, boot)

@@ -49,7 +49,10 @@
     kind of the instances folder:
       unc     \\server\share\...
       csv     <drive>:\ClusterStorage\<volume>\... (Cluster Shared Volume)
-      mapped  a drive letter mapped to a network share
+      smb_global  a drive letter of an SMB global mapping
+              (New-SmbGlobalMapping -LocalPath), which Hyper-V sees
+      mapped  a drive letter mapped to a network share in a user's logon
+              session (Hyper-V does not see it)
       local   any other drive letter path
 
     With -WhatIf nothing is created, no probe file is written and no
@@ -151,7 +154,7 @@ function Test-AccessDenied {
 function Get-PathKind {
     <#
     .SYNOPSIS
-        unc, csv, mapped or local, and the root that must already exist.
+        unc, csv, smb_global, mapped or local, and the root that must already exist.
     #>
     param(
         [Parameter(Mandatory)]
@@ -176,8 +179,19 @@ function Get-PathKind {
         catch {
             Write-Verbose "Cannot query drive $($drive.Groups[1].Value): $($_.Exception.Message)"
         }
-        # DriveType 4: network drive.
+        # DriveType 4: network drive. A global mapping (New-SmbGlobalMapping -LocalPath)
+        # is seen by the Virtual Machine Management service; one in a logon session is not.
         if ($null -ne $disk -and [int]$disk.DriveType -eq 4) {
+            $global = @()
+            try {
+                $global = @(SmbShare\Get-SmbGlobalMapping -LocalPath $drive.Groups[1].Value.ToUpperInvariant() -ErrorAction Stop)
+            }
+            catch {
+                Write-Verbose "No SMB global mapping of $($drive.Groups[1].Value): $($_.Exception.Message)"
+            }
+            if ($global.Count -gt 0) {
+                return @{ Kind = 'smb_global'; Root = $root }
+            }
             return @{ Kind = 'mapped'; Root = $root }
         }
     }

@@ -98,6 +98,16 @@
                             file is overwritten). iso requires as_dvd true
                             (DVD drive), vhd requires as_dvd false (hard
                             disk).
+      volumes = []          [{disk_number = null, path = null, boot = false}]:
+                            Cinder volumes already connected to the host
+                            (Connect-InstanceVolume without -Name), each a
+                            pass-through disk (disk_number, offline) or a
+                            VHD/VHDX file (path). The boot volume (boot true,
+                            root_disk null, at most one) takes the root slot
+                            (IDE 0:0 or SCSI 0:0) and is the boot device; the
+                            others go to SCSI controller 0 after the config
+                            drive. Detaching them on failure is the VM's
+                            removal; disconnecting them is the caller's.
       enable_metrics = false
                             Enable-VMResourceMetering.
       power_on = true       Start the VM at the end.
@@ -203,7 +213,8 @@
     One object: name, instance_uuid, vm_id (null with -WhatIf), state (VM
     state after the call, NotCreated with -WhatIf), generation,
     root_disk_path (null without a root disk file), drives [{role (root,
-    ephemeral, swap, config_drive), index, path, drive_type (disk, dvd),
+    ephemeral, swap, config_drive, volume), index, path (null for a
+    pass-through volume), drive_type (disk, dvd),
     controller_type (IDE, SCSI), controller_number, controller_location}],
     created (paths this call created: the instance folder, disk files,
     config drive, in order), reused (existing disk files kept),
@@ -463,7 +474,7 @@ function ConvertTo-InstancePlan {
         'serial_ports', 'config_drive', 'enable_metrics', 'power_on', 'notes_extra', 'automatic_stop_action',
         'console_log',
         'nested_virtualization', 'disk_max_iops', 'tpm',
-        'assignable_devices', 'mmio_space')
+        'assignable_devices', 'mmio_space', 'volumes')
     $plan = @{}
 
     $plan.Name = Read-SpecField -Object $Spec -Path $s -Name 'name' -Type string -Required
@@ -716,6 +727,44 @@ function ConvertTo-InstancePlan {
         $drives.Add($drive)
         $plan.ConfigDrive = @{ Path = $path; Bytes = $bytes; Drive = $drive }
     }
+    $volumes = @(Read-SpecField -Object $Spec -Path $s -Name 'volumes' -Type array -Default @())
+    $bootVolumes = 0
+    for ($i = 0; $i -lt $volumes.Count; $i++) {
+        $p = "$s.volumes[$i]"
+        if (-not (Test-SpecObject -Value $volumes[$i])) {
+            throw (New-SpecError -Field $p -Message 'must be an object.')
+        }
+        Assert-KnownSpecField -Object $volumes[$i] -Path $p -Allowed @('disk_number', 'path', 'boot')
+        $diskNumber = Read-SpecField -Object $volumes[$i] -Path $p -Name 'disk_number' -Type integer -Nullable
+        $volumePath = Read-SpecField -Object $volumes[$i] -Path $p -Name 'path' -Type string -Nullable
+        $boot = Read-SpecField -Object $volumes[$i] -Path $p -Name 'boot' -Type boolean -Default $false
+        if (($null -eq $diskNumber) -eq ($null -eq $volumePath)) {
+            throw (New-SpecError -Field $p -Message 'needs exactly one of disk_number and path.')
+        }
+        if ($null -ne $volumePath -and -not (Test-PsDriverAbsolutePath -Path $volumePath)) {
+            throw (New-SpecError -Field "$p.path" -Message "must be an absolute path, got '$volumePath'.")
+        }
+        $drive = @{ Role = 'volume'; Index = $i; Path = $volumePath; DiskNumber = $diskNumber; DriveType = 'disk'; Boot = $boot }
+        if ($boot) {
+            $bootVolumes++
+            if ($null -ne $plan.Root -or $bootVolumes -gt 1) {
+                throw (New-SpecError -Field "$p.boot" -Message 'is true but the VM already has a root disk or a boot volume.')
+            }
+            $drive.ControllerType = 'SCSI'
+            if ($plan.Generation -eq 1) {
+                $drive.ControllerType = 'IDE'
+            }
+            $drive.ControllerNumber = 0
+            $drive.ControllerLocation = 0
+        }
+        else {
+            $drive.ControllerType = 'SCSI'
+            $drive.ControllerNumber = 0
+            $drive.ControllerLocation = $scsiNext
+            $scsiNext++
+        }
+        $drives.Add($drive)
+    }
     if ($scsiNext -gt 64) {
         throw (New-SpecError -Field "$s.ephemerals" -Message "needs $scsiNext SCSI locations; a SCSI controller has 64.")
     }
@@ -949,6 +998,9 @@ function Add-InstanceDrive {
     )
     if ($Drive.DriveType -eq 'dvd') {
         return Hyper-V\Add-VMDvdDrive -VM $VM -ControllerNumber $Drive.ControllerNumber -ControllerLocation $Drive.ControllerLocation -Path $Drive.Path -Passthru -Confirm:$false
+    }
+    if ($null -ne $Drive['DiskNumber']) {
+        return Hyper-V\Add-VMHardDiskDrive -VM $VM -ControllerType $Drive.ControllerType -ControllerNumber $Drive.ControllerNumber -ControllerLocation $Drive.ControllerLocation -DiskNumber $Drive.DiskNumber -Passthru -Confirm:$false
     }
     Hyper-V\Add-VMHardDiskDrive -VM $VM -ControllerType $Drive.ControllerType -ControllerNumber $Drive.ControllerNumber -ControllerLocation $Drive.ControllerLocation -Path $Drive.Path -Passthru -Confirm:$false
 }
@@ -1260,7 +1312,7 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
         $rootDrive = $null
         foreach ($drive in $plan.Drives) {
             $attached = Add-InstanceDrive -VM $vm -Drive $drive
-            if ($drive.Role -eq 'root') {
+            if ($drive.Role -eq 'root' -or ($drive.Role -eq 'volume' -and $drive.Boot)) {
                 $rootDrive = $attached
             }
         }

@@ -25,7 +25,7 @@ from psdriver.bridge import errors as bridge_errors
 from psdriver.bridge import factory
 from psdriver.ops import (
     errors, eventhandler, hostops, imagecache, instancefeatures, maintenanceops, serialconsoleops,
-    vifops, vmops)
+    vifops, vmops, volumeops)
 
 LOG = logging.getLogger(__name__)
 CONF = psdriver.conf.CONF
@@ -43,7 +43,7 @@ class HyperVDriver(driver.ComputeDriver):
         supports_device_tagging=False,
         supports_tagged_attach_interface=False,
         supports_tagged_attach_volume=False,
-        supports_extend_volume=False,
+        supports_extend_volume=True,
         supports_multiattach=False,
         supports_trusted_certs=False,
         supports_secure_boot=True,
@@ -52,6 +52,9 @@ class HyperVDriver(driver.ComputeDriver):
         supports_image_type_vhdx=True,
         supports_image_type_iso=True,
     )
+
+    #: Cinder driver_volume_types this driver attaches (the cluster driver narrows it).
+    VOLUME_TYPES: tuple[str, ...] = ('iscsi', 'fibre_channel', 'smbfs')
 
     def __init__(self, virtapi: Any, read_only: bool = False) -> None:
         super().__init__(virtapi)
@@ -65,6 +68,7 @@ class HyperVDriver(driver.ComputeDriver):
         self._hostops: hostops.HostOps | None = None
         self._vmops: vmops.VMOps | None = None
         self._vifops: vifops.VifOps | None = None
+        self._volumeops: volumeops.VolumeOps | None = None
         self._imagecache: imagecache.ImageCache | None = None
         self._serialconsole: serialconsoleops.SerialConsoleOps | None = None
         self._events: eventhandler.LifecycleEventPoller | None = None
@@ -81,9 +85,10 @@ class HyperVDriver(driver.ComputeDriver):
         self._hostops = hostops.HostOps(bridge, lambda: CONF.instances_path)
         self._vifops = vifops.VifOps(bridge, CONF)
         self._imagecache = imagecache.ImageCache(bridge, CONF)
+        self._volumeops = volumeops.VolumeOps(bridge, CONF, self.VOLUME_TYPES)
         self._vmops = vmops.VMOps(bridge, CONF, self._imagecache, self._vifops,
                                   virtapi=self.virtapi, host_facts=self._hostops.host_facts,
-                                  host_info=self._hostops.host_info)
+                                  host_info=self._hostops.host_info, volumes=self._volumeops)
         self._serialconsole = serialconsoleops.SerialConsoleOps(bridge, CONF,
                                                                 self._vmops.instance_dir)
 
@@ -111,6 +116,11 @@ class HyperVDriver(driver.ComputeDriver):
     def serialconsole(self) -> serialconsoleops.SerialConsoleOps:
         self._connect()
         return self._serialconsole
+
+    @property
+    def volumeops(self) -> volumeops.VolumeOps:
+        self._connect()
+        return self._volumeops
 
     @property
     def imagecache(self) -> imagecache.ImageCache:
@@ -157,8 +167,11 @@ class HyperVDriver(driver.ComputeDriver):
             # it never sees a drive letter mapped in one.
             raise exception.NovaException(
                 f"instances_path {where.get('path')} is on a drive letter mapped to a network "
-                f"share on {report['hostname']}; Hyper-V cannot keep virtual machines there. "
-                'Set instances_path to the UNC path of the share (\\\\server\\share\\...).')
+                f"share in a user's logon session on {report['hostname']}; Hyper-V cannot "
+                'keep virtual machines there. Map the share for the whole host instead '
+                '(New-SmbGlobalMapping -LocalPath X: -RemotePath \\\\server\\share '
+                '-Credential ... -Persistent $true) or set instances_path to the UNC path of '
+                'the share (\\\\server\\share\\...).')
         self.host_report = report
         for switch in report['missing_switches']:
             LOG.warning('Virtual switch %s ([hyperv] vswitch_name) does not exist on %s',
@@ -257,13 +270,13 @@ class HyperVDriver(driver.ComputeDriver):
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True) -> None:
-        self.vmops.destroy(instance, destroy_disks)
+        self.vmops.destroy(instance, destroy_disks, block_device_info)
 
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
                 destroy_secrets=True) -> None:
         # Idempotent: whatever destroy left (or a failed spawn) is removed.
-        self.vmops.destroy(instance, destroy_disks)
+        self.vmops.destroy(instance, destroy_disks, block_device_info)
 
     def reboot(self, context, instance, network_info, reboot_type, block_device_info=None,
                bad_volumes_callback=None, accel_info=None, share_info=None) -> None:
@@ -295,7 +308,8 @@ class HyperVDriver(driver.ComputeDriver):
 
     def rescue(self, context, instance, network_info, image_meta, rescue_password,
                block_device_info, share_info=None) -> None:
-        self.vmops.rescue(context, instance, network_info, image_meta, rescue_password)
+        self.vmops.rescue(context, instance, network_info, image_meta, rescue_password,
+                          block_device_info)
 
     def unrescue(self, context, instance) -> None:
         self.vmops.unrescue(instance)
@@ -327,6 +341,26 @@ class HyperVDriver(driver.ComputeDriver):
 
     def detach_interface(self, context, instance, vif) -> None:
         self.vifops.detach(instance, vif)
+
+    # -- volumes ------------------------------------------------------------------------
+
+    def get_volume_connector(self, instance) -> dict[str, Any]:
+        return self.volumeops.get_volume_connector()
+
+    def attach_volume(self, context, connection_info, instance, mountpoint, disk_bus=None,
+                      device_type=None, encryption=None) -> None:
+        if encryption:
+            raise exception.VolumeEncryptionNotSupported(
+                volume_type=connection_info.get('driver_volume_type'),
+                volume_id=volumeops.volume_id_of(connection_info))
+        self.volumeops.attach_volume(instance, connection_info)
+
+    def detach_volume(self, context, connection_info, instance, mountpoint,
+                      encryption=None) -> None:
+        self.volumeops.detach_volume(instance, connection_info)
+
+    def extend_volume(self, context, connection_info, instance, requested_size) -> None:
+        self.volumeops.extend_volume(instance, connection_info, requested_size)
 
     # -- image cache --------------------------------------------------------------------
 

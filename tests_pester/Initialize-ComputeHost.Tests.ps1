@@ -237,9 +237,20 @@ Describe 'Initialize-ComputeHost' {
         @{ Path = 'C:\ClusterStorage\Volume1\Instances'; Kind = 'csv'; Network = $false }
         @{ Path = 'c:\clusterstorage\volume2\OpenStack'; Kind = 'csv'; Network = $false }
         @{ Path = 'Z:\Instances'; Kind = 'mapped'; Network = $true }
+        @{ Path = 'Z:\Instances'; Kind = 'smb_global'; Network = $true }
         @{ Path = 'C:\OpenStack\Instances'; Kind = 'local'; Network = $false }
     ) {
         $PsdTest.NetworkDrive = $Network
+        $PsdTest.GlobalMapping = $Kind -eq 'smb_global'
+        if (-not (Get-Command -Name 'Get-SmbGlobalMapping' -ErrorAction SilentlyContinue)) {
+            Add-CommandStub -Name 'Get-SmbGlobalMapping' -Parameter @('LocalPath')
+            Set-Alias -Name 'SmbShare\Get-SmbGlobalMapping' -Value 'Get-SmbGlobalMapping' -Scope Global
+        }
+        Mock Get-SmbGlobalMapping {
+            if ($PsdTest.GlobalMapping) {
+                [pscustomobject]@{ LocalPath = 'Z:'; RemotePath = '\\fileserver\openstack'; Status = 'OK' }
+            }
+        }
         Mock Test-Path { $true }
         Mock New-Item { }
         Mock Remove-Item { }

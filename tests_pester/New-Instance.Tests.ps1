@@ -127,7 +127,7 @@ BeforeAll {
     Add-CommandStub -Name 'Get-VMDvdDrive' -Parameter 'VM'
     Add-CommandStub -Name 'Remove-VMDvdDrive' -Parameter 'VMDvdDrive'
     Add-CommandStub -Name 'Add-VMDvdDrive' -Parameter 'VM', 'ControllerNumber', 'ControllerLocation', 'Path', '-Passthru'
-    Add-CommandStub -Name 'Add-VMHardDiskDrive' -Parameter 'VM', 'ControllerType', 'ControllerNumber', 'ControllerLocation', 'Path', '-Passthru'
+    Add-CommandStub -Name 'Add-VMHardDiskDrive' -Parameter 'VM', 'ControllerType', 'ControllerNumber', 'ControllerLocation', 'Path', 'DiskNumber', '-Passthru'
     Add-CommandStub -Name 'Add-VMScsiController' -Parameter 'VM'
     Add-CommandStub -Name 'Set-VMProcessor' -Parameter 'VM', 'Count', 'CompatibilityForMigrationEnabled', 'MaximumCountPerNumaNode', 'ExposeVirtualizationExtensions'
     Add-CommandStub -Name 'Get-VMHardDiskDrive' -Parameter 'VM'
@@ -691,6 +691,33 @@ Describe 'New-Instance' {
             $null = & $script:ScriptPath -Spec $script:Spec
 
             (Get-FakeVhd -Path (Join-Path -Path $script:Spec['instance_dir'] -ChildPath 'swap.vhd')).Size | Should -Be 1024MB
+        }
+
+        It 'boots from a volume at IDE 0:0, with a data volume on SCSI' {
+            $script:Spec.Remove('root_disk')
+            $share = Join-Path -Path $script:Root -ChildPath 'share/volume-data.vhdx'
+            $script:Spec['volumes'] = @(
+                [ordered]@{ disk_number = 3; boot = $true }
+                [ordered]@{ path = $share }
+            )
+
+            $result = & $script:ScriptPath -Spec $script:Spec
+
+            Assert-MatchesContract -Result $result
+            $volumes = @($result.drives | Where-Object { $_.role -eq 'volume' })
+            ($volumes | ForEach-Object { '{0}:{1}:{2}' -f $_.controller_type, $_.controller_number, $_.controller_location }) |
+                Should -Be @('IDE:0:0', 'SCSI:0:1')
+            $volumes[0].path | Should -BeNullOrEmpty
+            $volumes[1].path | Should -Be $share
+            Should -Invoke Add-VMHardDiskDrive -Times 1 -Exactly -ParameterFilter { $DiskNumber -eq 3 -and $ControllerType -eq 'IDE' }
+            Should -Invoke Set-VMBios -Times 1 -Exactly -ParameterFilter { @($StartupOrder)[0] -eq 'IDE' }
+        }
+
+        It 'refuses a boot volume next to a root disk' {
+            $script:Spec['volumes'] = @([ordered]@{ disk_number = 3; boot = $true })
+
+            { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.InvalidSpec'
+            Should -Invoke Add-VMHardDiskDrive -Times 0 -Exactly
         }
 
         It 'boots an iso root from CD first and attaches it as a DVD' {

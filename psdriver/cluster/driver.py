@@ -9,3 +9,6 @@ from psdriver import driver
 
 class HyperVClusterDriver(driver.HyperVDriver):
     """Hyper-V compute driver for clustered hosts."""
+
+    #: Pass-through disks (iSCSI, Fibre Channel) cannot fail over with their VM.
+    VOLUME_TYPES = ('smbfs',)

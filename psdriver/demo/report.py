@@ -131,7 +131,8 @@ def host_view(vm: Any, name: str, folder_exists: bool) -> str:
     """The simulated host's own view of the VM (read directly, not a round trip)."""
     if vm is None:
         return f'no VM {name}; instance folder {"still there" if folder_exists else "gone"}'
-    drives = ', '.join(_basename(d.path) for d in vm.drives if d.path) or 'none'
+    drives = ', '.join(_basename(d.path) if d.path else f'physical disk {d.disk_number}'
+                       for d in vm.drives if d.path or d.disk_number is not None) or 'none'
     return f'{vm.name} {vm.state}; {plural(len(vm.nics), "NIC")}; drives: {drives}'
 
 

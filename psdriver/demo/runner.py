@@ -66,6 +66,8 @@ def left_overs(host: Any, instance: Any) -> list[str]:
     folder = ntpath.join(INSTANCES_PATH, instance.name)
     if host.exists(folder):
         found.append(f'instance folder {folder}')
+    found += [f'iSCSI session to {s.target_iqn}' for s in host.iscsi_sessions()]
+    found += [f'SMB mapping of {m.remote_path}' for m in host.smb_mappings()]
     return found
 
 
@@ -92,6 +94,7 @@ class Demo:
         self.bridge = driver.bridge          # the configured bridge: sim, chosen above
         self.bridge.observers.append(self._on_script)
         host = self.bridge.runner.host
+        steps.storage_array(host)
         if self.fail_script:
             # NotSpecified: an error of no particular kind, as an unexpected Hyper-V fault is.
             host.faults.fail(self.fail_script, FAULT_MESSAGE.format(script=self.fail_script),

@@ -7,8 +7,8 @@ makes for that operation, in the same order and with the same arguments
 A step may name the Nova power state the instance must be in afterwards and
 a check of the host; either failing fails the step.
 
-The demo grows with the driver: a new operation (snapshot, volumes, resize)
-is one more :class:`Step` in :data:`STEPS`.
+The demo grows with the driver: a new operation (snapshot, resize) is one
+more :class:`Step` in :data:`STEPS`.
 """
 
 from __future__ import annotations
@@ -42,11 +42,13 @@ class World:
     network_info: Any
     extra_vif: Any
     nodename: str = ''
+    #: The attached volumes, as the block device mappings nova-compute keeps.
+    volumes: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     def block_device_info(self) -> dict[str, Any]:
-        """``driver.get_block_device_info`` of a boot from image without volumes."""
+        """``driver.get_block_device_info``: a boot from image with the attached volumes."""
         return {'root_device_name': self.instance.root_device_name, 'ephemerals': [],
-                'block_device_mapping': [], 'swap': None}
+                'block_device_mapping': list(self.volumes.values()), 'swap': None}
 
     def vm(self) -> Any:
         return self.host.find_vm(self.instance.name)
@@ -98,6 +100,81 @@ def rescue_disk_attached(attached: bool) -> Callable[[World], None]:
 def _gone(w: World) -> None:
     if w.vm() is not None:
         raise StepCheckFailed(f'VM {w.instance.name} is still on the host')
+    volumes_on_host(0, 0)(w)
+
+
+# -- volumes: what Cinder's drivers hand nova ------------------------------------------
+
+ISCSI_PORTAL = '192.0.2.50:3260'
+ISCSI_IQN = 'iqn.2010-10.org.openstack:volume-demo'
+CHAP = ('demo-chap', 'Demo-chap-s3cret')
+SMB_SHARE = '\\\\fs01\\cinder'
+SMB_CREDENTIALS = ('cinder', 'Demo-smb-s3cret')
+ISCSI_VOLUME = nova_objects.demo_uuid('iscsi-volume')
+SMB_VOLUME = nova_objects.demo_uuid('smb-volume')
+
+
+def storage_array(host: Any) -> None:
+    """The Cinder back ends outside the host: an iSCSI target and an SMB share (once)."""
+    if not any(t.iqn == ISCSI_IQN for t in host.state.iscsi.targets):
+        host.add_iscsi_target(ISCSI_PORTAL, ISCSI_IQN, [1], chap_username=CHAP[0],
+                              chap_secret=CHAP[1])
+    if SMB_SHARE.lower() not in host.state.volumes:
+        host.add_volume(SMB_SHARE, 100)
+        host.require_smb_credentials(SMB_SHARE, *SMB_CREDENTIALS)
+    disk = f'{SMB_SHARE}\\volume-{SMB_VOLUME}.vhdx'
+    if not host.exists(disk):
+        host.new_vhd(disk, 1024 ** 3)
+
+
+def connection_info(volume_id: str) -> dict[str, Any]:
+    if volume_id == ISCSI_VOLUME:
+        return {'driver_volume_type': 'iscsi', 'serial': volume_id, 'data': {
+            'volume_id': volume_id, 'target_portal': ISCSI_PORTAL, 'target_iqn': ISCSI_IQN,
+            'target_lun': 0, 'auth_method': 'CHAP', 'auth_username': CHAP[0],
+            'auth_password': CHAP[1]}}
+    return {'driver_volume_type': 'smbfs', 'serial': volume_id, 'data': {
+        'volume_id': volume_id, 'export': SMB_SHARE.replace('\\', '/'),
+        'name': f'volume-{volume_id}.vhdx', 'format': 'vhdx',
+        'options': f'-o username={SMB_CREDENTIALS[0]},password={SMB_CREDENTIALS[1]}',
+        'qos_specs': {'total_iops_sec': 500}}}
+
+
+def volumes_on_host(sessions: int, mappings: int) -> Callable[[World], None]:
+    def check(w: World) -> None:
+        have = (len(w.host.iscsi_sessions()), len(w.host.smb_mappings()))
+        if have != (sessions, mappings):
+            raise StepCheckFailed(f'the host has {have[0]} iSCSI session(s) and {have[1]} SMB '
+                                  f'mapping(s), not {sessions} and {mappings}')
+    return check
+
+
+def attach_volume(volume_id: str, device: str) -> Callable[[World], str]:
+    """``ComputeManager.attach_volume``: the connector for Cinder, then the attach."""
+    def run(w: World) -> str:
+        connector = w.driver.get_volume_connector(w.instance)
+        info = connection_info(volume_id)
+        w.driver.attach_volume(w.context, info, w.instance, device)
+        w.volumes[volume_id] = {'connection_info': info, 'mount_device': device,
+                                'boot_index': None, 'disk_bus': None, 'device_type': 'disk'}
+        return (f"{info['driver_volume_type']} volume attached; connector initiator "
+                f"{connector['initiator']}")
+    return run
+
+
+def extend_volume(w: World) -> str:
+    """Cinder grew the LUN to 2 GiB; nova's volume-extended event reaches the driver."""
+    w.host.resize_lun(ISCSI_IQN, 0, 2)
+    w.driver.extend_volume(w.context, connection_info(ISCSI_VOLUME), w.instance, 2 * 1024 ** 3)
+    return 'the host sees 2 GiB'
+
+
+def detach_volume(volume_id: str, device: str) -> Callable[[World], str]:
+    def run(w: World) -> str:
+        w.driver.detach_volume(w.context, connection_info(volume_id), w.instance, device)
+        w.volumes.pop(volume_id, None)
+        return 'detached'
+    return run
 
 
 # -- the operations --------------------------------------------------------------------
@@ -247,8 +324,15 @@ STEPS: list[Step] = [
          rescue_disk_attached(False)),
     Step('attach_interface', 'a second Neutron port', attach_interface, None, nic_count(2)),
     Step('detach_interface', 'the second port goes', detach_interface, None, nic_count(1)),
+    Step('attach_volume', 'an iSCSI volume with CHAP', attach_volume(ISCSI_VOLUME, '/dev/sdb'),
+         None, volumes_on_host(1, 0)),
+    Step('extend_volume', 'Cinder grew it to 2 GiB', extend_volume),
+    Step('attach_volume', 'an SMB volume (VHDX on a share)',
+         attach_volume(SMB_VOLUME, '/dev/sdc'), None, volumes_on_host(1, 1)),
+    Step('detach_volume', 'the iSCSI volume goes', detach_volume(ISCSI_VOLUME, '/dev/sdb'),
+         None, volumes_on_host(0, 1)),
     Step('get_console_output', 'the serial console log', get_console_output),
     Step('get_instance_diagnostics', 'diagnostics', get_instance_diagnostics),
-    Step(DELETE, 'delete', destroy, None, _gone),
+    Step(DELETE, 'delete (the SMB volume still attached)', destroy, None, _gone),
     Step(STOP, 'nova-compute stops', cleanup_host),
 ]

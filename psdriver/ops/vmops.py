@@ -31,6 +31,7 @@ from psdriver.ops import configdrive, errors, instancefeatures, pciops, serialco
 from psdriver.ops.vifevents import VifPlugWait
 from psdriver.ops.imagecache import CachedImage
 from psdriver.ops.vifops import VifOps
+from psdriver.ops.volumeops import VolumeOps
 
 LOG = logging.getLogger(__name__)
 
@@ -81,10 +82,6 @@ _LONE_SURROGATE = re.compile('[\ud800-\udfff]')
 GEN1, GEN2 = 1, 2
 MIB = 1024 * 1024
 _MACHINE_TYPES = {'hyperv-gen1': GEN1, 'hyperv-gen2': GEN2}
-
-
-class VolumesNotSupported(exception.Invalid):
-    msg_fmt = 'psdriver does not attach block device volumes yet (instance %(instance_uuid)s)'
 
 
 class CachedImageGone(Exception):
@@ -170,7 +167,8 @@ class VMOps:
     def __init__(self, bridge: Bridge, conf: Any, images: Any, vifs: VifOps,
                  clock: Callable[[], float] = time.monotonic, virtapi: Any = None,
                  host_facts: Callable[[], dict[str, Any]] | None = None,
-                 host_info: Callable[[bool], dict[str, Any]] | None = None) -> None:
+                 host_info: Callable[[bool], dict[str, Any]] | None = None,
+                 volumes: VolumeOps | None = None) -> None:
         self._bridge = bridge
         self._host_facts = host_facts
         self._host_info = host_info
@@ -178,6 +176,7 @@ class VMOps:
         self._conf = conf
         self._images = images
         self._vifs = vifs
+        self._volumes = volumes or VolumeOps(bridge, conf)
         self._clock = clock
         self._summary_lock = threading.Lock()
         self._summary: tuple[float, dict[str, dict[str, Any]]] | None = None
@@ -233,12 +232,20 @@ class VMOps:
         The cached image is taken from what this service already knows; if
         the host says it is gone (removed by another service sharing the
         folder), it is looked up or downloaded again and the spawn retried once.
+
+        With volumes (boot from volume: no image disk), Connect-InstanceVolume
+        first connects them all to the host in one round trip, then
+        New-Instance creates the VM with them attached (the boot volume at
+        the root slot): two round trips.  A failed New-Instance disconnects
+        them again.
         """
-        if virt_driver.block_device_info_get_mapping(block_device_info):
-            raise VolumesNotSupported(instance_uuid=instance.uuid)
         refuse_remotefx(instance)
         self._check_host_features(instance)
         generation = vm_generation(image_meta)
+        volumes = self._volumes.volumes(block_device_info)
+        for volume in volumes:      # bad connection_info fails before anything is created
+            self._volumes.volume_record(volume['connection_info'])
+        from_volume = self._volumes.is_boot_from_volume(block_device_info)
         tpm = instancefeatures.tpm_spec(
             instance, image_meta, secure_boot(instance, image_meta, generation), self._host_facts)
         devices = pciops.device_spec(instance, self._pci_host_info)
@@ -246,18 +253,30 @@ class VMOps:
                                    network_info)
         # Ports Neutron has not bound yet: create the VM off, wait, then start it.
         events = self._vif_wait.events(network_info) if power_on else []
+        attached: list[dict[str, Any]] = []
+        if volumes:
+            connected = self._volumes.connect_volumes(instance, block_device_info, attach=False)
+            for volume, found in zip(volumes, connected, strict=True):
+                where = {'path': found['path']} if found['path'] else \
+                    {'disk_number': found['disk_number']}
+                attached.append(dict(where, boot=self._volumes.is_boot(volume,
+                                                                       block_device_info)))
 
-        def create(image: CachedImage, last_try: bool) -> dict[str, Any]:
-            spec = self._spec(instance, image_meta, generation, self._root_spec(instance, image),
-                              network_info, block_device_info, power_on and not events)
+        def create(image: CachedImage | None, last_try: bool) -> dict[str, Any]:
+            root = self._root_spec(instance, image) if image is not None else None
+            spec = self._spec(instance, image_meta, generation, root, network_info,
+                              block_device_info, power_on and not events)
             spec['config_drive'] = drive
+            if attached:
+                spec['volumes'] = attached
             spec.update(self._feature_spec(instance, spec))
             spec['tpm'] = tpm
             spec.update(devices)
             spec['serial_ports'] = spec['serial_ports'] + \
                 serialconsoleops.serial_port_specs(self._conf, instance)
-            LOG.info('Creating VM %s (generation %d, %d vCPUs, %d MB)', instance.name,
-                     generation, spec['vcpus'], spec['memory_mb'], instance=instance)
+            LOG.info('Creating VM %s (generation %d, %d vCPUs, %d MB%s)', instance.name,
+                     generation, spec['vcpus'], spec['memory_mb'],
+                     ', boot from volume' if from_volume else '', instance=instance)
             try:
                 with SpawnErrors(instance):
                     try:
@@ -269,25 +288,29 @@ class VMOps:
                 self.invalidate()
 
         def create_from_cache() -> dict[str, Any]:
+            if from_volume:
+                return create(None, True)
             return self._with_cached_image(
                 lambda reuse_known: self._root_image(context, instance, image_meta, generation,
                                                      reuse_known),
                 create)
 
-        if not events:
-            result = create_from_cache()
-            self._warn_no_logger(instance, result.get('console_logger'))
-            return result
         result = None
         try:
+            if not events:
+                result = create_from_cache()
+                self._warn_no_logger(instance, result.get('console_logger'))
+                return result
             with self._vif_wait.waiting(instance, events):
                 result = create_from_cache()
             self._warn_no_logger(instance, result.get('console_logger'))
             started = self._start_spawned(instance)
         except Exception:
             with excutils.save_and_reraise_exception():
-                if result is not None:
+                if result is not None and events:
                     self._undo_spawn(instance, result)
+                if volumes:
+                    self._volumes.disconnect_volumes(instance, block_device_info)
         result['state'] = started['state']
         return result
 
@@ -523,11 +546,14 @@ class VMOps:
 
     # -- destroy ----------------------------------------------------------------------
 
-    def destroy(self, instance: Any, destroy_disks: bool = True) -> dict[str, Any]:
+    def destroy(self, instance: Any, destroy_disks: bool = True,
+                block_device_info: Any = None) -> dict[str, Any]:
         """Remove the VM (a missing VM is fine) and, with destroy_disks, its folder.
 
         A VM of the same name that carries another instance UUID is not this
         instance's: it and its folder are left alone, as for a missing VM.
+        The volumes of ``block_device_info`` are disconnected afterwards (one
+        more round trip when there are any).
         """
         params = {'Name': instance.name, 'InstanceUuid': instance.uuid,
                   'InstanceDir': self.instance_dir(instance),
@@ -547,6 +573,7 @@ class VMOps:
         if result['existed']:
             LOG.info('Removed VM %s (was %s)', instance.name, result['previous_state'],
                      instance=instance)
+        self._volumes.disconnect_volumes(instance, block_device_info)
         return result
 
     # -- power ------------------------------------------------------------------------
@@ -634,12 +661,18 @@ class VMOps:
     # -- rescue -----------------------------------------------------------------------
 
     def rescue(self, context: Any, instance: Any, network_info: Any, image_meta: Any,
-               rescue_password: str | None) -> dict[str, Any]:
+               rescue_password: str | None, block_device_info: Any = None) -> dict[str, Any]:
         """Boot the instance from a rescue disk over the rescue image (one round trip).
 
         The root disk stays attached as a data disk; a config drive carrying
-        the rescue password replaces the instance's own while rescued.
+        the rescue password replaces the instance's own while rescued.  An
+        instance booted from a volume is refused, as compute-hyperv did.
         """
+        if self._volumes.is_boot_from_volume(block_device_info):
+            raise exception.InstanceNotRescuable(
+                instance_id=instance.uuid, reason='it boots from a volume; Hyper-V rescue '
+                'swaps the boot disk for a rescue disk, which a pass-through or volume boot '
+                'disk cannot take part in')
         generation = vm_generation(image_meta)
         # No rescue image named: the instance's own image, as compute-hyperv did.
         rescue_image = image_meta if 'id' in image_meta and image_meta.id else None

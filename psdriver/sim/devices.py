@@ -141,6 +141,11 @@ class DeviceRules(VmRules):
                                    'number.', vm.name)
         norm = None
         if path is not None:
+            if self.smb_access_denied(path):
+                raise SimError(f"'{vm.name}' failed to add device 'Virtual Hard Disk': General "
+                               f"access denied error ('{path}'). The share wants credentials "
+                               'the host has no SMB global mapping for.', 'PermissionDenied',
+                               'AccessDenied', target=path)
             norm = self._require_vhd(paths.normalize(path)).path
             k = paths.key(norm)
             if any(d.path and paths.key(d.path) == k for d in vm.drives):
@@ -179,6 +184,20 @@ class DeviceRules(VmRules):
         vm.drives.remove(drive)
         if vm.first_boot_device == slot_name(drive):
             vm.first_boot_device = None     # its boot entry goes with it
+        return drive
+
+    @writes
+    def set_drive_max_iops(self, name: str, controller_type: str, controller_number: int,
+                           location: int, max_iops: int) -> Drive:
+        """``Set-VMHardDiskDrive -MaximumIOPS``: virtual hard disks only."""
+        vm = self._vm(name)
+        drive = self._drive(vm, controller_type, controller_number, location)
+        if drive.kind != 'HardDisk' or drive.path is None:
+            raise invalid_argument('Storage QoS applies to virtual hard disks only, not to '
+                                   'pass-through disks.', vm.name)
+        if not isinstance(max_iops, int) or max_iops < 0:
+            raise invalid_argument(f'MaximumIOPS {max_iops!r} is not valid.', vm.name)
+        drive.max_iops = max_iops
         return drive
 
     # -- boot order -------------------------------------------------------------------

@@ -91,6 +91,7 @@ class HostPowerRules(ClusterRules):
 
     def _boot(self) -> None:
         self._state.boot_time = time.time()
+        self.renumber_disks()
         power = self._state.power
         was_running = {name.lower() for name in power.running_at_stop}
         for vm in sorted(self._state.vms.values(), key=lambda v: v.name.lower()):

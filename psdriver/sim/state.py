@@ -95,6 +95,12 @@ class HostConfig:
     mapped_drives: list[str] = field(default_factory=list)
     #: Other users logged on: a reboot or shutdown without -Force is refused.
     interactive_sessions: int = 0
+    #: SAN policy (Get-StorageSetting NewDiskPolicy): OfflineShared (the Windows
+    #: Server default) leaves new iSCSI and Fibre Channel disks offline; OnlineAll
+    #: brings them online.
+    san_policy: str = 'OfflineShared'
+    #: Fibre Channel HBA ports (Get-InitiatorPort): [{'wwnn': ..., 'wwpn': ...}], 16 hex digits.
+    fc_ports: list[dict[str, str]] = field(default_factory=list)
 
 
 @persisted
@@ -139,6 +145,8 @@ class Drive:
     kind: str                      # HardDisk | DvdDrive
     path: str | None = None        # VHD/VHDX or ISO path
     disk_number: int | None = None  # pass-through physical disk
+    #: Storage QoS (Set-VMHardDiskDrive -MaximumIOPS, 8 KB normalised); 0: no limit.
+    max_iops: int = 0
 
 
 @persisted
@@ -222,6 +230,8 @@ class IscsiLun:
     lun: int
     size: int
     serial: str
+    #: Rescans (Update-HostStorageCache) the host needs before the disk shows up.
+    rescans_needed: int = 0
 
 
 @persisted
@@ -233,6 +243,14 @@ class IscsiTarget:
     luns: list[IscsiLun] = field(default_factory=list)
     chap_username: str | None = None
     chap_secret: str | None = None
+
+
+@persisted
+class FcTarget:
+    """A Fibre Channel array port set (target WWPNs) offering LUNs to the host's HBAs."""
+
+    wwpns: list[str]               # target port WWNs, 16 lower-case hex digits
+    luns: list[IscsiLun] = field(default_factory=list)
 
 
 @persisted
@@ -251,12 +269,16 @@ class Disk:
     number: int
     serial: str
     size: int
-    bus_type: str = 'iSCSI'
+    bus_type: str = 'iSCSI'        # iSCSI | Fibre Channel
     target_iqn: str = ''
     lun: int = 0
     session_ids: list[str] = field(default_factory=list)
     is_offline: bool = False
     mpio: bool = False
+    #: Fibre Channel: the target port WWNs the disk is reached through.
+    target_wwns: list[str] = field(default_factory=list)
+    #: Rescans still needed before Get-Disk lists it (0: visible).
+    hidden_rescans: int = 0
 
 
 @persisted
@@ -277,6 +299,13 @@ class IscsiState:
     #: Bus types MPIO claims automatically (Enable-MSDSMAutomaticClaim).
     mpio_claimed_bus_types: list[str] = field(default_factory=list)
     next_disk_number: int = 1
+    fc_targets: list[FcTarget] = field(default_factory=list)
+    #: SMB shares that want credentials: share (lower case) -> [user name, password].
+    smb_credentials: dict[str, list[str]] = field(default_factory=dict)
+    #: Update-HostStorageCache calls so far.
+    rescans: int = 0
+    #: Shares served by a real SMB server: share (lower case) -> its TCP port.
+    smb_servers: dict[str, int] = field(default_factory=dict)
 
 
 @persisted

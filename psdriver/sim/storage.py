@@ -113,11 +113,20 @@ class StorageRules(HostBase):
         vol.used += delta
 
     def _find_disk(self, number: int) -> Disk | None:
-        """A physical disk of the host by number (iSCSI LUNs appear as these)."""
+        """A physical disk the host has found, by number (iSCSI and FC LUNs appear as these)."""
         for disk in self._state.iscsi.disks:
-            if disk.number == number:
+            if disk.number == number and disk.hidden_rescans <= 0:
                 return disk
         return None
+
+    def smb_access_denied(self, path: str) -> bool:
+        """Whether Hyper-V cannot open ``path``: on a share wanting credentials, unmapped."""
+        norm = paths.normalize(path)
+        if not norm.startswith('\\\\'):
+            return False
+        share = paths.root(norm).lower()
+        return share in self._state.iscsi.smb_credentials and not any(
+            m.remote_path.lower() == share for m in self._state.smb_mappings)
 
     def _require_room(self, path: str, size: int) -> None:
         """Fail as a write of ``size`` bytes would, without taking the room yet."""

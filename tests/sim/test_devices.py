@@ -127,6 +127,8 @@ def test_pass_through_disks(host):
     host.add_target_portal('10.0.0.5')
     host.connect_iscsi_target('iqn.2010-01.com.array:t1')
     disk = host.list_disks()[0]
+    assert disk.is_offline                      # the default SAN policy, OfflineShared
+    host.set_disk_offline(disk.number, offline=False)
     host.create_vm('vm')
     with pytest.raises(SimError, match='must be offline'):
         host.attach_disk('vm', disk_number=disk.number)

@@ -28,7 +28,7 @@ def test_login_shows_luns_as_disks(array):
     session = array.connect_iscsi_target(IQN)
     disks = array.list_disks()
     assert [(d.number, d.lun, d.target_iqn) for d in disks] == [(1, 0, IQN), (2, 1, IQN)]
-    assert all(d.session_ids == [session.id] and not d.is_offline for d in disks)
+    assert all(d.session_ids == [session.id] and d.is_offline for d in disks)   # OfflineShared
     with pytest.raises(SimError, match='already been logged in'):
         array.connect_iscsi_target(IQN)
     array.disconnect_iscsi_target(IQN)
@@ -150,3 +150,93 @@ def test_cluster_groups_fail_over(host):
     host.remove_vm('vm')
     with pytest.raises(SimError):
         host.get_cluster_group('vm')
+
+
+# -- what real hosts do that volume attach must cope with -------------------------------------
+
+def test_a_lun_may_need_rescans_before_its_disk_shows(host):
+    host.add_iscsi_target('10.0.0.5', IQN, [1], rescans_needed=2)
+    host.add_target_portal('10.0.0.5')
+    host.connect_iscsi_target(IQN)
+    assert host.list_disks() == []
+    host.rescan_storage()
+    assert host.list_disks() == []
+    assert host.rescan_storage() == 1
+
+
+def test_san_policy_decides_whether_new_disks_are_online():
+    host = SimHost(san_policy='OnlineAll')
+    host.add_iscsi_target('10.0.0.5', IQN, [1])
+    host.add_target_portal('10.0.0.5')
+    host.connect_iscsi_target(IQN)
+    assert not host.list_disks()[0].is_offline
+
+
+def test_fibre_channel_luns_show_on_a_rescan_once_per_port_without_mpio(host):
+    host.add_fc_target(['500a098280feeba5', '500a098290feeba5'], [1])
+    host.rescan_storage()
+    assert host.list_disks() == []                      # no HBA in the host
+    host.set_fc_ports([{'wwnn': '20000090fa000001', 'wwpn': '10000090fa000001'}])
+    host.rescan_storage()
+    disks = host.list_disks()
+    assert len(disks) == 2 and {d.bus_type for d in disks} == {'Fibre Channel'}
+    assert disks[0].serial == disks[1].serial               # the same LUN twice
+
+
+def test_fibre_channel_with_mpio_is_one_disk_with_two_paths(host):
+    host.set_fc_ports([{'wwnn': '20000090fa000001', 'wwpn': '10000090fa000001'}])
+    host.mpio_claim('FC')
+    host.add_fc_target(['500a098280feeba5', '500a098290feeba5'], [1])
+    host.rescan_storage()
+    [disk] = host.list_disks()
+    assert disk.mpio and disk.target_wwns == ['500a098280feeba5', '500a098290feeba5']
+    assert host.initiator_ports()[1]['port_address'] == '10000090fa000001'
+
+
+def test_a_grown_lun_shows_its_size_after_a_rescan(array):
+    array.add_target_portal('10.0.0.5')
+    array.connect_iscsi_target(IQN)
+    array.resize_lun(IQN, 0, 5)
+    assert array.list_disks()[0].size == 1024 ** 3
+    array.rescan_storage()
+    assert array.list_disks()[0].size == 5 * 1024 ** 3
+
+
+def test_a_reboot_renumbers_disks_and_pass_through_drives_follow(array):
+    array.add_target_portal('10.0.0.5')
+    array.connect_iscsi_target(IQN)
+    array.create_vm('vm')
+    array.attach_disk('vm', disk_number=2)
+    serial = array.get_disk(2).serial
+    array.host_power_action('Reboot')
+    [drive] = array.get_vm('vm').drives
+    assert drive.disk_number != 2
+    assert array.get_disk(drive.disk_number).serial == serial
+
+
+def test_a_share_wanting_credentials(host):
+    share = '\\\\fs01\\vols'
+    host.add_volume(share, 10)
+    host.require_smb_credentials(share, 'cinder', 'right')
+    host.new_vhd(f'{share}\\v.vhdx', 1024 ** 3)
+    host.create_vm('vm')
+    with pytest.raises(SimError) as exc:
+        host.attach_disk('vm', f'{share}\\v.vhdx')          # Hyper-V cannot open it unmapped
+    assert exc.value.category == 'PermissionDenied'
+    with pytest.raises(SimError) as exc:
+        host.new_smb_mapping(share, username='cinder', password='wrong')
+    assert exc.value.category == 'AuthenticationError'
+    host.new_smb_mapping(share, username='cinder', password='right')
+    drive = host.attach_disk('vm', f'{share}\\v.vhdx', controller_type='SCSI')
+    host.set_drive_max_iops('vm', 'SCSI', drive.controller_number, drive.location, 500)
+    assert host.get_vm('vm').drives[0].max_iops == 500
+
+
+def test_storage_qos_is_for_virtual_disks_only(array):
+    array.add_target_portal('10.0.0.5')
+    array.connect_iscsi_target(IQN)
+    array.create_vm('vm')
+    drive = array.attach_disk('vm', disk_number=1)
+    with pytest.raises(SimError, match='virtual hard disks only'):
+        array.set_drive_max_iops('vm', drive.controller_type, drive.controller_number,
+                                 drive.location, 100)

@@ -103,6 +103,20 @@ def test_init_host_refuses_a_mapped_drive(env):
     assert env.driver.host_report is None
 
 
+def test_init_host_accepts_a_drive_of_an_smb_global_mapping(env):
+    """The guide's "persistently mounted SMB share": global, so Hyper-V sees it."""
+    env.flags(instances_path='X:\\OpenStack\\Instances')
+    env.build()
+    env.host.add_volume('X:', 100)
+    env.host.add_volume('\\\\fs01\\instances', 100)
+    env.host.new_smb_mapping('\\\\fs01\\instances', local_path='X:')
+    set_host(env, mapped_drives=['X:'])
+
+    env.driver.init_host(HOSTNAME)
+
+    assert env.driver.host_report['instances_path']['kind'] == 'smb_global'
+
+
 @pytest.mark.parametrize('path, message', [
     ('Q:\\Instances', "root 'Q:\\\\' of instances_path 'Q:\\\\Instances' \\(local\\) cannot be "
                       'reached'),
@@ -508,6 +522,22 @@ def _boots_image(fmt):
     return check
 
 
+def _volume_extends(env):
+    env.flags('hyperv', mounted_disk_query_retry_interval=0)
+    env.host.add_iscsi_target('192.0.2.50:3260', 'iqn.2010-10.org.openstack:v', [1])
+    image = env.image()
+    instance = env.instance(image)
+    env.spawn(instance, image)
+    info = {'driver_volume_type': 'iscsi', 'data': {
+        'volume_id': 'v', 'target_portal': '192.0.2.50:3260',
+        'target_iqn': 'iqn.2010-10.org.openstack:v', 'target_lun': 0}}
+    env.driver.attach_volume(None, info, instance, '/dev/sdb')
+    env.host.resize_lun('iqn.2010-10.org.openstack:v', 0, 2)
+    env.driver.extend_volume(None, info, instance, 2 * GIB)
+    [drive] = [d for d in env.vm(instance).drives if d.disk_number is not None]
+    assert env.host.get_disk(drive.disk_number).size == 2 * GIB
+
+
 #: Each capability the driver claims, and what shows that it works.
 CLAIMED = {
     'has_imagecache': _image_cache_is_managed,
@@ -517,6 +547,7 @@ CLAIMED = {
     'supports_image_type_vhd': _boots_image('vhd'),
     'supports_image_type_vhdx': _boots_image('vhdx'),
     'supports_image_type_iso': _boots_image('iso'),
+    'supports_extend_volume': _volume_extends,
 }
 
 
@@ -537,7 +568,7 @@ def test_unclaimed_operations_are_not_implemented(env):
     image = env.image()
     instance = env.instance(image)
     with pytest.raises(NotImplementedError):
-        env.driver.extend_volume(None, {}, instance, GIB)
+        env.driver.swap_volume(None, {}, {}, instance, '/dev/sdb', GIB)
     with pytest.raises(NotImplementedError):
         env.driver.rebuild(None, instance, image, [], None, [], [], [], None, {}, None)
 

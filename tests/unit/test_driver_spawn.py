@@ -189,12 +189,13 @@ def test_ephemerals_from_block_device_info(env):
     assert env.host.get_vhd(f'{folder(instance)}\\eph1.vhdx').vhd.size == 2 * GIB
 
 
-def test_volumes_are_refused_before_anything_happens(env):
+def test_unknown_volume_types_are_refused_before_anything_happens(env):
     image = env.image()
     instance = env.instance(image)
-    with pytest.raises(vmops.VolumesNotSupported):
+    with pytest.raises(exception.VolumeDriverNotFound, match='vol-1: driver_volume_type nfs'):
         env.spawn(instance, image, block_device_info={'block_device_mapping': [
-            {'connection_info': {'driver_volume_type': 'iscsi'}, 'mount_device': '/dev/sdb'}]})
+            {'connection_info': {'driver_volume_type': 'nfs', 'data': {'volume_id': 'vol-1'}},
+             'mount_device': '/dev/sdb'}]})
     assert env.calls_of('New-Instance') == []
 
 

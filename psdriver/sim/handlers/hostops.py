@@ -32,7 +32,7 @@ def _version(text: Any, script: str, param: str) -> tuple[int, ...]:
 
 
 def path_kind(host: SimHost, path: str) -> tuple[str, str]:
-    """``Get-PathKind``: (unc | csv | mapped | local, the root that must exist)."""
+    """``Get-PathKind``: (unc | csv | smb_global | mapped | local, the root that must exist)."""
     unc = _UNC_ROOT.match(path)
     if unc:
         return 'unc', unc.group(0)
@@ -41,6 +41,8 @@ def path_kind(host: SimHost, path: str) -> tuple[str, str]:
         return 'csv', csv.group(0)
     drive = path[:2].upper()
     root = drive + '\\'
+    if any((m.local_path or '').rstrip('\\').upper() == drive for m in host.smb_mappings()):
+        return 'smb_global', root
     mapped = {d.rstrip('\\').upper() for d in host.config.mapped_drives}
     return ('mapped' if drive in mapped else 'local'), root
 

@@ -28,7 +28,7 @@ from psdriver.sim.errors import SimError
 from psdriver.sim.console_logger import ensure_logger
 from psdriver.sim.host import SimHost
 from psdriver.sim.scriptlib import (
-    hyperv_mac, is_dir, is_file, join, number, remove_vm,
+    hyperv_mac, is_absolute, is_dir, is_file, join, number, remove_vm,
     script_error, two_places)
 from psdriver.sim.state import GIB, MIB
 from psdriver.sim.vms import secure_boot_templates
@@ -75,11 +75,13 @@ def _schema_words(exc: Any) -> str:
 class PlannedDrive:
     role: str
     index: int | None
-    path: str
+    path: str | None                 # None: a pass-through volume (disk_number)
     drive_type: str                  # disk | dvd
     controller_type: str             # IDE | SCSI
     controller_number: int
     controller_location: int
+    disk_number: int | None = None
+    boot: bool = False
 
     def record(self) -> dict[str, Any]:
         return {'role': self.role, 'index': self.index, 'path': self.path,
@@ -292,9 +294,35 @@ def _plan_drives(plan: Plan, spec: dict[str, Any]) -> None:
             scsi_next += 1
         plan.drives.append(drive)
         plan.config_drive = {'path': path, 'data': data}
+    scsi_next = _plan_volumes(plan, spec, scsi_next)
     if scsi_next > 64:
         raise spec_error(f'{s}.ephemerals',
                          f'needs {scsi_next} SCSI locations; a SCSI controller has 64.')
+
+
+def _plan_volumes(plan: Plan, spec: dict[str, Any], scsi_next: int) -> int:
+    """``volumes``: connected Cinder volumes; the boot one takes the root slot."""
+    s = 'spec'
+    boots = 0
+    for i, entry in enumerate(spec.get('volumes') or []):
+        p = f'{s}.volumes[{i}]'
+        number_, path, boot = entry.get('disk_number'), entry.get('path'), entry.get('boot', False)
+        if (number_ is None) == (path is None):
+            raise spec_error(p, 'needs exactly one of disk_number and path.')
+        if path is not None and not is_absolute(path):
+            raise spec_error(f'{p}.path', f"must be an absolute path, got '{path}'.")
+        if boot:
+            boots += 1
+            if plan.root is not None or boots > 1:
+                raise spec_error(f'{p}.boot', 'is true but the VM already has a root disk or a '
+                                              'boot volume.')
+            slot = ('IDE' if plan.generation == 1 else 'SCSI', 0, 0)
+        else:
+            slot = ('SCSI', 0, scsi_next)
+            scsi_next += 1
+        plan.drives.append(PlannedDrive('volume', i, path, 'disk', *slot, disk_number=number_,
+                                        boot=boot))
+    return scsi_next
 
 
 def _plan_nics(plan: Plan, spec: dict[str, Any]) -> None:
@@ -478,10 +506,11 @@ def _create(host: SimHost, plan: Plan, undo: list[tuple[str, str]], created: lis
             host.add_dvd_drive(name, drive.path, controller_number=drive.controller_number,
                                location=drive.controller_location)
         else:
-            host.attach_disk(name, drive.path, controller_type=drive.controller_type,
+            host.attach_disk(name, drive.path, disk_number=drive.disk_number,
+                             controller_type=drive.controller_type,
                              controller_number=drive.controller_number,
                              location=drive.controller_location)
-        if drive.role == 'root':
+        if drive.role == 'root' or drive.boot:
             root_drive = drive
     if plan.generation == 1:
         order = ['IDE', 'CD', 'LegacyNetworkAdapter', 'Floppy']
