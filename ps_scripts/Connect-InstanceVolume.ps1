@@ -197,7 +197,7 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", "Connect (and attach) $(@
                 if ($boot) {
                     $slot = Get-PsDriverBootSlot -VM $vm
                     if ($slot.ControllerType -eq 'SCSI' -and @(Hyper-V\Get-VMScsiController -VM $vm).Count -eq 0) {
-                        Hyper-V\Add-VMScsiController -VM $vm
+                        Hyper-V\Add-VMScsiController -VM $vm -Confirm:$false
                     }
                 }
                 else {

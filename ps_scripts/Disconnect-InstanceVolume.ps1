@@ -107,9 +107,14 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", "Detach and disconnect $(
             $record.logged_out = @($loggedOut)
         }
         elseif ($type -eq 'smbfs') {
-            $mapping = @(SmbShare\Get-SmbGlobalMapping -RemotePath $share -ErrorAction SilentlyContinue)
+            $mapping = @()
+            # SMB global mappings exist from Windows Server 2019 (1709) on; without them no
+            # volume was mapped, so there is nothing to remove.
+            if (Get-Command -Name 'Get-SmbGlobalMapping' -Module 'SmbShare' -ErrorAction SilentlyContinue) {
+                $mapping = @(SmbShare\Get-SmbGlobalMapping -RemotePath $share -ErrorAction SilentlyContinue)
+            }
             if ($mapping.Count -gt 0 -and -not (Test-PsDriverShareInUse -Share $share)) {
-                SmbShare\Remove-SmbGlobalMapping -RemotePath $share -Force
+                SmbShare\Remove-SmbGlobalMapping -RemotePath $share -Force -Confirm:$false
                 $record.unmapped = $share
             }
         }

@@ -168,7 +168,7 @@ function Find-PsDriverFcDisk {
         $mapping = CimCmdlets\Invoke-CimMethod -InputObject $info -MethodName 'GetFcpTargetMapping' -Arguments @{
             HbaPortWWN   = [byte[]]$port.Attributes.PortWWN
             InEntryCount = [uint32]1024
-        }
+        } -Confirm:$false
         foreach ($entry in @($mapping.Entry)) {
             if ($null -eq $entry) {
                 continue
@@ -457,6 +457,9 @@ function Connect-PsDriverSmbShare {
     if ([string]::IsNullOrEmpty($Username)) {
         return $false
     }
+    if (-not (Get-Command -Name 'New-SmbGlobalMapping' -Module 'SmbShare' -ErrorAction SilentlyContinue)) {
+        throw (New-PsDriverErrorRecord -Message "SMB volumes with credentials need SMB global mappings (New-SmbGlobalMapping), which this host lacks: Windows Server 2019 (1709) or later is needed for '$Share'." -Category NotImplemented -ErrorId 'PsDriver.SmbGlobalMappingUnavailable' -Target $Share)
+    }
     $existing = @(SmbShare\Get-SmbGlobalMapping -RemotePath $Share -ErrorAction SilentlyContinue)
     if ($existing.Count -gt 0) {
         return $false
@@ -466,7 +469,7 @@ function Connect-PsDriverSmbShare {
         $secure.AppendChar($character)
     }
     $credential = [System.Management.Automation.PSCredential]::new($Username, $secure)
-    $null = SmbShare\New-SmbGlobalMapping -RemotePath $Share -Credential $credential -Persistent $true
+    $null = SmbShare\New-SmbGlobalMapping -RemotePath $Share -Credential $credential -Persistent $true -Confirm:$false
     $Undo.Add(@{ Kind = 'Mapping'; RemotePath = $Share })
     $true
 }
@@ -619,7 +622,7 @@ function Undo-PsDriverVolumeChange {
                     iSCSI\Remove-IscsiTargetPortal -TargetPortalAddress $step.Address -TargetPortalPortNumber $step.Port -Confirm:$false
                 }
                 'Mapping' {
-                    SmbShare\Remove-SmbGlobalMapping -RemotePath $step.RemotePath -Force
+                    SmbShare\Remove-SmbGlobalMapping -RemotePath $step.RemotePath -Force -Confirm:$false
                 }
             }
         }
