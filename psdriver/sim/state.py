@@ -83,6 +83,10 @@ class HostConfig:
     mapped_drives: list[str] = field(default_factory=list)
     #: Other users logged on: a reboot or shutdown without -Force is refused.
     interactive_sessions: int = 0
+    #: SMB shares on the host (Get-SmbShare): share name -> the folder it exposes.
+    smb_shares: dict[str, str] = field(default_factory=dict)
+    #: Seconds the host's clock is ahead of the real time (negative: behind).
+    clock_offset_seconds: float = 0.0
 
 
 @persisted
