@@ -66,7 +66,7 @@ def _ini_value(value: object) -> str:
 def host_config(fleet: Fleet, host: Host) -> str:
     """The host's nova.conf fragment (read after the common file)."""
     state = fleet.state_path(host)
-    lines = [HEADER.format(inventory=fleet.path).rstrip('\n'),
+    lines = [HEADER.format(inventory=os.path.abspath(fleet.path)).rstrip('\n'),
              f'# Host {host.name}: read after {fleet.common_config}; the psrp password comes',
              '# from the credentials file systemd hands to the service (never this file).',
              '[DEFAULT]',
@@ -103,7 +103,7 @@ def host_config(fleet: Fleet, host: Host) -> str:
 
 def template_unit(fleet: Fleet) -> str:
     """``nova-compute@.service``: one nova-compute per Hyper-V host (the instance name)."""
-    return HEADER.format(inventory=fleet.path) + f"""\
+    return HEADER.format(inventory=os.path.abspath(fleet.path)) + f"""\
 [Unit]
 Description=OpenStack Nova compute service for Hyper-V host %i (psdriver)
 Documentation=https://docs.openstack.org/nova/latest/
@@ -149,7 +149,7 @@ def _relative_state_dir(fleet: Fleet) -> str:
 
 def drop_in(fleet: Fleet, host: Host) -> str:
     """The host's drop-in: where its credentials file is (read by systemd, as root)."""
-    lines = [HEADER.format(inventory=fleet.path).rstrip('\n'), '[Service]']
+    lines = [HEADER.format(inventory=os.path.abspath(fleet.path)).rstrip('\n'), '[Service]']
     if host.credentials:
         lines.append(f'LoadCredential={CREDENTIAL_NAME}:{host.credentials}')
     else:
@@ -160,7 +160,7 @@ def drop_in(fleet: Fleet, host: Host) -> str:
 
 def target_unit(fleet: Fleet) -> str:
     wants = ' '.join(unit_name(h) for h in fleet.hosts)
-    return HEADER.format(inventory=fleet.path) + f"""\
+    return HEADER.format(inventory=os.path.abspath(fleet.path)) + f"""\
 [Unit]
 Description=nova-compute services of the psdriver fleet ({len(fleet.hosts)} Hyper-V hosts)
 Wants={wants}
