@@ -219,7 +219,7 @@ def table(checks: list[HostCheck]) -> str:
     """One line per host, then one line per problem."""
     rows = [COLUMNS] + [_row(c) for c in checks]
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    lines = ['  '.join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip()
+    lines = ['  '.join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
              for row in rows]
     for check in checks:
         lines += [f'{check.host.name}: {problem}' for problem in check.problems]

@@ -119,7 +119,8 @@ def _render(fleet: Any, args: argparse.Namespace) -> int:
     unchanged = len(outcome.changes) - len(changed)
     print(f'{len(changed)} file(s) {"would change" if args.check else "changed"}, '
           f'{unchanged} unchanged ({len(fleet.hosts)} hosts)')
-    for unit, state in zip(outcome.removed_units, outcome.kept_state_dirs):
+    for unit, state in zip(outcome.removed_units, outcome.kept_state_dirs,
+                           strict=True):
         print(f'{unit}: the host left the inventory; its files '
               f'{"would be" if args.check else "were"} removed. Stop it (systemctl stop '
               f'{unit}). Its state directory {state} (nova\'s node identity) is kept: '

@@ -248,7 +248,7 @@ def plan(fleet: Fleet, root: str | Path = '/') -> Outcome:
     """Compare the rendered files with those under ``root``; change nothing."""
     root = Path(root)
     files = render(fleet)
-    files[_manifest(fleet)] = _manifest_text(fleet, {k: v for k, v in files.items()})
+    files[_manifest(fleet)] = _manifest_text(fleet, files)
     previous = _previous(root, fleet)
     changes = []
     for path in sorted(files):

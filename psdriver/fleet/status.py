@@ -93,15 +93,15 @@ def unit_states(units: list[str]) -> dict[str, str]:
     if not units:
         return {}
     if not systemd_available():
-        return {unit: NO_SYSTEMD for unit in units}
+        return dict.fromkeys(units, NO_SYSTEMD)
     # is-active exits non-zero when a unit is not active; each unit still gets its line.
     done = subprocess.run(['systemctl', 'is-active', '--', *units], capture_output=True,
                           text=True, timeout=30, check=False)
     answers = done.stdout.split()
     if len(answers) != len(units):
         message = (done.stderr.strip() or done.stdout.strip()).splitlines()
-        return {unit: f'unknown ({message[0] if message else "no answer"})' for unit in units}
-    return dict(zip(units, answers))
+        return dict.fromkeys(units, f'unknown ({message[0] if message else "no answer"})')
+    return dict(zip(units, answers, strict=True))
 
 
 @dataclasses.dataclass
@@ -153,7 +153,8 @@ def table(statuses: list[HostStatus], strangers: list[NovaService]) -> str:
                      '-' if not s.nova_asked or not nova else nova.status,
                      '-' if not nova or not nova.updated_at else str(nova.updated_at)))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ['  '.join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines = ['  '.join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
     for s in statuses:
         lines += [f'{s.host}: {problem}' for problem in s.problems]
     if statuses and not statuses[0].nova_asked:
