@@ -57,10 +57,12 @@ def unit_name(host: Host) -> str:
 
 
 def _ini_value(value: object) -> str:
+    """A value as oslo.config reads it back: ``$`` doubled (it would start a substitution)."""
     text = str(value).lower() if isinstance(value, bool) else str(value)
-    if '\n' in text:
-        raise ValueError(f'a configuration value cannot span lines: {text!r}')
-    return text
+    if '\n' in text or text != text.strip():
+        raise ValueError(f'a configuration value cannot span lines or start or end with '
+                         f'blanks: {text!r}')
+    return text.replace('$', '$$')
 
 
 def host_config(fleet: Fleet, host: Host) -> str:
@@ -83,9 +85,9 @@ def host_config(fleet: Fleet, host: Host) -> str:
              '[powershell]',
              f'transport = {host.transport}']
     if host.transport == 'sim':
-        lines.append(f'sim_state_file = {host.sim_state_file}')
+        lines.append(f'sim_state_file = {_ini_value(host.sim_state_file)}')
     else:
-        lines += [f'psrp_host = {host.address}',
+        lines += [f'psrp_host = {_ini_value(host.address)}',
                   f'psrp_port = {host.port}',
                   f'psrp_ssl = {_ini_value(host.ssl)}',
                   f'psrp_cert_validation = {_ini_value(host.cert_validation)}',
@@ -94,8 +96,9 @@ def host_config(fleet: Fleet, host: Host) -> str:
         if host.username:
             lines.append(f'psrp_username = {_ini_value(host.username)}')
         if host.certificate_pem:
-            lines += [f'psrp_certificate_pem = {host.certificate_pem}',
-                      f'psrp_certificate_key_pem = {host.certificate_key_pem}']
+            lines += [f'psrp_certificate_pem = {_ini_value(host.certificate_pem)}',
+                      f'psrp_certificate_key_pem = '
+                      f'{_ini_value(host.certificate_key_pem)}']
     if host.share:
         lines += ['', '[hyperv]', f'instances_path_share = {_ini_value(host.share)}']
     return '\n'.join(lines) + '\n'
