@@ -247,9 +247,31 @@ def _diff(path: str, old: str | None, new: str | None) -> str:
         tofile=path if new is not None else '/dev/null'))
 
 
+def shared_identity_files(fleet: Fleet, root: str | Path = '/') -> list[str]:
+    """``compute_id`` files every host's service would read as its own node identity.
+
+    nova reads ``compute_id`` from the folder of every ``--config-file`` as
+    well as from ``state_path``, and refuses to start when they differ (or
+    takes the first for every service when the state_path has none): a
+    compute_id next to the common nova.conf or in the fragments' folder, left
+    by a single nova-compute installed here before, would be read by every
+    host's service.
+    """
+    folders = {os.path.dirname(fleet.common_config), fleet.config_dir}
+    return sorted(f'{folder}/compute_id' for folder in folders
+                  if _on_disk(Path(root), f'{folder}/compute_id').exists())
+
+
 def plan(fleet: Fleet, root: str | Path = '/') -> Outcome:
     """Compare the rendered files with those under ``root``; change nothing."""
     root = Path(root)
+    shared = shared_identity_files(fleet, root)
+    if shared:
+        raise ValueError(
+            f'{", ".join(shared)}: nova would read this node identity for every host (it '
+            'reads compute_id next to each --config-file). Each host keeps its own in '
+            f'{fleet.state_dir}/<host>/compute_id: move it there for the host it belongs to '
+            '(or delete it if no compute node uses it)')
     files = render(fleet)
     files[_manifest(fleet)] = _manifest_text(fleet, files)
     previous = _previous(root, fleet)
