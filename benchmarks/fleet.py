@@ -97,7 +97,7 @@ def hosts_main(count: int, work: Path) -> None:
     endpoints = []
     for index in range(count):
         name = f'hv{index + 1:02d}'
-        host = SimHost(state_file=str(work / f'{name}.json'), hostname=name,
+        host = SimHost(state_file=str(work / f'host-{name}.json'), hostname=name,
                        smb_shares={'OpenStackInstances': INSTANCES_PATH})
         with host.transaction():
             host.make_dir(f'{INSTANCES_PATH}\\_base')
@@ -207,7 +207,7 @@ def service_main(fragment: str | None, credentials: str | None, root: str, serve
         Service('test_idle'))
     problems = [text for _, text in result.errors + result.failures]
     report['error'] = problems[0][-3000:] if problems else None
-    (work / f'{label}.json').write_text(json.dumps(report))
+    (work / f'report-{label}.json').write_text(json.dumps(report))
 
 
 def imports_main(work: Path) -> None:
@@ -288,7 +288,7 @@ def run(services: int, window: float, servers: int) -> dict[str, Any]:
         hosts.wait()
         reports = {}
         for label in labels:
-            result = work / f'{label}.json'
+            result = work / f'report-{label}.json'
             if result.exists():
                 reports[label] = json.loads(result.read_text())
             else:
@@ -361,11 +361,41 @@ def main() -> None:
     parser.add_argument('--window', type=float, default=120.0)
     parser.add_argument('--servers', type=int, default=5)
     parser.add_argument('--json', metavar='PATH', help='also write the raw reports here')
+    parser.add_argument('--update-readme', action='store_true',
+                        help='put the figures in README.md between the fleet-benchmark marks')
     args = parser.parse_args()
+    started = time.monotonic()
     reports = run(args.services, args.window, args.servers)
     if args.json:
         Path(args.json).write_text(json.dumps(reports, indent=2))
-    sys.stdout.write(summarize(reports, args.services, args.window, args.servers))
+    text = summarize(reports, args.services, args.window, args.servers)
+    sys.stdout.write(text)
+    if args.update_readme:
+        update_readme(text, args, time.monotonic() - started)
+
+
+START_MARK, END_MARK = '<!-- fleet-benchmark:start -->', '<!-- fleet-benchmark:end -->'
+
+
+def update_readme(text: str, args: argparse.Namespace, seconds: float) -> None:
+    """Replace what lies between the README's fleet-benchmark marks, nothing else."""
+    import datetime
+
+    from benchmarks import common
+
+    facts = common.machine_facts()
+    command = (f'python benchmarks/fleet.py --services {args.services} --window '
+               f'{args.window:g} --servers {args.servers}')
+    block = '\n'.join([
+        f'Measured on {datetime.date.today().isoformat()} with `{command}` '
+        f'({seconds:.0f} s), on {facts.get("CPUs", "?")} CPUs ({facts.get("CPU model", "?")}), '
+        f'Python {facts.get("Python", "?")}, nova {facts.get("nova", "?")}, shared with '
+        'other work.', '', text.rstrip('\n')])
+    readme = _REPO_ROOT / 'README.md'
+    current = readme.read_text(encoding='utf-8')
+    head, _, rest = current.partition(START_MARK)
+    _, _, tail = rest.partition(END_MARK)
+    readme.write_text(f'{head}{START_MARK}\n{block}\n{END_MARK}{tail}', encoding='utf-8')
 
 
 if __name__ == '__main__':

@@ -52,7 +52,8 @@ def host_conf(fleet: Fleet, host: Host, timeout: float) -> Any:
     conf.register_opt(cfg.StrOpt('host'))
     # The credentials file is read the way nova-compute reads it: one more config file.
     conf([], project='nova', prog='psdriver-fleet-check',
-         default_config_files=[host.credentials] if host.credentials else [])
+         default_config_files=[host.credentials] if host.credentials else [],
+         default_config_dirs=[])
     conf.set_override('host', host.name)
     overrides: dict[str, Any] = {'transport': host.transport,
                                  'default_timeout': max(1, int(timeout)),
