@@ -7,6 +7,7 @@ as nova-compute would read it) with a simulated Hyper-V host behind it.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -65,7 +66,9 @@ def test_every_problem_is_named_per_host(sim_fleet):
         'member of cluster clu1 but the FailoverClusters module is not installed',
         'the session of the account is not elevated (not an administrator)',
         f'SMB share OpenStackInstances exposes D:\\elsewhere, not instances_path {INSTANCES}',
-        "clock is -120.0 s off this node's (limit 30 s): fix NTP on the host or here"]
+        bad.problems[-1]]
+    assert re.fullmatch(r"clock is -1[12]\d\.\d s off this node's \(limit 30 s\): fix NTP on "
+                        r"the host or here", bad.problems[-1])
     assert -122 < bad.skew < -118
     assert not down.ok and down.report is None
     assert len(down.problems) == 1 and 'Test-PsDriverConnection failed' in down.problems[0]
@@ -164,6 +167,24 @@ def test_one_host_through_psrp_with_its_credentials_file(tmp_path, capsys, monke
     assert psrp['report']['share']['matches_instances_path'] is True
     assert 2 < psrp['clock_skew_seconds'] < 4
     assert report['hv-sim']['ok']
+
+
+def test_each_host_gets_its_own_options(tmp_path):
+    """Two hosts' settings never mix, and nova's global configuration is not touched."""
+    import nova.conf
+
+    path = write_inventory(tmp_path, (
+        '  - {name: a, address: a.example, port: 1111, auth: kerberos}\n'
+        '  - {name: b, address: b.example, port: 2222, auth: kerberos}\n'))
+    fleet = inventory.load(path)
+    global_port = nova.conf.CONF.powershell.psrp_port
+    first = check.host_conf(fleet, fleet.host('a'), 5)
+    second = check.host_conf(fleet, fleet.host('b'), 5)
+    assert (first.host, first.powershell.psrp_host, first.powershell.psrp_port) == (
+        'a', 'a.example', 1111)
+    assert (second.host, second.powershell.psrp_host, second.powershell.psrp_port) == (
+        'b', 'b.example', 2222)
+    assert nova.conf.CONF.powershell.psrp_port == global_port
 
 
 def test_unreadable_credentials_file_fails_that_host_only(tmp_path):
