@@ -284,6 +284,10 @@ def plan(fleet: Fleet, root: str | Path = '/') -> Outcome:
             changes.append(Change(path, 'added' if old is None else 'changed',
                                   _diff(path, old, files[path])))
     for path in sorted(set(previous.get('files', [])) - set(files)):
+        if not path.startswith((f'{fleet.config_dir}/', f'{fleet.unit_dir}/')) \
+                or '/../' in path:
+            raise ValueError(f'{_manifest(fleet)} lists {path}, outside {fleet.config_dir} '
+                             f'and {fleet.unit_dir}: not removing it; fix the manifest')
         old = _read(_on_disk(root, path))
         if old is not None:
             changes.append(Change(path, 'removed', _diff(path, old, None)))

@@ -244,6 +244,21 @@ def test_files_are_replaced_atomically_and_foreign_files_are_left_alone(tmp_path
     assert not list(root.rglob('*.tmp'))
 
 
+def test_render_never_removes_a_file_outside_its_directories(tmp_path, capsys):
+    root = tmp_path / 'root'
+    path = inventory_file(tmp_path, ['hv01'])
+    run_cli(capsys, 'render', '-i', path, '--root', str(root))
+    manifest = root / 'etc/nova/fleet/.psdriver-fleet.json'
+    victim = root / 'etc/passwd'
+    victim.write_text('root:x:0:0::/root:/bin/sh\n')
+    data = json.loads(manifest.read_text())
+    data['files'].append('/etc/passwd')
+    manifest.write_text(json.dumps(data))
+    assert cli.main(['fleet', 'render', '-i', path, '--root', str(root)]) == 2
+    assert 'not removing it' in capsys.readouterr().err
+    assert victim.exists()
+
+
 def test_a_failed_write_leaves_the_old_file(tmp_path, monkeypatch):
     target = tmp_path / 'x.conf'
     target.write_text('old\n')
