@@ -91,6 +91,10 @@ PSDRIVER = 'psdriver: host calls over PSRP (Bridge.call)'
 HTTP = 'placement: in-process HTTP service calls'
 DATABASE = 'database: nova.db API calls, SQLAlchemy statements'
 RPC = 'RPC handled by {topic}'
+HEARTBEAT = 'nova-compute service heartbeat (report_state)'
+PERIODIC = "nova-compute periodic tasks (their own code, every task at its spacing)"
+UNMEASURED = ('everything else: the services\' threads, RPC servers, thread pools, '
+              'lifecycle poller loop, interpreter')
 FAKE_RPC = ('RPC listeners of the in-process message bus, checking their queues every 50 ms '
             '(oslo.messaging fake driver)')
 #: What runs on controllers, or not at all (the fake bus), in a real cloud.
@@ -129,8 +133,8 @@ def thread_cpu() -> dict[str, float]:
 class CpuAccount:
     """CPU time (``time.thread_time``) spent inside wrapped functions, by category.
 
-    Each thread counts only its outermost wrapped call, so a conductor call
-    that queries the database counts once, as conductor work.
+    Exclusive time: a wrapped call made inside another (a database query in
+    a periodic task) counts for its own category, not for the outer one.
     """
 
     def __init__(self) -> None:
@@ -141,26 +145,30 @@ class CpuAccount:
         self._lock = threading.Lock()
 
     def wrap(self, owner: Any, name: str, category: Any) -> None:
-        import functools
         real = getattr(owner, name)
+        setattr(owner, name, self.wrapped(real, category))
+
+    def wrapped(self, real: Any, category: Any) -> Any:
+        import functools
         account = self
 
         @functools.wraps(real)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            if getattr(account._local, 'inside', False):
-                return real(*args, **kwargs)
+            stack = account._local.__dict__.setdefault('stack', [])
             label = category(*args) if callable(category) else category
-            account._local.inside = True
+            stack.append([label, 0.0])
             started = time.thread_time()
             try:
                 return real(*args, **kwargs)
             finally:
                 used = time.thread_time() - started
-                account._local.inside = False
+                _, inner = stack.pop()
+                if stack:
+                    stack[-1][1] += used
                 with account._lock:
-                    account.spent[label] += used
+                    account.spent[label] += used - inner
 
-        setattr(owner, name, wrapper)
+        return wrapper
 
     def install(self) -> None:
         import inspect
@@ -176,7 +184,18 @@ class CpuAccount:
 
         from oslo_messaging._drivers import impl_fake
 
+        from oslo_service import periodic_task
+
+        from nova.compute import manager as compute_manager
+        from nova.servicegroup.drivers import db as servicegroup_db
+
         self.wrap(client.Bridge, 'call', PSDRIVER)
+        tasks = compute_manager.ComputeManager._periodic_tasks
+        tasks[:] = [(name, self.wrapped(task, f'nova-compute periodic task {name}'))
+                    for name, task in tasks]
+        self.wrap(periodic_task.PeriodicTasks, 'run_periodic_tasks',
+                  'nova periodic task runner (itself)')
+        self.wrap(servicegroup_db.DbDriver, '_report_state', HEARTBEAT)
         self.wrap(impl_fake.FakeExchange, 'poll', FAKE_RPC)
         self.wrap(impl_fake.FakeExchangeManager, 'get_exchange', FAKE_RPC)
         self.wrap(wsgi_intercept.wsgi_fake_socket, 'makefile', HTTP)
@@ -460,17 +479,30 @@ def summarize(reports: dict[str, Any], services: int, window: float,
     by_cpu = math.floor(NODE_VCPUS * CPU_BUDGET / cpu) if cpu > 0 else 10 ** 6
     by_upper = math.floor(NODE_VCPUS * CPU_BUDGET / max(added_cpu)) if max(added_cpu) > 0 \
         else 10 ** 6
-    labels = sorted({k for r in rows + [control] for k in r['cpu_by_code']})
-    lines += ['', '**CPU of the window inside measured entry points (% of one core)**', '',
+    def grouped(report: dict[str, Any]) -> dict[str, float]:
+        """% of one core by category; every periodic task in one row; the rest unmeasured."""
+        found: dict[str, float] = {}
+        for label, seconds in report['cpu_by_code'].items():
+            if label.startswith('nova-compute periodic task ') or label.startswith(
+                    'nova periodic task runner'):
+                label = PERIODIC
+            found[label] = found.get(label, 0.0) + 100 * seconds / report['window']
+        found[UNMEASURED] = 100 * report['cpu_seconds'] / report['window'] - sum(found.values())
+        return found
+
+    service_rows = [grouped(r) for r in rows]
+    control_row = grouped(control)
+    labels = sorted({k for g in service_rows + [control_row] for k in g} - {UNMEASURED})
+    lines += ['', '**CPU of the window by code (% of one core)**', '',
               f'| code | per service process (mean of {len(rows)}) | control process | '
               'runs where in a cloud |', '| --- | ---: | ---: | --- |']
-    for label in labels:
-        mean = sum(r['cpu_by_code'].get(label, 0.0) / r['window'] for r in rows) / len(rows)
-        where = ('not at all (an AMQP client waits on its socket)' if label == FAKE_RPC
-                 else 'controllers' if label in CONTROLLER_SIDE else 'management node')
-        lines.append(f'| {label} | {100 * mean:.2f} | '
-                     f'{100 * control["cpu_by_code"].get(label, 0.0) / control["window"]:.2f}'
-                     f' | {where} |')
+    for label in labels + [UNMEASURED]:
+        mean = sum(g.get(label, 0.0) for g in service_rows) / len(rows)
+        where = ('nowhere (an AMQP client waits on its socket)' if label == FAKE_RPC
+                 else 'controllers' if label in CONTROLLER_SIDE
+                 else 'management node (counted)' if label == UNMEASURED
+                 else 'management node')
+        lines.append(f'| {label} | {mean:.2f} | {control_row.get(label, 0.0):.2f} | {where} |')
     lines += [
         '',
         f'- Memory: one service adds {min(added_rss):.0f}-{max(added_rss):.0f} MiB RSS to '
