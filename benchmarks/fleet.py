@@ -225,7 +225,7 @@ class CpuAccount:
 def hosts_main(count: int, work: Path) -> None:
     """Serve ``count`` simulated hosts over PSRP until stdin closes."""
     from psdriver.sim import SimHost
-    from psdriver.sim.wsman_endpoint import WSManEndpoint
+    from tests.infra.wsman_endpoint import WSManEndpoint
 
     cert, key = str(work / 'host.pem'), str(work / 'host.key')
     endpoints = []
