@@ -6,6 +6,8 @@
     every host script with its synopsis.
 ``psdriver scripts render NAME``
     the wrapped text the bridge sends for a script.
+``psdriver fleet render | check | status``
+    many Hyper-V hosts from one management node (:mod:`psdriver.fleet`).
 ``psdriver scripts run NAME [--Param value ...]``
     run one script on the host nova.conf configures and print its validated
     JSON result; ``psdriver scripts run NAME --help`` lists its parameters.
@@ -86,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help='override [powershell] transport')
     run.add_argument('-v', '--verbose', action='store_true', help='debug logging on stderr')
     parser.set_defaults(run_parser=run)
+    from psdriver.fleet import command as fleet_command
+    fleet_command.add_parser(commands)
     return parser
 
 
@@ -277,6 +281,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == 'demo':
             return _demo(args)
+        if args.command == 'fleet':
+            from psdriver.fleet import command as fleet_command
+            return fleet_command.run(args)
         if args.action == 'list':
             return _list()
         if args.action == 'render':

@@ -526,10 +526,11 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
     definition, is skipped: the existing definition stays in force.
     """
     for group, opts in _GROUPS:
-        # A group of its own for each ConfigOpts: oslo.config copies a registered group
-        # shallowly, so one shared OptGroup would share its per-option state (overrides
-        # included) between every ConfigOpts it is registered on.
-        conf.register_group(cfg.OptGroup(group.name, title=group.title, help=group.help))
+        # A group of its own for each ConfigOpts: register_group keeps a shallow copy,
+        # whose option table (with each option's override) the copies would share.
+        conf.register_group(cfg.OptGroup(
+            group.name, title=group.title, help=group.help,
+            dynamic_group_owner=group.dynamic_group_owner, driver_option=group.driver_option))
         for opt in _ours(group, opts):
             try:
                 conf.register_opt(opt, group=group.name)

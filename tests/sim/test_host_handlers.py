@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import re
+
 import pytest
 
 from psdriver.sim import SimError, SimHost, dispatch
@@ -73,7 +76,41 @@ def test_connection_report():
     host = SimHost(modules={'Hyper-V': True, 'MPIO': False}, ps_version='7.4.6',
                    ps_edition='Core', is_admin=False)
     out = _run(host, 'Test-PsDriverConnection')
+    utc_now = out.pop('utc_now')
     assert out == {'hostname': 'SIMHV01', 'ps_version': '7.4.6', 'ps_edition': 'Core',
                    'os_version': '10.0.20348', 'is_admin': False, 'echo': '',
                    'modules': {'Hyper-V': True, 'FailoverClusters': False, 'MPIO': False,
-                               'iSCSI': False, 'Storage': False}}
+                               'iSCSI': False, 'Storage': False},
+                   'instances_path': None, 'share': None}
+    # DateTime.ToString('o') in UTC: seven fraction digits, then Z
+    assert re.fullmatch(r'\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{7}Z', utc_now)
+    host_time = datetime.datetime.fromisoformat(utc_now[:26] + '+00:00')
+    now = datetime.datetime.now(datetime.timezone.utc)
+    assert abs((host_time - now).total_seconds()) < 5
+
+
+def test_connection_reports_clock_skew_paths_and_share():
+    host = SimHost(clock_offset_seconds=-90, extra_volumes={'D:': 10},
+                   smb_shares={'OpenStackInstances': 'C:\\OpenStack\\Instances\\',
+                               'Other': 'D:\\data'})
+    out = _run(host, 'Test-PsDriverConnection',
+               {'InstancesPath': 'c:\\openstack\\instances', 'Share': 'openstackinstances'})
+    host_time = datetime.datetime.fromisoformat(out['utc_now'][:26] + '+00:00')
+    skew = (host_time - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+    assert -95 < skew < -85
+    assert out['instances_path'] == {'path': 'c:\\openstack\\instances', 'exists': True}
+    assert out['share'] == {'name': 'openstackinstances', 'exists': True,
+                            'path': 'C:\\OpenStack\\Instances\\',
+                            'matches_instances_path': True}
+    other = _run(host, 'Test-PsDriverConnection', {'InstancesPath': 'D:\\vms', 'Share': 'Other'})
+    assert other['instances_path'] == {'path': 'D:\\vms', 'exists': False}
+    assert other['share'] == {'name': 'Other', 'exists': True, 'path': 'D:\\data',
+                              'matches_instances_path': False}
+    missing = _run(host, 'Test-PsDriverConnection', {'InstancesPath': 'Q:\\x', 'Share': 'Nope'})
+    assert missing['instances_path']['exists'] is False
+    assert missing['share'] == {'name': 'Nope', 'exists': False, 'path': None,
+                                'matches_instances_path': False}
+    # a file is not a folder (Test-Path -PathType Container)
+    host.add_file('D:\\afile.txt', 10)
+    assert _run(host, 'Test-PsDriverConnection',
+                {'InstancesPath': 'D:\\afile.txt'})['instances_path']['exists'] is False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
 
 from psdriver.sim.dispatch import handler, prepare
@@ -63,6 +64,24 @@ def _host_info_prepare(host: SimHost, params: dict[str, Any]) -> None:
 def test_connection(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     cfg = host.config
     modules = ('Hyper-V', 'FailoverClusters', 'MPIO', 'iSCSI', 'Storage')
+    instances_path = params.get('InstancesPath') or ''
+    share_name = params.get('Share') or ''
+    instances = None
+    if instances_path:
+        # Test-Path -PathType Container: false for a file, a missing folder or drive.
+        exists = host.exists(instances_path) and host.get_item(instances_path).is_dir
+        instances = {'path': instances_path, 'exists': exists}
+    share = None
+    if share_name:
+        # Share names are case-insensitive, like Get-SmbShare -Name.
+        found = next((path for name, path in cfg.smb_shares.items()
+                      if name.lower() == share_name.lower()), None)
+        share = {'name': share_name, 'exists': found is not None, 'path': found,
+                 'matches_instances_path': bool(
+                     found and instances_path
+                     and found.rstrip('\\').lower() == instances_path.rstrip('\\').lower())}
+    now = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+        seconds=cfg.clock_offset_seconds)
     return {
         'hostname': cfg.hostname,
         'ps_version': cfg.ps_version,
@@ -71,4 +90,8 @@ def test_connection(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
         'modules': {m: bool(cfg.modules.get(m, False)) for m in modules},
         'is_admin': cfg.is_admin,
         'echo': '' if params.get('Echo') is None else str(params['Echo']),
+        # DateTime.ToString('o') of a UTC time: seven fraction digits and Z.
+        'utc_now': now.strftime('%Y-%m-%dT%H:%M:%S.%f') + '0Z',
+        'instances_path': instances,
+        'share': share,
     }
