@@ -280,6 +280,15 @@ class ClusterGroup:
     state: str = 'Online'          # Online | Offline | Failed | Pending
     group_type: str = 'VirtualMachine'
     vm_name: str | None = None
+    #: Failovers allowed within failover_period hours (the cluster's default: no limit).
+    failover_threshold: int = 4294967295
+    failover_period: int = 6
+    auto_failback_type: int = 0    # 0 Prevent | 1 Allow
+    persistent_state: int = 0
+    #: Preferred owners, in order (Set-ClusterOwnerNode); failback goes to the first one Up.
+    preferred_owners: list[str] = field(default_factory=list)
+    #: When the group failed over (seconds since the epoch), for the failover threshold.
+    failover_times: list[float] = field(default_factory=list)
 
 
 @persisted
