@@ -1,0 +1,170 @@
+"""HyperVClusterDriver on one simulated cluster node: roles, init_host checks, the poll cost.
+
+The failover itself (three services, Nova's database, placement and
+Neutron) is tested through nova's functional harness in
+tests/functional/test_cluster.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+from nova import exception
+
+from psdriver import coordination
+from psdriver.cluster import clusterops
+from psdriver.cluster.driver import ClusterVolumeNotSupported, HyperVClusterDriver
+from tests.daemons import free_port
+from tests.unit.driver_env import HOSTNAME, DriverEnv
+
+OTHER_NODES = ['SIMHV02', 'SIMHV03']
+
+
+class ClusterEnv(DriverEnv):
+    driver_class = HyperVClusterDriver
+
+
+@pytest.fixture
+def env(tmp_path):
+    with ClusterEnv(tmp_path) as env:
+        env.flags('coordination', backend_url=f'file://{tmp_path / "locks"}')
+        env.flags('hyperv', cluster_event_check_interval=3600)
+        yield env
+    coordination.COORDINATOR.stop()
+
+
+@pytest.fixture
+def node(env):
+    """The driver after init_host on a node of a three-node cluster."""
+    env.build()
+    env.host.create_cluster('hvcluster', OTHER_NODES)
+    env.start()
+    return env
+
+
+def test_init_host_refuses_a_host_that_is_no_cluster_node(env):
+    env.build()
+
+    with pytest.raises(clusterops.NotAClusterNode) as exc:
+        env.start()
+
+    assert 'not a node of a running failover cluster' in str(exc.value)
+
+
+def test_init_host_wants_nova_host_to_be_the_node_name(env):
+    env.build()
+    with env.host.transaction() as state:
+        state.config.hostname = 'OTHERNAME'
+    env.host.create_cluster('hvcluster', OTHER_NODES)
+
+    with pytest.raises(clusterops.NotAClusterNode, match="set \\[DEFAULT\\] host"):
+        env.start()
+
+
+def test_init_host_starts_the_lock_backend_before_touching_the_host(env):
+    env.flags('coordination', backend_url=f'mysql://nova:pw@127.0.0.1:{free_port()}/locks')
+    env.build()
+    env.host.create_cluster('hvcluster', OTHER_NODES)
+
+    with pytest.raises(exception.NovaException, match='distributed lock backend'):
+        env.start()
+
+    assert env.calls == []
+
+
+def test_spawn_makes_a_clustered_role_with_the_configured_policy(node):
+    node.flags('hyperv', max_failover_count=3, failover_period=12, auto_failback=False)
+    image = node.image()
+    instance = node.instance(image)
+
+    node.spawn(instance, image)
+
+    assert [c.name for c in node.calls[-2:]] == ['New-Instance', 'Add-InstanceClusterRole']
+    group = node.host.get_cluster_group(instance.name)
+    assert (group.owner_node, group.failover_threshold, group.failover_period,
+            group.auto_failback_type, group.persistent_state) == (HOSTNAME, 3, 12, 0, 1)
+
+
+def test_destroy_removes_the_role_first_and_can_be_repeated(node):
+    image = node.image()
+    instance = node.instance(image)
+    node.spawn(instance, image)
+    before = len(node.calls)
+
+    node.driver.destroy(None, instance, [])
+    node.driver.destroy(None, instance, [])
+
+    assert [c.name for c in node.calls[before:]] == [
+        'Remove-InstanceClusterRole', 'Remove-Instance'] * 2
+    assert node.host.find_cluster_group(instance.name) is None
+    assert node.host.find_vm(instance.name) is None
+
+
+def test_destroy_waits_for_a_failover_being_recorded(node):
+    image = node.image()
+    instance = node.instance(image)
+    node.spawn(instance, image)
+
+    with coordination.lock(f'failover-{instance.name}'):
+        with pytest.raises(coordination.LockTimeout):
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(clusterops, 'FAILOVER_LOCK_TIMEOUT', 0.2)
+                node.driver.destroy(None, instance, [])
+        assert node.host.find_vm(instance.name) is not None
+
+    node.flags('hyperv', force_destroy_instances=True)
+    with coordination.lock(f'failover-{instance.name}'):
+        node.driver.destroy(None, instance, [])
+    assert node.host.find_vm(instance.name) is None
+
+
+@pytest.mark.parametrize('driver_type', ['iscsi', 'fibre_channel', 'rbd'])
+def test_only_smb_volumes_attach_to_clustered_instances(node, driver_type):
+    instance = node.instance()
+
+    with pytest.raises(ClusterVolumeNotSupported, match=f'{driver_type} volume'):
+        node.driver.attach_volume(None, {'driver_volume_type': driver_type, 'data': {}},
+                                  instance, '/dev/sdb')
+
+
+def test_a_poll_is_one_host_call_however_many_groups(env):
+    env.build()
+    env.host.create_cluster('hvcluster', OTHER_NODES)
+    for number in range(60):
+        name = f'instance-{number:08x}'
+        env.host.create_vm(name)
+        env.host.add_vm_group(name)
+        env.host.move_cluster_group(name, OTHER_NODES[number % 2])
+    node = env
+    node.start()
+    watcher = node.driver.failover_watcher
+    before = len(node.calls)
+
+    assert watcher.poll_once() == 0
+    assert watcher.poll_once() == 0
+
+    assert [c.name for c in node.calls[before:]] == ['Get-ClusterInstanceState'] * 2
+    assert len(node.calls[-1].result['groups']) == 60
+
+
+def test_a_spawned_role_is_not_taken_for_a_failover(node):
+    image = node.image()
+    instance = node.instance(image)
+    node.spawn(instance, image)
+    before = len(node.calls)
+
+    assert node.driver.failover_watcher.poll_once() == 0
+
+    assert [c.name for c in node.calls[before:]] == ['Get-ClusterInstanceState']
+
+
+def test_groups_of_vms_without_an_instance_uuid_are_ignored(node):
+    node.host.create_vm('admin-vm')
+    node.host.add_vm_group('admin-vm')
+    node.host.move_cluster_group('admin-vm', 'SIMHV02')
+    watcher = node.driver.failover_watcher
+    watcher.poll_once()
+
+    node.host.move_cluster_group('admin-vm', HOSTNAME)
+
+    assert watcher.poll_once() == 0
+    assert watcher.snapshot()['pending'] == []
