@@ -26,6 +26,49 @@ def _cluster_error(message: str, category: str, error_id: str, target: str) -> S
     return SimError(message, category, error_id, CLUSTER_EXCEPTION, target)
 
 
+def fail_over(cluster: ClusterState, lost: ClusterNode) -> list[tuple[ClusterGroup, str]]:
+    """The cluster's reaction to ``lost`` going Down: (group, new owner) of each move.
+
+    The groups are spread over the Up nodes, least loaded first; a group
+    that already failed over FailoverThreshold times within FailoverPeriod
+    hours, or that has no Up node to go to, is left Failed.
+    """
+    now = time.time()
+    survivors = [n for n in cluster.nodes if n.state == 'Up']
+    load = {n.name: sum(1 for g in cluster.groups.values() if g.owner_node == n.name)
+            for n in survivors}
+    moves = []
+    for group in sorted(cluster.groups.values(), key=lambda g: g.name.lower()):
+        if group.owner_node.lower() != lost.name.lower():
+            continue
+        recent = [t for t in group.failover_times if now - t < group.failover_period * HOUR]
+        if not survivors or len(recent) >= group.failover_threshold:
+            group.state = 'Failed'
+            group.failover_times = recent
+            continue
+        target = min(survivors, key=lambda n: (load[n.name], n.name.lower()))
+        load[target.name] += 1
+        group.owner_node = target.name
+        group.failover_times = [*recent, now]
+        moves.append((group, target.name))
+    return moves
+
+
+def fail_back(cluster: ClusterState, back: ClusterNode) -> list[tuple[ClusterGroup, str]]:
+    """Groups that allow failback and prefer ``back`` (first Up preferred owner) return to it."""
+    moves = []
+    for group in cluster.groups.values():
+        up = [o for o in group.preferred_owners
+              if any(n.name.lower() == o.lower() and n.state == 'Up' for n in cluster.nodes)]
+        if (group.auto_failback_type == 1 and up and up[0].lower() == back.name.lower()
+                and group.owner_node.lower() != back.name.lower()):
+            group.owner_node = back.name
+            if group.state == 'Failed':
+                group.state = 'Offline'
+            moves.append((group, back.name))
+    return moves
+
+
 class ClusterRules(IscsiRules):
 
     def _cluster(self) -> ClusterState:
@@ -77,40 +120,13 @@ class ClusterRules(IscsiRules):
         if state not in NODE_STATES:
             raise invalid_argument(f"'{state}' is not a cluster node state.", node)
         target.state = state
+        # On one host the other nodes are names: their groups move, no VM does
+        # (psdriver.sim.simcluster moves the VMs between the hosts of a cluster).
         if state == 'Down':
-            self._fail_over_from(cluster, target)
+            fail_over(cluster, target)
         elif state == 'Up':
-            self._fail_back_to(cluster, target)
+            fail_back(cluster, target)
         return target
-
-    def _fail_over_from(self, cluster: ClusterState, lost: ClusterNode) -> None:
-        now = time.time()
-        survivors = [n for n in cluster.nodes if n.state == 'Up']
-        load = {n.name: sum(1 for g in cluster.groups.values() if g.owner_node == n.name)
-                for n in survivors}
-        for group in sorted(cluster.groups.values(), key=lambda g: g.name.lower()):
-            if group.owner_node.lower() != lost.name.lower():
-                continue
-            recent = [t for t in group.failover_times if now - t < group.failover_period * HOUR]
-            if not survivors or len(recent) >= group.failover_threshold:
-                group.state = 'Failed'
-                group.failover_times = recent
-                continue
-            # The cluster spreads the groups of a lost node over the survivors.
-            target = min(survivors, key=lambda n: (load[n.name], n.name.lower()))
-            load[target.name] += 1
-            group.owner_node = target.name
-            group.failover_times = [*recent, now]
-
-    def _fail_back_to(self, cluster: ClusterState, back: ClusterNode) -> None:
-        for group in cluster.groups.values():
-            up = [o for o in group.preferred_owners
-                  if any(n.name.lower() == o.lower() and n.state == 'Up' for n in cluster.nodes)]
-            if (group.auto_failback_type == 1 and up and up[0].lower() == back.name.lower()
-                    and group.owner_node.lower() != back.name.lower()):
-                group.owner_node = back.name
-                if group.state == 'Failed':
-                    group.state = 'Offline'
 
     @writes
     def add_vm_group(self, vm_name: str, group_name: str | None = None) -> ClusterGroup:
