@@ -193,6 +193,7 @@ class ClusterOps:
             instance.power_state = power_state.RUNNING
         instance.host = self.host
         instance.node = new_node
+        instance.compute_id = objects.ComputeNode.get_by_uuid(ctx, self._node_uuid()).id
         instance.save(expected_task_state=[None])
 
         self._move_ports(ctx, instance, old_host, old_node, new_node)

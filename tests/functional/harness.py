@@ -59,13 +59,17 @@ class PsDriverTestBase(integrated_helpers._IntegratedTestBase):
     SIM_HOSTS: dict[str, dict[str, Any]] = {}
     #: ``[workarounds] handle_virt_lifecycle_events`` (the driver's event poller).
     LIFECYCLE_EVENTS = True
+    #: ``[DEFAULT] instances_path`` of every compute service.
+    INSTANCES_PATH = INSTANCES_PATH
+    #: ``[DEFAULT] compute_driver`` of every compute service.
+    COMPUTE_DRIVER = 'psdriver.driver.HyperVDriver'
 
     def setUp(self) -> None:
         self.flags(api_paste_config=os.path.join(sys.prefix, 'etc', 'nova', 'api-paste.ini'),
                    group='wsgi')
-        self.flags(compute_driver='psdriver.driver.HyperVDriver')
+        self.flags(compute_driver=self.COMPUTE_DRIVER)
         self.flags(transport='sim', group='powershell')
-        self.flags(instances_path=INSTANCES_PATH, use_cow_images=True)
+        self.flags(instances_path=self.INSTANCES_PATH, use_cow_images=True)
         self.flags(handle_virt_lifecycle_events=self.LIFECYCLE_EVENTS, group='workarounds')
         # The driver's lifecycle poller wakes up often enough for a test.
         self.flags(power_state_event_polling_interval=1, group='hyperv')
