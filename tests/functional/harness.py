@@ -85,9 +85,13 @@ class PsDriverTestBase(integrated_helpers._IntegratedTestBase):
         # Image locks go to a tooz file backend in a fresh folder, not to the
         # compute-hyperv default (a Windows path); stopped after the services.
         locks = self.useFixture(fixtures.TempDir()).path
-        self.flags(backend_url=f'file://{locks}', group='coordination')
+        self.flags(backend_url=self.lock_backend_url(locks), group='coordination')
         self.addCleanup(coordination.COORDINATOR.stop)
         super()._setup_services()
+
+    def lock_backend_url(self, folder: str) -> str:
+        """``[coordination] backend_url`` of the services: a tooz file backend in ``folder``."""
+        return f'file://{folder}'
 
     def _setup_compute_service(self):
         first = None

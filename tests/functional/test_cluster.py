@@ -15,13 +15,14 @@ import fixtures
 
 from psdriver.sim import SimHost
 from psdriver.sim.simcluster import SimCluster
+from tests import daemons
 from tests.functional import harness
 
 HOSTS = ('host1', 'host2', 'host3')
 SHARE = '\\\\sofs\\cluster'
 
 
-class ClusterTest(harness.PsDriverTestBase):
+class ClusterTestBase(harness.PsDriverTestBase):
     COMPUTE_HOSTS = HOSTS
     COMPUTE_DRIVER = 'psdriver.cluster.driver.HyperVClusterDriver'
     # As the cluster guide recommends: the cluster, not Nova, owns the VMs' power state.
@@ -77,7 +78,9 @@ class ClusterTest(harness.PsDriverTestBase):
             self.assertEqual(host, self.neutron._ports[port['id']]['binding:host_id'])
         self.assertEqual('Running', self.nodes[host].get_vm(self.instance(server).name).state)
 
-    # -- tests ------------------------------------------------------------------------------
+
+
+class ClusterTest(ClusterTestBase):
 
     def test_spawn_makes_a_role_and_destroy_removes_it(self):
         server = self.boot_on('host1')
@@ -151,3 +154,36 @@ class ClusterTest(harness.PsDriverTestBase):
         self.assertEqual([s['id'] for s in on_host3],
                          [uuid for uuid, _, _ in self.handled('host3')])
         self.assertNoTraceback()
+
+
+class ClusterLockBackendLossTest(ClusterTestBase):
+    """The services share their locks in a real MariaDB, which goes away during a failover."""
+
+    def setUp(self) -> None:
+        mariadb = daemons.run_mariadb()
+        self.mariadb, self.lock_db = mariadb.__enter__()
+        self.addCleanup(mariadb.__exit__, None, None, None)
+        super().setUp()
+
+    def lock_backend_url(self, folder: str) -> str:
+        return self.lock_db.tooz_url()
+
+    def test_no_failover_recorded_without_locks_then_exactly_once(self):
+        servers = [self.boot_on('host2') for _ in range(2)]
+        self.mariadb.stop()
+        self.computes['host2'].stop()
+
+        moves = dict(self.cluster.node_down('host2'))
+
+        time.sleep(2.5)
+        for server in servers:
+            self.assertEqual('host2', self.api.get_server(server['id'])['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual([], self.handled('host1', 'host3'))
+        self.assertIn('not recorded yet, retrying at the next poll', self.stdlog.logger.output)
+
+        self.mariadb.start()
+        for server in servers:
+            self.assert_recorded_on(server, moves[self.instance(server).name])
+        time.sleep(1.5)
+        self.assertCountEqual([s['id'] for s in servers],
+                              [uuid for uuid, _, _ in self.handled('host1', 'host3')])
