@@ -83,6 +83,16 @@ class HostConfig:
     mapped_drives: list[str] = field(default_factory=list)
     #: Other users logged on: a reboot or shutdown without -Force is refused.
     interactive_sessions: int = 0
+    #: VM configuration versions this host runs (Get-VMHostSupportedVersion).
+    supported_vm_versions: list[str] = field(default_factory=lambda: [
+        '5.0', '6.2', '7.0', '7.1', '8.0', '8.1', '8.2', '8.3', '9.0', '9.1', '9.2', '9.3',
+        '10.0'])
+    #: Active Directory domain ('' : a workgroup host, Kerberos is not available).
+    domain: str = ''
+    #: Hosts this computer account may delegate to (Kerberos constrained
+    #: delegation for the 'Microsoft Virtual System Migration Service' and
+    #: 'cifs' services), as set up in Active Directory.
+    kerberos_delegation: list[str] = field(default_factory=list)
 
 
 @persisted
@@ -196,6 +206,43 @@ class Vm:
     #: Generation 2 first boot device: a drive slot such as ``'SCSI:0:0'``.
     first_boot_device: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Configuration version (Get-VM .Version); '' : the host's default.
+    version: str = ''
+
+
+@persisted
+class MigrationSettings:
+    """Live migration settings of a host (Get-VMHost, Get-VMMigrationNetwork).
+
+    The defaults are those of a freshly installed Hyper-V host.
+    """
+
+    enabled: bool = False                       # VirtualMachineMigrationEnabled
+    authentication: str = 'CredSSP'             # CredSSP | Kerberos
+    use_any_network: bool = False               # UseAnyNetworkForMigration
+    #: Migration networks (Add-VMMigrationNetwork): subnets such as '192.0.2.0/24'.
+    networks: list[str] = field(default_factory=list)
+    max_migrations: int = 2                     # MaximumVirtualMachineMigrations
+    max_storage_migrations: int = 2             # MaximumStorageMigrations
+    performance_option: str = 'Compression'     # TCPIP | Compression | SMB
+
+
+@persisted
+class SmbShare:
+    """A folder this host exports over SMB (New-SmbShare)."""
+
+    name: str
+    path: str
+    full_access: list[str] = field(default_factory=list)
+
+
+@persisted
+class SharedVolume:
+    """A volume several hosts of a fabric see (an SMB 3 share or a CSV): its files."""
+
+    volume: 'Volume'
+    files: dict[str, 'FileEntry'] = field(default_factory=dict)
+    generation: int = 0
 
 
 @persisted
@@ -359,5 +406,8 @@ class HostState:
     console_loggers: dict[str, ConsoleLogger] = field(default_factory=dict)
     power: HostPower = field(default_factory=HostPower)
     next_pid: int = 4000
+    migration: MigrationSettings = field(default_factory=MigrationSettings)
+    #: Folders exported over SMB, by share name (lower case).
+    smb_shares: dict[str, SmbShare] = field(default_factory=dict)
     #: Bumped on every saved change; lets tests and tools see that state moved.
     generation: int = 0

@@ -37,6 +37,7 @@ from oslo_utils.fixture import uuidsentinel as uuids
 import psdriver.conf  # noqa: F401  (registers [powershell] and [hyperv])
 from psdriver import coordination
 from psdriver.sim import SimHost, image_files
+from psdriver.sim.fabric import Fabric
 
 CONF = cfg.CONF
 
@@ -57,6 +58,10 @@ class PsDriverTestBase(integrated_helpers._IntegratedTestBase):
     COMPUTE_HOSTS = ('host1',)
     #: Simulated hosts that differ from the default one: host -> SimHost capacity.
     SIM_HOSTS: dict[str, dict[str, Any]] = {}
+    #: Put every compute's simulated host in one fabric (hosts that see each
+    #: other, psdriver.sim.fabric) with these shared volumes (root -> GiB);
+    #: None: independent hosts.
+    FABRIC: dict[str, float] | None = None
     #: ``[workarounds] handle_virt_lifecycle_events`` (the driver's event poller).
     LIFECYCLE_EVENTS = True
     #: ``[DEFAULT] instances_path`` of every compute service.
@@ -94,6 +99,12 @@ class PsDriverTestBase(integrated_helpers._IntegratedTestBase):
         return f'file://{folder}'
 
     def _setup_compute_service(self):
+        self.fabric = None
+        if self.FABRIC is not None:
+            folder = self.useFixture(fixtures.TempDir()).path
+            self.fabric = Fabric.create(
+                folder, {h: self.SIM_HOSTS.get(h, {}) for h in self.COMPUTE_HOSTS},
+                shared_volumes=self.FABRIC)
         first = None
         for host in self.COMPUTE_HOSTS:
             compute = self._start_compute(host)
@@ -106,10 +117,12 @@ class PsDriverTestBase(integrated_helpers._IntegratedTestBase):
         A host listed in SIM_HOSTS is created first with that capacity, in a
         state file the driver's factory then opens (``[powershell]
         sim_state_file``); the others are in-memory hosts with the default
-        capacity.
+        capacity.  With FABRIC every host is a member of one fabric.
         """
         state_file = None
-        if host in self.SIM_HOSTS:
+        if getattr(self, 'fabric', None) is not None:
+            state_file = self.fabric.state_file(host)
+        elif host in self.SIM_HOSTS:
             folder = self.useFixture(fixtures.TempDir()).path
             state_file = os.path.join(folder, f'{host}.json')
             SimHost(state_file=state_file, hostname=host, **self.SIM_HOSTS[host])
