@@ -40,7 +40,7 @@ from psdriver.sim import paths
 from psdriver.sim.errors import IO_EXCEPTION, SimError, vm_exists
 from psdriver.sim.host import SimHost
 from psdriver.sim.state import GIB, FileEntry, SharedVolume, Vm, Volume
-from psdriver.sim.store import (FABRIC_FILE, FORMAT, FileStore, read_fabric,
+from psdriver.sim.store import (CLUSTER_FILE, FABRIC_FILE, FORMAT, FileStore, read_fabric,
                                 shared_volume_store)
 from psdriver.sim.storage import ACTIVE_STATES
 
@@ -99,7 +99,7 @@ class Fabric:
     def hostnames(self) -> list[str]:
         names = []
         for entry in sorted(os.listdir(self.directory)):
-            if entry.endswith('.json') and entry != FABRIC_FILE \
+            if entry.endswith('.json') and entry not in (FABRIC_FILE, CLUSTER_FILE) \
                     and not entry.startswith(('shared-', '.')):
                 names.append(entry[:-5])
         return names

@@ -1,154 +1,127 @@
-"""Several simulated hosts as the nodes of one failover cluster.
+"""The hosts of a fabric as the nodes of one failover cluster.
 
-Each node stays a separate :class:`~psdriver.sim.host.SimHost` with its own
-VMs, switches and local volumes; :class:`SimCluster` gives them what a real
-cluster gives its nodes:
+Built on :mod:`psdriver.sim.fabric`: each node stays a separate simulated
+host (its own state file, VMs, switches and local disks) and the nodes see
+the fabric's shared volumes (a Cluster Shared Volume or an SMB 3 share).
+What the cluster adds:
 
-* one cluster state (nodes, groups, owners), the same object on every node,
-  so ``Get-ClusterGroup`` answers the same wherever it runs;
-* one shared volume (an SMB 3 share, ``\\\\sofs\\cluster`` by default) that
-  every node sees with the same files, as a Scale-Out File Server or a
-  Cluster Shared Volume would be seen;
-* failover: :meth:`node_down` makes a node unreachable and moves each of
-  its clustered VMs to the node the cluster picked (the VM object leaves
-  the lost node and is started on the new owner, as the cluster restarts
-  it there); :meth:`node_up` brings the node back and fails back what
-  prefers it.
+* one cluster state (nodes, groups, owners, failover policy), kept in the
+  fabric folder (``cluster.json``) and loaded into every node's state by
+  its store, as the cluster database is replicated to every node: the
+  cluster cmdlets answer the same on every node;
+* :meth:`SimCluster.node_down`: the node stops answering, and each of its
+  clustered VMs moves (:meth:`Fabric.move_vm`) to the node the cluster
+  picks and starts again there from its disks, or is left Failed past its
+  FailoverThreshold;
+* :meth:`SimCluster.node_up`: the node answers again and takes back the
+  groups that prefer it and allow failback (moved running);
+* :meth:`SimCluster.pause`: a Paused node keeps its groups, receives none.
 
-Only in-memory hosts can be nodes: the hosts share Python objects.  Every
-operation of this class holds the transactions of all nodes (in a fixed
-order), so a script running on one node never sees a half-done failover.
+Setting one up::
+
+    fabric = Fabric.create(tmp, ['host1', 'host2', 'host3'],
+                           shared_volumes={'C:\\\\ClusterStorage\\\\Volume1': 500})
+    cluster = SimCluster.create(fabric, 'hvcluster')
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, MutableMapping
-from typing import Any
+import os
 
-from psdriver.sim import paths
 from psdriver.sim.cluster import fail_back, fail_over
+from psdriver.sim.fabric import Fabric
 from psdriver.sim.host import SimHost
-from psdriver.sim.state import GIB, ClusterNode, ClusterState, FileEntry, Volume
-
-SHARE = '\\\\sofs\\cluster'
-
-
-class _Routed(MutableMapping):
-    """A host's files (or volumes): keys under the shared root live in one shared dict."""
-
-    def __init__(self, local: dict[str, Any], shared: dict[str, Any], root_key: str) -> None:
-        self.local = local
-        self.shared = shared
-        self._root = root_key
-
-    def _is_shared(self, key: str) -> bool:
-        return key == self._root or key.startswith(self._root + '\\')
-
-    def _dict(self, key: str) -> dict[str, Any]:
-        return self.shared if self._is_shared(key) else self.local
-
-    def __getitem__(self, key: str) -> Any:
-        return self._dict(key)[key]
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        self._dict(key)[key] = value
-
-    def __delitem__(self, key: str) -> None:
-        del self._dict(key)[key]
-
-    def __iter__(self) -> Iterator[str]:
-        yield from list(self.local)
-        yield from list(self.shared)
-
-    def __len__(self) -> int:
-        return len(self.local) + len(self.shared)
+from psdriver.sim.state import ClusterNode, ClusterState
+from psdriver.sim.store import CLUSTER_FILE, FileStore, cluster_store
 
 
 class SimCluster:
-    """Nodes (in-memory SimHosts, named after their host names) of cluster ``name``."""
+    """The failover cluster formed by (some of) the hosts of ``fabric``."""
 
-    def __init__(self, name: str, hosts: list[SimHost], share: str = SHARE,
-                 share_gb: float = 4000) -> None:
-        if any(h.state_file for h in hosts):
-            raise ValueError('cluster nodes must be in-memory hosts')
-        self.name = name
-        self.share = paths.root(paths.normalize(share))
-        self.hosts = {h.hostname.lower(): h for h in hosts}
-        self.state = ClusterState(name=name, nodes=[ClusterNode(name=h.hostname) for h in hosts])
-        share_key = self.share.lower()
-        root_dir = paths.normalize(self.share)
-        shared_files = {paths.key(root_dir): FileEntry(root_dir, True)}
-        shared_volumes = {share_key: Volume(root=self.share, capacity=int(share_gb * GIB))}
-        with self._all():
+    def __init__(self, fabric: Fabric) -> None:
+        self.fabric = fabric
+        if cluster_store(fabric.directory) is None:
+            raise ValueError(f'{fabric.directory} holds no {CLUSTER_FILE}')
+
+    @classmethod
+    def create(cls, fabric: Fabric, name: str, nodes: list[str] | None = None) -> SimCluster:
+        """Form cluster ``name`` of ``nodes`` (default: every host of the fabric)."""
+        names = [fabric.host(n).hostname for n in (nodes or fabric.hostnames())]
+        path = os.path.join(fabric.directory, CLUSTER_FILE)
+        if os.path.exists(path):
+            raise ValueError(f'{fabric.directory} already holds a cluster')
+        store = FileStore(path, ClusterState)
+        with store.locked():
+            store.save(ClusterState(name=name, nodes=[ClusterNode(name=n) for n in names]))
+        hosts = [fabric.host(n) for n in names]
+        with fabric.transaction(*hosts):
             for host in hosts:
-                state = host._state
-                state.files = _Routed(dict(state.files), shared_files, share_key)
-                state.volumes = _Routed(dict(state.volumes), shared_volumes, share_key)
-                state.cluster = self.state
-                state.config.modules['FailoverClusters'] = True
+                host._state.config.modules['FailoverClusters'] = True
+        return cls(fabric)
 
-    @contextlib.contextmanager
-    def _all(self) -> Iterator[None]:
-        with contextlib.ExitStack() as stack:
-            for key in sorted(self.hosts):
-                stack.enter_context(self.hosts[key].transaction())
-            yield
+    def state(self) -> ClusterState:
+        """A snapshot of the cluster state."""
+        store = cluster_store(self.fabric.directory)
+        with store.locked():
+            return store.load()
 
-    def host(self, node: str) -> SimHost:
-        return self.hosts[node.lower()]
-
-    def _node(self, name: str) -> ClusterNode:
-        for node in self.state.nodes:
-            if node.name.lower() == name.lower():
-                return node
-        raise KeyError(f'{name} is not a node of cluster {self.name}')
+    def hosts(self) -> list[SimHost]:
+        """The nodes, as hosts of the fabric."""
+        return [self.fabric.host(n.name) for n in self.state().nodes]
 
     def owner(self, group: str) -> str:
-        with self._all():
-            return self.state.groups[group.lower()].owner_node
+        return self.state().groups[group.lower()].owner_node
 
     def node_down(self, name: str) -> list[tuple[str, str]]:
-        """The node stops (host unreachable); its VMs fail over.  Returns (group, new owner)."""
-        with self._all():
-            node = self._node(name)
+        """The node is lost: its VMs restart on other nodes.  Returns (group, new owner)."""
+        hosts = self.hosts()
+        lost = self.fabric.host(name)
+        with self.fabric.transaction(*hosts):
+            keeper = next(h for h in hosts if h is not lost)
+            cluster = keeper._state.cluster
+            node = self._node(cluster, name)
             node.state = 'Down'
-            lost = self.host(name)
-            lost.state.faults.host_down = True
-            moves = fail_over(self.state, node)
+            lost._state.faults.host_down = True
+            moves = fail_over(cluster, node)
             for group, target in moves:
-                self._move_vm(group.vm_name or group.name, lost, self.host(target))
+                self._restart_on(lost, group.vm_name or group.name, self.fabric.host(target))
             return [(g.name, t) for g, t in moves]
 
     def node_up(self, name: str) -> list[tuple[str, str]]:
-        """The node is back; groups that prefer it and allow failback return to it."""
-        with self._all():
-            node = self._node(name)
+        """The node is back; groups that prefer it and allow failback return to it running."""
+        hosts = self.hosts()
+        back = self.fabric.host(name)
+        with self.fabric.transaction(*hosts):
+            keeper = next(h for h in hosts if h is not back)
+            cluster = keeper._state.cluster
+            node = self._node(cluster, name)
             node.state = 'Up'
-            back = self.host(name)
-            back.state.faults.host_down = False
-            sources = {g.name.lower(): g.owner_node for g in self.state.groups.values()}
-            moves = fail_back(self.state, node)
+            back._state.faults.host_down = False
+            owners = {g.name.lower(): g.owner_node for g in cluster.groups.values()}
+            moves = fail_back(cluster, node)
             for group, _ in moves:
-                self._move_vm(group.vm_name or group.name,
-                              self.host(sources[group.name.lower()]), back, live=True)
+                source = self.fabric.host(owners[group.name.lower()])
+                self.fabric.move_vm(source, group.vm_name or group.name, back)
             return [(g.name, t) for g, t in moves]
 
     def pause(self, name: str) -> None:
-        """Suspend-ClusterNode: the node keeps its groups and receives no new ones."""
-        with self._all():
-            self._node(name).state = 'Paused'
+        """``Suspend-ClusterNode``: the node keeps its groups and receives no new ones."""
+        host = self.fabric.host(name)
+        host.set_node_state(name, 'Paused')
 
     @staticmethod
-    def _move_vm(vm_name: str, source: SimHost, target: SimHost, live: bool = False) -> None:
-        """Failover restarts the VM on its new owner; failback moves it running (live)."""
-        vm = source._state.vms.pop(vm_name.lower())
-        source._state.console_loggers.pop(vm.id.lower(), None)
+    def _node(cluster: ClusterState, name: str) -> ClusterNode:
+        for node in cluster.nodes:
+            if node.name.lower() == name.lower():
+                return node
+        raise KeyError(f'{name} is not a node of cluster {cluster.name}')
+
+    def _restart_on(self, lost: SimHost, vm_name: str, target: SimHost) -> None:
+        """The lost node's memory is gone: the VM moves and boots again from its disks."""
+        vm = lost._vm(vm_name)
         was_running = vm.state not in ('Off', 'Saved', 'OffCritical', 'SavedCritical')
-        if not live:
-            # The lost node's memory is gone: the VM starts again from its disks.
-            vm.state = 'Off'
-            vm.started_at = None
-        target._state.vms[vm.name.lower()] = vm
-        if was_running and not live:
-            target.start_vm(vm.name)
+        vm.state = 'Off'
+        vm.started_at = None
+        self.fabric.move_vm(lost, vm_name, target)
+        if was_running:
+            target.start_vm(vm_name)

@@ -343,6 +343,8 @@ class ClusterState:
     name: str
     nodes: list[ClusterNode] = field(default_factory=list)
     groups: dict[str, ClusterGroup] = field(default_factory=dict)
+    #: Bumped on every save of a fabric's shared cluster state (psdriver.sim.store).
+    generation: int = 0
 
 
 @persisted

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import hashlib
 import json
 import os
@@ -27,7 +28,7 @@ import threading
 from typing import Any, Iterator
 
 from psdriver.sim import paths
-from psdriver.sim.state import PERSISTED, FileEntry, HostState, SharedVolume
+from psdriver.sim.state import PERSISTED, ClusterState, FileEntry, HostState, SharedVolume
 
 try:
     import fcntl
@@ -210,6 +211,26 @@ def shared_volume_store(directory: str, root: str) -> FileStore:
         return store
 
 
+#: Present in a fabric whose hosts are the nodes of one failover cluster (psdriver.sim.simcluster).
+CLUSTER_FILE = 'cluster.json'
+
+
+def cluster_store(directory: str) -> FileStore | None:
+    """The store of the cluster state the hosts of a fabric share; ``None`` without a cluster."""
+    path = os.path.abspath(os.path.join(directory, CLUSTER_FILE))
+    if not os.path.exists(path):
+        return None
+    with _SHARED_STORES_LOCK:
+        store = _SHARED_STORES.get(path)
+        if store is None:
+            store = _SHARED_STORES[path] = FileStore(path, ClusterState)
+        return store
+
+
+def _cluster_text(cluster: ClusterState) -> str:
+    return dumps(dataclasses.replace(cluster, generation=0))
+
+
 class FabricHostStore(FileStore):
     """A host's store that also carries the volumes it shares with other hosts.
 
@@ -234,6 +255,10 @@ class FabricHostStore(FileStore):
         with super().locked(), contextlib.ExitStack() as stack:
             for key in sorted(self.shared):
                 stack.enter_context(self.shared[key].locked())
+            # The cluster state comes last: hosts, then shared volumes, then the cluster.
+            cluster = cluster_store(os.path.dirname(self.path))
+            if cluster is not None:
+                stack.enter_context(cluster.locked())
             yield
 
     def load(self) -> Any:
@@ -244,6 +269,12 @@ class FabricHostStore(FileStore):
             doc = vol_store.load()
             if doc is not None:
                 self._merge(state, key, doc)
+        cluster = cluster_store(os.path.dirname(self.path))
+        doc = cluster.load() if cluster is not None else None
+        if doc is not None:
+            # Every node sees the one cluster state (the replicated cluster database).
+            state.cluster = copy.deepcopy(doc)
+            self._seen['$cluster'] = (doc.generation, _cluster_text(doc))
         return state
 
     def _merge(self, state: HostState, key: str, doc: SharedVolume) -> None:
@@ -280,7 +311,24 @@ class FabricHostStore(FileStore):
             part.generation = generation
             vol_store.save(part)
             self._seen[key] = (part.generation, text)
+        self._save_cluster(state)
         super().save(state)
+
+    def _save_cluster(self, state: HostState) -> None:
+        cluster = cluster_store(os.path.dirname(self.path))
+        if cluster is None or state.cluster is None:
+            return
+        text = _cluster_text(state.cluster)
+        generation, seen = self._seen.get('$cluster', (-1, ''))
+        if text == seen:
+            return
+        current = cluster.load()
+        if current is not None and current.generation != generation:
+            raise RuntimeError('the cluster state was changed by another host in the same '
+                               'transaction')
+        state.cluster.generation = generation
+        cluster.save(state.cluster)
+        self._seen['$cluster'] = (state.cluster.generation, text)
 
 
 def open_host_store(state_file: str) -> FileStore:

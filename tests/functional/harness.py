@@ -94,6 +94,9 @@ class PsDriverTestBase(integrated_helpers._IntegratedTestBase):
         self.addCleanup(coordination.COORDINATOR.stop)
         super()._setup_services()
 
+    def fabric_ready(self, fabric: Fabric) -> None:
+        """Called once the fabric exists, before any compute service starts."""
+
     def lock_backend_url(self, folder: str) -> str:
         """``[coordination] backend_url`` of the services: a tooz file backend in ``folder``."""
         return f'file://{folder}'
@@ -105,6 +108,7 @@ class PsDriverTestBase(integrated_helpers._IntegratedTestBase):
             self.fabric = Fabric.create(
                 folder, {h: self.SIM_HOSTS.get(h, {}) for h in self.COMPUTE_HOSTS},
                 shared_volumes=self.FABRIC)
+            self.fabric_ready(self.fabric)
         first = None
         for host in self.COMPUTE_HOSTS:
             compute = self._start_compute(host)

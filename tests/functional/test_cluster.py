@@ -3,7 +3,7 @@
 Real nova API, conductor, scheduler, placement and the Neutron fixture;
 each service runs HyperVClusterDriver on its own simulated Hyper-V host,
 and the three hosts are the nodes of one :class:`~psdriver.sim.simcluster.SimCluster`
-(one cluster state, one SMB share holding the instances).  Taking a node
+(one cluster state, one Cluster Shared Volume holding the instances).  Taking a node
 down is what the cluster would do: its VMs restart on the other nodes.
 """
 
@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import time
 
-import fixtures
-
 from psdriver.sim import SimHost
+from psdriver.sim.fabric import Fabric
 from psdriver.sim.simcluster import SimCluster
 from tests import daemons
 from tests.functional import harness
 
 HOSTS = ('host1', 'host2', 'host3')
-SHARE = '\\\\sofs\\cluster'
+CSV = 'C:\\ClusterStorage\\Volume1'
 
 
 class ClusterTestBase(harness.PsDriverTestBase):
@@ -27,23 +26,20 @@ class ClusterTestBase(harness.PsDriverTestBase):
     COMPUTE_DRIVER = 'psdriver.cluster.driver.HyperVClusterDriver'
     # As the cluster guide recommends: the cluster, not Nova, owns the VMs' power state.
     LIFECYCLE_EVENTS = False
-    INSTANCES_PATH = f'{SHARE}\\Instances'
+    FABRIC = {CSV: 500}
+    INSTANCES_PATH = f'{CSV}\\Instances'
 
     def setUp(self) -> None:
-        real_host = SimHost
-        self.nodes = {name: real_host(hostname=name) for name in HOSTS}
-        self.cluster = SimCluster('hvcluster', list(self.nodes.values()), share=SHARE)
-
-        def host_for(state_file=None, hostname=None, **capacity):
-            # The driver's factory builds its simulated host: hand it its cluster node.
-            node = self.nodes.get(str(hostname))
-            return node if node is not None else real_host(state_file=state_file,
-                                                           hostname=hostname, **capacity)
-
-        self.useFixture(fixtures.MockPatch('psdriver.sim.SimHost', side_effect=host_for))
         self.flags(sync_power_state_interval=-1)
         self.flags(cluster_event_check_interval=1, group='hyperv')
         super().setUp()
+
+    def fabric_ready(self, fabric: Fabric) -> None:
+        self.cluster = SimCluster.create(fabric, 'hvcluster')
+
+    def node(self, host: str) -> SimHost:
+        """The cluster node ``host`` as the cluster sees it (not through its service)."""
+        return self.fabric.host(host)
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -76,7 +72,7 @@ class ClusterTestBase(harness.PsDriverTestBase):
         self.assertEqual([rp], list(self._get_allocations_by_server_uuid(server['id'])))
         if port is not None:
             self.assertEqual(host, self.neutron._ports[port['id']]['binding:host_id'])
-        self.assertEqual('Running', self.nodes[host].get_vm(self.instance(server).name).state)
+        self.assertEqual('Running', self.node(host).get_vm(self.instance(server).name).state)
 
 
 
@@ -85,15 +81,15 @@ class ClusterTest(ClusterTestBase):
     def test_spawn_makes_a_role_and_destroy_removes_it(self):
         server = self.boot_on('host1')
         name = self.instance(server).name
-        group = self.nodes['host3'].get_cluster_group(name)
+        group = self.node('host3').get_cluster_group(name)
         self.assertEqual(('host1', 1, 6, 1, 1), (
             group.owner_node, group.failover_threshold, group.failover_period,
             group.auto_failback_type, group.persistent_state))
 
         self._delete_server(server)
 
-        self.assertIsNone(self.nodes['host1'].find_cluster_group(name))
-        self.assertIsNone(self.nodes['host1'].find_vm(name))
+        self.assertIsNone(self.node('host1').find_cluster_group(name))
+        self.assertIsNone(self.node('host1').find_vm(name))
         self.assertNoTraceback()
 
     def test_node_down_fails_over_and_nova_follows_once(self):
@@ -125,8 +121,8 @@ class ClusterTest(ClusterTestBase):
         name = self.instance(server_a).name
         owner = moves[name]
         self._delete_server(server_a)
-        self.assertIsNone(self.nodes[owner].find_cluster_group(name))
-        self.assertIsNone(self.nodes[owner].find_vm(name))
+        self.assertIsNone(self.node(owner).find_cluster_group(name))
+        self.assertIsNone(self.node(owner).find_vm(name))
         self.assertNoTraceback()
 
     def test_failover_while_a_service_was_stopped_is_reclaimed_at_its_start(self):

@@ -1,23 +1,30 @@
-"""Three simulated hosts as one failover cluster: shared share, shared groups, failover."""
+"""Three fabric hosts as one failover cluster: one cluster state, a CSV, failover, failback."""
 
 from __future__ import annotations
 
 import pytest
 
 from psdriver.sim import SimError, SimHost
-from psdriver.sim.simcluster import SHARE, SimCluster
+from psdriver.sim.fabric import Fabric
+from psdriver.sim.simcluster import SimCluster
 
-INSTANCES = f'{SHARE}\\Instances'
+CSV = 'C:\\ClusterStorage\\Volume1'
+INSTANCES = f'{CSV}\\Instances'
 
 
 @pytest.fixture
-def cluster() -> SimCluster:
-    hosts = [SimHost(hostname=name) for name in ('HV1', 'HV2', 'HV3')]
-    return SimCluster('hvcluster', hosts)
+def fabric(tmp_path) -> Fabric:
+    return Fabric.create(str(tmp_path / 'fabric'), ['HV1', 'HV2', 'HV3'],
+                         shared_volumes={CSV: 500})
 
 
-def _clustered_vm(cluster: SimCluster, node: str, name: str) -> None:
-    host = cluster.host(node)
+@pytest.fixture
+def cluster(fabric) -> SimCluster:
+    return SimCluster.create(fabric, 'hvcluster')
+
+
+def _clustered_vm(fabric: Fabric, node: str, name: str) -> None:
+    host = fabric.host(node)
     host.make_dir(f'{INSTANCES}\\{name}')
     host.new_vhd(f'{INSTANCES}\\{name}\\root.vhdx', 1024 ** 3)
     host.create_vm(name, path=f'{INSTANCES}\\{name}')
@@ -26,60 +33,74 @@ def _clustered_vm(cluster: SimCluster, node: str, name: str) -> None:
     host.add_vm_group(name)
 
 
-def test_nodes_share_the_share_and_the_groups_but_not_their_vms(cluster):
-    _clustered_vm(cluster, 'HV1', 'vm-a')
+def test_every_node_sees_one_cluster_state_and_the_csv(fabric, cluster, tmp_path):
+    _clustered_vm(fabric, 'HV1', 'vm-a')
 
-    for node in ('HV2', 'HV3'):
-        host = cluster.host(node)
-        assert host.get_item(f'{INSTANCES}\\vm-a\\root.vhdx').size > 0
-        assert host.get_cluster_group('vm-a').owner_node == 'HV1'
-        assert host.find_vm('vm-a') is None
-    assert cluster.host('HV2').get_item('C:\\OpenStack\\Instances').is_dir
-    cluster.host('HV2').make_dir('C:\\local-only')
-    assert not cluster.host('HV1').exists('C:\\local-only')
+    # A second process opening HV3's state file sees the group HV1 created.
+    other = SimHost(state_file=fabric.state_file('HV3'))
+    assert other.get_cluster_group('vm-a').owner_node == 'HV1'
+    assert other.get_item(f'{INSTANCES}\\vm-a\\root.vhdx').size > 0
+    assert other.find_vm('vm-a') is None
+    assert [n.name for n in other.cluster().nodes] == ['HV1', 'HV2', 'HV3']
 
 
-def test_node_down_restarts_its_vms_on_the_survivors(cluster):
-    _clustered_vm(cluster, 'HV1', 'vm-a')
-    _clustered_vm(cluster, 'HV1', 'vm-b')
+def test_node_down_restarts_its_vms_on_the_survivors(fabric, cluster):
+    _clustered_vm(fabric, 'HV1', 'vm-a')
+    _clustered_vm(fabric, 'HV1', 'vm-b')
 
     moves = dict(cluster.node_down('HV1'))
 
     assert sorted(moves.values()) == ['HV2', 'HV3']
-    assert cluster.host('HV1').faults.is_down
+    assert fabric.host('HV1').faults.is_down
     for name, node in moves.items():
-        vm = cluster.host(node).get_vm(name)
+        vm = fabric.host(node).get_vm(name)
         assert vm.state == 'Running'
-        assert cluster.host('HV3').get_cluster_group(name).owner_node == node
-    with cluster.host('HV1').transaction(write=False) as state:
+        assert fabric.host('HV2').get_cluster_group(name).owner_node == node
+        assert fabric.host(node).find_vm(name) is not None
+    with fabric.host('HV1').transaction(write=False) as state:
         assert state.vms == {}
+    assert [n.state for n in fabric.host('HV2').cluster().nodes] == ['Down', 'Up', 'Up']
 
 
-def test_failback_moves_the_vm_home_running(cluster):
-    _clustered_vm(cluster, 'HV1', 'vm-a')
-    host = cluster.host('HV1')
+def test_failover_threshold_leaves_a_group_failed(fabric, cluster):
+    _clustered_vm(fabric, 'HV1', 'vm-a')
+    fabric.host('HV1').set_group_policy('vm-a', 1, 6, 0, 1)
+    first = dict(cluster.node_down('HV1'))['vm-a']
+
+    assert cluster.node_down(first) == []
+
+    group = fabric.host('HV2' if first == 'HV3' else 'HV3').get_cluster_group('vm-a')
+    assert (group.owner_node, group.state) == (first, 'Failed')
+
+
+def test_failback_moves_the_vm_home_running(fabric, cluster):
+    _clustered_vm(fabric, 'HV1', 'vm-a')
+    host = fabric.host('HV1')
     host.set_group_policy('vm-a', 5, 6, 1, 1)
     host.set_preferred_owners('vm-a', ['HV1'])
     away = dict(cluster.node_down('HV1'))['vm-a']
 
     assert cluster.node_up('HV1') == [('vm-a', 'HV1')]
 
-    assert cluster.host('HV1').get_vm('vm-a').state == 'Running'
-    assert cluster.host(away).find_vm('vm-a') is None
+    assert fabric.host('HV1').get_vm('vm-a').state == 'Running'
+    assert fabric.host(away).find_vm('vm-a') is None
 
 
-def test_a_clustered_vm_cannot_be_removed_on_its_new_owner(cluster):
-    _clustered_vm(cluster, 'HV1', 'vm-a')
+def test_paused_node_receives_nothing(fabric, cluster):
+    _clustered_vm(fabric, 'HV1', 'vm-a')
+    _clustered_vm(fabric, 'HV1', 'vm-b')
+    cluster.pause('HV3')
+
+    assert sorted(dict(cluster.node_down('HV1')).values()) == ['HV2', 'HV2']
+
+
+def test_a_clustered_vm_cannot_be_removed_on_its_new_owner(fabric, cluster):
+    _clustered_vm(fabric, 'HV1', 'vm-a')
     node = dict(cluster.node_down('HV1'))['vm-a']
-    host = cluster.host(node)
+    host = fabric.host(node)
     host.stop_vm('vm-a', turn_off=True)
 
     with pytest.raises(SimError, match='clustered role'):
         host.remove_vm('vm-a')
     host.remove_cluster_group('vm-a')
     host.remove_vm('vm-a')
-
-
-def test_file_backed_hosts_cannot_be_nodes(tmp_path):
-    with pytest.raises(ValueError, match='in-memory'):
-        SimCluster('c', [SimHost(state_file=str(tmp_path / 'h.json'))])
