@@ -37,6 +37,23 @@ class ClusterVolumeNotSupported(exception.VolumeDriverNotFound):
                'fails over')
 
 
+def _warn_unless_cluster_workarounds() -> None:
+    """Say so when Nova may fight the cluster over the power state of failed-over VMs.
+
+    Between a failover and the moment the receiving node records it, Nova
+    still places the instance on the node that lost it, where the VM is
+    gone: a lifecycle event or a power-state sync there would see it as
+    stopped and could stop it or mark it shut down.
+    """
+    if CONF.workarounds.handle_virt_lifecycle_events:
+        LOG.warning('[workarounds] handle_virt_lifecycle_events is on: with the cluster '
+                    'driver set it to False, the cluster owns the power state of its VMs')
+    if CONF.sync_power_state_interval != -1:
+        LOG.warning('[DEFAULT] sync_power_state_interval is %s: with the cluster driver set '
+                    'it to -1, or Nova may stop an instance that just failed over',
+                    CONF.sync_power_state_interval)
+
+
 class HyperVClusterDriver(driver.HyperVDriver):
     """Hyper-V compute driver for clustered hosts."""
 
@@ -69,6 +86,7 @@ class HyperVClusterDriver(driver.HyperVDriver):
                 f'backend_url): {exc}') from exc
         super().init_host(host)
         self.clusterops.check_node(host)
+        _warn_unless_cluster_workarounds()
         self._watcher = failover.FailoverWatcher(
             self.clusterops, CONF.hyperv.cluster_event_check_interval)
         reclaimed = self._watcher.reclaim()

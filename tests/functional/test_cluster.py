@@ -103,12 +103,18 @@ class ClusterTest(ClusterTestBase):
 
         # The node is lost with its compute service.
         self.computes['host2'].stop()
+        started = time.monotonic()
         moves = dict(self.cluster.node_down('host2'))
         self.assertEqual(['host1', 'host3'], sorted(moves.values()))
 
         for server, port in ((server_a, port_a), (server_b, port_b)):
             owner = moves[self.instance(server).name]
+            self.wait_for_host(server, owner)
             self.assert_recorded_on(server, owner, port)
+        # Polled every second ([hyperv] cluster_event_check_interval = 1).
+        noticed = time.monotonic() - started
+        print(f'failover recorded in Nova {noticed:.2f} s after the node went down')
+        self.assertLess(noticed, 4.0)
         self.assertEqual('host1', self.api.get_server(server_c['id'])['OS-EXT-SRV-ATTR:host'])
 
         # Both surviving services saw both moves; each failover was recorded once.

@@ -168,3 +168,26 @@ def test_groups_of_vms_without_an_instance_uuid_are_ignored(node):
 
     assert watcher.poll_once() == 0
     assert watcher.snapshot()['pending'] == []
+
+
+def test_init_host_warns_unless_nova_leaves_the_power_state_to_the_cluster(env, caplog):
+    env.flags('workarounds', handle_virt_lifecycle_events=True)
+    env.build()
+    env.host.create_cluster('hvcluster', OTHER_NODES)
+
+    env.start()
+
+    text = caplog.text
+    assert 'handle_virt_lifecycle_events is on' in text
+    assert 'sync_power_state_interval is 600' in text
+
+
+def test_init_host_is_quiet_with_the_recommended_workarounds(env, caplog):
+    env.flags(sync_power_state_interval=-1)
+    env.build()
+    env.host.create_cluster('hvcluster', OTHER_NODES)
+
+    env.start()
+
+    assert 'handle_virt_lifecycle_events is on' not in caplog.text
+    assert 'sync_power_state_interval' not in caplog.text
