@@ -78,6 +78,8 @@ class ClusterOps:
         self._network_api_obj: Any = None
         self._placement_obj: Any = None
         self.host: str | None = None
+        #: This node's name in the cluster (its Hyper-V host name), once check_node ran.
+        self.node_name: str | None = None
         #: Handled failovers, for tests and the demo: (instance uuid, from host, to host).
         self.handled: list[tuple[str, str | None, str]] = []
 
@@ -103,6 +105,7 @@ class ClusterOps:
         """
         self.host = host
         view = self.view()
+        self.node_name = view.node_name
         if not same_host(view.node_name, host):
             raise NotAClusterNode(reason=(
                 f'this compute service is host {host!r} but its Hyper-V host is cluster node '
@@ -182,7 +185,7 @@ class ClusterOps:
 
     def _failover(self, ctx: Any, instance: Any) -> None:
         old_host, old_node = instance.host, instance.node
-        new_node = self._nodename()
+        new_node = self.node_name or self._nodename()
         LOG.warning('Instance %s failed over from %s to this node %s', instance.name, old_host,
                     self.host, instance=instance)
         network_info = instance.get_network_info()

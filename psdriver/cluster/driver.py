@@ -85,11 +85,11 @@ class HyperVClusterDriver(driver.HyperVDriver):
                 f'The cluster driver needs its distributed lock backend ([coordination] '
                 f'backend_url): {exc}') from exc
         super().init_host(host)
-        self.clusterops.check_node(host)
+        view = self.clusterops.check_node(host)
         _warn_unless_cluster_workarounds()
         self._watcher = failover.FailoverWatcher(
             self.clusterops, CONF.hyperv.cluster_event_check_interval)
-        reclaimed = self._watcher.reclaim()
+        reclaimed = self._watcher.reclaim(view)
         if reclaimed:
             LOG.warning('Recorded %d instance(s) that failed over to %s while this service '
                         'was stopped', reclaimed, host)

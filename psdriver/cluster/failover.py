@@ -49,6 +49,8 @@ class FailoverWatcher:
         mine = {name for name, owner in view.owners.items() if same_host(owner, self.host)}
         self._owners = dict(view.owners)
         self._pending = set(mine)
+        if not mine:
+            return 0
         local = self._ops.local_uuids()
         self._uuids = {name: uuid for name, uuid in local.items() if name in mine}
         return self._take_over_pending(local)
