@@ -26,13 +26,17 @@ on the global ``cfg.CONF`` (which is ``nova.conf.CONF``), so
 ``CONF.hyperv.use_multipath_io`` works wherever the driver is loaded.
 :func:`register_opts` registers them on any other ``ConfigOpts`` and may be
 called more than once. :func:`list_opts` feeds ``oslo-config-generator``
-(namespace ``psdriver``).
+(namespace ``psdriver``). :func:`validate` reads every option once, so that
+the driver (and the ``psdriver`` command) stop at start on a bad value,
+naming the option and the file.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
+import re
 
 from oslo_config import cfg
 
@@ -56,6 +60,7 @@ hyperv_opts = [
     cfg.FloatOpt(
         'dynamic_memory_ratio',
         default=1.0,
+        min=0.0,
         help='Ratio between the memory of an instance and the memory it is '
              'started with. 1.0 turns Hyper-V dynamic memory off. A value '
              'above 1.0 turns it on: with 2.0, an instance of 4096 MB starts '
@@ -169,6 +174,7 @@ hyperv_opts = [
     # Added by compute-hyperv.
     cfg.IntOpt(
         'evacuate_task_state_timeout',
+        min=0,
         default=600,
         help='Seconds to wait for instances to be evacuated while the host '
              'enters maintenance mode.'),
@@ -244,6 +250,8 @@ coordination_opts = [
     cfg.StrOpt(
         'backend_url',
         default='file:///C:/OpenStack/Lock',
+        # mysql://user:password@host/db, redis://:password@host, ?password=...
+        secret=True,
         help='tooz backend URL for distributed locks, for example '
              'etcd3+http://etcd.example.org:2379 (needs the etcd3gw package), '
              'or file:////fileserver/share/locks for a lock directory on a '
@@ -509,6 +517,56 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
                 LOG.debug('[%s] %s is already registered by another '
                           'component; keeping that definition',
                           group.name, opt.name)
+
+
+class InvalidOptionValue(ValueError):
+    """An option value psdriver cannot work with; the message names the option."""
+
+
+_OSLO_VALUE_ERROR = re.compile(
+    r"Value for option (?P<name>\S+) from .*?detail='(?P<where>[^']*)'\) is not valid: "
+    r"(?P<reason>.*)", re.DOTALL)
+
+
+def _describe(group: str, opt: cfg.Opt, exc: Exception) -> str:
+    text = str(exc)
+    match = _OSLO_VALUE_ERROR.match(text)
+    where, reason = '', text
+    if match:
+        where = f' in {match["where"]}' if match['where'] else ''
+        reason = match['reason']
+    if opt.secret:
+        reason = 'the value is not valid (not shown: the option is secret)'
+    return f'[{group}] {opt.name}{where}: {reason}'
+
+
+def validate(conf: cfg.ConfigOpts = CONF) -> None:
+    """Read every psdriver option now, so that a bad value stops the service at start.
+
+    oslo.config converts and range-checks a value only when it is read: a
+    ``dynamic_memory_ratio = abc`` would otherwise surface at the first spawn.
+    Float options must also be finite (``nan`` and ``inf`` pass oslo's range
+    checks, then break the JSON sent to the host).  Raises
+    :class:`InvalidOptionValue` naming every bad option.
+    """
+    problems = []
+    for group, opts in _GROUPS:
+        for opt in _ours(group, opts):
+            try:
+                value = conf[group.name][opt.dest]
+            except (cfg.NoSuchOptError, cfg.NoSuchGroupError):
+                continue
+            except ValueError as exc:      # ConfigFileValueError and friends
+                problems.append(_describe(group.name, opt, exc))
+                continue
+            if isinstance(opt, cfg.FloatOpt) and value is not None \
+                    and not math.isfinite(value):
+                loc = conf.get_location(opt.dest, group.name)
+                where = f' in {loc.detail}' if loc and loc.detail else ''
+                problems.append(f'[{group.name}] {opt.name}{where}: {value} is not a finite '
+                                'number')
+    if problems:
+        raise InvalidOptionValue('invalid configuration: ' + '; '.join(problems))
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:

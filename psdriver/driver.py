@@ -52,6 +52,12 @@ class HyperVDriver(driver.ComputeDriver):
 
     def __init__(self, virtapi: Any, read_only: bool = False) -> None:
         super().__init__(virtapi)
+        # A bad option value stops nova-compute here, naming the option, not at
+        # the first operation that reads it.
+        try:
+            psdriver.conf.validate(CONF)
+        except psdriver.conf.InvalidOptionValue as exc:
+            raise exception.InvalidConfiguration(message=str(exc)) from None
         self._bridge = None
         self._hostops: hostops.HostOps | None = None
         self._vmops: vmops.VMOps | None = None

@@ -129,3 +129,23 @@ class BridgeParameterError(PsDriverBridgeException, ValueError):
 
     Raised before anything runs: it is a bug in the calling code, not a host fault.
     """
+
+
+class BridgeSpecError(BridgeParameterError):
+    """A structured parameter breaks the script's ``x-spec-schema``.
+
+    ``path`` is where inside the parameter (``('memory_mb',)``), ``rule`` the
+    schema keyword that failed and ``expected`` its value in the schema;
+    ``problem`` says it in words (``memory_mb must be at least 32``) and never
+    quotes the caller's value, which may be secret.
+    """
+
+    def __init__(self, script: str, parameter: str, path: tuple[str | int, ...],
+                 rule: str | None, expected: object, problem: str) -> None:
+        self.script = script
+        self.parameter = parameter
+        self.path = path
+        self.rule = rule
+        self.expected = expected
+        self.problem = problem
+        super().__init__(f'{script} -{parameter} breaks its declared schema: {problem}')

@@ -8,7 +8,9 @@ PowerShell executable on PATH) is reported at ``init_host`` with a clear
 
 from __future__ import annotations
 
+import importlib.metadata
 import shutil
+from typing import Any
 
 from oslo_config import cfg
 
@@ -17,6 +19,12 @@ from psdriver.bridge.client import Bridge
 from psdriver.bridge.render import Renderer
 
 TRANSPORTS = ('local', 'psrp', 'sim')
+#: Entry point group of transports that are not part of the driver itself:
+#: ``sim`` (the simulated host, for tests and the demo) registers there, so the
+#: driver never imports the simulator.
+TRANSPORT_ENTRY_POINTS = 'psdriver.transports'
+#: Name of the simulated host unless ``[DEFAULT] host`` is set explicitly.
+SIM_HOSTNAME = 'SIMHV01'
 
 
 def _cert_validation(value: str | None) -> bool | str:
@@ -61,12 +69,32 @@ def build_runner(conf: cfg.ConfigOpts):
             certificate_pem=opts.psrp_certificate_pem,
             certificate_key_pem=opts.psrp_certificate_key_pem)
     if transport == 'sim':
-        from psdriver.sim import SimHost, SimRunner
-        # The simulated host is named after this compute service, as a real
-        # Hyper-V host running nova-compute locally would be.
-        return SimRunner(SimHost(state_file=opts.sim_state_file, hostname=conf.host))
+        make = _plugin('sim')
+        return make(state_file=opts.sim_state_file, hostname=sim_hostname(conf))
     raise errors.BridgeUnavailable('init_host', transport,
                                    f'unknown [powershell] transport {transport!r}')
+
+
+def sim_hostname(conf: cfg.ConfigOpts) -> str:
+    """``[DEFAULT] host`` when set explicitly (several simulated compute hosts), else SIMHV01.
+
+    oslo's default for ``host`` is this machine's name, which a simulated
+    Hyper-V host has no reason to carry.
+    """
+    location = conf.get_location('host')
+    if location is None or location.location is cfg.Locations.opt_default:
+        return SIM_HOSTNAME
+    return conf.host
+
+
+def _plugin(name: str) -> Any:
+    found = [ep for ep in importlib.metadata.entry_points(group=TRANSPORT_ENTRY_POINTS)
+             if ep.name == name]
+    if not found:
+        raise errors.BridgeUnavailable(
+            'init_host', name, f'[powershell] transport = {name} is not installed (no '
+            f'{TRANSPORT_ENTRY_POINTS} entry point {name!r}); reinstall psdriver')
+    return found[0].load()
 
 
 def build_bridge(conf: cfg.ConfigOpts) -> Bridge:

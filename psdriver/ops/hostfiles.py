@@ -12,8 +12,8 @@ lives on the Hyper-V host.  ``[powershell] transport`` decides the way between:
     (with the PSRP credentials) under a temporary name and renamed into place.
     An ``instances_path`` that is itself a UNC path is written to directly.
 ``sim``
-    the file is registered in the simulated host's storage with its real
-    format and virtual size; the downloaded bytes are dropped.
+    the runner takes the file's facts (format, virtual size) and registers
+    the file in the simulated host's storage; the downloaded bytes are dropped.
 
 Either way a file never carries its final cache name before it is complete.
 Temporary names are ``<stem>.partial-<random>``: no image extension, so the
@@ -32,10 +32,12 @@ import shutil
 import tempfile
 import threading
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 from nova import exception
 from oslo_log import log as logging
+
+from psdriver.bridge import errors as bridge_errors
 
 LOG = logging.getLogger(__name__)
 
@@ -144,31 +146,26 @@ class _StagedLocally(HostFiles):
         return path
 
 
-class SimFiles(_StagedLocally):
-    """The simulated host: register the file with its real format and size."""
+class RunnerFiles(_StagedLocally):
+    """A transport that takes files itself (``transport = sim``): hand it the file's facts.
 
-    def __init__(self, host: Any, staging_dir: str | None = None) -> None:
+    ``put_file(host_path, facts) -> bool`` is the runner's: it records the file
+    (with its format and virtual size; the bytes are not needed) and returns
+    False when a file is already there.  It raises a bridge error when the
+    host refuses.
+    """
+
+    def __init__(self, put_file: Callable[[str, dict[str, Any]], bool],
+                 staging_dir: str | None = None) -> None:
         super().__init__(staging_dir)
-        self._host = host
+        self._put_file = put_file
 
     def publish(self, staged: str, host_path: str, info: ImageFileInfo) -> None:
-        from psdriver.sim.errors import SimError
-        from psdriver.sim.state import VhdInfo
-
-        vhd = None
-        if info.format in ('vhd', 'vhdx'):
-            vhd = VhdInfo(format=info.format.upper(), vhd_type=info.vhd_type or 'Dynamic',
-                          size=info.virtual_size_bytes,
-                          disk_identifier=str(uuid.uuid4()).upper())
         try:
-            with self._host.transaction(write=True):
-                if self._host.exists(host_path):
-                    LOG.info('%s appeared meanwhile; keeping it', host_path)
-                else:
-                    self._host.make_dir(ntpath.dirname(host_path))
-                    self._host.add_file(host_path, info.file_size_bytes, vhd=vhd)
-        except SimError as exc:
-            raise ImageTransferError(path=host_path, reason=exc.message) from exc
+            if not self._put_file(host_path, dataclasses.asdict(info)):
+                LOG.info('%s appeared meanwhile; keeping it', host_path)
+        except bridge_errors.BridgeError as exc:
+            raise ImageTransferError(path=host_path, reason=exc.reason) from exc
         finally:
             self.discard(staged)
 
@@ -326,7 +323,10 @@ def for_transport(conf: Any, bridge: Any) -> HostFiles:
     if transport == 'local':
         return LocalFiles()
     if transport == 'sim':
-        return SimFiles(bridge.runner.host)
+        put_file = getattr(bridge.runner, 'put_file', None)
+        if put_file is None:
+            raise ValueError('[powershell] transport = sim: the runner takes no files')
+        return RunnerFiles(put_file)
     if transport == 'psrp':
         opts = conf.powershell
         return SmbFiles(opts.psrp_host, conf.hyperv.instances_path_share, conf.instances_path,

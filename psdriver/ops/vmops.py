@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import ntpath
+import re
 import threading
 import time
 from typing import Any, Callable
@@ -64,8 +65,16 @@ SERIAL_LOG_PORT = 1
 #: console logger runs in the same round trip (power_on, reboot, unpause, resume).
 LOGGING_ACTIONS = frozenset({'Start', 'Restart', 'SoftReboot', 'Resume', 'Restore'})
 
+#: Power action -> the VM states that show it happened (reboots show nothing).
+POWER_ACTION_REACHES = {
+    'Start': ('Running',), 'Stop': ('Off',), 'Shutdown': ('Off',), 'Pause': ('Paused',),
+    'Resume': ('Running',), 'Save': ('Saved',), 'Restore': ('Running',),
+}
+
 #: system_metadata key remembering the rescue disk's format (vhd or vhdx).
 RESCUE_FORMAT_KEY = 'psdriver_rescue_disk_format'
+
+_LONE_SURROGATE = re.compile('[\ud800-\udfff]')
 
 GEN1, GEN2 = 1, 2
 _MACHINE_TYPES = {'hyperv-gen1': GEN1, 'hyperv-gen2': GEN2}
@@ -205,8 +214,11 @@ class VMOps:
                      generation, spec['vcpus'], spec['memory_mb'], instance=instance)
             try:
                 with SpawnErrors(instance):
-                    return self._call_with_image('New-Instance', {'Spec': spec},
-                                                 'PsDriver.ImageNotFound', last_try)
+                    try:
+                        return self._call_with_image('New-Instance', {'Spec': spec},
+                                                     'PsDriver.ImageNotFound', last_try)
+                    except bridge_errors.BridgeTimeout as exc:
+                        self._remove_after_timeout(instance, exc)
             finally:
                 self.invalidate()
 
@@ -216,6 +228,27 @@ class VMOps:
             create)
         self._warn_no_logger(instance, result.get('console_logger'))
         return result
+
+    def _remove_after_timeout(self, instance: Any, exc: bridge_errors.BridgeTimeout) -> None:
+        """New-Instance timed out: the host may have created part of the VM; remove it.
+
+        Nova must not be left believing nothing happened while a VM (or its
+        folder) exists.  Remove-Instance only touches a VM carrying this
+        instance's UUID.  Always raises.
+        """
+        LOG.warning('New-Instance timed out; the host may have created part of VM %s: '
+                    'removing what exists', instance.name, instance=instance)
+        try:
+            self.destroy(instance, destroy_disks=True)
+        except Exception as cleanup:  # noqa: BLE001 (the timeout is what to report)
+            LOG.error('Cannot remove what the timed-out spawn of %s created: %s; '
+                      'deleting the instance retries it', instance.name, cleanup,
+                      instance=instance)
+            raise errors.HyperVHostError(
+                reason=f'{exc}; removing what it may have created failed: {cleanup}'
+            ) from exc
+        raise errors.HyperVHostError(
+            reason=f'{exc}; what it may have created on the host was removed') from exc
 
     def _with_cached_image(self, fetch: Callable[[bool], CachedImage],
                            run: Callable[[CachedImage, bool], dict[str, Any]]
@@ -390,12 +423,33 @@ class VMOps:
             params['NoForce'] = True
         try:
             with errors.translate(instance.uuid, operation):
-                result = self._bridge.call('Set-InstancePowerState', params,
-                                           timeout=call_timeout)
+                try:
+                    result = self._bridge.call('Set-InstancePowerState', params,
+                                               timeout=call_timeout)
+                except bridge_errors.BridgeTimeout as exc:
+                    result = self._power_after_timeout(instance, action, exc)
         finally:
             self.invalidate()
         self._warn_no_logger(instance, result.get('console_logger'))
         return result
+
+    def _power_after_timeout(self, instance: Any, action: str,
+                             exc: bridge_errors.BridgeTimeout) -> dict[str, Any]:
+        """The power change timed out, perhaps after the host made it: look at the VM.
+
+        If the VM is where the action leads, the operation is done (its console
+        logger is checked at the next power change or host start); otherwise a
+        host error says where the VM is now.
+        """
+        self.invalidate()
+        vm = self.summary(refresh=True).get(instance.uuid)
+        state = vm['state'] if vm else None
+        if state is not None and state in POWER_ACTION_REACHES.get(action, ()):
+            LOG.warning('%s of %s timed out, but the VM is %s: taking it as done',
+                        action, instance.name, state, instance=instance)
+            return {'name': instance.name, 'state': state}
+        raise errors.HyperVHostError(
+            reason=f'{exc}; the VM is now {state or "missing"}') from exc
 
     def power_on(self, instance: Any) -> None:
         self._power(instance, 'Start', 'power_on')
@@ -494,7 +548,8 @@ class VMOps:
             result = self._bridge.call('Get-InstanceConsoleOutput', {
                 'Name': instance.name, 'LogPath': self._path(instance, CONSOLE_LOG),
                 'MaxBytes': CONSOLE_MAX_BYTES})
-        return result['content'].encode('utf-8')
+        # JSON may carry a lone surrogate (a "\\ud800" escape) that UTF-8 cannot hold.
+        return _LONE_SURROGATE.sub('\ufffd', result['content']).encode('utf-8')
 
     def get_instance_diagnostics(self, instance: Any) -> diagnostics.Diagnostics:
         with errors.translate(instance.uuid, 'get_instance_diagnostics'):
@@ -518,7 +573,14 @@ class VMOps:
 
 
 class SpawnErrors:
-    """Spawn-specific translation: capacity problems make Nova reschedule."""
+    """Spawn-specific translation: capacity problems make Nova reschedule.
+
+    A flavor that does not fit the New-Instance spec (refused before anything
+    runs) is the flavor's fault: ``FlavorMemoryTooSmall`` for the memory,
+    ``InstanceUnacceptable`` for the rest, with the schema's reason.  An
+    InvalidOperation from the host is a host error with Hyper-V's message
+    (nova's ``InstanceInvalidState`` would read "in power state <message>").
+    """
 
     def __init__(self, instance: Any) -> None:
         self._instance = instance
@@ -529,11 +591,19 @@ class SpawnErrors:
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc is None or not isinstance(exc, bridge_errors.PsDriverBridgeException):
             return False
+        if isinstance(exc, bridge_errors.BridgeSpecError):
+            if exc.path[:1] == ('memory_mb',) and exc.rule in ('minimum', 'type'):
+                raise exception.FlavorMemoryTooSmall(
+                    message=f'Flavor memory of instance {self._instance.uuid} does not fit '
+                            f'Hyper-V: {exc.problem}') from exc
+            raise exception.InstanceUnacceptable(instance_id=self._instance.uuid,
+                                                 reason=exc.problem) from exc
         if isinstance(exc, bridge_errors.ScriptResourceExists):
             raise exception.InstanceExists(name=self._instance.name) from exc
         if isinstance(exc, bridge_errors.ScriptResourceUnavailable):
             raise exception.ComputeResourcesUnavailable(reason=exc.message) from exc
-        if isinstance(exc, bridge_errors.ScriptObjectNotFound):
+        if isinstance(exc, (bridge_errors.ScriptObjectNotFound,
+                            bridge_errors.ScriptInvalidOperation)):
             raise errors.HyperVHostError(reason=f'{exc.script}: {exc.message}') from exc
         with errors.translate(self._instance.uuid, 'spawn'):
             raise exc

@@ -8,11 +8,17 @@ runners do.
 
 from __future__ import annotations
 
+import ntpath
+import os
+import uuid
+from typing import Any
+
 from psdriver.bridge.call import ScriptCall
-from psdriver.bridge.errors import BridgeTimeout, BridgeTransportError
+from psdriver.bridge.errors import BridgeTimeout, BridgeTransportError, BridgeUnavailable
 from psdriver.sim.dispatch import execute_rendered
-from psdriver.sim.errors import SimHostDown, SimTimeout
+from psdriver.sim.errors import SimError, SimHostDown, SimTimeout
 from psdriver.sim.host import SimHost
+from psdriver.sim.state import VhdInfo
 
 
 class SimRunner:
@@ -38,3 +44,41 @@ class SimRunner:
 
     def close(self) -> None:
         """Nothing to release: the host lives on (other runners may share it)."""
+
+    def put_file(self, host_path: str, facts: dict[str, Any]) -> bool:
+        """Register a finished image download on the host (``[powershell] transport = sim``).
+
+        ``facts``: ``format`` (vhd, vhdx, iso), ``virtual_size_bytes``,
+        ``file_size_bytes``, ``vhd_type``; the bytes themselves are dropped.
+        Returns False when a file is already at ``host_path`` (kept).
+        Raises :class:`BridgeTransportError` when the host refuses.
+        """
+        return put_image_file(self.host, self.target, host_path, facts)
+
+
+def put_image_file(host: SimHost, target: str, host_path: str, facts: dict[str, Any]) -> bool:
+    vhd = None
+    if facts['format'] in ('vhd', 'vhdx'):
+        vhd = VhdInfo(format=facts['format'].upper(), vhd_type=facts.get('vhd_type') or 'Dynamic',
+                      size=facts['virtual_size_bytes'], disk_identifier=str(uuid.uuid4()).upper())
+    try:
+        with host.transaction(write=True):
+            if host.exists(host_path):
+                return False
+            host.make_dir(ntpath.dirname(host_path))
+            host.add_file(host_path, facts['file_size_bytes'], vhd=vhd)
+    except SimError as exc:
+        raise BridgeTransportError('image upload', target, exc.message) from None
+    return True
+
+
+def make_runner(*, state_file: str | None = None, hostname: str | None = None) -> SimRunner:
+    """The ``psdriver.transports`` entry point ``sim``: a runner on a new simulated host."""
+    if state_file:
+        folder = os.path.dirname(os.path.abspath(state_file))
+        if not os.path.isdir(folder):
+            raise BridgeUnavailable('init_host', 'sim',
+                                    f'[powershell] sim_state_file {state_file}: the folder '
+                                    f'{folder} does not exist')
+    capacity = {'hostname': hostname} if hostname else {}
+    return SimRunner(SimHost(state_file=state_file, **capacity))

@@ -8,7 +8,7 @@ from typing import Any
 from psdriver.sim import paths
 from psdriver.sim.dispatch import handler, prepare
 from psdriver.sim.errors import PARAMETER_BINDING_EXCEPTION, SimError
-from psdriver.sim.handlers.console import RUNNING_STATES, ensure_logger
+from psdriver.sim.console_logger import RUNNING_STATES, ensure_logger
 from psdriver.sim.host import SimHost
 from psdriver.sim.scriptlib import (
     in_set, int_param, is_absolute, is_dir, join, not_empty, notes_uuid, script_error, switch,
