@@ -82,6 +82,8 @@ class ClusterOps:
         self.node_name: str | None = None
         #: Handled failovers, for tests and the demo: (instance uuid, from host, to host).
         self.handled: list[tuple[str, str | None, str]] = []
+        #: Instances that left this node, whose VIFs were unplugged here (uuids).
+        self.released: list[str] = []
 
     # -- the cluster -------------------------------------------------------------------
 
@@ -286,18 +288,19 @@ class ClusterOps:
     def release(self, name: str, instance_uuid: str) -> None:
         """This node lost ``name`` to another: unplug its VIFs here (compute-hyperv did)."""
         ctx = nova_context.get_admin_context()
+        self._vmops.invalidate()
         try:
             instance = objects.Instance.get_by_uuid(ctx, instance_uuid,
                                                     expected_attrs=['info_cache'])
+            LOG.info('Instance %s moved away from this node', name, instance=instance)
+            self._vifops.unplug(instance, instance.get_network_info())
         except exception.InstanceNotFound:
             return
-        LOG.info('Instance %s failed over away from this node', name, instance=instance)
-        try:
-            self._vifops.unplug(instance, instance.get_network_info())
-        except Exception as exc:
-            LOG.warning('Unplugging the VIFs of %s after it left failed: %s', name, exc,
-                        instance=instance)
-        self._vmops.invalidate()
+        except Exception as exc:   # the VM is gone from here either way
+            LOG.warning('Unplugging the VIFs of %s after it left this node failed: %s', name,
+                        exc)
+            return
+        self.released.append(instance_uuid)
 
 
 def _neutron_api() -> Any:

@@ -63,12 +63,11 @@ class FailoverWatcher:
         before, self._owners = self._owners, dict(view.owners)
         lost = []
         for name, owner in view.owners.items():
-            previous = before.get(name)
+            # A role created here since the last poll was this node's, even if unseen.
+            previous = before.get(name, self.host if name in self._uuids else None)
             if same_host(owner, previous) or (owner is None and previous is None):
                 continue
             if same_host(owner, self.host):
-                if name not in before and name in self._uuids:
-                    continue    # a role this node just created (spawn, migration)
                 self._pending.add(name)
             elif same_host(previous, self.host):
                 lost.append(name)

@@ -104,6 +104,15 @@ class SimCluster:
                 self.fabric.move_vm(source, group.vm_name or group.name, back)
             return [(g.name, t) for g, t in moves]
 
+    def move(self, group: str, node: str) -> None:
+        """``Move-ClusterVirtualMachineRole -Node``: a planned move, the VM stays running."""
+        hosts = self.hosts()
+        with self.fabric.transaction(*hosts):
+            keeper = hosts[0]
+            source = self.fabric.host(keeper.get_cluster_group(group).owner_node)
+            moved = keeper.move_cluster_group(group, node)
+            self.fabric.move_vm(source, moved.vm_name or moved.name, self.fabric.host(node))
+
     def pause(self, name: str) -> None:
         """``Suspend-ClusterNode``: the node keeps its groups and receives no new ones."""
         host = self.fabric.host(name)

@@ -131,6 +131,21 @@ class ClusterTest(ClusterTestBase):
         self.assertIsNone(self.node(owner).find_vm(name))
         self.assertNoTraceback()
 
+    def test_a_planned_move_is_recorded_by_the_receiver_and_released_by_the_sender(self):
+        port = self.neutron.port_1
+        server = self.boot_on('host1', port)
+
+        self.cluster.move(self.instance(server).name, 'host3')
+
+        self.assert_recorded_on(server, 'host3', port)
+        deadline = time.monotonic() + 10
+        while not self.driver('host1').clusterops.released:
+            self.assertLess(time.monotonic(), deadline, 'host1 never released the instance')
+            time.sleep(0.1)
+        self.assertEqual([server['id']], self.driver('host1').clusterops.released)
+        self.assertEqual([(server['id'], 'host1', 'host3')], self.handled(*HOSTS))
+        self.assertNoTraceback()
+
     def test_failover_while_a_service_was_stopped_is_reclaimed_at_its_start(self):
         servers = [self.boot_on('host2') for _ in range(2)]
         self.computes['host3'].stop()
