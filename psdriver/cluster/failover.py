@@ -86,6 +86,8 @@ class FailoverWatcher:
         self._uuids.update({n: u for n, u in local.items() if n in self._pending})
         done = 0
         for name in sorted(self._pending):
+            if self._stop.is_set():
+                break
             uuid = local.get(name)
             if uuid is None:
                 # Not a Nova VM (no instance UUID in its notes), or not registered here yet.
@@ -115,10 +117,17 @@ class FailoverWatcher:
         self._thread = threading.Thread(target=self._run, name=THREAD_NAME, daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: float = 0.0) -> None:
+        """Stop polling; a poll under way finishes on its own (``wait``: seconds to join it).
+
+        nova-compute calls ``cleanup_host`` in its graceful shutdown and then
+        shuts its thread pools down: blocking here on a poll (a host call, a
+        lock, a database update) would only delay that.
+        """
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=self._interval + 30)
+            if wait:
+                self._thread.join(timeout=wait)
             self._thread = None
 
     def remember(self, name: str, instance_uuid: str) -> None:
