@@ -62,10 +62,10 @@ class PsDriverTestBase(integrated_helpers._IntegratedTestBase):
     #: other, psdriver.sim.fabric) with these shared volumes (root -> GiB);
     #: None: independent hosts.
     FABRIC: dict[str, float] | None = None
+    #: ``instances_path`` of every compute (a UNC path on a FABRIC share makes it shared).
+    INSTANCES = INSTANCES_PATH
     #: ``[workarounds] handle_virt_lifecycle_events`` (the driver's event poller).
     LIFECYCLE_EVENTS = True
-    #: ``[DEFAULT] instances_path`` of every compute service.
-    INSTANCES_PATH = INSTANCES_PATH
     #: ``[DEFAULT] compute_driver`` of every compute service.
     COMPUTE_DRIVER = 'psdriver.driver.HyperVDriver'
 
@@ -74,7 +74,7 @@ class PsDriverTestBase(integrated_helpers._IntegratedTestBase):
                    group='wsgi')
         self.flags(compute_driver=self.COMPUTE_DRIVER)
         self.flags(transport='sim', group='powershell')
-        self.flags(instances_path=self.INSTANCES_PATH, use_cow_images=True)
+        self.flags(instances_path=self.INSTANCES, use_cow_images=True)
         self.flags(handle_virt_lifecycle_events=self.LIFECYCLE_EVENTS, group='workarounds')
         # The driver's lifecycle poller wakes up often enough for a test.
         self.flags(power_state_event_polling_interval=1, group='hyperv')

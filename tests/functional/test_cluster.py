@@ -27,7 +27,7 @@ class ClusterTestBase(harness.PsDriverTestBase):
     # As the cluster guide recommends: the cluster, not Nova, owns the VMs' power state.
     LIFECYCLE_EVENTS = False
     FABRIC = {CSV: 500}
-    INSTANCES_PATH = f'{CSV}\\Instances'
+    INSTANCES = f'{CSV}\\Instances'
 
     def setUp(self) -> None:
         self.flags(sync_power_state_interval=-1)
