@@ -111,10 +111,11 @@ class ClusterTest(ClusterTestBase):
             owner = moves[self.instance(server).name]
             self.wait_for_host(server, owner)
             self.assert_recorded_on(server, owner, port)
-        # Polled every second ([hyperv] cluster_event_check_interval = 1).
+        # Polled every second ([hyperv] cluster_event_check_interval = 1): about 1.4 s
+        # on an idle machine; the bound leaves room for a loaded test machine.
         noticed = time.monotonic() - started
         print(f'failover recorded in Nova {noticed:.2f} s after the node went down')
-        self.assertLess(noticed, 4.0)
+        self.assertLess(noticed, 10.0)
         self.assertEqual('host1', self.api.get_server(server_c['id'])['OS-EXT-SRV-ATTR:host'])
 
         # Both surviving services saw both moves; each failover was recorded once.
@@ -138,7 +139,7 @@ class ClusterTest(ClusterTestBase):
         self.cluster.move(self.instance(server).name, 'host3')
 
         self.assert_recorded_on(server, 'host3', port)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 20
         while not self.driver('host1').clusterops.released:
             self.assertLess(time.monotonic(), deadline, 'host1 never released the instance')
             time.sleep(0.1)
