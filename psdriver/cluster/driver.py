@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from nova import exception
+from nova.virt import driver as nova_driver
 from oslo_log import log as logging
 
 import psdriver.conf
@@ -111,6 +112,8 @@ class HyperVClusterDriver(driver.HyperVDriver):
     def spawn(self, context, instance, image_meta, injected_files, admin_password,
               allocations, network_info=None, block_device_info=None, power_on=True,
               accel_info=None) -> None:
+        for bdm in nova_driver.block_device_info_get_mapping(block_device_info):
+            self._check_volume(bdm.get('connection_info'))
         super().spawn(context, instance, image_meta, injected_files, admin_password,
                       allocations, network_info, block_device_info, power_on, accel_info)
         # A failure here fails the spawn; nova's clean-up then destroys the VM.
@@ -167,10 +170,14 @@ class HyperVClusterDriver(driver.HyperVDriver):
 
     # -- volumes ------------------------------------------------------------------------------
 
-    def attach_volume(self, context, connection_info, instance, mountpoint, disk_bus=None,
-                      device_type=None, encryption=None) -> None:
+    @staticmethod
+    def _check_volume(connection_info: Any) -> None:
         driver_type = (connection_info or {}).get('driver_volume_type') or 'unknown'
         if driver_type not in CLUSTER_VOLUME_TYPES:
             raise ClusterVolumeNotSupported(driver_type=driver_type)
+
+    def attach_volume(self, context, connection_info, instance, mountpoint, disk_bus=None,
+                      device_type=None, encryption=None) -> None:
+        self._check_volume(connection_info)
         super().attach_volume(context, connection_info, instance, mountpoint, disk_bus,
                               device_type, encryption)

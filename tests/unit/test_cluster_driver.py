@@ -126,6 +126,20 @@ def test_only_smb_volumes_attach_to_clustered_instances(node, driver_type):
                                   instance, '/dev/sdb')
 
 
+def test_boot_from_an_iscsi_volume_is_refused_before_the_host_is_touched(node):
+    image = node.image()
+    instance = node.instance(image)
+    bdi = {'block_device_mapping': [{
+        'connection_info': {'driver_volume_type': 'iscsi', 'data': {}},
+        'mount_device': '/dev/sda', 'boot_index': 0}]}
+    before = len(node.calls)
+
+    with pytest.raises(ClusterVolumeNotSupported, match='iscsi volume'):
+        node.spawn(instance, image, block_device_info=bdi)
+
+    assert node.calls[before:] == []
+
+
 def test_a_poll_is_one_host_call_however_many_groups(env):
     env.build()
     env.host.create_cluster('hvcluster', OTHER_NODES)
