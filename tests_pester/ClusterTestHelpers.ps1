@@ -10,6 +10,7 @@ function Add-FakeClusterCommandStub {
             'Get-ClusterGroup'              = @('Name', 'VMId')
             'Add-ClusterVirtualMachineRole' = @('Name', 'VMName', 'VMId')
             'Remove-ClusterGroup'           = @('Name', '-RemoveResources', '-Force')
+            'Move-ClusterVirtualMachineRole' = @('Name', 'Node', 'MigrationType', 'Wait', '-Cancel')
             'Get-VM'                        = @('Name', 'Id')
         })
 }
@@ -71,6 +72,19 @@ function Register-FakeClusterHost {
     }
     Register-TestMock -CommandName 'Remove-ClusterGroup' -MockWith {
         $PsdTest.Groups = @($PsdTest.Groups | Where-Object { $_.Name -ne @($Name)[0] })
+    }
+    Register-TestMock -CommandName 'Move-ClusterVirtualMachineRole' -MockWith {
+        if ($Cancel) {
+            return
+        }
+        if ($PsdTest.Nodes[$Node] -ne 'Up') {
+            throw "The cluster node '$Node' is not Up."
+        }
+        if (-not $PsdTest.SlowMove) {
+            foreach ($group in @($PsdTest.Groups | Where-Object { $_.Name -eq $Name })) {
+                $group.OwnerNode = [pscustomobject]@{ Name = $Node }
+            }
+        }
     }
     Register-TestMock -CommandName 'Get-VM' -MockWith {
         foreach ($vmName in $PsdTest.Vms) {

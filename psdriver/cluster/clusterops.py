@@ -140,6 +140,20 @@ class ClusterOps:
             LOG.info('VM %s is no longer a clustered role', instance.name, instance=instance)
         return result
 
+    def live_migrate(self, instance: Any, node: str) -> dict[str, Any]:
+        """Move the running VM to ``node`` of this cluster (Move-ClusterVirtualMachineRole)."""
+        timeout = self._conf.hyperv.instance_live_migration_timeout
+        params = {'Name': instance.name, 'Node': node, 'TimeoutSeconds': max(1, timeout)}
+        try:
+            with errors.translate(operation='live migration in the cluster'):
+                result = self._bridge.call('Move-InstanceClusterRole', params,
+                                           timeout=max(1, timeout) + 60)
+        finally:
+            self._vmops.invalidate()
+        LOG.info('VM %s live migrated within the cluster from %s to %s', instance.name,
+                 result['source_node'], result['owner_node'], instance=instance)
+        return result
+
     # -- failover ------------------------------------------------------------------------
 
     @property

@@ -168,6 +168,39 @@ class HyperVClusterDriver(driver.HyperVDriver):
                                                   network_info, block_device_info, timeout,
                                                   retry_interval)
 
+    # -- live migration -------------------------------------------------------------------------
+
+    def live_migration(self, context, instance, dest, post_method, recover_method,
+                       block_migration=False, migrate_data=None) -> None:
+        """Within the cluster the cluster moves the role; elsewhere it leaves the cluster first.
+
+        A failed move within the cluster is settled as compute-hyperv did:
+        the VM where it started is recovered (``recover_method``), the VM
+        that reached ``dest`` after all is finished (``post_method``), a VM
+        on neither raises (nova's compute manager then sets ERROR).
+        """
+        view = self.clusterops.view()
+        node = next((n for n in view.nodes if clusterops.same_host(n, dest)), None)
+        if node is None:
+            self._unclustered(instance)
+            super().live_migration(context, instance, dest, post_method, recover_method,
+                                   block_migration, migrate_data)
+            return
+        try:
+            self.clusterops.live_migrate(instance, node)
+        except Exception as exc:
+            owner = self.clusterops.view().owners.get(instance.name.lower())
+            LOG.error('Live migration of %s to %s within the cluster failed (%s); the VM is '
+                      'on %s', instance.name, dest, exc, owner, instance=instance)
+            if clusterops.same_host(owner, dest):
+                post_method(context, instance, dest, block_migration, migrate_data)
+                return
+            if clusterops.same_host(owner, self.clusterops.node_name):
+                recover_method(context, instance, dest, migrate_data)
+                return
+            raise       # nova's compute manager sets the instance to ERROR
+        post_method(context, instance, dest, block_migration, migrate_data)
+
     # -- volumes ------------------------------------------------------------------------------
 
     @staticmethod

@@ -29,6 +29,7 @@ from __future__ import annotations
 import os
 
 from psdriver.sim.cluster import fail_back, fail_over
+from psdriver.sim.errors import CLUSTER_EXCEPTION, SimError
 from psdriver.sim.fabric import Fabric
 from psdriver.sim.host import SimHost
 from psdriver.sim.state import ClusterNode, ClusterState
@@ -110,8 +111,13 @@ class SimCluster:
         with self.fabric.transaction(*hosts):
             keeper = hosts[0]
             source = self.fabric.host(keeper.get_cluster_group(group).owner_node)
+            target = self.fabric.host(node)
+            if target._state.faults.host_down:
+                raise SimError(f"The cluster node '{node}' is Down; a group can only move to a "
+                               'node that is Up.', 'InvalidOperation', 'ClusterNodeNotUp',
+                               CLUSTER_EXCEPTION, node)
             moved = keeper.move_cluster_group(group, node)
-            self.fabric.move_vm(source, moved.vm_name or moved.name, self.fabric.host(node))
+            self.fabric.move_vm(source, moved.vm_name or moved.name, target)
 
     def pause(self, name: str) -> None:
         """``Suspend-ClusterNode``: the node keeps its groups and receives no new ones."""

@@ -205,3 +205,63 @@ def test_init_host_is_quiet_with_the_recommended_workarounds(env, caplog):
 
     assert 'handle_virt_lifecycle_events is on' not in caplog.text
     assert 'sync_power_state_interval' not in caplog.text
+
+
+# -- live migration within the cluster (nodes of a sim fabric) ----------------------------------
+
+CSV = 'C:\\ClusterStorage\\Volume1'
+
+
+@pytest.fixture
+def fabric_node(env, tmp_path):
+    """The driver on SIMHV01 of a three-node cluster whose nodes share a CSV."""
+    from psdriver.sim.fabric import Fabric
+    from psdriver.sim.simcluster import SimCluster
+
+    fabric = Fabric.create(str(tmp_path / 'fabric'), [HOSTNAME, *OTHER_NODES],
+                           shared_volumes={CSV: 500})
+    env.cluster = SimCluster.create(fabric, 'hvcluster')
+    env.fabric = fabric
+    env.flags(instances_path=f'{CSV}\\Instances')
+    env.flags('powershell', sim_state_file=fabric.state_file(HOSTNAME))
+    env.start()
+    return env
+
+
+def _callbacks():
+    seen = []
+    post = lambda ctx, inst, dest, block, data: seen.append(('post', dest))  # noqa: E731
+    recover = lambda ctx, inst, dest, data: seen.append(('recover', dest))  # noqa: E731
+    return seen, post, recover
+
+
+def test_live_migration_within_the_cluster_moves_the_role(fabric_node):
+    fabric_node.flags('hyperv', instance_live_migration_timeout=120)
+    image = fabric_node.image()
+    instance = fabric_node.instance(image)
+    fabric_node.spawn(instance, image)
+    seen, post, recover = _callbacks()
+
+    fabric_node.driver.live_migration(None, instance, 'simhv02', post, recover)
+
+    assert seen == [('post', 'simhv02')]
+    call = fabric_node.calls_of('Move-InstanceClusterRole')[-1]
+    assert call.params == {'Name': instance.name, 'Node': 'SIMHV02', 'TimeoutSeconds': 120}
+    target = fabric_node.fabric.host('SIMHV02')
+    assert target.get_vm(instance.name).state == 'Running'
+    assert target.get_cluster_group(instance.name).owner_node == 'SIMHV02'
+    assert fabric_node.host.find_vm(instance.name) is None
+
+
+def test_a_refused_move_within_the_cluster_is_recovered_on_the_source(fabric_node):
+    image = fabric_node.image()
+    instance = fabric_node.instance(image)
+    fabric_node.spawn(instance, image)
+    fabric_node.cluster.node_down('SIMHV03')
+    seen, post, recover = _callbacks()
+
+    fabric_node.driver.live_migration(None, instance, 'SIMHV03', post, recover)
+
+    assert seen == [('recover', 'SIMHV03')]
+    assert fabric_node.host.get_vm(instance.name).state == 'Running'
+    assert fabric_node.host.get_cluster_group(instance.name).owner_node == HOSTNAME

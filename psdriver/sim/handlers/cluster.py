@@ -126,3 +126,52 @@ def remove_role(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     owner = group.owner_node or None
     host.remove_cluster_group(group.name)
     return {'name': name, 'removed': True, 'owner_node': owner}
+
+
+MOVE = 'Move-InstanceClusterRole'
+
+
+@prepare(MOVE)
+def _prepare_move(host: SimHost, params: dict[str, Any]) -> None:
+    _prepare_remove(host, params)
+
+
+@handler(MOVE)
+def move_role(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
+    """A live migration within the cluster: the VM moves running when the hosts are a fabric.
+
+    On a host that is not part of a fabric the other nodes are names: only
+    the owner changes.
+    """
+    name = not_empty(MOVE, params, 'Name')
+    node = not_empty(MOVE, params, 'Node')
+    int_param(MOVE, params, 'TimeoutSeconds', 300, 1, 86400)
+    _cluster(host)
+    group = host.find_cluster_group(name)
+    if group is None:
+        raise script_error(f"Virtual machine '{name}' is not a clustered role.",
+                           'ObjectNotFound', 'PsDriver.ClusterGroupNotFound', name)
+    source = group.owner_node or None
+    moved = False
+    if (source or '').lower() != node.lower():
+        try:
+            _move(host, group.name, node)
+        except SimError as exc:
+            raise script_error(f"Live migration of '{name}' from {source} to {node} failed: "
+                               f'{exc.message}', 'InvalidOperation',
+                               'PsDriver.ClusterMoveFailed', name) from None
+        moved = True
+    record = group_record(host.get_cluster_group(group.name))
+    return {**record, 'source_node': source, 'moved': moved}
+
+
+def _move(host: SimHost, group: str, node: str) -> None:
+    from psdriver.sim.fabric import fabric_of
+    from psdriver.sim.simcluster import SimCluster
+    from psdriver.sim.store import cluster_store
+
+    fabric = fabric_of(host)
+    if fabric is None or cluster_store(fabric.directory) is None:
+        host.move_cluster_group(group, node)
+        return
+    SimCluster(fabric).move(group, node)
