@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument('--fail-script', metavar='NAME', choices=_script_names(),
                       help='make the next call of this host script fail (fault injection on '
                       'the simulated host), to see a failing step and the clean-up')
+    demo.add_argument('--cluster', action='store_true',
+                      help='instead: three HyperVClusterDriver services on the nodes of a '
+                      'simulated failover cluster; an instance fails over and Nova follows')
     demo.add_argument('-v', '--verbose', action='store_true', help='debug logging on stderr')
 
     scripts = commands.add_parser('scripts', help='the host scripts (ps_scripts/)',
@@ -147,6 +150,9 @@ def _demo(args: argparse.Namespace) -> int:
         raise UsageError(f'--state-file: the folder {os.path.dirname(state_file)} does not '
                          'exist')
     conf = configure([], args.verbose)
+    if args.cluster:
+        from psdriver.demo import cluster
+        return cluster.run(conf, quiet=args.quiet)
     from psdriver.demo import runner
     return runner.run(conf, state_file=state_file, quiet=args.quiet,
                       fail_script=args.fail_script)

@@ -181,12 +181,12 @@ hyperv_opts = [
              'enters maintenance mode.'),
     cfg.IntOpt(
         'cluster_event_check_interval',
-        min=0,
         default=2,
-        deprecated_for_removal=True,
-        deprecated_reason='Cluster events are not polled on a fixed interval; '
-                          'the option has no effect.',
-        help='Seconds between two checks for failover cluster events.'),
+        min=1,
+        help='Seconds between two polls of the failover cluster for instances '
+             'that changed owner node (one Get-ClusterInstanceState call for '
+             'all of them). A failover is recorded in Nova at most this long '
+             'after the cluster moved the instance.'),
     cfg.BoolOpt(
         'instance_automatic_shutdown',
         default=False,
@@ -218,6 +218,12 @@ hyperv_opts = [
         default=True,
         help='Let the cluster move a clustered instance back to its preferred '
              'host once that host is available again.'),
+    cfg.BoolOpt(
+        'recreate_ports_on_failover',
+        default=True,
+        help='After an instance failed over to another cluster node, unplug '
+             'and plug its virtual network adapters again on that node, so '
+             'that they are connected to its virtual switch with their VLAN.'),
     cfg.BoolOpt(
         'force_destroy_instances',
         default=False,

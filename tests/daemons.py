@@ -1,4 +1,4 @@
-"""Real helper daemons for tests (etcd), started on 127.0.0.1 only.
+"""Real helper daemons for tests (etcd, MariaDB), started on 127.0.0.1 only.
 
 A daemon binary that is missing skips the tests that need it, except when
 ``CI=true`` (:mod:`tests.prerequisites`).
@@ -160,4 +160,116 @@ def run_etcd(attempts: int = 3) -> Iterator[EtcdServer]:
 def etcd_server() -> Iterator[EtcdServer]:
     """A real etcd shared by the session (one per xdist worker)."""
     with run_etcd() as server:
+        yield server
+
+
+@dataclass(frozen=True)
+class MariaDBServer:
+    """A running MariaDB with a database and a user for tooz's ``mysql://`` driver."""
+
+    host: str
+    port: int
+    pid: int
+    database: str
+    user: str
+    password: str
+
+    def tooz_url(self) -> str:
+        return f'mysql://{self.user}:{self.password}@{self.host}:{self.port}/{self.database}'
+
+
+MARIADB_CANDIDATES = ('/usr/sbin/mariadbd', '/usr/sbin/mysqld')
+
+
+def _mariadb_answers(host: str, port: int) -> bool:
+    import pymysql
+
+    try:
+        pymysql.connect(host=host, port=port, user='root', password='',
+                        connect_timeout=1).close()
+        return True
+    except pymysql.MySQLError:
+        return False
+
+
+class MariaDB:
+    """A throw-away mariadbd on a free loopback port, in a temporary datadir.
+
+    ``stop()`` and ``start()`` take the server away and bring it back on the
+    same port with the same data, for the tests of a lock backend that goes
+    away.
+    """
+
+    def __init__(self) -> None:
+        self.binary = require_binary('mariadbd', 'mariadb-server',
+                                     candidates=MARIADB_CANDIDATES)
+        self.install = require_binary('mariadb-install-db', 'mariadb-server',
+                                      candidates=('/usr/bin/mariadb-install-db',
+                                                  '/usr/bin/mysql_install_db'))
+        self.workdir = Path(scratch_dir('psdriver-mariadb-'))
+        self.datadir = self.workdir / 'data'
+        self.port = 0
+        self.daemon: Daemon | None = None
+        self._runs = 0
+        run = subprocess.run(
+            [self.install, '--no-defaults', f'--datadir={self.datadir}', '--user=root',
+             '--auth-root-authentication-method=normal', '--skip-test-db'],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+        if run.returncode:
+            pytest.fail(f'mariadb-install-db failed:\n{run.stdout}{run.stderr}', pytrace=False)
+
+    def start(self, timeout: float = 30) -> None:
+        self.port = self.port or free_port()
+        self._runs += 1
+        argv = [self.binary, '--no-defaults', f'--datadir={self.datadir}', '--user=root',
+                f'--bind-address={LOOPBACK}', f'--port={self.port}',
+                f'--socket={self.workdir / "mysqld.sock"}',
+                f'--pid-file={self.workdir / "mysqld.pid"}', '--skip-name-resolve',
+                '--skip-log-bin', '--innodb-buffer-pool-size=16M',
+                '--innodb-log-file-size=8M', '--max-connections=500']
+        self.daemon = Daemon(argv, self.workdir / f'mariadb{self._runs}.log')
+        if not self.daemon.wait_until(lambda: _mariadb_answers(LOOPBACK, self.port), timeout):
+            tail = self.daemon.log_tail()
+            self.daemon.stop()
+            pytest.fail(f'mariadbd did not start:\n{tail}', pytrace=False)
+
+    def stop(self) -> None:
+        if self.daemon is not None:
+            self.daemon.stop(timeout=30)
+            self.daemon = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def create_database(self, database: str, user: str, password: str) -> MariaDBServer:
+        import pymysql
+
+        conn = pymysql.connect(host=LOOPBACK, port=self.port, user='root', password='')
+        try:
+            with conn.cursor() as cur:
+                cur.execute(f'CREATE DATABASE IF NOT EXISTS `{database}`')
+                cur.execute('CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s',
+                            (user, LOOPBACK, password))
+                cur.execute(f'GRANT ALL ON `{database}`.* TO %s@%s', (user, LOOPBACK))
+        finally:
+            conn.close()
+        return MariaDBServer(LOOPBACK, self.port, self.daemon.pid, database, user, password)
+
+
+@contextlib.contextmanager
+def run_mariadb() -> Iterator[tuple[MariaDB, MariaDBServer]]:
+    """Start a private MariaDB with a ``tooz`` database, remove it afterwards."""
+    server = MariaDB()
+    try:
+        server.start()
+        yield server, server.create_database('tooz', 'tooz', 'lock-pw-7Hq')
+    finally:
+        server.remove()
+
+
+@pytest.fixture(scope='session')
+def mariadb_server() -> Iterator[MariaDBServer]:
+    """A real MariaDB shared by the session (one per xdist worker)."""
+    with run_mariadb() as (_, server):
         yield server

@@ -150,6 +150,10 @@ function Add-CommandStub {
         # module that name resolves through this alias to the stub, and so to its mock.
         Set-Alias -Name ('Hyper-V\' + $Name) -Value $Name -Scope Global
     }
+    if ($Name -match '^[A-Za-z]+-Cluster') {
+        # Likewise FailoverClusters\Get-ClusterGroup and the other cluster cmdlets.
+        Set-Alias -Name ('FailoverClusters\' + $Name) -Value $Name -Scope Global
+    }
 }
 
 function Add-CommandStubSet {
@@ -175,6 +179,7 @@ function Remove-CommandStub {
         if ($function.ScriptBlock.ToString().StartsWith('# psdriver-pester-stub')) {
             Remove-Item -Path ('function:global:' + $function.Name) -ErrorAction SilentlyContinue
             Remove-Item -LiteralPath ('alias:Hyper-V\' + $function.Name) -ErrorAction SilentlyContinue
+            Remove-Item -LiteralPath ('alias:FailoverClusters\' + $function.Name) -ErrorAction SilentlyContinue
         }
     }
 }

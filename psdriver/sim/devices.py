@@ -375,10 +375,10 @@ class DeviceRules(VmRules):
         by_volume: dict[str, int] = {}
         for d in disks:
             fmt = self._require_vhd(d.path).vhd.format
-            root = paths.root(d.path).lower()
+            root = self._volume_key(d.path)
             by_volume[root] = by_volume.get(root, 0) + EMPTY_VHD_FILE[fmt]
         for d in disks:
-            self._require_room(d.path, by_volume[paths.root(d.path).lower()])
+            self._require_room(d.path, by_volume[self._volume_key(d.path)])
         snap_id = str(uuid.uuid4())
         snap = Snapshot(id=snap_id, name=snapshot_name or
                         f'{vm.name} - ({time.strftime("%m/%d/%Y - %H:%M:%S")})',

@@ -15,9 +15,9 @@ from typing import Any
 
 from psdriver.sim import paths
 from psdriver.sim.faults import Faults
-from psdriver.sim.hostpower import HostPowerRules
+from psdriver.sim.migration import MigrationRules
 from psdriver.sim.state import GIB, FileEntry, HostConfig, HostState, Switch, Volume
-from psdriver.sim.store import FileStore, dumps
+from psdriver.sim.store import dumps, open_host_store
 from psdriver.sim.txn import reads
 
 
@@ -57,7 +57,7 @@ def new_state(cfg: HostConfig) -> HostState:
     return state
 
 
-class SimHost(HostPowerRules):
+class SimHost(MigrationRules):
     """One simulated Hyper-V host.  See the rule modules for what it enforces."""
 
     def __init__(self, state_file: str | None = None, *, reset: bool = False,
@@ -65,7 +65,7 @@ class SimHost(HostPowerRules):
         config = HostConfig(**capacity)
         config.instances_path = paths.normalize(config.instances_path)
         _check_config(config)
-        store = FileStore(state_file) if state_file else None
+        store = open_host_store(state_file) if state_file else None
         self._init_txn(store)
         self.faults = Faults(self)
         if store is None:
@@ -118,7 +118,7 @@ class SimHost(HostPowerRules):
         """Assert the bookkeeping holds (volume usage = sum of its files)."""
         used: dict[str, int] = {}
         for entry in self._state.files.values():
-            root = paths.root(entry.path).lower()
+            root = paths.volume_key(self._state.volumes, entry.path)
             used[root] = used.get(root, 0) + (0 if entry.is_dir else entry.size)
         for key, vol in self._state.volumes.items():
             if used.get(key, 0) != vol.used:

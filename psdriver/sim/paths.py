@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ntpath
+from typing import Iterable
 
 from psdriver.sim.errors import invalid_argument
 
@@ -66,3 +67,18 @@ def is_under(path_key: str, dir_key: str) -> bool:
     """Whether the file key lies strictly below the directory key."""
     prefix = dir_key if dir_key.endswith('\\') else dir_key + '\\'
     return path_key.startswith(prefix) and path_key != dir_key
+
+
+def volume_key(volume_keys: Iterable[str], path: str) -> str:
+    """Key of the volume holding a normalised path.
+
+    A drive letter or a UNC share is a volume; a volume mounted in a folder
+    (a Cluster Shared Volume, ``C:\\ClusterStorage\\Volume1``) wins over the
+    drive it sits on.
+    """
+    path_key = key(path)
+    best = root(path).lower()
+    for k in volume_keys:
+        if len(k) > len(best) and (path_key == k or is_under(path_key, k)):
+            best = k
+    return best

@@ -105,6 +105,16 @@ class HostConfig:
     smb_shares: dict[str, str] = field(default_factory=dict)
     #: Seconds the host's clock is ahead of the real time (negative: behind).
     clock_offset_seconds: float = 0.0
+    #: VM configuration versions this host runs (Get-VMHostSupportedVersion).
+    supported_vm_versions: list[str] = field(default_factory=lambda: [
+        '5.0', '6.2', '7.0', '7.1', '8.0', '8.1', '8.2', '8.3', '9.0', '9.1', '9.2', '9.3',
+        '10.0'])
+    #: Active Directory domain ('' : a workgroup host, Kerberos is not available).
+    domain: str = ''
+    #: Hosts this computer account may delegate to (Kerberos constrained
+    #: delegation for the 'Microsoft Virtual System Migration Service' and
+    #: 'cifs' services), as set up in Active Directory.
+    kerberos_delegation: list[str] = field(default_factory=list)
 
 
 @persisted
@@ -220,6 +230,43 @@ class Vm:
     #: Generation 2 first boot device: a drive slot such as ``'SCSI:0:0'``.
     first_boot_device: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Configuration version (Get-VM .Version); '' : the host's default.
+    version: str = ''
+
+
+@persisted
+class MigrationSettings:
+    """Live migration settings of a host (Get-VMHost, Get-VMMigrationNetwork).
+
+    The defaults are those of a freshly installed Hyper-V host.
+    """
+
+    enabled: bool = False                       # VirtualMachineMigrationEnabled
+    authentication: str = 'CredSSP'             # CredSSP | Kerberos
+    use_any_network: bool = False               # UseAnyNetworkForMigration
+    #: Migration networks (Add-VMMigrationNetwork): subnets such as '192.0.2.0/24'.
+    networks: list[str] = field(default_factory=list)
+    max_migrations: int = 2                     # MaximumVirtualMachineMigrations
+    max_storage_migrations: int = 2             # MaximumStorageMigrations
+    performance_option: str = 'Compression'     # TCPIP | Compression | SMB
+
+
+@persisted
+class SmbShare:
+    """A folder this host exports over SMB (New-SmbShare)."""
+
+    name: str
+    path: str
+    full_access: list[str] = field(default_factory=list)
+
+
+@persisted
+class SharedVolume:
+    """A volume several hosts of a fabric see (an SMB 3 share or a CSV): its files."""
+
+    volume: 'Volume'
+    files: dict[str, 'FileEntry'] = field(default_factory=dict)
+    generation: int = 0
 
 
 @persisted
@@ -325,6 +372,15 @@ class ClusterGroup:
     state: str = 'Online'          # Online | Offline | Failed | Pending
     group_type: str = 'VirtualMachine'
     vm_name: str | None = None
+    #: Failovers allowed within failover_period hours (the cluster's default: no limit).
+    failover_threshold: int = 4294967295
+    failover_period: int = 6
+    auto_failback_type: int = 0    # 0 Prevent | 1 Allow
+    persistent_state: int = 0
+    #: Preferred owners, in order (Set-ClusterOwnerNode); failback goes to the first one Up.
+    preferred_owners: list[str] = field(default_factory=list)
+    #: When the group failed over (seconds since the epoch), for the failover threshold.
+    failover_times: list[float] = field(default_factory=list)
 
 
 @persisted
@@ -332,6 +388,8 @@ class ClusterState:
     name: str
     nodes: list[ClusterNode] = field(default_factory=list)
     groups: dict[str, ClusterGroup] = field(default_factory=dict)
+    #: Bumped on every save of a fabric's shared cluster state (psdriver.sim.store).
+    generation: int = 0
 
 
 @persisted
@@ -411,5 +469,8 @@ class HostState:
     next_pid: int = 4000
     #: Checkpoint merges still running after Remove-VM.
     pending_merges: list[PendingMerge] = field(default_factory=list)
+    migration: MigrationSettings = field(default_factory=MigrationSettings)
+    #: Folders exported over SMB, by share name (lower case).
+    smb_shares: dict[str, SmbShare] = field(default_factory=dict)
     #: Bumped on every saved change; lets tests and tools see that state moved.
     generation: int = 0

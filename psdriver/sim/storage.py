@@ -69,9 +69,12 @@ class StorageRules(HostBase):
 
     # -- volumes ---------------------------------------------------------------
 
+    def _volume_key(self, path: str) -> str:
+        return paths.volume_key(self._state.volumes, path)
+
     def _volume(self, path: str) -> Volume:
         root = paths.root(path)
-        vol = self._state.volumes.get(root.lower())
+        vol = self._state.volumes.get(self._volume_key(path))
         if vol is None:
             if root.startswith('\\\\'):
                 raise SimError(f"The network path '{root}' was not found.", 'ObjectNotFound',
@@ -318,7 +321,7 @@ class StorageRules(HostBase):
         if self._entry(dst) is not None:
             raise file_exists(dst)
         self._require_parent_dir(dst)
-        if paths.root(dst).lower() != paths.root(src.path).lower():
+        if self._volume_key(dst) != self._volume_key(src.path):
             self._allocate(dst, src.size)
             self._allocate(src.path, -src.size)
         del self._state.files[paths.key(src.path)]

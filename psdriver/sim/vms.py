@@ -119,7 +119,7 @@ class VmRules(NetworkRules):
     def create_vm(self, name: str, *, generation: int = 2, memory_startup_mb: int = 512,
                   processor_count: int = 1, path: str | None = None, notes: str = '',
                   dynamic_memory: bool = False, memory_minimum_mb: int | None = None,
-                  memory_maximum_mb: int | None = None) -> Vm:
+                  memory_maximum_mb: int | None = None, version: str | None = None) -> Vm:
         """``New-VM``: names are unique on this host (psdriver relies on it)."""
         _check_name(name)
         if name.lower() in self._state.vms:
@@ -129,8 +129,12 @@ class VmRules(NetworkRules):
                                    name)
         vm_path = paths.normalize(path or DEFAULT_VM_PATH)
         self._volume(vm_path)
+        version = version or self._state.config.default_vm_version
+        if version not in self._state.config.supported_vm_versions:
+            raise invalid_argument(f"The configuration version '{version}' is not supported "
+                                   'on this host.', name)
         vm = Vm(id=str(uuid.uuid4()), name=name, generation=generation, path=vm_path,
-                notes=notes, created=time.time(), scsi_controllers=1,
+                notes=notes, created=time.time(), scsi_controllers=1, version=version,
                 secure_boot=generation == 2,
                 secure_boot_template='MicrosoftWindows' if generation == 2 else '')
         self._apply_memory(vm, memory_startup_mb, dynamic_memory,

@@ -37,6 +37,7 @@ from oslo_utils.fixture import uuidsentinel as uuids
 import psdriver.conf  # noqa: F401  (registers [powershell] and [hyperv])
 from psdriver import coordination
 from psdriver.sim import SimHost, image_files
+from psdriver.sim.fabric import Fabric
 
 CONF = cfg.CONF
 
@@ -57,15 +58,23 @@ class PsDriverTestBase(integrated_helpers._IntegratedTestBase):
     COMPUTE_HOSTS = ('host1',)
     #: Simulated hosts that differ from the default one: host -> SimHost capacity.
     SIM_HOSTS: dict[str, dict[str, Any]] = {}
+    #: Put every compute's simulated host in one fabric (hosts that see each
+    #: other, psdriver.sim.fabric) with these shared volumes (root -> GiB);
+    #: None: independent hosts.
+    FABRIC: dict[str, float] | None = None
+    #: ``instances_path`` of every compute (a UNC path on a FABRIC share makes it shared).
+    INSTANCES = INSTANCES_PATH
     #: ``[workarounds] handle_virt_lifecycle_events`` (the driver's event poller).
     LIFECYCLE_EVENTS = True
+    #: ``[DEFAULT] compute_driver`` of every compute service.
+    COMPUTE_DRIVER = 'psdriver.driver.HyperVDriver'
 
     def setUp(self) -> None:
         self.flags(api_paste_config=os.path.join(sys.prefix, 'etc', 'nova', 'api-paste.ini'),
                    group='wsgi')
-        self.flags(compute_driver='psdriver.driver.HyperVDriver')
+        self.flags(compute_driver=self.COMPUTE_DRIVER)
         self.flags(transport='sim', group='powershell')
-        self.flags(instances_path=INSTANCES_PATH, use_cow_images=True)
+        self.flags(instances_path=self.INSTANCES, use_cow_images=True)
         self.flags(handle_virt_lifecycle_events=self.LIFECYCLE_EVENTS, group='workarounds')
         # The driver's lifecycle poller wakes up often enough for a test.
         self.flags(power_state_event_polling_interval=1, group='hyperv')
@@ -81,11 +90,25 @@ class PsDriverTestBase(integrated_helpers._IntegratedTestBase):
         # Image locks go to a tooz file backend in a fresh folder, not to the
         # compute-hyperv default (a Windows path); stopped after the services.
         locks = self.useFixture(fixtures.TempDir()).path
-        self.flags(backend_url=f'file://{locks}', group='coordination')
+        self.flags(backend_url=self.lock_backend_url(locks), group='coordination')
         self.addCleanup(coordination.COORDINATOR.stop)
         super()._setup_services()
 
+    def fabric_ready(self, fabric: Fabric) -> None:
+        """Called once the fabric exists, before any compute service starts."""
+
+    def lock_backend_url(self, folder: str) -> str:
+        """``[coordination] backend_url`` of the services: a tooz file backend in ``folder``."""
+        return f'file://{folder}'
+
     def _setup_compute_service(self):
+        self.fabric = None
+        if self.FABRIC is not None:
+            folder = self.useFixture(fixtures.TempDir()).path
+            self.fabric = Fabric.create(
+                folder, {h: self.SIM_HOSTS.get(h, {}) for h in self.COMPUTE_HOSTS},
+                shared_volumes=self.FABRIC)
+            self.fabric_ready(self.fabric)
         first = None
         for host in self.COMPUTE_HOSTS:
             compute = self._start_compute(host)
@@ -98,10 +121,12 @@ class PsDriverTestBase(integrated_helpers._IntegratedTestBase):
         A host listed in SIM_HOSTS is created first with that capacity, in a
         state file the driver's factory then opens (``[powershell]
         sim_state_file``); the others are in-memory hosts with the default
-        capacity.
+        capacity.  With FABRIC every host is a member of one fabric.
         """
         state_file = None
-        if host in self.SIM_HOSTS:
+        if getattr(self, 'fabric', None) is not None:
+            state_file = self.fabric.state_file(host)
+        elif host in self.SIM_HOSTS:
             folder = self.useFixture(fixtures.TempDir()).path
             state_file = os.path.join(folder, f'{host}.json')
             SimHost(state_file=state_file, hostname=host, **self.SIM_HOSTS[host])

@@ -1,4 +1,4 @@
-"""Fixtures of the lock tests: a real etcd and lock-holding child processes."""
+"""Fixtures of the lock tests: a real etcd and MariaDB, lock-holding child processes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemons import etcd_server  # noqa: F401  (session fixture)
+from tests.daemons import etcd_server, mariadb_server  # noqa: F401  (session fixtures)
 
 WORKER = Path(__file__).with_name('lock_worker.py')
 REPO = Path(__file__).resolve().parents[2]

@@ -20,17 +20,20 @@ def _backend_args(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
     if kind == 'etcd':
         etcd = request.getfixturevalue('etcd_server')
         return ['--url', etcd.tooz_url(timeout=10)]
+    if kind == 'mysql':
+        return ['--url', request.getfixturevalue('mariadb_server').tooz_url()]
     if kind == 'file':
         return ['--url', f'file://{tmp_path / "tooz"}']
     return ['--lock-path', str(tmp_path / 'local')]
 
 
 def _contend(backend: list[str], tmp_path: Path, name: str, workers: int = 2,
-             no_lock: bool = False, timeout: float = 30) -> list[dict]:
+             no_lock: bool = False, timeout: float = 30, iterations: int = ITERATIONS,
+             hold: float = HOLD) -> list[dict]:
     barrier = tmp_path / 'barrier'
     barrier.mkdir()
-    args = [*backend, '--name', name, '--iterations', str(ITERATIONS),
-            '--hold', str(HOLD), '--marker', str(tmp_path / 'inside'),
+    args = [*backend, '--name', name, '--iterations', str(iterations),
+            '--hold', str(hold), '--marker', str(tmp_path / 'inside'),
             '--barrier', str(barrier), '--timeout', str(timeout)]
     if no_lock:
         args.append('--no-lock')
@@ -49,7 +52,7 @@ def _contend(backend: list[str], tmp_path: Path, name: str, workers: int = 2,
     return results
 
 
-@pytest.mark.parametrize('kind', ['etcd', 'file', 'local'])
+@pytest.mark.parametrize('kind', ['etcd', 'mysql', 'file', 'local'])
 def test_two_processes_never_overlap(kind, tmp_path, request):
     results = _contend(_backend_args(kind, tmp_path, request), tmp_path,
                        'instance-00000001')
@@ -58,6 +61,20 @@ def test_two_processes_never_overlap(kind, tmp_path, request):
     assert sum(r['violations'] for r in results) == 0
     # They did contend: someone had to wait for the other one's section.
     assert max(r['max_wait'] for r in results) >= HOLD * 0.5
+
+
+MANY_WORKERS = 3
+MANY_ITERATIONS = 70
+
+
+@pytest.mark.parametrize('kind', ['etcd', 'mysql', 'file'])
+def test_hundreds_of_acquisitions_never_overlap(kind, tmp_path, request):
+    """Three processes, 210 short critical sections on one name, every backend."""
+    results = _contend(_backend_args(kind, tmp_path, request), tmp_path, 'failover-instance-7',
+                       workers=MANY_WORKERS, iterations=MANY_ITERATIONS, hold=0.001)
+
+    assert sum(r['entries'] for r in results) == MANY_WORKERS * MANY_ITERATIONS
+    assert sum(r['violations'] for r in results) == 0
 
 
 def test_overlap_detector_sees_unlocked_sections(tmp_path):
@@ -77,3 +94,20 @@ def test_different_names_do_not_block_each_other(tmp_path, hold_lock):
                        workers=1, timeout=5)
 
     assert results[0]['entries'] == ITERATIONS
+
+
+def test_killed_holder_frees_a_file_share_lock(tmp_path, hold_lock):
+    """A file:// lock is an OS file lock: it dies with the process holding it."""
+    from psdriver.coordination import Coordinator
+
+    url = f'file://{tmp_path / "share" / "locks"}'
+    holder = hold_lock('--url', url, '--name', 'failover-instance-9')
+    waiter = Coordinator(backend_url=url, lock_path='')
+    waiter.start()
+    try:
+        holder.kill()
+        started = time.monotonic()
+        with waiter.lock('failover-instance-9', timeout=10):
+            assert time.monotonic() - started < 2
+    finally:
+        waiter.stop()

@@ -342,7 +342,7 @@ def test_every_script_has_a_pester_test_that_parses(path):
 
 
 @pytest.mark.parametrize('name', ['Invoke-PsDriverPester.ps1', 'PsDriverTestHelpers.ps1',
-                                  'PsDriverStorageFakes.ps1'])
+                                  'PsDriverStorageFakes.ps1', 'ClusterTestHelpers.ps1'])
 def test_pester_runner_and_helpers_parse(name):
     assert pwsh_syntax.parse_errors(_read(PESTER_DIR / name)) == []
 

@@ -166,6 +166,9 @@ def read_iso(data: bytes) -> dict[str, bytes]:
 class DriverEnv:
     """Configuration, stand-ins and a driver on its own simulated host (a context manager)."""
 
+    #: The driver class built (the cluster driver's tests use HyperVClusterDriver).
+    driver_class: type = psdriver_driver.HyperVDriver
+
     def __init__(self, tmp_path: Path, **overrides: Any) -> None:
         self.tmp_path = tmp_path
         self.glance = Glance()
@@ -221,7 +224,7 @@ class DriverEnv:
 
     def build(self) -> psdriver_driver.HyperVDriver:
         """The driver, connected to its simulated host, before init_host."""
-        driver = psdriver_driver.HyperVDriver(self.virtapi)
+        driver = self.driver_class(self.virtapi)
         driver._connect()
         driver._bridge.runner = RecordingRunner(driver._bridge.runner)
         driver.register_event_listener(self.events.append)

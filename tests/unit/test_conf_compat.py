@@ -55,6 +55,7 @@ COMPUTE_HYPERV_OPTIONS = [
     ('hyperv', 'max_failover_count', cfg.IntOpt, 1),
     ('hyperv', 'failover_period', cfg.IntOpt, 6),
     ('hyperv', 'auto_failback', cfg.BoolOpt, True),
+    ('hyperv', 'recreate_ports_on_failover', cfg.BoolOpt, True),
     ('hyperv', 'force_destroy_instances', cfg.BoolOpt, False),
     ('hyperv', 'move_disks_on_cold_migration', cfg.BoolOpt, True),
     ('coordination', 'backend_url', cfg.StrOpt, 'file:///C:/OpenStack/Lock'),

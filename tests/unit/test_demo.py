@@ -206,3 +206,32 @@ def test_a_state_file_of_another_host_stops_the_demo_with_a_message(conf, tmp_pa
     assert code == 1
     assert out.startswith('psdriver demo: cannot set up the simulated host: ValueError: ')
     assert "hostname='OTHER-HV'" in out
+
+
+# -- the cluster scenario ------------------------------------------------------------------
+
+def test_cluster_demo_fails_over_and_exits_0(tmp_path):
+    done = run_psdriver('demo', '--cluster', cwd=tmp_path)
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+
+    assert 'all checks passed' in out and 'FAILED' not in out
+    assert out.count('ok: ') == 8
+    # The node that received the VM records it; every poll is one call.
+    assert re.search(r'\[SIMHV0[13]\] Start-InstanceConsoleLogger', out)
+    poll = out[out.index('4. each surviving'):out.index('5. delete')]
+    assert len(re.findall(r'\] Get-ClusterInstanceState', poll)) == 2
+    delete = out[out.index('5. delete'):]
+    assert delete.index('Remove-InstanceClusterRole') < delete.index('Remove-Instance ')
+
+
+def test_cluster_demo_reports_a_check_that_fails(conf, monkeypatch):
+    from psdriver.cluster import clusterops
+    from psdriver.demo import cluster
+
+    # A service that never records a failover: the demo must say so and fail.
+    monkeypatch.setattr(clusterops.ClusterOps, 'take_over', lambda self, name, uuid: False)
+    out = io.StringIO()
+
+    assert cluster.run(conf, quiet=True, out=out) == 1
+    assert 'FAILED: Nova places the instance on' in out.getvalue()
