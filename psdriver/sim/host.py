@@ -16,7 +16,7 @@ from typing import Any
 from psdriver.sim import paths
 from psdriver.sim.faults import Faults
 from psdriver.sim.migration import MigrationRules
-from psdriver.sim.state import GIB, FileEntry, HostConfig, HostState, Switch, Volume
+from psdriver.sim.state import GIB, FileEntry, HostConfig, HostState, SmbShare, Switch, Volume
 from psdriver.sim.store import dumps, open_host_store
 from psdriver.sim.txn import reads
 
@@ -51,6 +51,8 @@ def new_state(cfg: HostConfig) -> HostState:
     while current is not None and paths.key(current) not in state.files:
         state.files[paths.key(current)] = FileEntry(current, True, created=now)
         current = paths.parent(current)
+    for name, folder in cfg.smb_shares.items():
+        state.smb_shares[name.lower()] = SmbShare(name=name, path=paths.normalize(folder))
     for index, (name, kind) in enumerate(cfg.switches.items()):
         state.switches[name.lower()] = Switch(
             name=name, switch_type=kind, id=f'00000000-0000-4000-8000-{index + 1:012d}')

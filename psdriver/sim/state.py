@@ -101,7 +101,8 @@ class HostConfig:
     san_policy: str = 'OfflineShared'
     #: Fibre Channel HBA ports (Get-InitiatorPort): [{'wwnn': ..., 'wwpn': ...}], 16 hex digits.
     fc_ports: list[dict[str, str]] = field(default_factory=list)
-    #: SMB shares on the host (Get-SmbShare): share name -> the folder it exposes.
+    #: SMB shares the host starts with (New-SmbShare): share name -> the folder it
+    #: exposes; they become the host's ``smb_shares`` (its state), where New-SmbShare adds more.
     smb_shares: dict[str, str] = field(default_factory=dict)
     #: Seconds the host's clock is ahead of the real time (negative: behind).
     clock_offset_seconds: float = 0.0

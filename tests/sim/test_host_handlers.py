@@ -100,7 +100,7 @@ def test_connection_reports_clock_skew_paths_and_share():
     assert -95 < skew < -85
     assert out['instances_path'] == {'path': 'c:\\openstack\\instances', 'exists': True}
     assert out['share'] == {'name': 'openstackinstances', 'exists': True,
-                            'path': 'C:\\OpenStack\\Instances\\',
+                            'path': 'C:\\OpenStack\\Instances',
                             'matches_instances_path': True}
     other = _run(host, 'Test-PsDriverConnection', {'InstancesPath': 'D:\\vms', 'Share': 'Other'})
     assert other['instances_path'] == {'path': 'D:\\vms', 'exists': False}

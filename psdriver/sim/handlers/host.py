@@ -74,8 +74,8 @@ def test_connection(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     share = None
     if share_name:
         # Share names are case-insensitive, like Get-SmbShare -Name.
-        found = next((path for name, path in cfg.smb_shares.items()
-                      if name.lower() == share_name.lower()), None)
+        exported = host.smb_share(share_name)
+        found = None if exported is None else exported.path
         share = {'name': share_name, 'exists': found is not None, 'path': found,
                  'matches_instances_path': bool(
                      found and instances_path
