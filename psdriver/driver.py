@@ -23,7 +23,8 @@ import psdriver.conf
 from psdriver import coordination
 from psdriver.bridge import errors as bridge_errors
 from psdriver.bridge import factory
-from psdriver.ops import errors, eventhandler, hostops, imagecache, vifops, vmops
+from psdriver.ops import (errors, eventhandler, hostfiles, hostops, imagecache, snapshotops,
+                          vifops, vmops)
 
 LOG = logging.getLogger(__name__)
 CONF = psdriver.conf.CONF
@@ -55,6 +56,7 @@ class HyperVDriver(driver.ComputeDriver):
         self._bridge = None
         self._hostops: hostops.HostOps | None = None
         self._vmops: vmops.VMOps | None = None
+        self._snapshotops: snapshotops.SnapshotOps | None = None
         self._vifops: vifops.VifOps | None = None
         self._imagecache: imagecache.ImageCache | None = None
         self._events: eventhandler.LifecycleEventPoller | None = None
@@ -72,6 +74,9 @@ class HyperVDriver(driver.ComputeDriver):
         self._vifops = vifops.VifOps(bridge, CONF)
         self._imagecache = imagecache.ImageCache(bridge, CONF)
         self._vmops = vmops.VMOps(bridge, CONF, self._imagecache, self._vifops)
+        self._files = hostfiles.for_transport(CONF, bridge)
+        self._snapshotops = snapshotops.SnapshotOps(bridge, CONF, self._files,
+                                                    on_change=self._vmops.invalidate)
 
     @property
     def bridge(self):
@@ -87,6 +92,11 @@ class HyperVDriver(driver.ComputeDriver):
     def vmops(self) -> vmops.VMOps:
         self._connect()
         return self._vmops
+
+    @property
+    def snapshotops(self) -> snapshotops.SnapshotOps:
+        self._connect()
+        return self._snapshotops
 
     @property
     def vifops(self) -> vifops.VifOps:
@@ -219,13 +229,24 @@ class HyperVDriver(driver.ComputeDriver):
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True) -> None:
-        self.vmops.destroy(instance, destroy_disks)
+        self._destroy(instance, destroy_disks)
 
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
                 destroy_secrets=True) -> None:
         # Idempotent: whatever destroy left (or a failed spawn) is removed.
-        self.vmops.destroy(instance, destroy_disks)
+        self._destroy(instance, destroy_disks)
+
+    def _destroy(self, instance, destroy_disks: bool) -> None:
+        # A snapshot in progress finishes first, unless force_destroy_instances.
+        if CONF.hyperv.force_destroy_instances:
+            self.vmops.destroy(instance, destroy_disks)
+            return
+        with snapshotops.instance_lock(instance.uuid):
+            self.vmops.destroy(instance, destroy_disks)
+
+    def snapshot(self, context, instance, image_id, update_task_state) -> None:
+        self.snapshotops.snapshot(context, instance, image_id, update_task_state)
 
     def reboot(self, context, instance, network_info, reboot_type, block_device_info=None,
                bad_volumes_callback=None, accel_info=None, share_info=None) -> None:

@@ -24,15 +24,17 @@ of a crash are removed the next time the same image is downloaded.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import errno
+import io
 import ntpath
 import os
 import shutil
 import tempfile
 import threading
 import uuid
-from typing import Any
+from typing import Any, BinaryIO, Iterator
 
 from nova import exception
 from oslo_log import log as logging
@@ -101,6 +103,16 @@ class HostFiles(abc.ABC):
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release connections (SMB sessions)."""
 
+    # -- the way back: files the host made (snapshot images) ---------------------------
+
+    @abc.abstractmethod
+    def open_read(self, host_path: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        """Read a file of the host (an image the host wrote) from this machine."""
+
+    @abc.abstractmethod
+    def remove(self, host_path: str) -> None:
+        """Delete a file of the host; a file already gone is fine."""
+
 
 class LocalFiles(HostFiles):
     """nova-compute runs on the Hyper-V host: host paths are local paths."""
@@ -128,6 +140,16 @@ class LocalFiles(HostFiles):
             os.replace(staged, host_path)
         except OSError as exc:
             raise ImageTransferError(path=host_path, reason=str(exc)) from exc
+
+
+    def open_read(self, host_path: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        try:
+            return open(host_path, 'rb')
+        except OSError as exc:
+            raise ImageTransferError(path=host_path, reason=str(exc)) from exc
+
+    def remove(self, host_path: str) -> None:
+        self.discard(host_path)
 
 
 class _StagedLocally(HostFiles):
@@ -171,6 +193,35 @@ class SimFiles(_StagedLocally):
             raise ImageTransferError(path=host_path, reason=exc.message) from exc
         finally:
             self.discard(staged)
+
+
+    @contextlib.contextmanager
+    def open_read(self, host_path: str) -> Iterator[BinaryIO]:
+        """The bytes of a disk file: a valid image of its format and virtual size.
+
+        The simulated host keeps no disk content; what is read is a blank
+        VHD/VHDX of the same virtual size, which Glance and a later spawn
+        accept as that image.
+        """
+        from psdriver.sim import image_files
+        from psdriver.sim.errors import SimError
+
+        try:
+            entry = self._host.get_vhd(host_path)
+        except SimError as exc:
+            raise ImageTransferError(path=host_path, reason=exc.message) from exc
+        data = image_files.vhdx(entry.vhd.size) if entry.vhd.format == 'VHDX' \
+            else image_files.dynamic_vhd(entry.vhd.size)
+        yield io.BytesIO(data)
+
+    def remove(self, host_path: str) -> None:
+        from psdriver.sim.errors import SimError
+
+        try:
+            if self._host.exists(host_path):
+                self._host.remove_item(host_path)
+        except SimError as exc:
+            LOG.warning('Cannot remove %s: %s', host_path, exc.message)
 
 
 class SmbFiles(_StagedLocally):
@@ -306,6 +357,24 @@ class SmbFiles(_StagedLocally):
         except (OSError, smb_exc.SMBException, ValueError) as exc:
             if getattr(exc, 'errno', None) != errno.ENOENT:
                 LOG.warning('Cannot remove %s: %s', unc, exc)
+
+    @contextlib.contextmanager
+    def open_read(self, host_path: str) -> Iterator[BinaryIO]:
+        import smbclient
+        from smbprotocol import exceptions as smb_exc
+
+        unc = self.unc_path(host_path)
+        try:
+            self._register(unc)
+            handle = smbclient.open_file(unc, mode='rb', **self._kwargs())
+        except (OSError, smb_exc.SMBException, ValueError) as exc:
+            raise ImageTransferError(path=unc, reason=f'{type(exc).__name__}: {exc}') from None
+        with handle:
+            yield handle
+
+    def remove(self, host_path: str) -> None:
+        self._register(self.unc_path(host_path))
+        self._remove_quietly(self.unc_path(host_path))
 
     def close(self) -> None:
         import smbclient

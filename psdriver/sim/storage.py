@@ -527,6 +527,42 @@ class StorageRules(HostBase):
         return entry
 
     @writes
+    def convert_vhd(self, path: str, destination: str, vhd_type: str = 'Dynamic') -> FileEntry:
+        """``Convert-VHD``: a new standalone disk with the content of the whole chain.
+
+        The source (and its parents) may be in use read-only, as the frozen
+        disk of a checkpoint is; the destination's extension picks the format.
+        """
+        src = self._require_vhd(paths.normalize(path))
+        dst = paths.normalize(destination)
+        fmt = vhd_format(dst)
+        if vhd_type not in ('Dynamic', 'Fixed'):
+            raise invalid_argument(f"'{vhd_type}' is not a VHD type Convert-VHD makes here.",
+                                   dst)
+        if self._entry(dst) is not None:
+            raise file_exists(dst)
+        self._require_parent_dir(dst)
+        if not self.test_vhd(src.path):
+            raise SimError(f"The chain of virtual hard disks of '{src.path}' is broken: a "
+                           'parent is missing.', 'ObjectNotFound', 'ParentNotFound',
+                           IO_EXCEPTION, src.path)
+        self._check_vhd_size(fmt, src.vhd.size, dst)
+        if vhd_type == 'Fixed':
+            size = src.vhd.size + FIXED_OVERHEAD[fmt]
+        else:
+            data = sum(max(0, e.size - EMPTY_VHD_FILE[e.vhd.format])
+                       for e in self.vhd_chain(src.path))
+            size = EMPTY_VHD_FILE[fmt] + min(data, src.vhd.size)
+        self._allocate(dst, size)
+        entry = FileEntry(dst, False, size=size, created=time.time(),
+                          vhd=VhdInfo(format=fmt, vhd_type=vhd_type, size=src.vhd.size,
+                                      disk_identifier=str(uuid.uuid4()).upper(),
+                                      logical_sector_size=src.vhd.logical_sector_size,
+                                      physical_sector_size=src.vhd.physical_sector_size))
+        self._state.files[paths.key(dst)] = entry
+        return entry
+
+    @writes
     def merge_vhd(self, path: str) -> FileEntry:
         """``Merge-VHD`` of a differencing disk into its parent; returns the parent.
 

@@ -59,8 +59,6 @@ NOT_IMPLEMENTED: dict[str, set[str]] = {
     'test_restore_soft_deleted': {'soft_delete'},
     'test_set_admin_password': {'set_admin_password'},
     'test_set_host_enabled': {'set_host_enabled'},
-    'test_snapshot_not_running': {'snapshot'},
-    'test_snapshot_running': {'snapshot'},
     'test_soft_delete': {'soft_delete'},
     'test_swap_volume': {'attach_volume'},
     'test_trigger_crash_dump': {'trigger_crash_dump'},
