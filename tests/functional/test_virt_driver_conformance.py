@@ -160,7 +160,7 @@ class NotImplementedListTest(test.NoDBTestCase):
             'get_mks_console', 'get_serial_console', 'get_spice_console', 'get_vnc_console',
             'get_volume_connector', 'host_power_action', 'live_migration_abort',
             'migrate_disk_and_power_off', 'poll_rebooting_instances', 'restore',
-            'set_admin_password', 'set_host_enabled', 'snapshot', 'soft_delete',
+            'set_admin_password', 'set_host_enabled', 'soft_delete',
             'trigger_crash_dump',
         }), NOT_IMPLEMENTED_METHODS)
 
