@@ -318,6 +318,39 @@ class StorageRules(HostBase):
         return src
 
     @writes
+    def move_dir(self, source: str, destination: str) -> FileEntry:
+        """``Move-Item`` of a folder on its volume: a rename of it and all below it.
+
+        Files held open by an active VM refuse; the destination must not exist.
+        """
+        src = self._require(paths.normalize(source))
+        if not src.is_dir or paths.is_root(src.path):
+            raise invalid_argument(f"'{src.path}' is not a folder that can move.", src.path)
+        dst = paths.normalize(destination)
+        if self._entry(dst) is not None:
+            raise file_exists(dst)
+        self._require_parent_dir(dst)
+        if self._volume_key(dst) != self._volume_key(src.path):
+            raise invalid_argument('Source and destination path must have identical roots. '
+                                   'Move will not work across volumes.', dst)
+        src_key = paths.key(src.path)
+        moving = [(k, e) for k, e in self._state.files.items()
+                  if k == src_key or paths.is_under(k, src_key)]
+        held = self._open_files()
+        for k, entry in moving:
+            if not entry.is_dir and k in held:
+                raise file_in_use(entry.path)
+        # As on Windows: nothing else learns of the move (a VM's drives or a
+        # differencing disk's parent path naming a moved file now point nowhere).
+        old_prefix = src.path
+        for k, _entry in moving:
+            del self._state.files[k]
+        for _k, entry in moving:
+            entry.path = dst + entry.path[len(old_prefix):]
+            self._state.files[paths.key(entry.path)] = entry
+        return self._require(dst)
+
+    @writes
     def remove_item(self, path: str, *, recurse: bool = False) -> None:
         """``Remove-Item``; a folder needs ``recurse`` unless empty; open files refuse."""
         norm = paths.normalize(path)
