@@ -23,8 +23,8 @@ import psdriver.conf
 from psdriver import coordination
 from psdriver.bridge import errors as bridge_errors
 from psdriver.bridge import factory
-from psdriver.ops import (errors, eventhandler, hostfiles, hostops, imagecache, snapshotops,
-                          vifops, vmops)
+from psdriver.ops import (errors, eventhandler, hostfiles, hostops, imagecache, migrationops,
+                          snapshotops, vifops, vmops)
 
 LOG = logging.getLogger(__name__)
 CONF = psdriver.conf.CONF
@@ -38,6 +38,7 @@ class HyperVDriver(driver.ComputeDriver):
         driver.ComputeDriver.capabilities,
         has_imagecache=True,
         supports_evacuate=False,
+        supports_migrate_to_same_host=True,
         supports_attach_interface=True,
         supports_device_tagging=False,
         supports_tagged_attach_interface=False,
@@ -57,6 +58,9 @@ class HyperVDriver(driver.ComputeDriver):
         self._hostops: hostops.HostOps | None = None
         self._vmops: vmops.VMOps | None = None
         self._snapshotops: snapshotops.SnapshotOps | None = None
+        self._migrationops: migrationops.MigrationOps | None = None
+        #: Volume connections (attach/detach, migrations); None until volume support lands.
+        self._volumeops: Any = None
         self._vifops: vifops.VifOps | None = None
         self._imagecache: imagecache.ImageCache | None = None
         self._events: eventhandler.LifecycleEventPoller | None = None
@@ -77,6 +81,9 @@ class HyperVDriver(driver.ComputeDriver):
         self._files = hostfiles.for_transport(CONF, bridge)
         self._snapshotops = snapshotops.SnapshotOps(bridge, CONF, self._files,
                                                     on_change=self._vmops.invalidate)
+        self._migrationops = migrationops.MigrationOps(bridge, CONF, self._vmops,
+                                                       self._imagecache, self._files,
+                                                       self._volumeops)
 
     @property
     def bridge(self):
@@ -97,6 +104,11 @@ class HyperVDriver(driver.ComputeDriver):
     def snapshotops(self) -> snapshotops.SnapshotOps:
         self._connect()
         return self._snapshotops
+
+    @property
+    def migrationops(self) -> migrationops.MigrationOps:
+        self._connect()
+        return self._migrationops
 
     @property
     def vifops(self) -> vifops.VifOps:
@@ -247,6 +259,30 @@ class HyperVDriver(driver.ComputeDriver):
 
     def snapshot(self, context, instance, image_id, update_task_state) -> None:
         self.snapshotops.snapshot(context, instance, image_id, update_task_state)
+
+    # -- resize and cold migration -------------------------------------------------------
+
+    def migrate_disk_and_power_off(self, context, instance, dest, flavor, network_info,
+                                   block_device_info=None, timeout=0, retry_interval=0) -> str:
+        return self.migrationops.migrate_disk_and_power_off(
+            context, instance, dest, flavor, network_info, block_device_info, timeout,
+            retry_interval)
+
+    def finish_migration(self, context, migration, instance, disk_info, network_info,
+                         image_meta, resize_instance, allocations, block_device_info=None,
+                         power_on=True, share_info=None) -> None:
+        self.migrationops.finish_migration(context, migration, instance, disk_info,
+                                           network_info, image_meta, resize_instance,
+                                           block_device_info, power_on)
+
+    def confirm_migration(self, context, migration, instance, network_info) -> None:
+        self.migrationops.confirm_migration(context, migration, instance)
+
+    def finish_revert_migration(self, context, instance, network_info, migration,
+                                block_device_info=None, power_on=True,
+                                share_info=None) -> None:
+        self.migrationops.finish_revert_migration(context, instance, network_info, migration,
+                                                  block_device_info, power_on)
 
     def reboot(self, context, instance, network_info, reboot_type, block_device_info=None,
                bad_volumes_callback=None, accel_info=None, share_info=None) -> None:

@@ -69,11 +69,36 @@ def _is_partial_of(name: str, stem: str) -> bool:
     return name.lower().startswith((stem + PARTIAL_MARK).lower())
 
 
+def peer_unc(server: str, share: str, instances_path: str, host_path: str) -> str:
+    """``host_path`` (under ``instances_path``) of another Hyper-V host, as a UNC path.
+
+    ``share`` is ``[hyperv] instances_path_share`` (the same on every host, as
+    compute-hyperv assumed); empty means the administrative share of the
+    drive (``\\\\server\\C$\\...``), as compute-hyperv used.
+    """
+    norm = ntpath.normpath(host_path.replace('/', '\\'))
+    if norm.startswith('\\\\'):
+        return norm                    # shared storage: the same path everywhere
+    share = (share or '').strip().strip('\\/')
+    if not share:
+        drive, rest = ntpath.splitdrive(norm)
+        return f'\\\\{server}\\{drive[0].upper()}$' + rest
+    base = ntpath.normpath(instances_path.replace('/', '\\')).rstrip('\\')
+    if norm.lower() != base.lower() and not norm.lower().startswith(base.lower() + '\\'):
+        raise ImageTransferError(path=host_path, reason=f'it is not under instances_path {base}')
+    rest = norm[len(base):].lstrip('\\')
+    root = f'\\\\{server}\\{share.split(chr(92))[-1]}'
+    return ntpath.join(root, rest) if rest else root
+
+
 class HostFiles(abc.ABC):
     """Moves finished downloads into the host's image cache folder."""
 
     #: Path flavour of host paths; the cache builds its paths with it.
     path: Any = ntpath
+    #: ``[hyperv] instances_path_share`` and ``instances_path`` (for copies to peers).
+    share: str = ''
+    instances_path: str = ''
 
     @abc.abstractmethod
     def stage(self, host_dir: str, stem: str) -> str:
@@ -113,6 +138,15 @@ class HostFiles(abc.ABC):
     def remove(self, host_path: str) -> None:
         """Delete a file of the host; a file already gone is fine."""
 
+    @abc.abstractmethod
+    def copy_to_peer(self, host_paths: list[str], peer: str, peer_folder: str) -> int:
+        """Copy files of this host into ``peer_folder`` of the Hyper-V host ``peer``.
+
+        ``peer_folder`` is a path as ``peer`` sees it (under its
+        instances_path); the files go over SMB to ``peer``'s
+        ``instances_path_share``.  Returns the bytes copied.
+        """
+
 
 class LocalFiles(HostFiles):
     """nova-compute runs on the Hyper-V host: host paths are local paths."""
@@ -150,6 +184,19 @@ class LocalFiles(HostFiles):
 
     def remove(self, host_path: str) -> None:
         self.discard(host_path)
+
+    def copy_to_peer(self, host_paths: list[str], peer: str, peer_folder: str) -> int:
+        """nova-compute runs on the Hyper-V host: a Windows SMB copy to the peer's share."""
+        target = peer_unc(peer, self.share, self.instances_path, peer_folder)
+        copied = 0
+        try:
+            os.makedirs(target, exist_ok=True)
+            for path in host_paths:
+                shutil.copyfile(path, ntpath.join(target, ntpath.basename(path)))
+                copied += os.path.getsize(path)
+        except OSError as exc:
+            raise ImageTransferError(path=target, reason=str(exc)) from exc
+        return copied
 
 
 class _StagedLocally(HostFiles):
@@ -222,6 +269,28 @@ class SimFiles(_StagedLocally):
                 self._host.remove_item(host_path)
         except SimError as exc:
             LOG.warning('Cannot remove %s: %s', host_path, exc.message)
+
+    def copy_to_peer(self, host_paths: list[str], peer: str, peer_folder: str) -> int:
+        """Through the management node: read this host's share, write the peer's."""
+        from psdriver.sim.errors import SimError
+        from psdriver.sim.fabric import fabric_of
+
+        fabric = fabric_of(self._host)
+        target = peer_unc(peer, self.share, self.instances_path, peer_folder)
+        if fabric is None:
+            raise ImageTransferError(path=target, reason='the simulated host shares no '
+                                                         'fabric with other hosts')
+        copied = 0
+        try:
+            fabric.make_dir(self._host, target)
+            for path in host_paths:
+                entry = fabric.copy_file(self._host, path, self._host,
+                                         ntpath.join(target, ntpath.basename(path)),
+                                         overwrite=True)
+                copied += entry.size
+        except SimError as exc:
+            raise ImageTransferError(path=target, reason=exc.message) from exc
+        return copied
 
 
 class SmbFiles(_StagedLocally):
@@ -376,6 +445,40 @@ class SmbFiles(_StagedLocally):
         self._register(self.unc_path(host_path))
         self._remove_quietly(self.unc_path(host_path))
 
+    def copy_to_peer(self, host_paths: list[str], peer: str, peer_folder: str) -> int:
+        """Through this management node: read this host's share, write the peer's share.
+
+        The same credentials open both (one service account that administers
+        every Hyper-V host); no delegation between the hosts is needed.
+        """
+        import smbclient
+        from smbprotocol import exceptions as smb_exc
+
+        target = peer_unc(peer, self._share, self._instances_path, peer_folder)
+        kwargs = self._kwargs()
+        copied = 0
+        try:
+            smbclient.register_session(
+                peer, username=self._username, password=self._password, port=self._port,
+                connection_timeout=self._connection_timeout, connection_cache=self._cache,
+                auth_protocol=self._auth_protocol)
+            smbclient.makedirs(target, exist_ok=True, **kwargs)
+            for path in host_paths:
+                source = self.unc_path(path)
+                self._register(source)
+                with smbclient.open_file(source, mode='rb', **kwargs) as src, \
+                        smbclient.open_file(ntpath.join(target, ntpath.basename(path)),
+                                            mode='wb', **kwargs) as dst:
+                    while True:
+                        chunk = src.read(SMB_CHUNK)
+                        if not chunk:
+                            break
+                        dst.write(chunk)
+                        copied += len(chunk)
+        except (OSError, smb_exc.SMBException, ValueError) as exc:
+            raise ImageTransferError(path=target, reason=f'{type(exc).__name__}: {exc}') from None
+        return copied
+
     def close(self) -> None:
         import smbclient
 
@@ -393,9 +496,15 @@ def for_transport(conf: Any, bridge: Any) -> HostFiles:
     """The HostFiles of ``[powershell] transport``."""
     transport = conf.powershell.transport
     if transport == 'local':
-        return LocalFiles()
-    if transport == 'sim':
-        return SimFiles(bridge.runner.host)
+        files: HostFiles = LocalFiles()
+    elif transport == 'sim':
+        files = SimFiles(bridge.runner.host)
+    else:
+        files = None  # type: ignore[assignment]
+    if files is not None:
+        files.share = conf.hyperv.instances_path_share
+        files.instances_path = conf.instances_path
+        return files
     if transport == 'psrp':
         opts = conf.powershell
         return SmbFiles(opts.psrp_host, conf.hyperv.instances_path_share, conf.instances_path,

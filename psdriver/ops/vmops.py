@@ -217,6 +217,32 @@ class VMOps:
         self._warn_no_logger(instance, result.get('console_logger'))
         return result
 
+    def create_from_disks(self, context: Any, instance: Any, image_meta: Any,
+                          network_info: Any, block_device_info: Any, power_on: bool,
+                          generation: int, root_format: str | None,
+                          root_size_gb: int | None) -> dict[str, Any]:
+        """New-Instance over the disk files already in the instance folder.
+
+        What a migration, a resize and their revert need: the root,
+        ephemeral and swap files there are reused as they are (New-Instance
+        keeps existing files); the VM, its NICs and config drive are made
+        for the instance's current flavor.
+        """
+        root = None
+        if root_format:
+            root = {'source': None, 'cow': False, 'format': root_format,
+                    'size_gb': root_size_gb, 'controller': None}
+        spec = self._spec(instance, image_meta, generation, root, network_info,
+                          block_device_info, power_on)
+        spec['config_drive'] = self._config_drive(context, instance, [], None, network_info)
+        try:
+            with SpawnErrors(instance):
+                result = self._bridge.call('New-Instance', {'Spec': spec})
+        finally:
+            self.invalidate()
+        self._warn_no_logger(instance, result.get('console_logger'))
+        return result
+
     def _with_cached_image(self, fetch: Callable[[bool], CachedImage],
                            run: Callable[[CachedImage, bool], dict[str, Any]]
                            ) -> dict[str, Any]:

@@ -165,6 +165,12 @@ class Fabric:
             me = state.config.hostname
         server, share_name = norm[2:].split('\\')[:2]
         peer = self.host(server)
+        rest = norm[len(paths.root(norm)):].lstrip('\\')
+        if len(share_name) == 2 and share_name[1] == '$' and share_name[0].isalpha():
+            # The administrative share of a drive (C$): administrators only, which
+            # the accounts psdriver uses are.
+            drive = share_name[0].upper() + ':\\'
+            return peer, paths.join(drive, rest) if rest else drive
         share = peer.smb_share(share_name)
         if share is None:
             raise network_path_not_found(norm)
@@ -172,7 +178,6 @@ class Fabric:
         allowed = {p.lower().split('\\')[-1] for p in share.full_access}
         if share.full_access and who.split('\\')[-1] not in allowed and 'everyone' not in allowed:
             raise access_denied(norm)
-        rest = norm[len(paths.root(norm)):].lstrip('\\')
         return peer, paths.join(share.path, rest) if rest else share.path
 
     def is_shared(self, host: SimHost, path: str) -> bool:
@@ -200,6 +205,11 @@ class Fabric:
                                     overwrite=overwrite)
             entry.content = src.content
             return entry
+
+    def make_dir(self, host: SimHost, path: str) -> FileEntry:
+        """``New-Item -ItemType Directory`` of a path seen from ``host`` (a UNC path too)."""
+        owner, local = self.resolve(host, path)
+        return owner.make_dir(local)
 
     # -- VMs across hosts -------------------------------------------------------------
 
