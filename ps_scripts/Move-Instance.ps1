@@ -40,8 +40,9 @@
     .\Move-Instance.ps1 -Name instance-0000002a -DestinationHost HV02 -IncludeStorage -DestinationPath C:\OpenStack\Instances\instance-0000002a
 
 .OUTPUTS
-    One object: name, destination_host, include_storage, seconds (time
-    the migration took), moved.
+    One object: name, destination_host, include_storage, storage_bytes
+    (size of the virtual hard disk files moved; 0 without storage),
+    seconds (time the migration took), moved.
 #>
 [CmdletBinding(SupportsShouldProcess)]
 param(
@@ -75,6 +76,15 @@ if ($IncludeStorage -and [string]::IsNullOrEmpty($DestinationPath)) {
 $vm = Get-PsDriverVM -Name $Name
 $moved = $false
 $seconds = 0.0
+$storageBytes = [long]0
+if ($IncludeStorage) {
+    foreach ($drive in @(Hyper-V\Get-VMHardDiskDrive -VM $vm)) {
+        $drivePath = [string]$drive.Path
+        if (-not [string]::IsNullOrEmpty($drivePath) -and (Test-Path -LiteralPath $drivePath -PathType Leaf)) {
+            $storageBytes += [long](Get-Item -LiteralPath $drivePath).Length
+        }
+    }
+}
 if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", "Live migrate to '$DestinationHost'")) {
     $moveParams = @{ VM = $vm; DestinationHost = $DestinationHost; AsJob = $true; Confirm = $false }
     if ($IncludeStorage) {
@@ -110,6 +120,7 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", "Live migrate to '$Destin
     name             = $Name
     destination_host = $DestinationHost
     include_storage  = [bool]$IncludeStorage
+    storage_bytes    = $storageBytes
     seconds          = [double]$seconds
     moved            = $moved
 }

@@ -23,8 +23,8 @@ import psdriver.conf
 from psdriver import coordination
 from psdriver.bridge import errors as bridge_errors
 from psdriver.bridge import factory
-from psdriver.ops import (errors, eventhandler, hostfiles, hostops, imagecache, migrationops,
-                          snapshotops, vifops, vmops)
+from psdriver.ops import (errors, eventhandler, hostfiles, hostops, imagecache,
+                          livemigrationops, migrationops, snapshotops, vifops, vmops)
 
 LOG = logging.getLogger(__name__)
 CONF = psdriver.conf.CONF
@@ -59,6 +59,7 @@ class HyperVDriver(driver.ComputeDriver):
         self._vmops: vmops.VMOps | None = None
         self._snapshotops: snapshotops.SnapshotOps | None = None
         self._migrationops: migrationops.MigrationOps | None = None
+        self._livemigrationops: livemigrationops.LiveMigrationOps | None = None
         #: Volume connections (attach/detach, migrations); None until volume support lands.
         self._volumeops: Any = None
         self._vifops: vifops.VifOps | None = None
@@ -84,6 +85,9 @@ class HyperVDriver(driver.ComputeDriver):
         self._migrationops = migrationops.MigrationOps(bridge, CONF, self._vmops,
                                                        self._imagecache, self._files,
                                                        self._volumeops)
+        self._livemigrationops = livemigrationops.LiveMigrationOps(
+            bridge, CONF, self._vmops, self._imagecache, self._vifops, self._files,
+            self._volumeops)
 
     @property
     def bridge(self):
@@ -109,6 +113,11 @@ class HyperVDriver(driver.ComputeDriver):
     def migrationops(self) -> migrationops.MigrationOps:
         self._connect()
         return self._migrationops
+
+    @property
+    def livemigrationops(self) -> livemigrationops.LiveMigrationOps:
+        self._connect()
+        return self._livemigrationops
 
     @property
     def vifops(self) -> vifops.VifOps:
@@ -283,6 +292,63 @@ class HyperVDriver(driver.ComputeDriver):
                                 share_info=None) -> None:
         self.migrationops.finish_revert_migration(context, instance, network_info, migration,
                                                   block_device_info, power_on)
+
+    # -- live migration -------------------------------------------------------------------
+
+    def check_can_live_migrate_destination(self, context, instance, src_compute_info,
+                                           dst_compute_info, block_migration=False,
+                                           disk_over_commit=False):
+        return self.livemigrationops.check_can_live_migrate_destination(
+            context, instance, src_compute_info, dst_compute_info, block_migration,
+            disk_over_commit)
+
+    def cleanup_live_migration_destination_check(self, context, dest_check_data) -> None:
+        self.livemigrationops.cleanup_live_migration_destination_check(context,
+                                                                       dest_check_data)
+
+    def check_can_live_migrate_source(self, context, instance, dest_check_data,
+                                      block_device_info=None):
+        return self.livemigrationops.check_can_live_migrate_source(
+            context, instance, dest_check_data, block_device_info)
+
+    def pre_live_migration(self, context, instance, block_device_info, network_info,
+                           disk_info, migrate_data):
+        return self.livemigrationops.pre_live_migration(
+            context, instance, block_device_info, network_info, disk_info, migrate_data)
+
+    def live_migration(self, context, instance, dest, post_method, recover_method,
+                       block_migration=False, migrate_data=None) -> None:
+        self.livemigrationops.live_migration(context, instance, dest, post_method,
+                                             recover_method, block_migration, migrate_data)
+
+    def post_live_migration(self, context, instance, block_device_info,
+                            migrate_data=None) -> None:
+        self.livemigrationops.post_live_migration(context, instance, block_device_info,
+                                                  migrate_data)
+
+    def post_live_migration_at_source(self, context, instance, network_info) -> None:
+        self.vifops.unplug(instance, network_info)
+
+    def post_live_migration_at_destination(self, context, instance, network_info,
+                                           block_migration=False,
+                                           block_device_info=None) -> None:
+        self.livemigrationops.post_live_migration_at_destination(
+            context, instance, network_info, block_migration, block_device_info)
+
+    def rollback_live_migration_at_destination(self, context, instance, network_info,
+                                               block_device_info, destroy_disks=True,
+                                               migrate_data=None) -> None:
+        self.livemigrationops.rollback_live_migration_at_destination(
+            context, instance, network_info, block_device_info, destroy_disks, migrate_data)
+
+    def check_instance_shared_storage_local(self, context, instance):
+        return self.livemigrationops.check_instance_shared_storage_local(context, instance)
+
+    def check_instance_shared_storage_remote(self, context, data) -> bool:
+        return self.livemigrationops.check_instance_shared_storage_remote(context, data)
+
+    def check_instance_shared_storage_cleanup(self, context, data) -> None:
+        self.livemigrationops.check_instance_shared_storage_cleanup(context, data)
 
     def reboot(self, context, instance, network_info, reboot_type, block_device_info=None,
                bad_volumes_callback=None, accel_info=None, share_info=None) -> None:

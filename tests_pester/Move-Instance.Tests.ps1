@@ -10,6 +10,7 @@ BeforeAll {
     Import-PsDriverModule
 
     Add-CommandStub -Name 'Get-VM' -Parameter 'Name', 'Id'
+    Add-CommandStub -Name 'Get-VMHardDiskDrive' -Parameter 'VM'
     Add-CommandStub -Name 'Move-VM' -Parameter 'VM', 'DestinationHost', '-IncludeStorage', 'DestinationStoragePath', '-AsJob'
 }
 
@@ -33,6 +34,7 @@ Describe 'Move-Instance' {
                 throw 'The virtual machine cannot be moved: the destination does not support its configuration version.'
             }
         }
+        Mock Get-VMHardDiskDrive { }
         Mock Stop-Job { }
         Mock Remove-Job { }
     }

@@ -62,6 +62,8 @@ class PsDriverTestBase(integrated_helpers._IntegratedTestBase):
     #: other, psdriver.sim.fabric) with these shared volumes (root -> GiB);
     #: None: independent hosts.
     FABRIC: dict[str, float] | None = None
+    #: ``instances_path`` of every compute (a UNC path on a FABRIC share makes it shared).
+    INSTANCES = INSTANCES_PATH
     #: ``[workarounds] handle_virt_lifecycle_events`` (the driver's event poller).
     LIFECYCLE_EVENTS = True
 
@@ -70,7 +72,7 @@ class PsDriverTestBase(integrated_helpers._IntegratedTestBase):
                    group='wsgi')
         self.flags(compute_driver='psdriver.driver.HyperVDriver')
         self.flags(transport='sim', group='powershell')
-        self.flags(instances_path=INSTANCES_PATH, use_cow_images=True)
+        self.flags(instances_path=self.INSTANCES, use_cow_images=True)
         self.flags(handle_virt_lifecycle_events=self.LIFECYCLE_EVENTS, group='workarounds')
         # The driver's lifecycle poller wakes up often enough for a test.
         self.flags(power_state_event_polling_interval=1, group='hyperv')

@@ -88,17 +88,18 @@ def move_instance(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
             raise SimError(f"'{name}' is already on '{destination}'.", 'InvalidOperation',
                            'SameHost', target=name)
         with fabric.transaction(host, dst):
-            _move(fabric, host, dst, name, include_storage, dest_path)
+            moved_bytes = _move(fabric, host, dst, name, include_storage, dest_path)
     except SimError as exc:
         raise script_error(f"Hyper-V could not live migrate '{name}' to '{destination}': "
                            f'{exc.message}', 'InvalidOperation', 'PsDriver.MigrationFailed',
                            name) from None
     return {'name': name, 'destination_host': destination, 'include_storage': include_storage,
-            'seconds': round(time.monotonic() - started, 3), 'moved': True}
+            'storage_bytes': moved_bytes, 'seconds': round(time.monotonic() - started, 3),
+            'moved': True}
 
 
 def _move(fabric: Any, src: SimHost, dst: SimHost, name: str, include_storage: bool,
-          dest_path: str) -> None:
+          dest_path: str) -> int:
     vm = src._vm(name)
     refusal = live_migration_refusal(src, dst, vm, include_storage)
     if refusal:
@@ -109,6 +110,7 @@ def _move(fabric: Any, src: SimHost, dst: SimHost, name: str, include_storage: b
                            f"reachable on '{dst.hostname}'.", 'ObjectNotFound', 'IsoNotFound',
                            target=drive.path)
     moved: list[tuple[str, str]] = []
+    moved_bytes = 0
     if include_storage:
         if not dst.exists(dest_path):
             dst.make_dir(dest_path)
@@ -122,12 +124,13 @@ def _move(fabric: Any, src: SimHost, dst: SimHost, name: str, include_storage: b
                                    f"'{drive.path}' is not on '{dst.hostname}'.",
                                    'ObjectNotFound', 'ParentNotFound', target=parent.path)
             target = join(dest_path, paths.basename(drive.path))
-            fabric.copy_file(src, drive.path, dst, target)
+            moved_bytes += fabric.copy_file(src, drive.path, dst, target).size
             moved.append((drive.path, target))
             drive.path = target
     fabric.move_vm(src, name, dst)
     for old, _new in moved:
         src.remove_item(old)
+    return moved_bytes
 
 
 @prepare('Move-Instance')
