@@ -38,6 +38,7 @@ import ntpath
 from typing import Any
 
 from nova import exception, objects
+from nova.compute import vm_states
 from nova.virt import driver as virt_driver
 from oslo_log import log as logging
 
@@ -147,7 +148,16 @@ class MigrationOps:
             sources = [d['path'] for d in result['disks']]
             LOG.info('Copying %d disk files of %s to %s', len(sources), instance.name,
                      dest_node, instance=instance)
-            self.last_bytes = self._files.copy_to_peer(sources, dest_node, instance_dir)
+            try:
+                self.last_bytes = self._files.copy_to_peer(sources, dest_node, instance_dir)
+            except Exception as exc:
+                LOG.error('Copying the disks of %s to %s failed (%s); restoring it here',
+                          instance.name, dest_node, exc, instance=instance)
+                self._restore(context, instance, network_info, block_device_info,
+                              instance.vm_state != vm_states.STOPPED)
+                raise exception.InstanceFaultRollback(exception.MigrationError(
+                    reason=f'the disks of {instance.name} could not be copied to '
+                           f'{dest_node}: {exc}')) from None
         return json.dumps({'disks': result['disks'], 'generation': result['generation'],
                            'source_folder': result['folder'], 'in_place': keep})
 
@@ -214,6 +224,11 @@ class MigrationOps:
     def finish_revert_migration(self, context: Any, instance: Any, network_info: Any,
                                 migration: Any, block_device_info: Any = None,
                                 power_on: bool = True) -> None:
+        self._restore(context, instance, network_info, block_device_info, power_on)
+
+    def _restore(self, context: Any, instance: Any, network_info: Any,
+                 block_device_info: Any, power_on: bool) -> None:
+        """The kept files back in the instance folder, the VM made again over them."""
         with errors.translate(instance.uuid, 'finish_revert_migration'):
             restored = self._bridge.call('Restore-InstanceFolder', {
                 'InstanceDir': self._vmops.instance_dir(instance),

@@ -154,3 +154,15 @@ def test_finish_with_power_off(env, running):
     disk_info = migrate(env, running, flavor(root_gb=10))
     finish(env, running, disk_info, resize=False, power_on=False)
     assert env.vm(running).state == 'Off'
+
+
+def test_a_failed_copy_to_another_host_restores_the_source(env, running):
+    """No such destination host: the disks cannot go there; the VM is back, running."""
+    with pytest.raises(exception.InstanceFaultRollback, match='could not be copied'):
+        env.driver.migrate_disk_and_power_off(None, running, 'nosuchhost', flavor(root_gb=10),
+                                              [])
+    vm = env.vm(running)
+    assert vm.state == 'Running'
+    assert env.host.exists(folder(running) + '\\root.vhdx')
+    assert not env.host.exists(folder(running, '_revert'))
+    env.host.check_consistency()

@@ -112,17 +112,16 @@ def _move(fabric: Any, src: SimHost, dst: SimHost, name: str, include_storage: b
     moved: list[tuple[str, str]] = []
     moved_bytes = 0
     if include_storage:
-        if not dst.exists(dest_path):
-            dst.make_dir(dest_path)
-        for drive in hard_disks(vm):
-            if not drive.path:
-                continue
-            chain = src.vhd_chain(drive.path)
-            for parent in chain[1:]:
+        disks = [drive for drive in hard_disks(vm) if drive.path]
+        for drive in disks:                   # all checks first: a refusal copies nothing
+            for parent in src.vhd_chain(drive.path)[1:]:
                 if not dst.exists(parent.path):
                     raise SimError(f"The parent '{parent.path}' of the virtual hard disk "
                                    f"'{drive.path}' is not on '{dst.hostname}'.",
                                    'ObjectNotFound', 'ParentNotFound', target=parent.path)
+        if not dst.exists(dest_path):
+            dst.make_dir(dest_path)
+        for drive in disks:
             target = join(dest_path, paths.basename(drive.path))
             moved_bytes += fabric.copy_file(src, drive.path, dst, target).size
             moved.append((drive.path, target))
