@@ -18,7 +18,7 @@ from typing import Any, BinaryIO, Callable
 
 from nova import exception
 from nova.compute import task_states
-from nova.image import glance
+from nova.virt import images as nova_images
 from oslo_log import log as logging
 
 from psdriver import coordination
@@ -66,7 +66,8 @@ class SnapshotOps:
         self._bridge = bridge
         self._conf = conf
         self._files = files
-        self._image_api = image_api or glance.API()
+        #: None: nova's image API (``nova.virt.images.IMAGE_API``), looked up per call.
+        self._image_api = image_api
         self._on_change = on_change or (lambda: None)
         #: Bytes uploaded by the last snapshot (the benchmark reports them).
         self.last_bytes = 0
@@ -106,5 +107,6 @@ class SnapshotOps:
             metadata['properties'] = {'hw_machine_type': GEN2_MACHINE_TYPE}
         with self._files.open_read(result['path']) as stream:
             reader = CountingReader(stream)
-            self._image_api.update(context, image_id, metadata, reader, purge_props=False)
+            api = self._image_api or nova_images.IMAGE_API
+            api.update(context, image_id, metadata, reader, purge_props=False)
         self.last_bytes = reader.bytes_read
