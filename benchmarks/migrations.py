@@ -129,7 +129,8 @@ def run(quick: bool = False) -> list[common.Table]:
         row('live migration: checks on both hosts (shared-storage probe)', src, dst, 0)
         src, dst = measured(lambda: dst_driver.pre_live_migration(
             ctx, third, None, common.network_info(3), None, data['m']))
-        row('live migration: pre_live_migration (base image cached)', src, dst, 0)
+        row('live migration: pre_live_migration (the base image is already in its cache)',
+            src, dst, 0)
 
         def move() -> None:
             src_driver.live_migration(ctx, third, DEST, lambda *a: None,
