@@ -474,8 +474,21 @@ def _boots_image(fmt):
     return check
 
 
+def _resizes_on_the_same_host(env):
+    from tests.unit.driver_env import HOSTNAME, flavor
+    image = env.image()
+    instance = env.instance(image, flavor_values={'vcpus': 1})
+    env.spawn(instance, image)
+    disk_info = env.driver.migrate_disk_and_power_off(None, instance, HOSTNAME,
+                                                      flavor(vcpus=2), [])
+    instance.flavor = flavor(vcpus=2)
+    env.driver.finish_migration(None, None, instance, disk_info, [], image, True, {})
+    assert (env.vm(instance).processor_count, env.vm(instance).state) == (2, 'Running')
+
+
 #: Each capability the driver claims, and what shows that it works.
 CLAIMED = {
+    'supports_migrate_to_same_host': _resizes_on_the_same_host,
     'has_imagecache': _image_cache_is_managed,
     'supports_attach_interface': _interfaces_attach,
     'supports_secure_boot': _secure_boot,
