@@ -138,7 +138,15 @@ def sample(fn: Callable[[], Any], repeat: int, warmup: int = 1,
 # -- the bridge, metered ----------------------------------------------------------------------
 
 def document_json_bytes(document: str) -> int:
-    """Size of the JSON inside a base64 values document, without decoding it."""
+    """Size of the JSON inside a values document (plain, DEFLATE or base64)."""
+    import zlib
+
+    from psdriver.bridge.call import DEFLATE_PREFIX
+    if document.startswith('{'):
+        return len(document.encode('utf-8'))
+    if document.startswith(DEFLATE_PREFIX):
+        import base64
+        return len(zlib.decompress(base64.b64decode(document[len(DEFLATE_PREFIX):]), -15))
     return len(document) // 4 * 3 - document[-2:].count('=')
 
 

@@ -44,9 +44,9 @@ def _second_driver(compute: common.SimCompute) -> tuple[Any, Any, common.BridgeM
     host = SimHost(hostname=DEST)
     driver = HyperVDriver(virtapi=None)
     driver._connect()
-    driver._bridge.runner = SimRunner(host)
+    runner = driver._bridge.runner = SimRunner(host)
     for files in (driver._files, driver._imagecache._files):
-        files._host = host
+        files._put_file, files._runner = runner.put_file, runner
     Fabric.in_memory(compute.host, host)
     for member in (compute.host, host):
         member.set_migration(enabled=True, use_any_network=True)

@@ -12,6 +12,21 @@
     a UNC share or a Cluster Shared Volume), the host's NUMA nodes, uptime
     and IP addresses.
 
+    security tells what the host offers for guests' trusted computing:
+    vtpm (Enable-VMTPM is there: Windows Server 2016 and later) and
+    host_guarded (the Host Guardian Service client reports the host as
+    guarded by a guarded fabric, Get-HgsClientConfiguration IsHostGuarded;
+    false without the HgsClient module).
+
+    assignable_devices lists the PCI Express devices prepared for Discrete
+    Device Assignment: those dismounted from the host and free
+    (Get-VMHostAssignableDevice) and those assigned to a VM
+    (Get-VMAssignableDevice; assigned_to names the VM), so that the list
+    does not change when a device is handed to a VM. vendor_id and
+    product_id come from the device's instance id (VEN_xxxx&DEV_xxxx);
+    address (domain:bus:device.function) and numa_node from its Plug and
+    Play properties, null when Windows does not say.
+
     When -InstancesPath does not exist yet, the capacity of the nearest
     existing parent folder is reported and "exists" is false.
 
@@ -31,7 +46,9 @@
     features}, memory_mb_total, memory_mb_free, instances_path {path,
     exists, total_gb, free_gb}, numa_nodes [{id, logical_processors,
     memory_mb_total, memory_mb_free}], uptime_seconds, ip_addresses
-    (preferred addresses, without loopback and link-local ones).
+    (preferred addresses, without loopback and link-local ones), security
+    {vtpm, host_guarded}, assignable_devices [{location_path, instance_id,
+    vendor_id, product_id, address, numa_node, assigned_to}].
 #>
 [CmdletBinding()]
 param(
@@ -131,6 +148,120 @@ function Get-CpuFeature {
     , $present.ToArray()
 }
 
+function Get-GuestSecuritySupport {
+    <#
+    .SYNOPSIS
+        Whether guests can have a virtual TPM, and whether this host is guarded (shielded VMs).
+    #>
+    [CmdletBinding()]
+    param()
+    $vtpm = $null -ne (Get-Command -Name 'Hyper-V\Enable-VMTPM' -ErrorAction SilentlyContinue)
+    $guarded = $false
+    if ($null -ne (Get-Command -Name 'Get-HgsClientConfiguration' -ErrorAction SilentlyContinue)) {
+        try {
+            $guarded = [bool](Get-HgsClientConfiguration).IsHostGuarded
+        }
+        catch {
+            Write-Verbose "Cannot read the Host Guardian Service client configuration: $($_.Exception.Message)"
+        }
+    }
+    [ordered]@{
+        vtpm         = $vtpm
+        host_guarded = $guarded
+    }
+}
+
+function Get-PnpPropertyData {
+    <#
+    .SYNOPSIS
+        One Plug and Play property of a device, or $null.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)]
+        [string]$InstanceId,
+
+        [Parameter(Mandatory)]
+        [string]$KeyName
+    )
+    try {
+        $property = Get-PnpDeviceProperty -InstanceId $InstanceId -KeyName $KeyName -Confirm:$false -ErrorAction Stop
+        return $property.Data
+    }
+    catch {
+        Write-Verbose "No $KeyName for '$InstanceId': $($_.Exception.Message)"
+        return $null
+    }
+}
+
+function Get-AssignableDeviceRecord {
+    <#
+    .SYNOPSIS
+        One Discrete Device Assignment device: ids, PCI address, NUMA node and the VM holding it.
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)]
+        [object]$Device,
+
+        [AllowNull()]
+        [string]$AssignedTo
+    )
+    $instanceId = [string]$Device.InstanceID
+    $ids = [regex]::Match($instanceId, 'VEN_([0-9A-Fa-f]{4})&DEV_([0-9A-Fa-f]{4})')
+    # A dismounted device is PCIP\...; Plug and Play knows it as PCI\...
+    $pnpId = $instanceId -replace '^PCIP\\', 'PCI\'
+    $address = $null
+    $location = [string](Get-PnpPropertyData -InstanceId $pnpId -KeyName 'DEVPKEY_Device_LocationInfo')
+    $bdf = [regex]::Match($location, 'PCI bus (\d+), device (\d+), function (\d+)')
+    if ($bdf.Success) {
+        $address = '0000:{0:x2}:{1:x2}.{2:x}' -f [int]$bdf.Groups[1].Value, [int]$bdf.Groups[2].Value, [int]$bdf.Groups[3].Value
+    }
+    $numaNode = $null
+    $numa = Get-PnpPropertyData -InstanceId $pnpId -KeyName 'DEVPKEY_Device_Numa_Node'
+    if ($null -ne $numa) {
+        $numaNode = [int]$numa
+    }
+    $vendor = $null
+    $product = $null
+    if ($ids.Success) {
+        $vendor = $ids.Groups[1].Value.ToLowerInvariant()
+        $product = $ids.Groups[2].Value.ToLowerInvariant()
+    }
+    $owner = $null
+    if (-not [string]::IsNullOrEmpty($AssignedTo)) {
+        $owner = $AssignedTo
+    }
+    [ordered]@{
+        location_path = [string]$Device.LocationPath
+        instance_id   = $instanceId
+        vendor_id     = $vendor
+        product_id    = $product
+        address       = $address
+        numa_node     = $numaNode
+        assigned_to   = $owner
+    }
+}
+
+function Get-AssignableDevice {
+    <#
+    .SYNOPSIS
+        Every device prepared for Discrete Device Assignment, free or assigned to a VM.
+    #>
+    [CmdletBinding()]
+    param()
+    $devices = [System.Collections.Generic.List[object]]::new()
+    foreach ($device in @(Hyper-V\Get-VMHostAssignableDevice)) {
+        $devices.Add((Get-AssignableDeviceRecord -Device $device -AssignedTo $null))
+    }
+    foreach ($vm in @(Hyper-V\Get-VM)) {
+        foreach ($device in @(Hyper-V\Get-VMAssignableDevice -VM $vm)) {
+            $devices.Add((Get-AssignableDeviceRecord -Device $device -AssignedTo ([string]$vm.Name)))
+        }
+    }
+    , $devices.ToArray()
+}
+
 Initialize-NativeHostApi
 $os = Get-CimInstance -ClassName Win32_OperatingSystem
 $computer = Get-CimInstance -ClassName Win32_ComputerSystem
@@ -214,4 +345,6 @@ foreach ($address in @(Get-NetIPAddress -AddressState Preferred)) {
     numa_nodes         = $numaNodes.ToArray()
     uptime_seconds     = [long]((Get-Date) - $os.LastBootUpTime).TotalSeconds
     ip_addresses       = $addresses.ToArray()
+    security           = Get-GuestSecuritySupport
+    assignable_devices = Get-AssignableDevice
 }

@@ -22,8 +22,27 @@
     adapter is untagged or in another VLAN mode.
 
     With -IncludeMetrics and resource metering enabled on the VM
-    (Enable-VMResourceMetering), metrics holds the Measure-VM report;
-    otherwise metrics is null.
+    (Enable-VMResourceMetering), metrics holds the Measure-VM report, read
+    from its documented properties (AverageProcessorUsage,
+    AverageMemoryUsage, MinimumMemoryUsage, MaximumMemoryUsage,
+    TotalDiskAllocation, AggregatedDiskDataRead, AggregatedDiskDataWritten,
+    AggregatedAverageNormalizedIOPS, NetworkMeteredTrafficReport,
+    MeteringDuration; a property without a value counts 0). A report that
+    lacks one of them is an error InvalidResult /
+    PsDriver.MeteringPropertyMissing, never a silent 0; Measure-VM itself
+    failing leaves metrics null. Network traffic counts Inbound entries as
+    inbound and Outbound entries as outbound; an entry metered in Both
+    directions cannot be split and is counted in neither. Otherwise metrics
+    is null.
+
+    device_metrics (with metrics, else null) breaks the counters down by
+    device: one entry per virtual hard disk from Measure-VM's
+    HardDiskMetrics (read_mb, written_mb: DataRead and DataWritten in MB;
+    normalized_io_count: NormalizedIOCount, 8 KB units), and one per network
+    adapter from the metering ACLs Enable-VMResourceMetering adds to it
+    (Get-VMNetworkAdapterAcl, Action Meter: MeteredMegabytes, Inbound is
+    traffic to the VM, Outbound from it). Figures a host cannot give are
+    0; a failure to read them gives device_metrics null.
 
 .PARAMETER Name
     The exact name of the virtual machine.
@@ -37,7 +56,10 @@
 .OUTPUTS
     One object: name, vm_id, instance_uuid, state, vcpus, memory_mb (startup
     memory), memory_assigned_mb, dynamic_memory_enabled, uptime_seconds,
-    generation, notes, disks, dvd_drives, nics, serial_ports, metrics.
+    generation, notes, disks, dvd_drives, nics, serial_ports, metrics,
+    device_metrics ({disks: [{path, read_mb, written_mb,
+    normalized_io_count}], nics: [{name, inbound_mb, outbound_mb}]} or
+    null).
 #>
 [CmdletBinding()]
 param(
@@ -93,22 +115,23 @@ function Get-DiskRecord {
 function Get-ReportNumber {
     <#
     .SYNOPSIS
-        The first of the named properties that the report has, as a whole number (0 when none).
+        A documented property of the Measure-VM report as a whole number (0 without a value); its absence is an error.
     #>
     param(
         [Parameter(Mandatory)]
         [object]$Report,
 
         [Parameter(Mandatory)]
-        [string[]]$Names
+        [string]$Name
     )
-    foreach ($propertyName in $Names) {
-        $property = $Report.PSObject.Properties[$propertyName]
-        if ($null -ne $property -and $null -ne $property.Value) {
-            return [long]$property.Value
-        }
+    $property = $Report.PSObject.Properties[$Name]
+    if ($null -eq $property) {
+        throw (New-PsDriverErrorRecord -Message "The Measure-VM report has no property '$Name'." -Category InvalidResult -ErrorId 'PsDriver.MeteringPropertyMissing' -Target $Name)
     }
-    0L
+    if ($null -eq $property.Value) {
+        return 0L
+    }
+    [long]$property.Value
 }
 
 function Get-MeteringRecord {
@@ -122,40 +145,101 @@ function Get-MeteringRecord {
     $report = Hyper-V\Measure-VM -VM $VM
     $inbound = 0L
     $outbound = 0L
-    $trafficProperty = $report.PSObject.Properties['NetworkMeteredTrafficReport']
-    $trafficReports = @()
-    if ($null -ne $trafficProperty -and $null -ne $trafficProperty.Value) {
-        $trafficReports = @($trafficProperty.Value)
+    foreach ($name in @('NetworkMeteredTrafficReport', 'MeteringDuration')) {
+        if ($null -eq $report.PSObject.Properties[$name]) {
+            throw (New-PsDriverErrorRecord -Message "The Measure-VM report has no property '$name'." -Category InvalidResult -ErrorId 'PsDriver.MeteringPropertyMissing' -Target $name)
+        }
     }
-    foreach ($traffic in $trafficReports) {
+    foreach ($traffic in @($report.NetworkMeteredTrafficReport)) {
         if ($null -eq $traffic) {
             continue
         }
-        if ($traffic.Direction.ToString() -eq 'Inbound') {
+        # Both: one figure for the two directions, which cannot be split.
+        $direction = $traffic.Direction.ToString()
+        if ($direction -eq 'Inbound') {
             $inbound += [long]$traffic.TotalTraffic
         }
-        else {
+        elseif ($direction -eq 'Outbound') {
             $outbound += [long]$traffic.TotalTraffic
         }
     }
     $duration = $null
-    $durationProperty = $report.PSObject.Properties['MeteringDuration']
-    if ($null -ne $durationProperty -and $null -ne $durationProperty.Value) {
-        $duration = [long][math]::Floor(([timespan]$durationProperty.Value).TotalSeconds)
+    if ($null -ne $report.MeteringDuration) {
+        $duration = [long][math]::Floor(([timespan]$report.MeteringDuration).TotalSeconds)
     }
-    # Measure-VM shows AvgCPU, AvgRAM, ... (aliases of AverageProcessorUsage, AverageMemoryUsage, ...)
+    # The documented property names; AvgCPU, AvgRAM, ... are only the default table's headings.
     [ordered]@{
-        cpu_average_mhz           = Get-ReportNumber -Report $report -Names 'AvgCPU', 'AverageProcessorUsage'
-        memory_average_mb         = Get-ReportNumber -Report $report -Names 'AvgRAM', 'AverageMemoryUsage'
-        memory_minimum_mb         = Get-ReportNumber -Report $report -Names 'MinRAM', 'MinimumMemoryUsage'
-        memory_maximum_mb         = Get-ReportNumber -Report $report -Names 'MaxRAM', 'MaximumMemoryUsage'
-        disk_allocated_mb         = Get-ReportNumber -Report $report -Names 'TotalDisk', 'TotalDiskAllocation'
-        disk_read_mb              = Get-ReportNumber -Report $report -Names 'AggregatedDiskDataRead'
-        disk_written_mb           = Get-ReportNumber -Report $report -Names 'AggregatedDiskDataWritten'
-        disk_normalized_iops      = Get-ReportNumber -Report $report -Names 'AggregatedAverageNormalizedIOPS'
+        cpu_average_mhz           = Get-ReportNumber -Report $report -Name 'AverageProcessorUsage'
+        memory_average_mb         = Get-ReportNumber -Report $report -Name 'AverageMemoryUsage'
+        memory_minimum_mb         = Get-ReportNumber -Report $report -Name 'MinimumMemoryUsage'
+        memory_maximum_mb         = Get-ReportNumber -Report $report -Name 'MaximumMemoryUsage'
+        disk_allocated_mb         = Get-ReportNumber -Report $report -Name 'TotalDiskAllocation'
+        disk_read_mb              = Get-ReportNumber -Report $report -Name 'AggregatedDiskDataRead'
+        disk_written_mb           = Get-ReportNumber -Report $report -Name 'AggregatedDiskDataWritten'
+        disk_normalized_iops      = Get-ReportNumber -Report $report -Name 'AggregatedAverageNormalizedIOPS'
         network_inbound_mb        = $inbound
         network_outbound_mb       = $outbound
         metering_duration_seconds = $duration
+    }
+}
+
+function Get-DeviceMeteringRecord {
+    <#
+    .SYNOPSIS
+        Per-disk (Measure-VM HardDiskMetrics) and per-adapter (metering ACL) counters.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [object]$VM
+    )
+    $report = Hyper-V\Measure-VM -VM $VM
+    $disks = [System.Collections.Generic.List[object]]::new()
+    $diskProperty = $report.PSObject.Properties['HardDiskMetrics']
+    if ($null -ne $diskProperty -and $null -ne $diskProperty.Value) {
+        foreach ($disk in @($diskProperty.Value)) {
+            if ($null -eq $disk) {
+                continue
+            }
+            $diskPath = $null
+            $drive = $disk.PSObject.Properties['VirtualHardDisk']
+            if ($null -ne $drive -and $null -ne $drive.Value -and -not [string]::IsNullOrEmpty($drive.Value.Path)) {
+                $diskPath = [string]$drive.Value.Path
+            }
+            $disks.Add([ordered]@{
+                    path                = $diskPath
+                    read_mb             = Get-ReportNumber -Report $disk -Name 'DataRead'
+                    written_mb          = Get-ReportNumber -Report $disk -Name 'DataWritten'
+                    normalized_io_count = Get-ReportNumber -Report $disk -Name 'NormalizedIOCount'
+                })
+        }
+    }
+    $adapters = [System.Collections.Generic.List[object]]::new()
+    foreach ($adapter in @(Hyper-V\Get-VMNetworkAdapter -VM $VM)) {
+        $inbound = 0L
+        $outbound = 0L
+        foreach ($acl in @(Hyper-V\Get-VMNetworkAdapterAcl -VMNetworkAdapter $adapter)) {
+            if ($null -eq $acl -or [string]$acl.Action -ne 'Meter') {
+                continue
+            }
+            $megabytes = Get-ReportNumber -Report $acl -Name 'MeteredMegabytes'
+            switch ([string]$acl.Direction) {
+                'Inbound' {
+                    $inbound += $megabytes
+                }
+                'Outbound' {
+                    $outbound += $megabytes
+                }
+            }
+        }
+        $adapters.Add([ordered]@{
+                name        = [string]$adapter.Name
+                inbound_mb  = $inbound
+                outbound_mb = $outbound
+            })
+    }
+    [ordered]@{
+        disks = @($disks)
+        nics  = @($adapters)
     }
 }
 
@@ -205,8 +289,23 @@ if ($IncludeMetrics) {
         $metrics = Get-MeteringRecord -VM $vm
     }
     catch {
+        if ($_.FullyQualifiedErrorId -like 'PsDriver.MeteringPropertyMissing*') {
+            throw
+        }
         Write-Verbose "Resource metering report unavailable for '$Name': $($_.Exception.Message)"
         $metrics = $null
+    }
+}
+
+# Per-device counters for diagnostics, whenever the VM-wide ones are there.
+$deviceMetrics = $null
+if ($null -ne $metrics) {
+    try {
+        $deviceMetrics = Get-DeviceMeteringRecord -VM $vm
+    }
+    catch {
+        Write-Verbose "Per-device metering unavailable for '$Name': $($_.Exception.Message)"
+        $deviceMetrics = $null
     }
 }
 
@@ -232,4 +331,5 @@ if ($null -ne $vm.Notes) {
     nics                   = $nics
     serial_ports           = $serialPorts
     metrics                = $metrics
+    device_metrics         = $deviceMetrics
 }

@@ -12,7 +12,14 @@
          PsDriver.HyperVAccessDenied; service not running or any other
          failure: ResourceUnavailable / PsDriver.HyperVUnavailable).
       2. The Windows version is at least MinimumOSVersion (else
-         NotInstalled / PsDriver.UnsupportedHostVersion).
+         NotInstalled / PsDriver.UnsupportedHostVersion). The PowerShell
+         that runs the script is reported: PowerShell 7 drives the Hyper-V
+         module natively only from Windows Server 2019 (build 17763, version
+         1809); before that it loads it through the Windows PowerShell
+         compatibility layer, which passes serialized objects that -VM
+         parameters refuse. hyperv_module_native is false for that
+         combination, no console logger is started, and init_host refuses
+         the host (run Windows PowerShell 5.1 there).
       3. InstancesPath is an absolute path (else InvalidArgument /
          PsDriver.InvalidInstancesPath) whose root is reachable: the drive
          of a local or mapped path, \\server\share of a UNC path,
@@ -86,7 +93,9 @@
 
 .OUTPUTS
     One object: hostname, os_version, os_caption, hyperv_version,
-    default_vm_version, instances_path {path, exists, kind, total_bytes,
+    default_vm_version, powershell_edition (Desktop: Windows PowerShell
+    5.1; Core: PowerShell 7), powershell_version, hyperv_module_native,
+    instances_path {path, exists, kind, total_bytes,
     free_bytes, total_gb, free_gb}, base_path, base_path_exists, created
     (folders created by this call), switches [{name, type, id}],
     missing_switches, is_cluster_node, cluster_name, numa_spanning_enabled,
@@ -283,6 +292,12 @@ $osVersion = [version][string]$os.Version
 if ($osVersion -lt $MinimumOSVersion) {
     throw (New-PsDriverErrorRecord -Message "This host runs Windows $osVersion ($($os.Caption)); at least $MinimumOSVersion is required." -Category NotInstalled -ErrorId 'PsDriver.UnsupportedHostVersion' -Target ([string]$osVersion))
 }
+$psEditionName = 'Desktop'
+if ($PSVersionTable.ContainsKey('PSEdition')) {
+    $psEditionName = [string]$PSVersionTable.PSEdition
+}
+# PowerShell 7 loads the Hyper-V module of builds before 17763 (1809) through the compatibility layer.
+$hypervModuleNative = ($psEditionName -ne 'Core') -or ($osVersion.Build -ge 17763)
 $hypervVersion = $osVersion.ToString()
 $systemRoot = [System.Environment]::GetEnvironmentVariable('SystemRoot')
 if (-not [string]::IsNullOrEmpty($systemRoot)) {
@@ -374,7 +389,10 @@ if ($null -ne $clusterService -and $clusterService.Status.ToString() -eq 'Runnin
 
 # 6. Console loggers: they do not survive a host reboot; running instances get theirs back.
 $consoleLoggers = [System.Collections.Generic.List[object]]::new()
-if (-not [string]::IsNullOrEmpty($ConsoleLogFileName) -and $instancesExists) {
+if (-not $hypervModuleNative) {
+    Write-Warning "Console loggers not started: PowerShell $($PSVersionTable.PSVersion) cannot use the Hyper-V module of Windows $osVersion natively."
+}
+elseif (-not [string]::IsNullOrEmpty($ConsoleLogFileName) -and $instancesExists) {
     $instances = @()
     try {
         $instances = @(Hyper-V\Get-VM | Where-Object {
@@ -441,6 +459,9 @@ if ([string]::IsNullOrEmpty($hostName)) {
     os_caption            = [string]$os.Caption
     hyperv_version        = $hypervVersion
     default_vm_version    = $defaultVmVersion
+    powershell_edition    = $psEditionName
+    powershell_version    = $PSVersionTable.PSVersion.ToString()
+    hyperv_module_native  = $hypervModuleNative
     instances_path        = [ordered]@{
         path        = $instancesFull
         exists      = $instancesExists

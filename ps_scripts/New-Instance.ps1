@@ -27,7 +27,11 @@
       secure_boot = null    {enabled, template}. Generation 2 only.
                             template: MicrosoftWindows (also when null),
                             MicrosoftUEFICertificateAuthority (Linux) or
-                            OpenSourceShieldedVM. null or enabled false turns
+                            OpenSourceShieldedVM (Windows Server 1709 and
+                            later; a template the host does not offer is
+                            InvalidArgument /
+                            PsDriver.SecureBootTemplateUnavailable before
+                            anything is created). null or enabled false turns
                             secure boot off (generation 2 VMs otherwise
                             start with it on).
       vcpus                 1-240.
@@ -101,6 +105,41 @@
       automatic_stop_action = null
                             Save, TurnOff or ShutDown on host shutdown; null
                             keeps the Hyper-V default.
+      nested_virtualization = false
+                            Expose the processor's virtualization
+                            extensions to the guest (Set-VMProcessor
+                            -ExposeVirtualizationExtensions) so that it can
+                            run Hyper-V or another hypervisor. Needs
+                            dynamic_memory_ratio 1; a host that cannot (no
+                            VT-x/AMD-V, too old a Windows) makes Hyper-V
+                            refuse it.
+      disk_max_iops = null  Storage QoS: the most normalized IOPS (8 KB
+                            units) each local disk (root, ephemerals, swap)
+                            may use (Set-VMHardDiskDrive -MaximumIOPS).
+                            null: no limit.
+      tpm = null            {key_protector = local}: a virtual TPM 2.0
+                            (Enable-VMTPM) sealed with a new local key
+                            protector (Set-VMKeyProtector
+                            -NewLocalKeyProtector: the host's untrusted
+                            guardian, no guarded fabric needed). Needs
+                            generation 2 and secure boot on.
+      assignable_devices = []
+                            [{location_path}]: PCI Express devices for
+                            Discrete Device Assignment, each dismounted
+                            from the host beforehand
+                            (Dismount-VMHostAssignableDevice), added with
+                            Add-VMAssignableDevice. Needs
+                            automatic_stop_action TurnOff and
+                            dynamic_memory_ratio 1. A device that is not
+                            free (assigned to another VM, not dismounted)
+                            is an error ResourceUnavailable /
+                            PsDriver.DeviceUnavailable.
+      mmio_space = null     {low_mb, high_mb}: the memory-mapped I/O space
+                            the devices need (Set-VM
+                            -GuestControlledCacheTypes
+                            -LowMemoryMappedIoSpace
+                            -HighMemoryMappedIoSpace); set only with
+                            assignable_devices.
       console_log = null    {path, max_bytes = 524288}: start the console
                             logger of the VM (Invoke-PsDriverConsoleLogger in
                             PsDriver.psm1, as Set-InstancePowerState.ps1
@@ -142,9 +181,11 @@
     anything (state NotCreated).
 
 .PARAMETER Spec
-    The instance spec (an object, for example from ConvertFrom-Json, a
-    hashtable, or a JSON string). It can carry secrets in the config drive
-    (admin password, user data): never log it.
+    The instance spec: a hashtable, an object, or a JSON string (read with
+    the parser the wrapper uses, which keeps date-like strings as strings;
+    ConvertFrom-Json of PowerShell 6+ would turn them into DateTime, so pass
+    the text rather than its output). It can carry secrets in the config
+    drive (admin password, user data): never log it.
 
 .EXAMPLE
     $spec = Get-Content .\spec.json -Raw
@@ -420,7 +461,9 @@ function ConvertTo-InstancePlan {
         'name', 'instance_uuid', 'instance_dir', 'generation', 'secure_boot', 'vcpus', 'memory_mb',
         'dynamic_memory_ratio', 'vnuma', 'limit_cpu_features', 'root_disk', 'ephemerals', 'swap', 'nics',
         'serial_ports', 'config_drive', 'enable_metrics', 'power_on', 'notes_extra', 'automatic_stop_action',
-        'console_log')
+        'console_log',
+        'nested_virtualization', 'disk_max_iops', 'tpm',
+        'assignable_devices', 'mmio_space')
     $plan = @{}
 
     $plan.Name = Read-SpecField -Object $Spec -Path $s -Name 'name' -Type string -Required
@@ -756,6 +799,65 @@ function ConvertTo-InstancePlan {
         Assert-SpecRange -Field "$p.max_bytes" -Value $maxBytes -Minimum 4096 -Maximum 1073741824
         $plan.ConsoleLog = @{ Path = $logPath; MaxBytes = [int]$maxBytes }
     }
+
+    # Nested virtualization and disk QoS.
+    $plan.NestedVirtualization = Read-SpecField -Object $Spec -Path $s -Name 'nested_virtualization' -Type boolean -Default $false
+    if ($plan.NestedVirtualization -and $plan.DynamicMemory) {
+        throw (New-SpecError -Field "$s.nested_virtualization" -Message "cannot be combined with dynamic memory (dynamic_memory_ratio $ratio); pass dynamic_memory_ratio 1.")
+    }
+    $plan.DiskMaxIops = Read-SpecField -Object $Spec -Path $s -Name 'disk_max_iops' -Type integer -Nullable
+    if ($null -ne $plan.DiskMaxIops) {
+        Assert-SpecRange -Field "$s.disk_max_iops" -Value $plan.DiskMaxIops -Minimum 1 -Maximum 1000000000
+    }
+
+    # Virtual TPM.
+    $plan.Tpm = $false
+    $tpm = Read-SpecField -Object $Spec -Path $s -Name 'tpm' -Type object -Nullable
+    if ($null -ne $tpm) {
+        $p = "$s.tpm"
+        Assert-KnownSpecField -Object $tpm -Path $p -Allowed @('key_protector')
+        $protector = Read-SpecField -Object $tpm -Path $p -Name 'key_protector' -Type string -Default 'local'
+        Assert-SpecChoice -Field "$p.key_protector" -Value $protector -Allowed @('local')
+        if ($plan.Generation -ne 2 -or -not $plan.SecureBoot) {
+            throw (New-SpecError -Field $p -Message 'needs a generation 2 VM with secure boot on (secure_boot.enabled true).')
+        }
+        $plan.Tpm = $true
+    }
+
+    # Discrete Device Assignment.
+    $plan.AssignableDevices = [System.Collections.Generic.List[string]]::new()
+    $devices = @(Read-SpecField -Object $Spec -Path $s -Name 'assignable_devices' -Type array -Default @())
+    for ($i = 0; $i -lt $devices.Count; $i++) {
+        $p = "$s.assignable_devices[$i]"
+        if (-not (Test-SpecObject -Value $devices[$i])) {
+            throw (New-SpecError -Field $p -Message 'must be an object.')
+        }
+        Assert-KnownSpecField -Object $devices[$i] -Path $p -Allowed @('location_path')
+        $locationPath = Read-SpecField -Object $devices[$i] -Path $p -Name 'location_path' -Type string -Required
+        if ([string]::IsNullOrWhiteSpace($locationPath)) {
+            throw (New-SpecError -Field "$p.location_path" -Message 'must not be empty.')
+        }
+        $plan.AssignableDevices.Add($locationPath)
+    }
+    $plan.MmioSpace = $null
+    $mmio = Read-SpecField -Object $Spec -Path $s -Name 'mmio_space' -Type object -Nullable
+    if ($null -ne $mmio) {
+        $p = "$s.mmio_space"
+        Assert-KnownSpecField -Object $mmio -Path $p -Allowed @('low_mb', 'high_mb')
+        $low = Read-SpecField -Object $mmio -Path $p -Name 'low_mb' -Type integer -Required
+        $high = Read-SpecField -Object $mmio -Path $p -Name 'high_mb' -Type integer -Required
+        Assert-SpecRange -Field "$p.low_mb" -Value $low -Minimum 128 -Maximum 3584
+        Assert-SpecRange -Field "$p.high_mb" -Value $high -Minimum 128 -Maximum 1048576
+        $plan.MmioSpace = @{ LowMb = [long]$low; HighMb = [long]$high }
+    }
+    if ($plan.AssignableDevices.Count -gt 0) {
+        if ($plan.StopAction -ne 'TurnOff') {
+            throw (New-SpecError -Field "$s.automatic_stop_action" -Message 'must be TurnOff for a VM with assignable_devices (Discrete Device Assignment).')
+        }
+        if ($plan.DynamicMemory) {
+            throw (New-SpecError -Field "$s.assignable_devices" -Message "cannot be combined with dynamic memory (dynamic_memory_ratio $ratio).")
+        }
+    }
     $plan
 }
 
@@ -899,6 +1001,53 @@ function Start-InstanceConsoleLog {
     $record
 }
 
+function Set-LocalDiskQosLimit {
+    <#
+    .SYNOPSIS
+        Limits the IOPS of the instance's local disks (root, ephemerals, swap).
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [hashtable]$Plan,
+
+        [Parameter(Mandatory)]
+        [object]$VM
+    )
+    $local = @($Plan.Drives | Where-Object { $_.DriveType -eq 'disk' -and $_.Role -in @('root', 'ephemeral', 'swap') } | ForEach-Object { $_.Path })
+    foreach ($drive in @(Hyper-V\Get-VMHardDiskDrive -VM $VM)) {
+        if ([string]::IsNullOrEmpty($drive.Path) -or $drive.Path -notin $local) {
+            continue
+        }
+        Hyper-V\Set-VMHardDiskDrive -VMHardDiskDrive $drive -MaximumIOPS ([uint64]$Plan.DiskMaxIops) -Confirm:$false
+    }
+}
+
+function Add-InstanceAssignableDevice {
+    <#
+    .SYNOPSIS
+        Sets the memory-mapped I/O space and adds the planned devices; a device that is not free is PsDriver.DeviceUnavailable.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [hashtable]$Plan,
+
+        [Parameter(Mandatory)]
+        [object]$VM
+    )
+    if ($null -ne $Plan.MmioSpace) {
+        Hyper-V\Set-VM -VM $VM -GuestControlledCacheTypes $true -LowMemoryMappedIoSpace ($Plan.MmioSpace.LowMb * 1MB) -HighMemoryMappedIoSpace ($Plan.MmioSpace.HighMb * 1MB) -Confirm:$false
+    }
+    foreach ($locationPath in $Plan.AssignableDevices) {
+        try {
+            Hyper-V\Add-VMAssignableDevice -VM $VM -LocationPath $locationPath -Confirm:$false
+        }
+        catch {
+            $message = "Cannot assign the device at '{0}' to '{1}': {2}" -f $locationPath, $Plan.Name, $_.Exception.Message
+            throw (New-PsDriverErrorRecord -Message $message -Category ResourceUnavailable -ErrorId 'PsDriver.DeviceUnavailable' -Target $locationPath)
+        }
+    }
+}
+
 function Get-DriveRecord {
     param(
         [Parameter(Mandatory)]
@@ -926,13 +1075,17 @@ if (-not (Get-Command -Name 'Find-PsDriverVM' -ErrorAction SilentlyContinue)) {
 $specObject = $Spec
 if ($Spec -is [string]) {
     try {
-        $specObject = ConvertFrom-Json -InputObject ([string]$Spec)
+        # Not ConvertFrom-Json: PowerShell 6+ turns date-like strings (a name, notes) into DateTime.
+        $specObject = ConvertFrom-PsDriverJson -Json ([string]$Spec)
     }
     catch {
         throw (New-SpecError -Field 'spec' -Message "is a string but not JSON: $($_.Exception.Message)")
     }
 }
 $plan = ConvertTo-InstancePlan -Spec $specObject
+if ($plan.SecureBoot -and @(Get-PsDriverSecureBootTemplate) -notcontains $plan.SecureBootTemplate) {
+    throw (New-PsDriverErrorRecord -Message "Secure boot template '$($plan.SecureBootTemplate)' is not available on this host (Windows $([System.Environment]::OSVersion.Version)); it offers $(@(Get-PsDriverSecureBootTemplate) -join ', ')." -Category InvalidArgument -ErrorId 'PsDriver.SecureBootTemplateUnavailable' -Target $plan.SecureBootTemplate)
+}
 
 if (@(Find-PsDriverVM -Name $plan.Name).Count -gt 0) {
     throw (New-PsDriverErrorRecord -Message "A virtual machine named '$($plan.Name)' already exists on this host." -Category ResourceExists -ErrorId 'PsDriver.VMExists' -Target $plan.Name)
@@ -1080,6 +1233,9 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
             $memoryArgs['MaximumAmountPerNumaNodeBytes'] = [long]$plan.VnumaMemoryMb * 1MB
         }
         Hyper-V\Set-VMMemory @memoryArgs
+        if ($plan.NestedVirtualization) {
+            Hyper-V\Set-VMProcessor -VM $vm -ExposeVirtualizationExtensions $true -Confirm:$false
+        }
 
         if ($plan.Generation -eq 2) {
             if ($plan.SecureBoot) {
@@ -1091,6 +1247,13 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
         }
         else {
             Hyper-V\Add-VMScsiController -VM $vm -Confirm:$false
+        }
+        if ($plan.AssignableDevices.Count -gt 0) {
+            Add-InstanceAssignableDevice -Plan $plan -VM $vm
+        }
+        if ($plan.Tpm) {
+            Hyper-V\Set-VMKeyProtector -VM $vm -NewLocalKeyProtector -Confirm:$false
+            Hyper-V\Enable-VMTPM -VM $vm -Confirm:$false
         }
 
         # Drives, then boot order.
@@ -1110,6 +1273,9 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
         }
         elseif ($null -ne $rootDrive) {
             Hyper-V\Set-VMFirmware -VM $vm -FirstBootDevice $rootDrive -Confirm:$false
+        }
+        if ($null -ne $plan.DiskMaxIops) {
+            Set-LocalDiskQosLimit -Plan $plan -VM $vm
         }
 
         foreach ($nic in $plan.Nics) {

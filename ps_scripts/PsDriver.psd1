@@ -11,6 +11,7 @@
     FunctionsToExport    = @(
         'Assert-PsDriverConsoleLogTarget'
         'Assert-PsDriverNicHotplug'
+        'ConvertFrom-PsDriverJson'
         'ConvertTo-PsDriverHyperVMac'
         'ConvertTo-PsDriverInstanceUuid'
         'Dismount-PsDriverAttachedDrive'
@@ -27,6 +28,7 @@
         'Get-PsDriverNicRecord'
         'Get-PsDriverPathKey'
         'Get-PsDriverRescueRecord'
+        'Get-PsDriverSecureBootTemplate'
         'Get-PsDriverVM'
         'Get-PsDriverVMState'
         'Get-PsDriverVlanMap'

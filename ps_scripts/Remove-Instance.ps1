@@ -23,7 +23,12 @@
       4. A VM that is not off or saved (Off, Saved, or their *Critical
          variants when its storage is unavailable) is turned off hard
          (Stop-VM -TurnOff); the VM is removed with its checkpoints
-         (Remove-VM; the checkpoints are not merged).
+         (Remove-VM). Remove-VM merges the checkpoints' differencing disks
+         (.avhdx) into the VM's disks after the VM is gone, holding those
+         files meanwhile: with -DeleteFiles the script waits until the
+         .avhdx files are gone, up to MergeTimeoutSeconds (else
+         OperationTimeout / PsDriver.CheckpointMergeTimeout; running it
+         again later finishes the job).
       5. With -DeleteFiles: the collected files (and DVD images) that lie
          under InstanceDir are deleted, never a file outside it, so cached
          base images in the image cache stay; then InstanceDir itself is
@@ -53,6 +58,10 @@
     Delete the disk files under InstanceDir and the folder itself (Nova
     destroy_disks).
 
+.PARAMETER MergeTimeoutSeconds
+    With -DeleteFiles and checkpoints: how long to wait for Hyper-V to merge
+    them into the disks after Remove-VM (0 to 3600, default 300).
+
 .EXAMPLE
     .\Remove-Instance.ps1 -Name instance-00000001 -InstanceUuid 4f5c9a1e-2b7d-4c3e-9f10-6a8b2c4d5e6f -InstanceDir C:\OpenStack\Instances\instance-00000001 -DeleteFiles
 
@@ -72,7 +81,10 @@ param(
 
     [string]$InstanceDir,
 
-    [switch]$DeleteFiles
+    [switch]$DeleteFiles,
+
+    [ValidateRange(0, 3600)]
+    [int]$MergeTimeoutSeconds = 300
 )
 
 Set-StrictMode -Version Latest
@@ -235,6 +247,18 @@ if ($PSCmdlet.ShouldProcess($target, 'Remove')) {
             }
         }
         Remove-PsDriverVM -VM $vm
+        # Remove-VM merges the checkpoint disks after the VM is gone; they (and the disks they
+        # merge into) are busy until the merge has removed them.
+        $merging = @($files | Where-Object { $_ -match '\.avhdx?$' })
+        if ($merging.Count -gt 0) {
+            $deadline = [datetime]::UtcNow.AddSeconds($MergeTimeoutSeconds)
+            while (@($merging | Where-Object { Test-Path -LiteralPath $_ -PathType Leaf }).Count -gt 0) {
+                if ([datetime]::UtcNow -ge $deadline) {
+                    throw (New-PsDriverErrorRecord -Message "The checkpoints of '$Name' are still merging into its disks after $MergeTimeoutSeconds seconds; the virtual machine is removed, run Remove-Instance again to delete its files." -Category OperationTimeout -ErrorId 'PsDriver.CheckpointMergeTimeout' -Target $Name)
+                }
+                Start-Sleep -Seconds 1
+            }
+        }
     }
     if ($DeleteFiles) {
         foreach ($file in $files) {

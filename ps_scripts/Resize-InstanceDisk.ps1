@@ -11,11 +11,14 @@
                image); the message states both sizes. Nothing is changed.
       equal    nothing to do (resized false).
       bigger   Resize-VHD. A vhd differencing disk cannot grow: error
-               InvalidArgument / PsDriver.DifferencingVhdResize. Hyper-V
-               refusing the resize (for example a disk in use on an IDE
-               controller of a running VM; only a VHDX on SCSI grows
-               online): InvalidOperation / PsDriver.DiskResizeFailed with
-               Hyper-V's message.
+               InvalidArgument / PsDriver.DifferencingVhdResize. Only a
+               VHDX on a SCSI controller grows while its VM runs: a disk
+               attached to an IDE controller, or a vhd, of a VM that is
+               not Off or Saved is refused before Resize-VHD with
+               InvalidOperation / PsDriver.DiskResizeNeedsVMOff naming the
+               VM and the controller. Hyper-V refusing the resize for
+               another reason: InvalidOperation /
+               PsDriver.DiskResizeFailed with Hyper-V's message.
     A missing file: ObjectNotFound / PsDriver.DiskNotFound. SizeBytes not
     positive: InvalidArgument / PsDriver.InvalidDiskSize. The file
     system inside the guest is not touched (the guest grows its partition).
@@ -48,7 +51,7 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-if (-not (Get-Command -Name 'New-PsDriverErrorRecord' -ErrorAction SilentlyContinue)) {
+if (-not (Get-Command -Name 'Test-PsDriverSamePath' -ErrorAction SilentlyContinue)) {
     Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
 
@@ -73,6 +76,21 @@ if ($SizeBytes -lt $previousSize) {
 if ($SizeBytes -gt $previousSize) {
     if ($format -eq 'vhd' -and $vhdType -eq 'Differencing') {
         throw (New-PsDriverErrorRecord -Message "'$Path' is a vhd differencing disk, which cannot grow (only vhdx differencing disks can)." -Category InvalidArgument -ErrorId 'PsDriver.DifferencingVhdResize' -Target $Path)
+    }
+    # Only a VHDX on SCSI grows online: check the VMs that have their disks open.
+    foreach ($owner in @(Hyper-V\Get-VM)) {
+        if ($owner.State.ToString() -in @('Off', 'Saved', 'OffCritical', 'SavedCritical')) {
+            continue
+        }
+        foreach ($drive in @(Hyper-V\Get-VMHardDiskDrive -VM $owner)) {
+            if (-not (Test-PsDriverSamePath -Left ([string]$drive.Path) -Right $Path)) {
+                continue
+            }
+            $controller = $drive.ControllerType.ToString()
+            if ($controller -eq 'IDE' -or $format -eq 'vhd') {
+                throw (New-PsDriverErrorRecord -Message "Cannot grow '$Path' while virtual machine '$($owner.Name)' is $($owner.State): it is a $format on $controller controller $($drive.ControllerNumber), and only a vhdx on a SCSI controller grows while the VM runs. Turn the VM off first." -Category InvalidOperation -ErrorId 'PsDriver.DiskResizeNeedsVMOff' -Target $Path)
+            }
+        }
     }
     if ($PSCmdlet.ShouldProcess("virtual disk '$Path' ($previousSize bytes)", "Grow to $SizeBytes bytes")) {
         try {

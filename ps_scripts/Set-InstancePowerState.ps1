@@ -59,6 +59,12 @@
     never fails the power action: console_logger.error says why. Without
     ConsoleLogPath, or when the VM is not running, console_logger is null.
 
+    Resource metering: Hyper-V drops a VM's resource metering when it powers
+    off. With -EnableMetrics, a VM that is running after the action gets it
+    enabled again (Enable-VMResourceMetering; enabling it when it is on
+    already keeps the figures). A failure to enable it is a warning and
+    metering_enabled false, never a failed power action.
+
     A missing VM is an error of category ObjectNotFound with error id
     PsDriver.VMNotFound. -WhatIf reports the current state and changes
     nothing.
@@ -88,6 +94,10 @@
 .PARAMETER ConsoleLogMaxBytes
     Size at which the console log is rotated (4096 to 1073741824, default
     524288).
+
+.PARAMETER EnableMetrics
+    Re-enable resource metering on a VM left running (see "Resource
+    metering" above; [hyperv] enable_instance_metrics_collection).
 
 .EXAMPLE
     .\Set-InstancePowerState.ps1 -Name instance-00000001 -Action Shutdown -TimeoutSeconds 120
@@ -127,7 +137,9 @@ param(
     [string]$ConsoleLogPath,
 
     [ValidateRange(4096, 1073741824)]
-    [int]$ConsoleLogMaxBytes = 524288
+    [int]$ConsoleLogMaxBytes = 524288,
+
+    [switch]$EnableMetrics
 )
 
 Set-StrictMode -Version Latest
@@ -302,7 +314,7 @@ function Request-GuestShutdown {
             Force  = $true
             Reason = 'Shutdown requested by OpenStack Nova.'
         }
-        $answer = Invoke-CimMethod -InputObject $component[0] -MethodName 'InitiateShutdown' -Arguments $arguments
+        $answer = Invoke-CimMethod -InputObject $component[0] -MethodName 'InitiateShutdown' -Arguments $arguments -Confirm:$false
         # 0: done, 4096: a job was started; anything else: refused (guest still booting, no integration services, ...)
         return ([int]$answer.ReturnValue -eq 0 -or [int]$answer.ReturnValue -eq 4096)
     }
@@ -404,13 +416,28 @@ if (-not [string]::IsNullOrEmpty($ConsoleLogPath) -and $finalState -in @('Runnin
     $consoleLogger = Invoke-PsDriverConsoleLogger -VM $vm -LogPath $ConsoleLogPath -MaxLogBytes $ConsoleLogMaxBytes
 }
 
+# Hyper-V drops resource metering when a VM powers off: a VM left running gets it back.
+$meteringEnabled = $null
+if ($EnableMetrics -and $finalState -in @('Running', 'Starting', 'Resuming', 'Reset') -and
+    $PSCmdlet.ShouldProcess("virtual machine '$Name'", 'Enable resource metering')) {
+    try {
+        Hyper-V\Enable-VMResourceMetering -VM $vm
+        $meteringEnabled = $true
+    }
+    catch {
+        Write-Warning "Cannot enable resource metering on '$Name': $($_.Exception.Message)"
+        $meteringEnabled = $false
+    }
+}
+
 [ordered]@{
-    name           = [string]$vm.Name
-    action         = $Action
-    previous_state = $previousState
-    state          = $finalState
-    changed        = $changed
-    forced         = $forced
-    waited_seconds = [int]$waitedSeconds
-    console_logger = $consoleLogger
+    name             = [string]$vm.Name
+    action           = $Action
+    previous_state   = $previousState
+    state            = $finalState
+    changed          = $changed
+    forced           = $forced
+    waited_seconds   = [int]$waitedSeconds
+    console_logger   = $consoleLogger
+    metering_enabled = $meteringEnabled
 }

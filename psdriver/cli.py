@@ -89,25 +89,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def configure(config_files: list[str] | None, verbose: bool) -> Any:
+def configure(config_files: list[str] | None, verbose: bool,
+              transport: str | None = None) -> Any:
     """Parse nova.conf (``config_files``; None: nova's usual places) and set up oslo.log.
 
     First, like nova-compute 34 (``nova.cmd.compute``), choose native threads:
     eventlet is never imported (``OS_NOVA_DISABLE_EVENTLET_PATCHING`` still decides).
+    A missing or unparsable file and a bad option value are a :class:`UsageError`
+    naming the file and the option.
     """
-    if 'eventlet' not in sys.modules:
-        from nova import monkey_patch
-        monkey_patch.patch(backend='threading')
     from oslo_config import cfg
     from oslo_log import log
 
-    import psdriver.conf
-    conf = psdriver.conf.CONF
     try:
-        log.register_options(conf)
-    except cfg.ArgsAlreadyParsedError:
-        pass
-    conf([], project='nova', prog='psdriver', default_config_files=config_files)
+        # nova's monkey_patch reads the --config-file arguments of sys.argv itself.
+        if 'eventlet' not in sys.modules:
+            from nova import monkey_patch
+            monkey_patch.patch(backend='threading')
+        import psdriver.conf
+        conf = psdriver.conf.CONF
+        try:
+            log.register_options(conf)
+        except cfg.ArgsAlreadyParsedError:
+            pass
+        conf([], project='nova', prog='psdriver', default_config_files=config_files)
+    except cfg.ConfigFilesNotFoundError as exc:
+        raise UsageError(f'config file(s) not found or not readable: '
+                         f'{", ".join(exc.config_files)}') from None
+    except cfg.ConfigFileParseError as exc:
+        raise UsageError(f'cannot parse config file {exc.config_file}: {exc.msg}') from None
+    except cfg.Error as exc:
+        raise UsageError(f'invalid configuration: {exc}') from None
+    if transport:
+        conf.set_override('transport', transport, group='powershell')
+    try:
+        psdriver.conf.validate(conf)
+    except psdriver.conf.InvalidOptionValue as exc:
+        raise UsageError(str(exc)) from None
     conf.set_override('debug', verbose)
     conf.set_override('use_stderr', True)
     log.setup(conf, 'psdriver')
@@ -120,9 +138,12 @@ def configure(config_files: list[str] | None, verbose: bool) -> Any:
 def _demo(args: argparse.Namespace) -> int:
     import os
 
+    state_file = os.path.abspath(args.state_file) if args.state_file else None
+    if state_file and not os.path.isdir(os.path.dirname(state_file)):
+        raise UsageError(f'--state-file: the folder {os.path.dirname(state_file)} does not '
+                         'exist')
     conf = configure([], args.verbose)
     from psdriver.demo import runner
-    state_file = os.path.abspath(args.state_file) if args.state_file else None
     return runner.run(conf, state_file=state_file, quiet=args.quiet,
                       fail_script=args.fail_script)
 
@@ -211,17 +232,29 @@ def _script_params(args: argparse.Namespace, extra: list[str]) -> dict[str, Any]
     return params
 
 
+def _set_up_fresh_simulated_host(bridge: Any, name: str, params: dict[str, Any]) -> None:
+    """A simulated host kept in memory starts empty: set it up for this call.
+
+    The same set-up the contract shape tests use (the script's ``prepare``
+    hook): ``Get-InstanceInfo --Name instance-0000002a`` finds that instance
+    running.  A host kept in ``[powershell] sim_state_file`` is used as it is.
+    """
+    from psdriver.sim import dispatch
+    bridge.renderer.check_parameters(name, params)      # refuse bad values first
+    dispatch.prepare_host(bridge.runner.host, name, params)
+
+
 def _run(args: argparse.Namespace, extra: list[str]) -> int:
     params = _script_params(args, extra)
     if params is None:
         return 0
-    conf = configure(args.config_file, args.verbose)
-    if args.transport:
-        conf.set_override('transport', args.transport, group='powershell')
+    conf = configure(args.config_file, args.verbose, args.transport)
     from psdriver.bridge import errors, factory
     try:
         bridge = factory.build_bridge(conf)
         try:
+            if conf.powershell.transport == 'sim' and not conf.powershell.sim_state_file:
+                _set_up_fresh_simulated_host(bridge, args.name, params)
             result = bridge.call(args.name, params)
         finally:
             bridge.close()

@@ -26,13 +26,17 @@ on the global ``cfg.CONF`` (which is ``nova.conf.CONF``), so
 ``CONF.hyperv.use_multipath_io`` works wherever the driver is loaded.
 :func:`register_opts` registers them on any other ``ConfigOpts`` and may be
 called more than once. :func:`list_opts` feeds ``oslo-config-generator``
-(namespace ``psdriver``).
+(namespace ``psdriver``). :func:`validate` reads every option once, so that
+the driver (and the ``psdriver`` command) stop at start on a bad value,
+naming the option and the file.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import math
+import re
 
 from oslo_config import cfg
 
@@ -56,6 +60,7 @@ hyperv_opts = [
     cfg.FloatOpt(
         'dynamic_memory_ratio',
         default=1.0,
+        min=0.0,
         help='Ratio between the memory of an instance and the memory it is '
              'started with. 1.0 turns Hyper-V dynamic memory off. A value '
              'above 1.0 turns it on: with 2.0, an instance of 4096 MB starts '
@@ -147,11 +152,12 @@ hyperv_opts = [
     cfg.BoolOpt(
         'enable_remotefx',
         default=False,
-        help='Allow instances with a RemoteFX 3D video adapter, requested with '
-             'the flavor extra specs os:resolution, os:monitors and os:vram. '
-             'Needs a DirectX 11 capable GPU and the RDS virtualization role. '
-             'Microsoft removed RemoteFX vGPU from current Windows Server '
-             'releases; it only works on hosts that still have it.'),
+        help='Kept for compute-hyperv compatibility only. Microsoft removed '
+             'RemoteFX vGPU from Windows Server, and psdriver does not '
+             'support it: True is logged as an error when the service '
+             'starts, and an instance whose flavor asks for RemoteFX (extra '
+             'specs os:resolution, os:monitors, os:vram) is refused either '
+             'way instead of booting without it.'),
     cfg.BoolOpt(
         'use_multipath_io',
         default=False,
@@ -169,11 +175,13 @@ hyperv_opts = [
     # Added by compute-hyperv.
     cfg.IntOpt(
         'evacuate_task_state_timeout',
+        min=0,
         default=600,
         help='Seconds to wait for instances to be evacuated while the host '
              'enters maintenance mode.'),
     cfg.IntOpt(
         'cluster_event_check_interval',
+        min=0,
         default=2,
         deprecated_for_removal=True,
         deprecated_reason='Cluster events are not polled on a fixed interval; '
@@ -237,6 +245,8 @@ coordination_opts = [
     cfg.StrOpt(
         'backend_url',
         default='file:///C:/OpenStack/Lock',
+        # mysql://user:password@host/db, redis://:password@host, ?password=...
+        secret=True,
         help='tooz backend URL for distributed locks, for example '
              'etcd3+http://etcd.example.org:2379 (needs the etcd3gw package), '
              'or file:////fileserver/share/locks for a lock directory on a '
@@ -345,10 +355,24 @@ powershell_opts = [
         help='Transport used to run host scripts.'),
     cfg.StrOpt(
         'executable',
-        default='pwsh',
+        default='auto',
         help='PowerShell executable for transport = local: pwsh '
-             '(PowerShell 7), powershell.exe (Windows PowerShell 5.1), or a '
-             'full path to either.'),
+             '(PowerShell 7), powershell.exe (Windows PowerShell 5.1), a '
+             'full path to either, or auto: powershell.exe on Windows before '
+             'build 17763 (Windows Server 2016, where PowerShell 7 reaches the '
+             'Hyper-V module only through its compatibility layer), else pwsh '
+             'when it is on PATH, else powershell.exe.'),
+    cfg.IntOpt(
+        'local_pool_size',
+        default=4,
+        min=0,
+        help='For transport = local: how many PowerShell processes are kept '
+             'running (started as "executable -s", PowerShell\'s '
+             'out-of-process remoting server), that is how many scripts may '
+             'run at the same time. A kept process parses each script once. '
+             'A process that crashes or outlasts its call\'s timeout is '
+             'killed and replaced. 0 starts a new process for every call '
+             '(about 0.3 to 3 seconds each).'),
     cfg.StrOpt(
         'scripts_dir',
         help='Directory holding the host scripts. When unset, the scripts '
@@ -377,8 +401,9 @@ powershell_opts = [
         default='true',
         help='How the WinRM server certificate is checked when psrp_ssl is '
              'True: "true" checks it against the system CA store, "false" '
-             'does not check it (not for production), and any other value is '
-             'the path of a CA bundle file to check it against.'),
+             'does not check it (not for production; a warning is logged for '
+             'every new session), and any other value is the path of an '
+             'existing CA bundle file to check it against (checked at start).'),
     cfg.StrOpt(
         'psrp_auth',
         default='negotiate',
@@ -396,6 +421,13 @@ powershell_opts = [
                       'over HTTPS.'),
         ],
         help='WinRM authentication method.'),
+    cfg.BoolOpt(
+        'psrp_insecure_cleartext_basic_auth_lab_only',
+        default=False,
+        help='Allow psrp_auth = basic over plain HTTP (psrp_ssl = False), '
+             'which sends the password and every value in clear: refused at '
+             'start unless this is True. For an isolated lab only; a warning '
+             'is logged at every start.'),
     cfg.StrOpt(
         'psrp_username',
         help='User name for WinRM authentication, for example '
@@ -502,6 +534,56 @@ def register_opts(conf: cfg.ConfigOpts) -> None:
                 LOG.debug('[%s] %s is already registered by another '
                           'component; keeping that definition',
                           group.name, opt.name)
+
+
+class InvalidOptionValue(ValueError):
+    """An option value psdriver cannot work with; the message names the option."""
+
+
+_OSLO_VALUE_ERROR = re.compile(
+    r"Value for option (?P<name>\S+) from .*?detail='(?P<where>[^']*)'\) is not valid: "
+    r"(?P<reason>.*)", re.DOTALL)
+
+
+def _describe(group: str, opt: cfg.Opt, exc: Exception) -> str:
+    text = str(exc)
+    match = _OSLO_VALUE_ERROR.match(text)
+    where, reason = '', text
+    if match:
+        where = f' in {match["where"]}' if match['where'] else ''
+        reason = match['reason']
+    if opt.secret:
+        reason = 'the value is not valid (not shown: the option is secret)'
+    return f'[{group}] {opt.name}{where}: {reason}'
+
+
+def validate(conf: cfg.ConfigOpts = CONF) -> None:
+    """Read every psdriver option now, so that a bad value stops the service at start.
+
+    oslo.config converts and range-checks a value only when it is read: a
+    ``dynamic_memory_ratio = abc`` would otherwise surface at the first spawn.
+    Float options must also be finite (``nan`` and ``inf`` pass oslo's range
+    checks, then break the JSON sent to the host).  Raises
+    :class:`InvalidOptionValue` naming every bad option.
+    """
+    problems = []
+    for group, opts in _GROUPS:
+        for opt in _ours(group, opts):
+            try:
+                value = conf[group.name][opt.dest]
+            except (cfg.NoSuchOptError, cfg.NoSuchGroupError):
+                continue
+            except ValueError as exc:      # ConfigFileValueError and friends
+                problems.append(_describe(group.name, opt, exc))
+                continue
+            if isinstance(opt, cfg.FloatOpt) and value is not None \
+                    and not math.isfinite(value):
+                loc = conf.get_location(opt.dest, group.name)
+                where = f' in {loc.detail}' if loc and loc.detail else ''
+                problems.append(f'[{group.name}] {opt.name}{where}: {value} is not a finite '
+                                'number')
+    if problems:
+        raise InvalidOptionValue('invalid configuration: ' + '; '.join(problems))
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:

@@ -23,8 +23,9 @@ import psdriver.conf
 from psdriver import coordination
 from psdriver.bridge import errors as bridge_errors
 from psdriver.bridge import factory
-from psdriver.ops import (errors, eventhandler, hostfiles, hostops, imagecache,
-                          livemigrationops, migrationops, snapshotops, vifops, vmops)
+from psdriver.ops import (
+    errors, eventhandler, hostfiles, hostops, imagecache, instancefeatures, livemigrationops,
+    maintenanceops, migrationops, serialconsoleops, snapshotops, vifops, vmops)
 
 LOG = logging.getLogger(__name__)
 CONF = psdriver.conf.CONF
@@ -47,6 +48,7 @@ class HyperVDriver(driver.ComputeDriver):
         supports_multiattach=False,
         supports_trusted_certs=False,
         supports_secure_boot=True,
+        supports_vtpm=True,
         supports_image_type_vhd=True,
         supports_image_type_vhdx=True,
         supports_image_type_iso=True,
@@ -54,6 +56,12 @@ class HyperVDriver(driver.ComputeDriver):
 
     def __init__(self, virtapi: Any, read_only: bool = False) -> None:
         super().__init__(virtapi)
+        # A bad option value stops nova-compute here, naming the option, not at
+        # the first operation that reads it.
+        try:
+            psdriver.conf.validate(CONF)
+        except psdriver.conf.InvalidOptionValue as exc:
+            raise exception.InvalidConfiguration(message=str(exc)) from None
         self._bridge = None
         self._hostops: hostops.HostOps | None = None
         self._vmops: vmops.VMOps | None = None
@@ -64,6 +72,7 @@ class HyperVDriver(driver.ComputeDriver):
         self._volumeops: Any = None
         self._vifops: vifops.VifOps | None = None
         self._imagecache: imagecache.ImageCache | None = None
+        self._serialconsole: serialconsoleops.SerialConsoleOps | None = None
         self._events: eventhandler.LifecycleEventPoller | None = None
         self.host_report: dict[str, Any] | None = None
         self._node_id: str | None = None
@@ -78,7 +87,11 @@ class HyperVDriver(driver.ComputeDriver):
         self._hostops = hostops.HostOps(bridge, lambda: CONF.instances_path)
         self._vifops = vifops.VifOps(bridge, CONF)
         self._imagecache = imagecache.ImageCache(bridge, CONF)
-        self._vmops = vmops.VMOps(bridge, CONF, self._imagecache, self._vifops)
+        self._vmops = vmops.VMOps(bridge, CONF, self._imagecache, self._vifops,
+                                  virtapi=self.virtapi, host_facts=self._hostops.host_facts,
+                                  host_info=self._hostops.host_info)
+        self._serialconsole = serialconsoleops.SerialConsoleOps(bridge, CONF,
+                                                                self._vmops.instance_dir)
         self._files = hostfiles.for_transport(CONF, bridge)
         self._snapshotops = snapshotops.SnapshotOps(bridge, CONF, self._files,
                                                     on_change=self._vmops.invalidate)
@@ -125,6 +138,11 @@ class HyperVDriver(driver.ComputeDriver):
         return self._vifops
 
     @property
+    def serialconsole(self) -> serialconsoleops.SerialConsoleOps:
+        self._connect()
+        return self._serialconsole
+
+    @property
     def imagecache(self) -> imagecache.ImageCache:
         self._connect()
         return self._imagecache
@@ -153,6 +171,16 @@ class HyperVDriver(driver.ComputeDriver):
             params['RequiredSwitches'] = [CONF.hyperv.vswitch_name]
         with errors.translate(operation='init_host'):
             report = self._bridge.call('Initialize-ComputeHost', params)
+        if not report['hyperv_module_native']:
+            raise exception.NovaException(
+                f"{report['hostname']} runs Windows {report['os_version']} "
+                f"({report['os_caption']}) and the scripts ran in PowerShell "
+                f"{report['powershell_version']}: PowerShell 7 uses the Hyper-V module of "
+                'Windows before build 17763 (Windows Server 2016) only through the '
+                'compatibility layer, whose serialized objects the scripts cannot pass to '
+                'Hyper-V cmdlets. Use Windows PowerShell 5.1 on this host: [powershell] '
+                'executable = powershell.exe (or auto) for transport = local; the default '
+                'Microsoft.PowerShell endpoint for transport = psrp.')
         where = report['instances_path']
         if where.get('kind') == 'mapped':
             # The Virtual Machine Management service runs in no logon session:
@@ -171,6 +199,10 @@ class HyperVDriver(driver.ComputeDriver):
         for logger in report['console_loggers']:
             if not logger['running']:
                 LOG.warning('Console log of %s not started: %s', logger['name'], logger['error'])
+        if CONF.hyperv.enable_remotefx:
+            LOG.error('[hyperv] enable_remotefx = True is not supported: Microsoft removed '
+                      'RemoteFX vGPU from Windows Server. Flavors asking for it (os:resolution, '
+                      'os:monitors, os:vram) are refused; set enable_remotefx = False.')
         coordination.COORDINATOR.start()
         if CONF.workarounds.handle_virt_lifecycle_events:
             self._events = eventhandler.LifecycleEventPoller(
@@ -210,7 +242,8 @@ class HyperVDriver(driver.ComputeDriver):
         ratios = self._get_allocation_ratios(inventory)
         provider_tree.update_inventory(nodename, self.hostops.provider_inventory(
             CONF, self._get_reserved_host_disk_gb_from_config(), ratios))
-        ours = {t for t in provider_tree.data(nodename).traits if t.startswith('HW_CPU_X86_')}
+        ours = {t for t in provider_tree.data(nodename).traits
+                if t.startswith('HW_CPU_X86_') or t in instancefeatures.VTPM_TRAITS}
         wanted = self.hostops.host_traits()
         if ours - wanted:
             provider_tree.remove_traits(nodename, *(ours - wanted))
@@ -225,6 +258,10 @@ class HyperVDriver(driver.ComputeDriver):
 
     def host_power_action(self, action: str) -> str:
         return self.hostops.host_power_action(action)
+
+    def host_maintenance_mode(self, host: str, mode: bool) -> str:
+        return maintenanceops.HostMaintenance(
+            CONF, self.vmops.list_instance_uuids).set_mode(host, mode)
 
     # -- instances: listing and state ------------------------------------------------
 
@@ -387,6 +424,9 @@ class HyperVDriver(driver.ComputeDriver):
 
     def get_console_output(self, context, instance) -> bytes:
         return self.vmops.get_console_output(instance)
+
+    def get_serial_console(self, context, instance):
+        return self.serialconsole.get_serial_console(instance)
 
     def get_instance_diagnostics(self, instance):
         return self.vmops.get_instance_diagnostics(instance)

@@ -120,6 +120,8 @@ def option_parser(name: str, params: Iterable[ScriptParam],
         notes = [param.type_name or 'string']
         if param.mandatory:
             notes.append('mandatory')
+        if param.validate_set:
+            notes.append(f'one of {", ".join(param.validate_set)}')
         if param.name.lower() in secret_names:
             notes.append('secret: never logged or echoed')
         flag = f'--{param.name}'

@@ -1,8 +1,7 @@
 """Real helper daemons for tests (etcd), started on 127.0.0.1 only.
 
 A daemon binary that is missing skips the tests that need it, except when
-``CI=true``: CI installs the binaries (see ``.ci/run``), so a missing one
-there is a broken set-up and fails the tests instead of hiding them.
+``CI=true`` (:mod:`tests.prerequisites`).
 """
 
 from __future__ import annotations
@@ -24,24 +23,15 @@ from pathlib import Path
 
 import pytest
 
+from tests.prerequisites import in_ci, require_tool  # noqa: F401 (in_ci: re-exported)
+
 LOOPBACK = '127.0.0.1'
-
-
-def in_ci() -> bool:
-    return os.environ.get('CI', '').strip().lower() in ('1', 'true', 'yes')
 
 
 def require_binary(name: str, debian_package: str,
                    candidates: tuple[str, ...] = ()) -> str:
     """Path of the daemon ``name``; skips (or fails under CI) when missing."""
-    for path in (*candidates, shutil.which(name)):
-        if path and os.access(path, os.X_OK):
-            return path
-    msg = (f'{name} not found; install it with: '
-           f'apt-get install -y --no-install-recommends {debian_package}')
-    if in_ci():
-        pytest.fail(f'CI=true and {msg}', pytrace=False)
-    pytest.skip(msg)
+    return require_tool(name, debian_package, candidates)
 
 
 def free_port() -> int:

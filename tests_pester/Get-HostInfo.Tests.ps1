@@ -8,6 +8,11 @@ BeforeAll {
 
     Add-CommandStub -Name 'Get-VMHost'
     Add-CommandStub -Name 'Get-VMHostNumaNode'
+    Add-CommandStub -Name 'Get-VM'
+    Add-CommandStub -Name 'Get-VMHostAssignableDevice'
+    Add-CommandStub -Name 'Get-VMAssignableDevice' -Parameter 'VM'
+    Add-CommandStub -Name 'Get-HgsClientConfiguration'
+    Add-CommandStub -Name 'Get-PnpDeviceProperty' -Parameter 'InstanceId', 'KeyName'
 }
 
 AfterAll {
@@ -46,6 +51,25 @@ Describe 'Get-HostInfo' -Skip:(-not $IsWindows) {
                 [pscustomobject]@{ NodeId = $i; ProcessorsAvailability = @(0) * 16; MemoryTotal = 32768; MemoryAvailable = 4096 }
             }
         }
+        # One GPU free for assignment, one assigned to a VM.
+        Mock Get-VMHostAssignableDevice -MockWith {
+            [pscustomobject]@{ InstanceID = 'PCIP\VEN_10DE&DEV_1EB8&SUBSYS_12A210DE&REV_A1\6&2B1C0D3E&0&0000'; LocationPath = 'PCIROOT(0)#PCI(0300)#PCI(0000)' }
+        }
+        Mock Get-VM -MockWith { [pscustomobject]@{ Name = 'instance-00000001' } }
+        Mock Get-VMAssignableDevice -MockWith {
+            [pscustomobject]@{ InstanceID = 'PCIP\VEN_8086&DEV_0D58&SUBSYS_00018086&REV_02\6&1A2B3C4D&0&0008'; LocationPath = 'PCIROOT(0)#PCI(0100)#PCI(0000)' }
+        } -RemoveParameterType 'VM'
+        Mock Get-HgsClientConfiguration -MockWith { throw 'The HgsClient module is not installed.' }
+        Mock Get-PnpDeviceProperty -MockWith {
+            $bus = 3
+            if ($InstanceId -like '*VEN_8086*') {
+                $bus = 1
+            }
+            switch ($KeyName) {
+                'DEVPKEY_Device_LocationInfo' { [pscustomobject]@{ Data = "PCI bus $bus, device 0, function 0" } }
+                'DEVPKEY_Device_Numa_Node' { [pscustomobject]@{ Data = 1 } }
+            }
+        }
         Mock Get-NetIPAddress -MockWith {
             [pscustomobject]@{ IPAddress = '127.0.0.1' }
             [pscustomobject]@{ IPAddress = '169.254.10.20' }
@@ -67,6 +91,39 @@ Describe 'Get-HostInfo' -Skip:(-not $IsWindows) {
         $result['ip_addresses'] | Should -Be @('192.0.2.10', '2001:db8::10')
         $result['instances_path']['exists'] | Should -BeTrue
         Test-Json -Json ($result | ConvertTo-Json -Depth 10) -Schema $script:ResultSchema | Should -BeTrue
+    }
+
+    It 'reports the devices prepared for Discrete Device Assignment, free and assigned' {
+        $result = & $script:ScriptPath -InstancesPath $env:TEMP
+        $devices = @($result['assignable_devices'])
+        $devices.Count | Should -Be 2
+        $devices[0]['vendor_id'] | Should -BeExactly '10de'
+        $devices[0]['product_id'] | Should -BeExactly '1eb8'
+        $devices[0]['address'] | Should -BeExactly '0000:03:00.0'
+        $devices[0]['numa_node'] | Should -Be 1
+        $devices[0]['location_path'] | Should -Be 'PCIROOT(0)#PCI(0300)#PCI(0000)'
+        $devices[0]['assigned_to'] | Should -BeNullOrEmpty
+        $devices[1]['assigned_to'] | Should -Be 'instance-00000001'
+        $devices[1]['address'] | Should -BeExactly '0000:01:00.0'
+        Should -Invoke Get-PnpDeviceProperty -ParameterFilter { $InstanceId -like 'PCI\VEN_10DE*' }
+        Test-Json -Json ($result | ConvertTo-Json -Depth 10) -Schema $script:ResultSchema | Should -BeTrue
+    }
+
+    It 'reports a guarded host that offers virtual TPMs' {
+        Mock Get-Command -ParameterFilter { $Name -in @('Hyper-V\Enable-VMTPM', 'Get-HgsClientConfiguration') } -MockWith {
+            [pscustomobject]@{ Name = $Name }
+        }
+        Mock Get-HgsClientConfiguration { [pscustomobject]@{ IsHostGuarded = $true } }
+        $result = & $script:ScriptPath -InstancesPath $env:TEMP
+        $result['security']['vtpm'] | Should -BeTrue
+        $result['security']['host_guarded'] | Should -BeTrue
+        Test-Json -Json ($result | ConvertTo-Json -Depth 10) -Schema $script:ResultSchema | Should -BeTrue
+    }
+
+    It 'reports no guarded fabric without the HgsClient module' {
+        Mock Get-Command -ParameterFilter { $Name -eq 'Get-HgsClientConfiguration' } -MockWith { }
+        $result = & $script:ScriptPath -InstancesPath $env:TEMP
+        $result['security']['host_guarded'] | Should -BeFalse
     }
 
     It 'measures the nearest existing parent of a missing instances path' {

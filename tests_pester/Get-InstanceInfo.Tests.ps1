@@ -21,6 +21,7 @@ BeforeAll {
     Add-CommandStub -Name 'Get-VMNetworkAdapterVlan' -Parameter 'VM'
     Add-CommandStub -Name 'Get-VMComPort' -Parameter 'VM'
     Add-CommandStub -Name 'Measure-VM' -Parameter 'VM'
+    Add-CommandStub -Name 'Get-VMNetworkAdapterAcl' -Parameter 'VMNetworkAdapter'
 }
 
 AfterAll {
@@ -73,18 +74,41 @@ Describe 'Get-InstanceInfo' {
             [pscustomobject]@{ Name = 'COM 1'; Path = "\\.\pipe\$($PsdTest.Uuid)_rw" }
             [pscustomobject]@{ Name = 'COM 2'; Path = '' }
         } -RemoveParameterType 'VM'
+        # The documented properties of the report (AvgCPU, AvgRAM, ... are only its table headings).
         Mock Measure-VM {
             [pscustomobject]@{
-                AvgCPU = 1200; AvgRAM = 2048; MinRAM = 1024; MaxRAM = 3072; TotalDisk = 20480
+                AverageProcessorUsage = 1200; AverageMemoryUsage = 2048; MinimumMemoryUsage = 1024
+                MaximumMemoryUsage = 3072; TotalDiskAllocation = 20480
                 AggregatedDiskDataRead = 512; AggregatedDiskDataWritten = 256; AggregatedAverageNormalizedIOPS = 40
                 MeteringDuration = [timespan]::FromMinutes(90)
                 NetworkMeteredTrafficReport = @(
                     [pscustomobject]@{ Direction = 'Inbound'; TotalTraffic = 10 }
                     [pscustomobject]@{ Direction = 'Outbound'; TotalTraffic = 7 }
                     [pscustomobject]@{ Direction = 'Inbound'; TotalTraffic = 5 }
+                    [pscustomobject]@{ Direction = 'Both'; TotalTraffic = 1000 }
+                )
+                HardDiskMetrics = @(
+                    [pscustomobject]@{
+                        VirtualHardDisk = [pscustomobject]@{ Path = 'C:\Instances\instance-00000001\root.vhdx' }
+                        DataRead = 500; DataWritten = 200; NormalizedIOCount = 64000; AverageNormalizedIOPS = 40
+                    }
+                    [pscustomobject]@{
+                        VirtualHardDisk = [pscustomobject]@{ Path = 'C:\Instances\instance-00000001\eph0.vhdx' }
+                        DataRead = 12; DataWritten = 56; NormalizedIOCount = 900; AverageNormalizedIOPS = 0
+                    }
                 )
             }
         } -RemoveParameterType 'VM'
+        # The metering ACLs Enable-VMResourceMetering adds to every adapter, and an allow rule.
+        Mock Get-VMNetworkAdapterAcl {
+            if (@($VMNetworkAdapter)[0].Name -ne $PsdTest.Adapter1.Name) {
+                return
+            }
+            [pscustomobject]@{ Action = 'Meter'; Direction = 'Inbound'; RemoteAddress = '0.0.0.0/0'; MeteredMegabytes = 10 }
+            [pscustomobject]@{ Action = 'Meter'; Direction = 'Inbound'; RemoteAddress = '::/0'; MeteredMegabytes = 5 }
+            [pscustomobject]@{ Action = 'Meter'; Direction = 'Outbound'; RemoteAddress = '0.0.0.0/0'; MeteredMegabytes = 7 }
+            [pscustomobject]@{ Action = 'Allow'; Direction = 'Inbound'; RemoteAddress = '10.0.0.0/8'; MeteredMegabytes = 99 }
+        } -RemoveParameterType 'VMNetworkAdapter'
     }
 
     It 'describes the VM' {
@@ -147,8 +171,58 @@ Describe 'Get-InstanceInfo' {
         $result.metrics.memory_maximum_mb | Should -Be 3072
         $result.metrics.disk_read_mb | Should -Be 512
         $result.metrics.network_inbound_mb | Should -Be 15
+        # Both-direction traffic cannot be split: it counts in neither direction.
         $result.metrics.network_outbound_mb | Should -Be 7
         $result.metrics.metering_duration_seconds | Should -Be 5400
+    }
+
+    It 'fails loudly on a report without the documented property <Missing>' -ForEach @(
+        @{ Missing = 'AverageProcessorUsage' }
+        @{ Missing = 'TotalDiskAllocation' }
+        @{ Missing = 'NetworkMeteredTrafficReport' }
+    ) {
+        $PsdTest.Missing = $Missing
+        Mock Measure-VM {
+            $report = [ordered]@{
+                AvgCPU = 1200; AvgRAM = 2048; TotalDisk = 20480
+                AverageProcessorUsage = 1200; AverageMemoryUsage = 2048; MinimumMemoryUsage = 1024
+                MaximumMemoryUsage = 3072; TotalDiskAllocation = 20480
+                AggregatedDiskDataRead = 512; AggregatedDiskDataWritten = 256; AggregatedAverageNormalizedIOPS = 40
+                MeteringDuration = [timespan]::FromMinutes(90); NetworkMeteredTrafficReport = @()
+            }
+            $report.Remove($PsdTest.Missing)
+            [pscustomobject]$report
+        } -RemoveParameterType 'VM'
+
+        $failure = { & $script:ScriptPath -Name 'instance-00000001' -IncludeMetrics } | Should -Throw -ErrorId 'PsDriver.MeteringPropertyMissing' -PassThru
+
+        $failure.CategoryInfo.Category | Should -Be 'InvalidResult'
+        $failure.Exception.Message | Should -BeLike "*'$Missing'*"
+    }
+
+    It 'breaks the counters down by disk and adapter' {
+        $result = & $script:ScriptPath -Name 'instance-00000001' -IncludeMetrics
+        Assert-MatchesContract $result
+        $result.device_metrics.disks.Count | Should -Be 2
+        $result.device_metrics.disks[0].path | Should -Be 'C:\Instances\instance-00000001\root.vhdx'
+        $result.device_metrics.disks[0].read_mb | Should -Be 500
+        $result.device_metrics.disks[0].written_mb | Should -Be 200
+        $result.device_metrics.disks[0].normalized_io_count | Should -Be 64000
+        $result.device_metrics.disks[1].written_mb | Should -Be 56
+        $result.device_metrics.nics.Count | Should -Be 2
+        $result.device_metrics.nics[0].name | Should -Be $PsdTest.Adapter1.Name
+        $result.device_metrics.nics[0].inbound_mb | Should -Be 15
+        $result.device_metrics.nics[0].outbound_mb | Should -Be 7
+        $result.device_metrics.nics[1].inbound_mb | Should -Be 0
+    }
+
+    It 'gives null device metrics without -IncludeMetrics or when they cannot be read' {
+        (& $script:ScriptPath -Name 'instance-00000001').device_metrics | Should -BeNullOrEmpty
+        Mock Get-VMNetworkAdapterAcl { throw 'Access denied.' } -RemoveParameterType 'VMNetworkAdapter'
+        $result = & $script:ScriptPath -Name 'instance-00000001' -IncludeMetrics
+        Assert-MatchesContract $result
+        $result.metrics.disk_read_mb | Should -Be 512
+        $result.device_metrics | Should -BeNullOrEmpty
     }
 
     It 'gives null metrics when resource metering is off' {

@@ -149,6 +149,37 @@ Describe 'Initialize-ComputeHost' {
         $result.numa_spanning_enabled | Should -BeTrue
         $result.is_cluster_node | Should -BeFalse
         $result.cluster_name | Should -BeNullOrEmpty
+        $result.powershell_version | Should -Be $PSVersionTable.PSVersion.ToString()
+        $result.powershell_edition | Should -BeIn @('Desktop', 'Core')
+        $result.hyperv_module_native | Should -BeTrue
+    }
+
+    It 'reports whether this PowerShell uses the Hyper-V module of Windows <OsVersion> natively' -ForEach @(
+        @{ OsVersion = '10.0.14393'; NativeInCore = $false }
+        @{ OsVersion = '10.0.17763'; NativeInCore = $true }
+        @{ OsVersion = '10.0.26100'; NativeInCore = $true }
+    ) {
+        $PsdTest.OsVersion = $OsVersion
+        $PsdTest.Vms = @(New-FakeInstanceVM -Name 'instance-00000001')
+        $isCore = $PSVersionTable.PSEdition -eq 'Core'
+        $expected = (-not $isCore) -or $NativeInCore
+
+        $output = @(& $script:ScriptPath -InstancesPath $script:Instances -ConsoleLogFileName 'console.log' 3>&1)
+        $warnings = @($output | Where-Object { $_ -is [System.Management.Automation.WarningRecord] })
+        $result = @($output | Where-Object { $_ -isnot [System.Management.Automation.WarningRecord] })[0]
+
+        Assert-MatchesContract -Result $result
+        $result.powershell_edition | Should -Be $(if ($isCore) { 'Core' } else { 'Desktop' })
+        $result.hyperv_module_native | Should -Be $expected
+        if ($expected) {
+            @($result.console_loggers).Count | Should -Be 1
+        }
+        else {
+            # PowerShell 7 on Windows Server 2016: no VM object is handed to a Hyper-V cmdlet.
+            @($result.console_loggers).Count | Should -Be 0
+            Should -Invoke Start-PsDriverConsoleLogger -ModuleName PsDriver -Times 0 -Exactly
+            $warnings[0].Message | Should -BeLike 'Console loggers not started*cannot use the Hyper-V module*natively*'
+        }
     }
 
     It 'reports the volume capacity on Windows' -Skip:(-not $IsWindows) {

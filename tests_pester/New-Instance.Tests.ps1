@@ -115,7 +115,8 @@ BeforeAll {
 
     Add-CommandStub -Name 'Get-VM' -Parameter 'Name', 'Id'
     Add-CommandStub -Name 'New-VM' -Parameter 'Name', 'Generation', 'Path', 'MemoryStartupBytes', '-NoVHD'
-    Add-CommandStub -Name 'Set-VM' -Parameter 'VM', 'Notes', 'AutomaticStartAction', 'AutomaticStopAction', 'SnapshotFileLocation', 'SmartPagingFilePath', 'AutomaticCheckpointsEnabled'
+    Add-CommandStub -Name 'Set-VM' -Parameter 'VM', 'Notes', 'AutomaticStartAction', 'AutomaticStopAction', 'SnapshotFileLocation', 'SmartPagingFilePath', 'AutomaticCheckpointsEnabled', 'GuestControlledCacheTypes', 'LowMemoryMappedIoSpace', 'HighMemoryMappedIoSpace'
+    Add-CommandStub -Name 'Add-VMAssignableDevice' -Parameter 'VM', 'LocationPath'
     Add-CommandStub -Name 'Remove-VM' -Parameter 'VM', '-Force'
     Add-CommandStub -Name 'Start-VM' -Parameter 'VM'
     Add-CommandStub -Name 'Stop-VM' -Parameter 'VM', '-TurnOff', '-Force'
@@ -128,7 +129,11 @@ BeforeAll {
     Add-CommandStub -Name 'Add-VMDvdDrive' -Parameter 'VM', 'ControllerNumber', 'ControllerLocation', 'Path', '-Passthru'
     Add-CommandStub -Name 'Add-VMHardDiskDrive' -Parameter 'VM', 'ControllerType', 'ControllerNumber', 'ControllerLocation', 'Path', '-Passthru'
     Add-CommandStub -Name 'Add-VMScsiController' -Parameter 'VM'
-    Add-CommandStub -Name 'Set-VMProcessor' -Parameter 'VM', 'Count', 'CompatibilityForMigrationEnabled', 'MaximumCountPerNumaNode'
+    Add-CommandStub -Name 'Set-VMProcessor' -Parameter 'VM', 'Count', 'CompatibilityForMigrationEnabled', 'MaximumCountPerNumaNode', 'ExposeVirtualizationExtensions'
+    Add-CommandStub -Name 'Get-VMHardDiskDrive' -Parameter 'VM'
+    Add-CommandStub -Name 'Set-VMKeyProtector' -Parameter 'VM', '-NewLocalKeyProtector'
+    Add-CommandStub -Name 'Enable-VMTPM' -Parameter 'VM'
+    Add-CommandStub -Name 'Set-VMHardDiskDrive' -Parameter 'VMHardDiskDrive', 'MaximumIOPS'
     Add-CommandStub -Name 'Set-VMMemory' -Parameter 'VM', 'DynamicMemoryEnabled', 'StartupBytes', 'MinimumBytes', 'MaximumBytes', 'MaximumAmountPerNumaNodeBytes'
     Add-CommandStub -Name 'Set-VMFirmware' -Parameter 'VM', 'EnableSecureBoot', 'SecureBootTemplate', 'FirstBootDevice'
     Add-CommandStub -Name 'Set-VMBios' -Parameter 'VM', 'StartupOrder'
@@ -496,6 +501,113 @@ Describe 'New-Instance' {
             }
         }
 
+        It 'exposes virtualization extensions with static memory' {
+            $script:Spec['dynamic_memory_ratio'] = 1
+            $script:Spec['nested_virtualization'] = $true
+
+            $result = & $script:ScriptPath -Spec $script:Spec
+
+            Assert-MatchesContract -Result $result
+            Should -Invoke Set-VMProcessor -Times 1 -Exactly -ParameterFilter { $ExposeVirtualizationExtensions -eq $true }
+            Should -Invoke Set-VMMemory -Times 1 -Exactly -ParameterFilter { $DynamicMemoryEnabled -eq $false }
+        }
+
+        It 'refuses nested virtualization with dynamic memory before changing anything' {
+            $script:Spec['dynamic_memory_ratio'] = 2
+            $script:Spec['nested_virtualization'] = $true
+
+            { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.InvalidSpec'
+
+            Should -Invoke New-VM -Times 0 -Exactly
+        }
+
+        It 'limits the IOPS of the root and ephemeral disks, not of the config drive' {
+            $script:Spec['disk_max_iops'] = 500
+            $dir = $script:Spec['instance_dir']
+            Mock Get-VMHardDiskDrive {
+                [pscustomobject]@{ Path = (Join-Path -Path $dir -ChildPath 'root.vhdx') }
+                [pscustomobject]@{ Path = (Join-Path -Path $dir -ChildPath 'eph0.vhdx') }
+                [pscustomobject]@{ Path = 'D:\Volumes\data.vhdx' }
+            } -RemoveParameterType 'VM'
+            Mock Set-VMHardDiskDrive { } -RemoveParameterType 'VMHardDiskDrive'
+
+            $null = & $script:ScriptPath -Spec $script:Spec
+
+            Should -Invoke Set-VMHardDiskDrive -Times 2 -Exactly -ParameterFilter { $MaximumIOPS -eq 500 }
+            Should -Invoke Set-VMHardDiskDrive -Times 0 -Exactly -ParameterFilter { @($VMHardDiskDrive)[0].Path -like 'D:*' }
+        }
+
+        It 'gives the VM a virtual TPM sealed with a local key protector' {
+            $script:Spec['tpm'] = [ordered]@{ key_protector = 'local' }
+            Mock Set-VMKeyProtector { Invoke-FakeStep -Step 'Set-VMKeyProtector' } -RemoveParameterType 'VM'
+            Mock Enable-VMTPM { Invoke-FakeStep -Step 'Enable-VMTPM' } -RemoveParameterType 'VM'
+
+            $result = & $script:ScriptPath -Spec $script:Spec
+
+            Assert-MatchesContract -Result $result
+            Should -Invoke Set-VMKeyProtector -Times 1 -Exactly -ParameterFilter { $NewLocalKeyProtector }
+            Should -Invoke Enable-VMTPM -Times 1 -Exactly
+            $PsdTest.Calls.IndexOf('Set-VMKeyProtector#1') | Should -BeLessThan $PsdTest.Calls.IndexOf('Enable-VMTPM#1')
+        }
+
+        It 'refuses a virtual TPM without secure boot before changing anything' {
+            $script:Spec.Remove('secure_boot')
+            $script:Spec['tpm'] = [ordered]@{ key_protector = 'local' }
+
+            { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.InvalidSpec'
+
+            Should -Invoke New-VM -Times 0 -Exactly
+        }
+
+        It 'assigns PCI devices with the memory-mapped I/O space they need' {
+            $script:Spec['dynamic_memory_ratio'] = 1
+            $script:Spec['automatic_stop_action'] = 'TurnOff'
+            $script:Spec['assignable_devices'] = @([ordered]@{ location_path = 'PCIROOT(0)#PCI(0300)#PCI(0000)' })
+            $script:Spec['mmio_space'] = [ordered]@{ low_mb = 3072; high_mb = 33280 }
+            Mock Add-VMAssignableDevice { Invoke-FakeStep -Step 'Add-VMAssignableDevice' } -RemoveParameterType 'VM'
+
+            $result = & $script:ScriptPath -Spec $script:Spec
+
+            Assert-MatchesContract -Result $result
+            Should -Invoke Set-VM -Times 1 -Exactly -ParameterFilter {
+                $GuestControlledCacheTypes -eq $true -and $LowMemoryMappedIoSpace -eq 3GB -and $HighMemoryMappedIoSpace -eq 33280MB
+            }
+            Should -Invoke Add-VMAssignableDevice -Times 1 -Exactly -ParameterFilter { $LocationPath -eq 'PCIROOT(0)#PCI(0300)#PCI(0000)' }
+        }
+
+        It 'refuses devices without automatic stop action TurnOff before changing anything' {
+            $script:Spec['dynamic_memory_ratio'] = 1
+            $script:Spec['automatic_stop_action'] = 'Save'
+            $script:Spec['assignable_devices'] = @([ordered]@{ location_path = 'PCIROOT(0)#PCI(0300)#PCI(0000)' })
+
+            { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.InvalidSpec'
+
+            Should -Invoke New-VM -Times 0 -Exactly
+        }
+
+        It 'reports a device that is not free as ResourceUnavailable and removes the VM' {
+            $script:Spec['dynamic_memory_ratio'] = 1
+            $script:Spec['automatic_stop_action'] = 'TurnOff'
+            $script:Spec['assignable_devices'] = @([ordered]@{ location_path = 'PCIROOT(0)#PCI(0300)#PCI(0000)' })
+            Mock Add-VMAssignableDevice { throw 'The device is already assigned to another virtual machine.' } -RemoveParameterType 'VM'
+
+            $failure = { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -PassThru
+
+            $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.DeviceUnavailable'
+            $failure.CategoryInfo.Category | Should -Be 'ResourceUnavailable'
+            $failure.Exception.Message | Should -Match 'already assigned'
+            $PsdTest.Vms.Count | Should -Be 0
+        }
+
+        It 'sets no IOPS limit without disk_max_iops' {
+            Mock Set-VMHardDiskDrive { } -RemoveParameterType 'VMHardDiskDrive'
+
+            $null = & $script:ScriptPath -Spec $script:Spec
+
+            Should -Invoke Set-VMHardDiskDrive -Times 0 -Exactly
+            Should -Invoke Set-VMProcessor -Times 0 -Exactly -ParameterFilter { $ExposeVirtualizationExtensions }
+        }
+
         It 'accepts the spec as a JSON string' {
             $json = $script:Spec | ConvertTo-Json -Depth 10
 
@@ -503,6 +615,17 @@ Describe 'New-Instance' {
 
             Assert-MatchesContract -Result $result
             $result.state | Should -Be 'Running'
+        }
+
+        It 'keeps date-like strings of a JSON string spec as strings on every PowerShell' {
+            # ConvertFrom-Json of PowerShell 6+ would make DateTime values of these.
+            $script:Spec['notes_extra'] = '2024-05-01T10:00:00Z'
+            $json = $script:Spec | ConvertTo-Json -Depth 10
+
+            $result = & $script:ScriptPath -Spec $json
+
+            Assert-MatchesContract -Result $result
+            @($PsdTest.Vms)[0].Notes | Should -Be "0b9a6f3c-1d2e-4f50-8a7b-9c0d1e2f3a4b`n2024-05-01T10:00:00Z"
         }
 
         It 'reuses disk files that already exist and never deletes them' {
@@ -835,6 +958,30 @@ Describe 'New-Instance' {
             )
 
             { & $script:ScriptPath -Spec $gen1 } | Should -Throw -ErrorId 'PsDriver.InvalidSpec'
+        }
+
+        It 'refuses the secure boot template <Template> on a host that lacks it, before creating anything' -ForEach @(
+            @{ Template = 'OpenSourceShieldedVM' }
+        ) {
+            # Windows Server 2016 (build 14393): OpenSourceShieldedVM came with 1709.
+            Mock Get-PsDriverSecureBootTemplate { 'MicrosoftWindows'; 'MicrosoftUEFICertificateAuthority' }
+            $script:Spec['secure_boot'] = [ordered]@{ enabled = $true; template = $Template }
+
+            $failure = { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.SecureBootTemplateUnavailable' -PassThru
+
+            $failure.CategoryInfo.Category | Should -Be 'InvalidArgument'
+            $failure.Exception.Message | Should -BeLike "*'$Template' is not available on this host*MicrosoftWindows, MicrosoftUEFICertificateAuthority*"
+            Should -Invoke New-VM -Times 0 -Exactly
+            Test-Path -LiteralPath $script:Spec['instance_dir'] | Should -BeFalse
+        }
+
+        It 'accepts OpenSourceShieldedVM where the host offers it' {
+            Mock Get-PsDriverSecureBootTemplate { 'MicrosoftWindows'; 'MicrosoftUEFICertificateAuthority'; 'OpenSourceShieldedVM' }
+            $script:Spec['secure_boot'] = [ordered]@{ enabled = $true; template = 'OpenSourceShieldedVM' }
+
+            $null = & $script:ScriptPath -Spec $script:Spec
+
+            Should -Invoke Set-VMFirmware -Times 1 -Exactly -ParameterFilter { $SecureBootTemplate -eq 'OpenSourceShieldedVM' }
         }
 
         It 'refuses a VM name that already exists' {

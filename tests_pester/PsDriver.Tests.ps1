@@ -75,6 +75,24 @@ Describe 'ConvertFrom-PsDriverInput' {
     It 'refuses a document that is not a JSON object' {
         { ConvertFrom-PsDriverInput -InputDocument (ConvertTo-TestDocument -Json '[1,2]') } | Should -Throw '*not a JSON object*'
     }
+
+    It 'takes plain JSON text as sent over PSRP (no base64)' {
+        $decoded = ConvertFrom-PsDriverInput -InputDocument '{"Echo":"a\ufffeb","N":7}'
+        $decoded['Echo'] | Should -BeExactly ('a' + [char]0xFFFE + 'b')
+        $decoded['N'] | Should -Be 7
+    }
+
+    It 'inflates a deflate: document (raw DEFLATE, as the bridge compresses large values)' {
+        $json = '{"Blob":"' + ('0' * 50000) + '"}'
+        $packed = [System.IO.MemoryStream]::new()
+        $deflater = [System.IO.Compression.DeflateStream]::new($packed, [System.IO.Compression.CompressionMode]::Compress)
+        $bytes = [System.Text.UTF8Encoding]::new($false).GetBytes($json)
+        $deflater.Write($bytes, 0, $bytes.Length)
+        $deflater.Dispose()
+        $document = 'deflate:' + [System.Convert]::ToBase64String($packed.ToArray())
+        $document.Length | Should -BeLessThan 2000
+        (ConvertFrom-PsDriverInput -InputDocument $document)['Blob'] | Should -BeExactly ('0' * 50000)
+    }
 }
 
 Describe 'ConvertTo-PsDriverPlainValue' {
@@ -85,6 +103,12 @@ Describe 'ConvertTo-PsDriverPlainValue' {
             })
         $plain['day'] | Should -BeExactly 'Friday'
         $plain['when'] | Should -BeExactly '2024-01-02T03:04:05.0000000Z'
+    }
+
+    It 'writes U+FFFE and U+FFFF as JSON escapes (XML 1.0 cannot carry them over PSRP)' {
+        $json = ConvertTo-PsDriverJson -Envelope ([ordered]@{ v = 'a' + [char]0xFFFE + [char]0xFFFF + 'b' })
+        $json | Should -BeExactly '{"v":"a\ufffe\uffffb"}'
+        ($json | ConvertFrom-Json).v | Should -BeExactly ('a' + [char]0xFFFE + [char]0xFFFF + 'b')
     }
 
     It 'keeps one-element and empty lists as lists in the JSON' {
@@ -315,6 +339,36 @@ Describe 'Remove-PsDriverVM' {
         Remove-PsDriverVM -VM ([pscustomobject]@{ Name = 'vm1'; State = $State })
         Should -Invoke Stop-VM -ModuleName PsDriver -Times 1 -Exactly -ParameterFilter { $TurnOff -and $Force }
         Should -Invoke Remove-VM -ModuleName PsDriver -Times 1 -Exactly
+    }
+}
+
+Describe 'ConvertFrom-PsDriverJson' {
+    It 'keeps the date-like string <Value> a string' -ForEach @(
+        @{ Value = '2024-05-01T10:00:00Z' }
+        @{ Value = '2024-05-01' }
+        @{ Value = '05/01/2024 10:00:00' }
+    ) {
+        $json = '{"name": "' + $Value + '", "list": ["' + $Value + '"]}'
+
+        $parsed = ConvertFrom-PsDriverJson -Json $json
+
+        $parsed['name'] | Should -BeOfType [string]
+        $parsed['name'] | Should -Be $Value
+        @($parsed['list'])[0] | Should -Be $Value
+    }
+}
+
+Describe 'Get-PsDriverSecureBootTemplate' {
+    It 'offers OpenSourceShieldedVM on build <Build>: <Offered>' -ForEach @(
+        @{ Build = 14393; Offered = $false }
+        @{ Build = 16299; Offered = $true }
+        @{ Build = 17763; Offered = $true }
+    ) {
+        $templates = @(Get-PsDriverSecureBootTemplate -Build $Build)
+
+        $templates | Should -Contain 'MicrosoftWindows'
+        $templates | Should -Contain 'MicrosoftUEFICertificateAuthority'
+        ($templates -contains 'OpenSourceShieldedVM') | Should -Be $Offered
     }
 }
 

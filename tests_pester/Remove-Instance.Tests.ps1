@@ -88,6 +88,8 @@ Describe 'Remove-Instance' {
             Files     = $null
             Vm        = $null
             Locked    = 0
+            MergePolls = 0
+            Merging   = $null
         }
 
         Mock Get-VM -ModuleName PsDriver {
@@ -229,18 +231,53 @@ Describe 'Remove-Instance' {
             Should -Invoke Get-VHD -Times 0 -Exactly
         }
 
-        It 'removes the checkpoints with the VM and deletes their disks' {
+        It 'removes the checkpoints with the VM, waits for their merge, then deletes the disks' {
             $current = New-TestFile -Path (Join-Path -Path $PsdTest.Files.Dir -ChildPath 'root_6B1F.avhdx')
             Set-FakeParent -Path $current -Parent $PsdTest.Files.RootDisk
             $PsdTest.Vm.Disks = @($current, $PsdTest.Files.Eph)
             $PsdTest.Snapshots.Add([pscustomobject]@{ Name = 'before upgrade'; VMName = 'instance-0000002a'; Disks = @($PsdTest.Files.RootDisk, $PsdTest.Files.Eph) })
+            # Remove-VM merges the .avhdx into root.vhdx after the VM is gone: here, three polls later.
+            $PsdTest.MergePolls = 3
+            $PsdTest.Merging = $current
+            Mock Start-Sleep {
+                $PsdTest.MergePolls = $PsdTest.MergePolls - 1
+                if ($PsdTest.MergePolls -eq 0) {
+                    [System.IO.File]::Delete($PsdTest.Merging)
+                }
+            }
+            Mock Remove-Item {
+                throw [System.IO.IOException]::new('The process cannot access the file because it is being used by another process.')
+            } -ParameterFilter { $PsdTest.MergePolls -gt 0 -and @($LiteralPath)[0] -in @($PsdTest.Merging, $PsdTest.Files.RootDisk) }
 
             $result = & $script:ScriptPath -Name 'instance-0000002a' -InstanceDir $PsdTest.Files.Dir -DeleteFiles
 
             Assert-MatchesContract -Result $result
             $result.snapshots_removed | Should -Be 1
-            @($result.removed_files) | Should -Be @($current, $PsdTest.Files.RootDisk, $PsdTest.Files.Eph, $PsdTest.Files.ConfigDrive)
+            @($result.removed_files) | Should -Be @($PsdTest.Files.RootDisk, $PsdTest.Files.Eph, $PsdTest.Files.ConfigDrive)
+            Should -Invoke Start-Sleep -Times 3 -Exactly -ParameterFilter { $Seconds -eq 1 }
+            $result.instance_dir_removed | Should -BeTrue
             Test-Path -LiteralPath $PsdTest.Files.Base | Should -BeTrue
+        }
+
+        It 'gives up with CheckpointMergeTimeout when the merge outlasts MergeTimeoutSeconds' {
+            $current = New-TestFile -Path (Join-Path -Path $PsdTest.Files.Dir -ChildPath 'root_6B1F.avhdx')
+            Set-FakeParent -Path $current -Parent $PsdTest.Files.RootDisk
+            $PsdTest.Vm.Disks = @($current, $PsdTest.Files.Eph)
+            $PsdTest.Snapshots.Add([pscustomobject]@{ Name = 'before upgrade'; VMName = 'instance-0000002a'; Disks = @($PsdTest.Files.RootDisk, $PsdTest.Files.Eph) })
+
+            $failure = $null
+            try {
+                $null = & $script:ScriptPath -Name 'instance-0000002a' -InstanceDir $PsdTest.Files.Dir -DeleteFiles -MergeTimeoutSeconds 0
+            }
+            catch {
+                $failure = $_
+            }
+
+            $failure | Should -Not -BeNullOrEmpty
+            $failure.FullyQualifiedErrorId | Should -BeLike 'PsDriver.CheckpointMergeTimeout*'
+            $failure.CategoryInfo.Category | Should -Be 'OperationTimeout'
+            $PsdTest.Vms.Count | Should -Be 0
+            Test-Path -LiteralPath $PsdTest.Files.RootDisk | Should -BeTrue
         }
 
         It 'is not turned off when it is <State>' -ForEach @(

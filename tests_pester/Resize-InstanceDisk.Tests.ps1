@@ -30,6 +30,8 @@ BeforeAll {
 
     Add-CommandStub -Name 'Get-VHD' -Parameter 'Path'
     Add-CommandStub -Name 'Resize-VHD' -Parameter 'Path', 'SizeBytes'
+    Add-CommandStub -Name 'Get-VM'
+    Add-CommandStub -Name 'Get-VMHardDiskDrive' -Parameter 'VM'
 }
 
 AfterAll {
@@ -43,6 +45,7 @@ Describe 'Resize-InstanceDisk' {
         $script:PsdTest = @{
             Vhds    = @{}
             Failure = $null
+            Vms     = @()
         }
         $script:Folder = Join-Path -Path $TestDrive -ChildPath ([guid]::NewGuid().ToString('N'))
 
@@ -53,6 +56,9 @@ Describe 'Resize-InstanceDisk' {
             }
             $vhd
         }
+        # A VM: Name, State and Drives (Path, ControllerType, ControllerNumber).
+        Mock Get-VM { $PsdTest.Vms }
+        Mock Get-VMHardDiskDrive { @($VM)[0].Drives } -RemoveParameterType 'VM'
         Mock Resize-VHD {
             if ($null -ne $PsdTest.Failure) {
                 throw $PsdTest.Failure
@@ -146,6 +152,43 @@ Describe 'Resize-InstanceDisk' {
 
         $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'
         $failure.Exception.Message | Should -BeLike '*IDE controller of a running virtual machine*'
+    }
+
+    It 'refuses a disk on <Controller> of a <State> VM before Resize-VHD' -ForEach @(
+        @{ Controller = 'IDE'; File = 'root.vhdx'; State = 'Running' }
+        @{ Controller = 'IDE'; File = 'root.vhdx'; State = 'Paused' }
+        @{ Controller = 'SCSI'; File = 'root.vhd'; State = 'Running' }
+    ) {
+        $path = New-FakeDisk -Path (Join-Path -Path $script:Folder -ChildPath $File) -Size 10GB
+        $PsdTest.Vms = @([pscustomobject]@{
+                Name   = 'instance-00000001'
+                State  = $State
+                Drives = @([pscustomobject]@{ Path = $path.ToUpperInvariant(); ControllerType = $Controller; ControllerNumber = 0 })
+            })
+
+        $failure = { & $script:ScriptPath -Path $path -SizeBytes 20GB } | Should -Throw -ErrorId 'PsDriver.DiskResizeNeedsVMOff' -PassThru
+
+        $failure.CategoryInfo.Category | Should -Be 'InvalidOperation'
+        $failure.Exception.Message | Should -BeLike "*virtual machine 'instance-00000001' is $State*$Controller controller 0*"
+        Should -Invoke Resize-VHD -Times 0 -Exactly
+    }
+
+    It 'grows a disk on <Controller> of a VM that is <State>' -ForEach @(
+        @{ Controller = 'IDE'; State = 'Off' }
+        @{ Controller = 'IDE'; State = 'Saved' }
+        @{ Controller = 'SCSI'; State = 'Running' }
+    ) {
+        $path = New-FakeDisk -Path (Join-Path -Path $script:Folder -ChildPath 'root.vhdx') -Size 10GB
+        $PsdTest.Vms = @([pscustomobject]@{
+                Name   = 'instance-00000001'
+                State  = $State
+                Drives = @([pscustomobject]@{ Path = $path; ControllerType = $Controller; ControllerNumber = 0 })
+            })
+
+        $result = & $script:ScriptPath -Path $path -SizeBytes 20GB
+
+        $result.resized | Should -BeTrue
+        Should -Invoke Resize-VHD -Times 1 -Exactly
     }
 
     It 'changes nothing with -WhatIf' {

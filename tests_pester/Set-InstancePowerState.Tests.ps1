@@ -24,6 +24,7 @@ BeforeAll {
     Add-CommandStub -Name 'Get-CimInstance' -Parameter 'Namespace', 'ClassName', 'Filter'
     Add-CommandStub -Name 'Invoke-CimMethod' -Parameter 'InputObject', 'MethodName', 'Arguments'
     Add-CommandStub -Name 'Get-VMComPort' -Parameter 'VM'
+    Add-CommandStub -Name 'Enable-VMResourceMetering' -Parameter 'VM'
 
     $PsdTest.PowerCmdlets = @('Start-VM', 'Stop-VM', 'Remove-VMSavedState', 'Restart-VM', 'Suspend-VM', 'Resume-VM', 'Save-VM')
     $PsdTest.Refusal = "'instance-00000001' failed to change state. The operation cannot be performed while the object is in its current state."
@@ -94,6 +95,7 @@ Describe 'Set-InstancePowerState' {
         Mock Suspend-VM { Move-FakeState -From 'Running' -To 'Paused' } -RemoveParameterType 'VM'
         Mock Resume-VM { Move-FakeState -From 'Paused' -To 'Running' } -RemoveParameterType 'VM'
         Mock Save-VM { Move-FakeState -From 'Running', 'Paused' -To 'Saved' } -RemoveParameterType 'VM'
+        Mock Enable-VMResourceMetering { } -RemoveParameterType 'VM'
         Mock Get-CimInstance { [pscustomobject]@{ SystemName = '0B9A6F3C-1D2E-4F50-8A7B-9C0D1E2F3A4B' } } -ParameterFilter {
             $ClassName -eq 'Msvm_ShutdownComponent' -and $Filter -eq "SystemName='0B9A6F3C-1D2E-4F50-8A7B-9C0D1E2F3A4B'"
         }
@@ -401,6 +403,34 @@ Describe 'Set-InstancePowerState' {
             $result = & $script:ScriptPath -Name 'instance-00000001' -Action Start -ConsoleLogPath $PsdTest.LogPath -WhatIf
             $result.console_logger | Should -BeNullOrEmpty
             Should -Invoke Start-PsDriverConsoleLogger -ModuleName PsDriver -Times 0 -Exactly
+        }
+    }
+
+    Context 'resource metering' {
+        It 're-enables metering on a VM it starts' {
+            $PsdTest.State = 'Off'
+            $result = & $script:ScriptPath -Name 'instance-00000001' -Action Start -EnableMetrics
+            Assert-MatchesContract $result
+            $result.metering_enabled | Should -BeTrue
+            Should -Invoke Enable-VMResourceMetering -Times 1 -Exactly
+        }
+
+        It 'leaves metering alone without -EnableMetrics or when the VM ends off' {
+            $started = & $script:ScriptPath -Name 'instance-00000001' -Action Start
+            $started.metering_enabled | Should -BeNullOrEmpty
+            $stopped = & $script:ScriptPath -Name 'instance-00000001' -Action Stop -EnableMetrics
+            Assert-MatchesContract $stopped
+            $stopped.metering_enabled | Should -BeNullOrEmpty
+            Should -Invoke Enable-VMResourceMetering -Times 0 -Exactly
+        }
+
+        It 'keeps the power action when metering cannot be enabled' {
+            $PsdTest.State = 'Off'
+            Mock Enable-VMResourceMetering { throw 'Access denied.' } -RemoveParameterType 'VM'
+            $result = & $script:ScriptPath -Name 'instance-00000001' -Action Start -EnableMetrics 3>$null
+            Assert-MatchesContract $result
+            $result.state | Should -Be 'Running'
+            $result.metering_enabled | Should -BeFalse
         }
     }
 

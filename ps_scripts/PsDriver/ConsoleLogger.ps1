@@ -354,7 +354,7 @@ function Start-PsDriverConsoleLogger {
     $creation = Invoke-CimMethod -ClassName 'Win32_Process' -MethodName 'Create' -Arguments @{
         CommandLine      = $commandLine
         CurrentDirectory = (Split-Path -Path $LogPath -Parent)
-    }
+    } -Confirm:$false
     if ([int]$creation.ReturnValue -ne 0) {
         throw (New-PsDriverErrorRecord -Message "Cannot start the console logger of virtual machine '$VMName': Win32_Process.Create returned $($creation.ReturnValue)." -Category InvalidOperation -ErrorId 'PsDriver.ConsoleLoggerStartFailed' -Target $VMName)
     }

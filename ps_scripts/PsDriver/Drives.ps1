@@ -177,7 +177,7 @@ function Get-PsDriverFreeDriveSlot {
     else {
         $controllers = @(Hyper-V\Get-VMScsiController -VM $VM)
         if ($controllers.Count -eq 0) {
-            Hyper-V\Add-VMScsiController -VM $VM
+            Hyper-V\Add-VMScsiController -VM $VM -Confirm:$false
             $controllers = @(Hyper-V\Get-VMScsiController -VM $VM)
         }
         foreach ($controller in @($controllers | Sort-Object -Property ControllerNumber)) {

@@ -11,7 +11,7 @@ function Initialize-PsDriverSession {
     [CmdletBinding()]
     param()
     if ($PSVersionTable.PSVersion.Major -lt 6) {
-        Remove-TypeData -TypeName 'System.Array' -ErrorAction SilentlyContinue
+        Remove-TypeData -TypeName 'System.Array' -ErrorAction SilentlyContinue -Confirm:$false
     }
 }
 
@@ -93,7 +93,16 @@ function ConvertFrom-PsDriverJson {
 function ConvertFrom-PsDriverInput {
     <#
     .SYNOPSIS
-        Decodes the values document (base64 of UTF-8 JSON) into a hashtable for splatting.
+        Decodes the values document into a hashtable for splatting.
+
+    .DESCRIPTION
+        The document is one of: UTF-8 JSON text (it starts with '{'; sent as a
+        PSRP string, so it is not base64-encoded a second time); 'deflate:'
+        and base64 of raw DEFLATE (RFC 1951) compressed UTF-8 JSON (large
+        documents); or base64 of UTF-8 JSON (a local process's stdin).
+        System.IO.Compression.DeflateStream exists in .NET Framework 4.5+
+        (Windows PowerShell 5.1) and .NET 6+ (PowerShell 7); ZLibStream only
+        in .NET 6+, so the bridge sends raw DEFLATE, not zlib.
     #>
     [CmdletBinding()]
     [OutputType([hashtable])]
@@ -107,8 +116,25 @@ function ConvertFrom-PsDriverInput {
     if ($trimmed.Length -eq 0) {
         return $parameters
     }
-    $bytes = [System.Convert]::FromBase64String($trimmed)
-    $json = [System.Text.UTF8Encoding]::new($false, $true).GetString($bytes)
+    $strict = [System.Text.UTF8Encoding]::new($false, $true)
+    if ($trimmed.StartsWith('{')) {
+        $json = $trimmed
+    }
+    elseif ($trimmed.StartsWith('deflate:')) {
+        $packed = [System.IO.MemoryStream]::new([System.Convert]::FromBase64String($trimmed.Substring(8)))
+        $inflater = [System.IO.Compression.DeflateStream]::new($packed, [System.IO.Compression.CompressionMode]::Decompress)
+        $unpacked = [System.IO.MemoryStream]::new()
+        try {
+            $inflater.CopyTo($unpacked)
+        }
+        finally {
+            $inflater.Dispose()
+        }
+        $json = $strict.GetString($unpacked.ToArray())
+    }
+    else {
+        $json = $strict.GetString([System.Convert]::FromBase64String($trimmed))
+    }
     $values = ConvertFrom-PsDriverJson -Json $json
     if ($values -isnot [System.Collections.IDictionary]) {
         throw [System.ArgumentException]::new('The psdriver input document is not a JSON object.')
@@ -200,7 +226,10 @@ function ConvertTo-PsDriverJson {
         [Parameter(Mandatory)]
         [System.Collections.IDictionary]$Envelope
     )
-    ConvertTo-Json -InputObject $Envelope -Depth 100 -Compress
+    $json = ConvertTo-Json -InputObject $Envelope -Depth 100 -Compress
+    # U+FFFE and U+FFFF are valid in JSON but not in XML 1.0, which carries the
+    # result over PSRP: write them as JSON escapes (they only occur in strings).
+    return $json.Replace([string][char]0xFFFE, '\ufffe').Replace([string][char]0xFFFF, '\uffff')
 }
 
 function New-PsDriverFailure {

@@ -185,3 +185,28 @@ function Start-PsDriverVM {
         Hyper-V\Start-VM -VM $VM -Confirm:$false
     }
 }
+
+function Get-PsDriverSecureBootTemplate {
+    <#
+    .SYNOPSIS
+        The secure boot template names this host's Hyper-V offers for Set-VMFirmware -SecureBootTemplate.
+
+    .DESCRIPTION
+        MicrosoftWindows and MicrosoftUEFICertificateAuthority exist on every
+        supported host; OpenSourceShieldedVM only from Windows Server 1709
+        (build 16299), so not on Windows Server 2016 (build 14393).
+
+    .PARAMETER Build
+        The Windows build number (default: this host's).
+    #>
+    [CmdletBinding()]
+    [OutputType([string])]
+    param(
+        [int]$Build = [System.Environment]::OSVersion.Version.Build
+    )
+    'MicrosoftWindows'
+    'MicrosoftUEFICertificateAuthority'
+    if ($Build -ge 16299) {
+        'OpenSourceShieldedVM'
+    }
+}

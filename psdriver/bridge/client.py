@@ -89,6 +89,9 @@ class Bridge:
             raise errors.BridgeBadOutput(
                 contract.script, self.target,
                 f'result breaks the declared shape at {exc.where()}: {exc.message}') from None
+        except RecursionError:
+            raise errors.BridgeBadOutput(contract.script, self.target,
+                                         'result is nested too deeply to validate') from None
         return result
 
     def close(self) -> None:

@@ -76,7 +76,7 @@ class ShapeError(ValueError):
     schema; ``message`` says it in words and never quotes the value itself.
     """
 
-    def __init__(self, path: tuple[str | int, ...], rule: str, expected: Any,
+    def __init__(self, path: tuple[str | int, ...], rule: str | None, expected: Any,
                  message: str) -> None:
         super().__init__(message)
         self.path = path
@@ -97,8 +97,9 @@ def _check(validator: Callable[[Any], Any], value: Any) -> None:
     except fastjsonschema.JsonSchemaValueException as exc:
         # exc.path starts with 'data', the name fastjsonschema gives the value.
         path = tuple(exc.path[1:]) if exc.path and exc.path[0] == 'data' else tuple(exc.path)
-        raise ShapeError(path, str(exc.rule), exc.rule_definition,
-                         _message(exc.message)) from None
+        # Some checks (contentEncoding, format) carry no rule name: keep None, not 'None'.
+        rule = str(exc.rule) if exc.rule is not None else None
+        raise ShapeError(path, rule, exc.rule_definition, _message(exc.message)) from None
 
 
 def _message(text: str) -> str:

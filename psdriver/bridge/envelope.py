@@ -32,7 +32,10 @@ def parse(text: str, script: str, target: str, stderr_tail: str = '') -> Any:
         raise errors.BridgeBadOutput(script, target, 'no output (expected one JSON envelope)',
                                      stderr_tail)
     try:
-        doc = json.loads(body)
+        doc = loads(body)
+    except RecursionError:
+        raise errors.BridgeBadOutput(
+            script, target, 'output is nested too deeply to be an envelope', stderr_tail) from None
     except ValueError as exc:
         snippet = body[:200].replace('\n', ' ')
         raise errors.BridgeBadOutput(
@@ -48,6 +51,11 @@ def parse(text: str, script: str, target: str, stderr_tail: str = '') -> Any:
     raise error_from_envelope(doc.get('error'), script, target, stderr_tail)
 
 
+def loads(body: str) -> Any:
+    """``json.loads``; output nested deeper than Python's recursion limit raises RecursionError."""
+    return json.loads(body)
+
+
 def error_from_envelope(err: Any, script: str, target: str,
                         stderr_tail: str = '') -> errors.PsDriverBridgeException:
     if not isinstance(err, dict) or not isinstance(err.get('message'), str):
@@ -60,16 +68,25 @@ def error_from_envelope(err: Any, script: str, target: str,
                error_target=fields['target'], script_stack=fields['script_stack'])
 
 
+def xml_safe(json_text: str) -> str:
+    """JSON text with U+FFFE and U+FFFF written as escapes, as the wrapper writes them.
+
+    Both are valid in JSON but not in XML 1.0, which carries the envelope over
+    PSRP; they can only occur inside JSON strings, so the escape is exact.
+    """
+    return json_text.replace('\ufffe', '\\ufffe').replace('\uffff', '\\uffff')
+
+
 def success(result: Any) -> str:
     """Serialise a success envelope (used by the simulator)."""
-    return json.dumps({'ok': True, 'result': result}, ensure_ascii=False,
-                      separators=(',', ':'))
+    return xml_safe(json.dumps({'ok': True, 'result': result}, ensure_ascii=False,
+                               separators=(',', ':')))
 
 
 def failure(message: str, category: str = 'NotSpecified', error_type: str = '',
             error_id: str = '', target: str = '', script_stack: str = '') -> str:
     """Serialise a failure envelope (used by the simulator)."""
-    return json.dumps({'ok': False, 'error': {
+    return xml_safe(json.dumps({'ok': False, 'error': {
         'type': error_type, 'message': message, 'category': category,
         'error_id': error_id, 'target': target, 'script_stack': script_stack,
-    }}, ensure_ascii=False, separators=(',', ':'))
+    }}, ensure_ascii=False, separators=(',', ':')))

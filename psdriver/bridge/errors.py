@@ -24,6 +24,9 @@ class ScriptError(PsDriverBridgeException):
                  error_target: str = '', script_stack: str = '') -> None:
         self.script = script
         self.target = target
+        # A host can send an error message of megabytes: keep head and tail.
+        message = cap_text(message)
+        script_stack = cap_text(script_stack)
         self.message = message
         self.error_type = error_type
         self.category = category
@@ -86,6 +89,20 @@ CATEGORY_ERRORS: dict[str, type[ScriptError]] = {
 }
 
 
+#: Longest host text (an error message, a stderr tail) kept in an exception;
+#: the head and the tail of a longer one are kept, the middle is cut.
+MAX_HOST_TEXT = 8000
+
+
+def cap_text(text: str, limit: int = MAX_HOST_TEXT) -> str:
+    """``text`` if short enough, else its head and tail around a note of what was cut."""
+    if len(text) <= limit:
+        return text
+    keep = max(0, limit - 60) // 2
+    cut = len(text) - 2 * keep
+    return f'{text[:keep]}\n[... {cut:,} characters cut ...]\n{text[len(text) - keep:]}'
+
+
 class BridgeError(PsDriverBridgeException):
     """No valid envelope came back.  Says what ran, where, and why."""
 
@@ -93,6 +110,8 @@ class BridgeError(PsDriverBridgeException):
                  stderr_tail: str = '', exit_code: int | None = None) -> None:
         self.script = script
         self.target = target
+        reason = cap_text(reason)
+        stderr_tail = cap_text(stderr_tail)
         self.reason = reason
         self.stderr_tail = stderr_tail
         self.exit_code = exit_code
@@ -105,7 +124,27 @@ class BridgeError(PsDriverBridgeException):
 
 
 class BridgeTimeout(BridgeError):
-    """The call exceeded its timeout; the process or pipeline was stopped."""
+    """The call exceeded its timeout; the process or pipeline was stopped.
+
+    ``host_may_have_acted`` says whether the script had started on the host
+    before the timeout (see :class:`BridgeTimeoutAfterStart`).
+    """
+
+    host_may_have_acted = False
+
+
+class BridgeTimeoutAfterStart(BridgeTimeout):
+    """The script started on the host and did not finish in time; it was stopped.
+
+    The host may have done part or all of the work (created the VM, changed
+    its power state) before the pipeline or process was stopped: the caller
+    must not assume nothing happened.  It should look at the host (or undo
+    what the operation may have created) before reporting the failure.  A
+    plain :class:`BridgeTimeout` is raised only when the script is known not
+    to have started.
+    """
+
+    host_may_have_acted = True
 
 
 class BridgeTransportError(BridgeError):
@@ -129,3 +168,23 @@ class BridgeParameterError(PsDriverBridgeException, ValueError):
 
     Raised before anything runs: it is a bug in the calling code, not a host fault.
     """
+
+
+class BridgeSpecError(BridgeParameterError):
+    """A structured parameter breaks the script's ``x-spec-schema``.
+
+    ``path`` is where inside the parameter (``('memory_mb',)``), ``rule`` the
+    schema keyword that failed and ``expected`` its value in the schema;
+    ``problem`` says it in words (``memory_mb must be at least 32``) and never
+    quotes the caller's value, which may be secret.
+    """
+
+    def __init__(self, script: str, parameter: str, path: tuple[str | int, ...],
+                 rule: str | None, expected: object, problem: str) -> None:
+        self.script = script
+        self.parameter = parameter
+        self.path = path
+        self.rule = rule
+        self.expected = expected
+        self.problem = problem
+        super().__init__(f'{script} -{parameter} breaks its declared schema: {problem}')

@@ -133,6 +133,13 @@ class Renderer:
         if missing:
             raise errors.BridgeParameterError(
                 f'{name} needs mandatory parameter(s) {", ".join(missing)}')
+        for key, value in params.items():
+            allowed = declared[key.lower()].validate_set
+            if allowed and not _in_set(value, allowed):
+                # The value is not quoted: it may be secret.
+                raise errors.BridgeParameterError(
+                    f'{name} -{declared[key.lower()].name} must be one of '
+                    f'{", ".join(allowed)}')
         contract = contracts.load_contract(name, str(self.root))
         wanted = contract.spec_parameter.lower()
         if contract.spec_schema is not None and wanted in given:
@@ -140,30 +147,65 @@ class Renderer:
             try:
                 contract.validate_spec(spec)
             except contracts.ShapeError as exc:
-                secret = _is_secret(contract, contract.spec_parameter)
-                raise errors.BridgeParameterError(
-                    f'{name} -{contract.spec_parameter} breaks its declared schema: '
-                    f'{_schema_problem(exc, contract.spec_parameter.lower(), secret)}'
-                ) from None
+                raise errors.BridgeSpecError(
+                    name, contract.spec_parameter, exc.path, exc.rule, exc.expected,
+                    _schema_problem(exc)) from None
 
 
-def _is_secret(contract: contracts.Contract, name: str) -> bool:
-    return name.lower() in {s.lower() for s in contract.secret_parameters}
+def _in_set(value: Any, allowed: tuple[str, ...]) -> bool:
+    """PowerShell's ValidateSet: every value (of an array too) in the set, any casing."""
+    folded = {a.casefold() for a in allowed}
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return all(isinstance(v, str) and v.casefold() in folded for v in values)
 
 
-def _schema_problem(exc: contracts.ShapeError, top: str, secret: bool) -> str:
-    """What a validation error says; for a secret parameter, nothing of the value.
+#: What a failed schema keyword means, in words; ``{0}`` is the keyword's value.
+_RULE_WORDS = {
+    'minimum': 'must be at least {0}',
+    'maximum': 'must be at most {0}',
+    'exclusiveMinimum': 'must be more than {0}',
+    'exclusiveMaximum': 'must be less than {0}',
+    'minLength': 'must be at least {0} characters long',
+    'maxLength': 'must be at most {0} characters long',
+    'minItems': 'must have at least {0} items',
+    'maxItems': 'must have at most {0} items',
+    'multipleOf': 'must be a multiple of {0}',
+    'pattern': 'must match the pattern {0}',
+    'type': 'must be of type {0}',
+    'enum': 'must be one of {0}',
+    'const': 'must be {0}',
+    'required': 'needs the key(s) {0}',
+    'oneOf': 'matches none of the allowed forms',
+    'anyOf': 'matches none of the allowed forms',
+    'not': 'has a form that is not allowed',
+}
 
-    A secret spec (one carrying a config drive with a password) is described
-    by the place, the rule and the schema's side only; the rules about keys
-    (``required``, ``additionalProperties``) name keys, never values.
+
+def _schema_problem(exc: contracts.ShapeError) -> str:
+    """What a validation error says, in words, and nothing of the value.
+
+    Specs may be secret (a config drive holding a password), so the text is
+    built from the place and the schema's side only, never from the value.
+    An ``additionalProperties`` failure names keys, which are the caller's
+    structure, not its data.
     """
-    where = exc.where(top).replace('/', '.')
-    if not secret or exc.rule in ('required', 'additionalProperties'):
-        return f'{where}: {exc.message}'
-    expected = repr(exc.expected)
-    shown = f' {expected}' if len(expected) <= 80 else ''
-    return f'{where} fails {exc.rule}{shown} (the value is secret and not shown)'
+    where = '.'.join(str(p) for p in exc.path) or 'the value'
+    if exc.rule == 'additionalProperties':
+        return exc.message
+    if exc.rule is None:
+        # contentEncoding, format: fastjsonschema's words name the place and the
+        # rule ("... must be encoded by base64"), never the value.
+        return exc.message
+    words = _RULE_WORDS.get(exc.rule)
+    if words is None:
+        return f'{where} breaks the schema rule {exc.rule}'
+    expected = exc.expected
+    if isinstance(expected, (list, tuple)):
+        expected = ', '.join('null' if v is None else str(v) for v in expected)
+    text = str(expected)
+    if len(text) > 80:
+        text = text[:77] + '...'
+    return f'{where} {words.format(text)}'
 
 
 @functools.lru_cache(maxsize=None)

@@ -17,6 +17,8 @@ import re
 _IDENT = re.compile(r'[A-Za-z_][A-Za-z0-9_]*')
 _MANDATORY = re.compile(r'\bMandatory\b(\s*=\s*\$(true|false))?', re.IGNORECASE)
 _PARAMETER_ATTR = re.compile(r'\[\s*Parameter\s*\(', re.IGNORECASE)
+_VALIDATE_SET_ATTR = re.compile(r'\[\s*ValidateSet\s*\(', re.IGNORECASE)
+_QUOTED = re.compile(r"'((?:[^']|'')*)'|\"([^\"]*)\"")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,6 +26,8 @@ class ScriptParam:
     name: str
     mandatory: bool = False
     type_name: str = ''
+    #: The ``[ValidateSet(...)]`` values (matched case-insensitively, as PowerShell does).
+    validate_set: tuple[str, ...] = ()
 
 
 def _skip(text: str, i: int) -> int:
@@ -155,7 +159,10 @@ def _build(name: str, attributes: list[str]) -> ScriptParam:
         m = _MANDATORY.search(params[0])
         mandatory = bool(m) and (m.group(2) is None or m.group(2).lower() == 'true')
     types = [a[1:-1].strip() for a in attributes if '(' not in a]
-    return ScriptParam(name, mandatory, types[-1] if types else '')
+    sets = [a for a in attributes if _VALIDATE_SET_ATTR.match(a)]
+    values = tuple(m.group(1).replace("''", "'") if m.group(1) is not None else m.group(2)
+                   for m in _QUOTED.finditer(sets[0])) if sets else ()
+    return ScriptParam(name, mandatory, types[-1] if types else '', values)
 
 
 def script_parameters(text: str) -> list[ScriptParam]:

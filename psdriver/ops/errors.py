@@ -29,7 +29,9 @@ def translate(instance_uuid: str | None = None, operation: str = '') -> Iterator
     A missing VM (``ObjectNotFound`` with error id ``PsDriver.VMNotFound``)
     of an instance becomes ``InstanceNotFound``; another missing object (a
     file, a switch) is a host error naming it, never "instance not found";
-    invalid VM state becomes ``InstanceInvalidState``; anything else a
+    invalid VM state becomes ``InstanceInvalidState``; parameters the script
+    refuses before running (its schema) ``InstanceUnacceptable`` (or
+    ``InvalidInput`` without an instance); anything else a
     ``HyperVHostError`` carrying the script's message.  Transport errors
     (``BridgeError``) also become ``HyperVHostError``: nova treats them as a
     failed operation, which is what they are.
@@ -50,3 +52,9 @@ def translate(instance_uuid: str | None = None, operation: str = '') -> Iterator
         raise HyperVHostError(reason=f'{exc.script}: {exc.message}')
     except bridge_errors.BridgeError as exc:
         raise HyperVHostError(reason=str(exc))
+    except bridge_errors.BridgeParameterError as exc:
+        # Refused before anything ran: what the instance asks for does not fit
+        # the script (its schema says why, without the values).
+        if instance_uuid:
+            raise exception.InstanceUnacceptable(instance_id=instance_uuid, reason=str(exc))
+        raise exception.InvalidInput(reason=str(exc))

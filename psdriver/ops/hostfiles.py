@@ -12,8 +12,8 @@ lives on the Hyper-V host.  ``[powershell] transport`` decides the way between:
     (with the PSRP credentials) under a temporary name and renamed into place.
     An ``instances_path`` that is itself a UNC path is written to directly.
 ``sim``
-    the file is registered in the simulated host's storage with its real
-    format and virtual size; the downloaded bytes are dropped.
+    the runner takes the file's facts (format, virtual size) and registers
+    the file in the simulated host's storage; the downloaded bytes are dropped.
 
 Either way a file never carries its final cache name before it is complete.
 Temporary names are ``<stem>.partial-<random>``: no image extension, so the
@@ -34,10 +34,12 @@ import shutil
 import tempfile
 import threading
 import uuid
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 from nova import exception
 from oslo_log import log as logging
+
+from psdriver.bridge import errors as bridge_errors
 
 LOG = logging.getLogger(__name__)
 
@@ -213,84 +215,51 @@ class _StagedLocally(HostFiles):
         return path
 
 
-class SimFiles(_StagedLocally):
-    """The simulated host: register the file with its real format and size."""
+class RunnerFiles(_StagedLocally):
+    """A transport that takes files itself (``transport = sim``): hand it the file's facts.
 
-    def __init__(self, host: Any, staging_dir: str | None = None) -> None:
+    ``put_file(host_path, facts) -> bool`` is the runner's: it records the file
+    (with its format and virtual size; the bytes are not needed) and returns
+    False when a file is already there.  It raises a bridge error when the
+    host refuses.
+    """
+
+    def __init__(self, put_file: Callable[[str, dict[str, Any]], bool],
+                 staging_dir: str | None = None, runner: Any = None) -> None:
         super().__init__(staging_dir)
-        self._host = host
+        self._put_file = put_file
+        #: The runner's ``read_file``, ``remove_file`` and ``copy_file_to`` (the way back).
+        self._runner = runner
 
     def publish(self, staged: str, host_path: str, info: ImageFileInfo) -> None:
-        from psdriver.sim.errors import SimError
-        from psdriver.sim.state import VhdInfo
-
-        vhd = None
-        if info.format in ('vhd', 'vhdx'):
-            vhd = VhdInfo(format=info.format.upper(), vhd_type=info.vhd_type or 'Dynamic',
-                          size=info.virtual_size_bytes,
-                          disk_identifier=str(uuid.uuid4()).upper())
         try:
-            with self._host.transaction(write=True):
-                if self._host.exists(host_path):
-                    LOG.info('%s appeared meanwhile; keeping it', host_path)
-                else:
-                    self._host.make_dir(ntpath.dirname(host_path))
-                    self._host.add_file(host_path, info.file_size_bytes, vhd=vhd)
-        except SimError as exc:
-            raise ImageTransferError(path=host_path, reason=exc.message) from exc
+            if not self._put_file(host_path, dataclasses.asdict(info)):
+                LOG.info('%s appeared meanwhile; keeping it', host_path)
+        except bridge_errors.BridgeError as exc:
+            raise ImageTransferError(path=host_path, reason=exc.reason) from exc
         finally:
             self.discard(staged)
 
+    def _runner_call(self, name: str, path: str, *args: Any) -> Any:
+        method = getattr(self._runner, name, None)
+        if method is None:
+            raise ImageTransferError(path=path, reason=f'the runner has no {name}')
+        try:
+            return method(*args)
+        except bridge_errors.BridgeError as exc:
+            raise ImageTransferError(path=path, reason=exc.reason) from exc
 
     @contextlib.contextmanager
     def open_read(self, host_path: str) -> Iterator[BinaryIO]:
-        """The bytes of a disk file: a valid image of its format and virtual size.
-
-        The simulated host keeps no disk content; what is read is a blank
-        VHD/VHDX of the same virtual size, which Glance and a later spawn
-        accept as that image.
-        """
-        from psdriver.sim import image_files
-        from psdriver.sim.errors import SimError
-
-        try:
-            entry = self._host.get_vhd(host_path)
-        except SimError as exc:
-            raise ImageTransferError(path=host_path, reason=exc.message) from exc
-        data = image_files.vhdx(entry.vhd.size) if entry.vhd.format == 'VHDX' \
-            else image_files.dynamic_vhd(entry.vhd.size)
-        yield io.BytesIO(data)
+        yield io.BytesIO(self._runner_call('read_file', host_path, host_path))
 
     def remove(self, host_path: str) -> None:
-        from psdriver.sim.errors import SimError
-
-        try:
-            if self._host.exists(host_path):
-                self._host.remove_item(host_path)
-        except SimError as exc:
-            LOG.warning('Cannot remove %s: %s', host_path, exc.message)
+        self._runner_call('remove_file', host_path, host_path)
 
     def copy_to_peer(self, host_paths: list[str], peer: str, peer_folder: str) -> int:
-        """Through the management node: read this host's share, write the peer's."""
-        from psdriver.sim.errors import SimError
-        from psdriver.sim.fabric import fabric_of
-
-        fabric = fabric_of(self._host)
+        """Through the management node: this host's share to the peer's."""
         target = peer_unc(peer, self.share, self.instances_path, peer_folder)
-        if fabric is None:
-            raise ImageTransferError(path=target, reason='the simulated host shares no '
-                                                         'fabric with other hosts')
-        copied = 0
-        try:
-            fabric.make_dir(self._host, target)
-            for path in host_paths:
-                entry = fabric.copy_file(self._host, path, self._host,
-                                         ntpath.join(target, ntpath.basename(path)),
-                                         overwrite=True)
-                copied += entry.size
-        except SimError as exc:
-            raise ImageTransferError(path=target, reason=exc.message) from exc
-        return copied
+        return self._runner_call('copy_files_to', target, host_paths, target)
 
 
 class SmbFiles(_StagedLocally):
@@ -495,12 +464,14 @@ _SMB_AUTH = {'ntlm': 'ntlm', 'kerberos': 'kerberos'}
 def for_transport(conf: Any, bridge: Any) -> HostFiles:
     """The HostFiles of ``[powershell] transport``."""
     transport = conf.powershell.transport
+    files: HostFiles | None = None
     if transport == 'local':
-        files: HostFiles = LocalFiles()
+        files = LocalFiles()
     elif transport == 'sim':
-        files = SimFiles(bridge.runner.host)
-    else:
-        files = None  # type: ignore[assignment]
+        put_file = getattr(bridge.runner, 'put_file', None)
+        if put_file is None:
+            raise ValueError('[powershell] transport = sim: the runner takes no files')
+        files = RunnerFiles(put_file, runner=bridge.runner)
     if files is not None:
         files.share = conf.hyperv.instances_path_share
         files.instances_path = conf.instances_path

@@ -18,7 +18,7 @@ from nova.objects import fields as obj_fields
 from oslo_utils import versionutils
 
 from psdriver.bridge.client import Bridge
-from psdriver.ops import errors
+from psdriver.ops import errors, instancefeatures, pciops
 
 HOST_INFO_TTL = 5.0
 
@@ -64,6 +64,15 @@ class HostOps:
         with self._lock:
             self._cached = None
 
+    def host_facts(self) -> dict[str, Any]:
+        """The last Get-HostInfo report, however old, without a round trip of its own.
+
+        For what does not change while the host runs: processor, Windows build.
+        """
+        with self._lock:
+            cached = self._cached
+        return cached[1] if cached else self.host_info()
+
     def nodename(self) -> str:
         """The node name compute-hyperv reported: the host's DNS host name."""
         return self.host_info()['hostname']
@@ -99,6 +108,7 @@ class HostOps:
                  obj_fields.VMMode.HVM),
             ],
             'numa_topology': None,
+            'pci_passthrough_devices': pciops.pci_passthrough_devices(info),
         }
 
     def provider_inventory(self, conf, reserved_disk_gb: int,
@@ -120,8 +130,13 @@ class HostOps:
         }
 
     def host_traits(self) -> set[str]:
-        """Traits this host really has (CPU features); capability traits come from nova."""
-        return _cpu_traits(self.host_info()['cpu']['features'])
+        """Traits this host really has (CPU features, a virtual TPM for guests).
+
+        Capability traits come from nova.
+        """
+        info = self.host_info()
+        return _cpu_traits(info['cpu']['features']) | \
+            instancefeatures.host_security_traits(info)
 
     def get_host_ip_addr(self, fallback: str) -> str:
         ips = self.host_info()['ip_addresses']

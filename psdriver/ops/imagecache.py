@@ -21,10 +21,12 @@ Get-CachedImage lists the folder, one Remove-CachedImage deletes what no
 instance uses and what is older than nova's ``[image_cache]`` minimum ages.
 
 The format checks read the file itself, never trusting the name or Glance's
-``disk_format``: VHDX by its ``vhdxfile`` identifier and metadata region, VHD
-by its 512-byte ``conectix`` footer at the end of the file (a fixed VHD has
-nothing at its start, so it looks raw to format sniffers that only read the
-beginning), ISO by ``CD001`` at 0x8001.
+``disk_format``: nova's own inspection (oslo.utils' format inspector, with its
+safety checks) tells the format, the VHDX virtual size and the ISO; read here
+is only what it does not cover: the 512-byte ``conectix`` footer at the end
+of a VHD (a fixed VHD has nothing at its start, so it looks raw to the
+inspector), a VHD's current size, type and checksum, and a VHDX's
+fixed/differencing flags and required items.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from typing import Any, BinaryIO, Callable, Iterable
 from nova import exception
 from nova.virt import images
 from oslo_log import log as logging
+from oslo_utils.imageutils import format_inspector
 
 from psdriver import coordination
 from psdriver.bridge.client import Bridge
@@ -82,7 +85,7 @@ VHD_MAX_SIZE = 2040 * GIB
 VHD_TYPES = {2: 'Fixed', 3: 'Dynamic', 4: 'Differencing'}
 
 VHDX_MAX_SIZE = 64 * 1024 * GIB
-VHDX_REGION_TABLES = (192 * 1024, 256 * 1024)    # primary, backup
+VHDX_REGION_TABLE = 192 * 1024                  # the primary; the backup at 256 KiB
 VHDX_MAX_ENTRIES = 2047
 VHDX_REGION_BAT = uuid.UUID('2dc27766-f623-4200-9d64-115e9bfd4a08')
 VHDX_REGION_METADATA = uuid.UUID('8b7ca206-4790-4b9a-b8fe-575f050f886e')
@@ -95,14 +98,6 @@ VHDX_PARENT_LOCATOR = uuid.UUID('a8d35f2d-b30b-454d-abf7-d3d84834ab0c')
 VHDX_KNOWN_ITEMS = frozenset({
     VHDX_FILE_PARAMETERS, VHDX_VIRTUAL_DISK_SIZE, VHDX_PAGE83_DATA,
     VHDX_LOGICAL_SECTOR_SIZE, VHDX_PHYSICAL_SECTOR_SIZE, VHDX_PARENT_LOCATOR})
-
-ISO_SIGNATURE_OFFSET = 0x8001
-
-#: Leading bytes of formats Hyper-V cannot use, to say what a refused file is.
-_OTHER_MAGIC = ((b'QFI\xfb', 'qcow2'), (b'KDMV', 'vmdk'), (b'# Disk DescriptorFile', 'vmdk'),
-                (b'<<< Oracle VM VirtualBox Disk Image >>>', 'vdi'), (b'QED\x00', 'qed'),
-                (b'LUKS\xba\xbe', 'luks'))
-
 
 def _read_at(f: BinaryIO, offset: int, length: int, size: int, what: str) -> bytes:
     if offset < 0 or offset + length > size:
@@ -149,39 +144,38 @@ def _vhd_info(f: BinaryIO, size: int, head: bytes) -> ImageFileInfo:
 
 
 def _vhdx_region_table(f: BinaryIO, size: int) -> dict[uuid.UUID, tuple[int, int, bool]]:
-    """Region GUID -> (file offset, length, required), from the first valid table.
+    """Region GUID -> (file offset, length, required), from the region table.
 
     Table header (little-endian): ``regi``, checksum, entry count, reserved;
     then 32-byte entries: GUID, u64 file offset, u32 length, u32 required.
-    The CRC-32C checksums are not verified: Hyper-V does that when it opens
-    the file; this check is about what the file is and how big it is.
+    The primary table only, as the format inspector (and nova) read it; the
+    CRC-32C checksums are not verified: Hyper-V does that when it opens the
+    file; this check is about what the file is and how big it is.
     """
-    for offset in VHDX_REGION_TABLES:
-        if offset + 16 > size:
-            break
-        header = _read_at(f, offset, 16, size, 'VHDX region table')
-        signature, _checksum, count, _reserved = struct.unpack('<4sIII', header)
-        if signature != b'regi' or count > VHDX_MAX_ENTRIES:
-            continue
-        raw = _read_at(f, offset + 16, 32 * count, size, 'VHDX region table')
-        regions = {}
-        for i in range(count):
-            guid, start, length, required = struct.unpack_from('<16sQII', raw, 32 * i)
-            regions[uuid.UUID(bytes_le=guid)] = (start, length, bool(required & 1))
-        return regions
-    raise ImageFormatError('neither VHDX region table (at 192 KiB and 256 KiB) is valid')
+    offset = VHDX_REGION_TABLE
+    header = _read_at(f, offset, 16, size, 'VHDX region table')
+    signature, _checksum, count, _reserved = struct.unpack('<4sIII', header)
+    if signature != b'regi' or count > VHDX_MAX_ENTRIES:
+        raise ImageFormatError('the VHDX region table (at 192 KiB) is not valid')
+    raw = _read_at(f, offset + 16, 32 * count, size, 'VHDX region table')
+    regions = {}
+    for i in range(count):
+        guid, start, length, required = struct.unpack_from('<16sQII', raw, 32 * i)
+        regions[uuid.UUID(bytes_le=guid)] = (start, length, bool(required & 1))
+    return regions
 
 
-def _vhdx_info(f: BinaryIO, size: int) -> ImageFileInfo:
-    """VHDX (MS-VHDX): the virtual size lives in the metadata region.
+def _vhdx_info(f: BinaryIO, size: int, virtual_size: int) -> ImageFileInfo:
+    """VHDX (MS-VHDX): what the generic inspector does not read.
 
-    The region table names the metadata region; its table (``metadata``
-    signature, u16 entry count at 10, then 32-byte entries from offset 32:
-    item GUID, u32 offset within the region, u32 length, u32 flags with
-    bit 2 = required) locates the items.  Virtual Disk Size is a u64; File
-    Parameters hold the block size and flags (bit 0 leave blocks allocated,
-    i.e. fixed; bit 1 has parent, i.e. differencing).  Like Hyper-V, an
-    unknown region or metadata item marked required is refused.
+    ``virtual_size`` is the format inspector's.  Here: the File Parameters
+    item (block size, then flags: bit 0 leave blocks allocated, i.e. fixed;
+    bit 1 has parent, i.e. differencing), the logical sector size, a parent
+    locator, and, as Hyper-V does, an unknown region or metadata item marked
+    required.  The region table names the metadata region; its table
+    (``metadata`` signature, u16 entry count at 10, then 32-byte entries from
+    offset 32: item GUID, u32 offset within the region, u32 length, u32 flags
+    with bit 2 = required) locates the items.
     """
     regions = _vhdx_region_table(f, size)
     for guid, (_start, _length, required) in regions.items():
@@ -210,8 +204,6 @@ def _vhdx_info(f: BinaryIO, size: int) -> ImageFileInfo:
             raise ImageFormatError(f'the VHDX metadata has no {what}')
         return _read_at(f, items[guid][0], length, size, f'VHDX {what}')
 
-    virtual_size = struct.unpack('<Q', item_bytes(VHDX_VIRTUAL_DISK_SIZE, 8,
-                                                  'virtual disk size'))[0]
     _block_size, flags = struct.unpack('<II', item_bytes(VHDX_FILE_PARAMETERS, 8,
                                                          'file parameters'))
     sector = 512
@@ -231,26 +223,43 @@ def _vhdx_info(f: BinaryIO, size: int) -> ImageFileInfo:
 def inspect_image_file(path: str) -> ImageFileInfo:
     """Format, virtual size and disk type of the image file at ``path``.
 
+    The format is what nova's own image check finds
+    (:func:`nova.virt.images.get_image_format`, oslo.utils' format
+    inspector), and the file must pass the inspector's safety checks.  What
+    the inspector does not cover is read here: a fixed VHD (its only footer is
+    at the end, so it looks raw, or gpt for a guest disk with a GPT), a VHD's
+    current size, type and checksum, a VHDX's fixed/differencing flags.
+
     Raises :class:`ImageFormatError` for anything Hyper-V cannot use as it is:
-    another format, a differencing disk, an inconsistent or truncated file.
+    another format, a differencing disk, an inconsistent or truncated file,
+    a file failing the safety checks.
     """
     size = os.path.getsize(path)
     if size < VHD_FOOTER:
         raise ImageFormatError(f'the file has only {size} bytes')
+    try:
+        inspector = images.get_image_format(path)
+    except format_inspector.ImageFormatError as exc:
+        raise ImageFormatError(f'its format cannot be told ({exc})') from None
+    found = str(inspector)
+    if found not in ('vhdx', 'vhd', 'iso', 'raw', 'gpt'):
+        raise ImageFormatError(f'it is a {found} image; Hyper-V needs VHD, VHDX or ISO')
+    try:
+        inspector.safety_check()
+    except format_inspector.SafetyCheckFailed as exc:
+        raise ImageFormatError(f'it fails the image safety checks ({exc})') from None
+    except format_inspector.ImageFormatError as exc:
+        raise ImageFormatError(f'it is truncated or damaged ({exc})') from None
     with open(path, 'rb') as f:
-        head = f.read(64)
-        if head.startswith(b'vhdxfile'):
-            return _vhdx_info(f, size)
-        f.seek(size - VHD_FOOTER)
-        if f.read(8) == b'conectix' or head.startswith(b'conectix'):
-            return _vhd_info(f, size, head)
-        if size >= ISO_SIGNATURE_OFFSET + 5:
-            f.seek(ISO_SIGNATURE_OFFSET)
-            if f.read(5) == b'CD001':
-                return ImageFileInfo('iso', size, size, None)
-    for magic, name in _OTHER_MAGIC:
-        if head.startswith(magic):
-            raise ImageFormatError(f'it is a {name} image; Hyper-V needs VHD, VHDX or ISO')
+        if found == 'vhdx':
+            return _vhdx_info(f, size, inspector.virtual_size)
+        if found == 'iso':
+            return ImageFileInfo('iso', size, size, None)
+        if found in ('vhd', 'raw', 'gpt'):
+            head = f.read(64)
+            f.seek(size - VHD_FOOTER)
+            if found == 'vhd' or f.read(8) == b'conectix':
+                return _vhd_info(f, size, head)
     raise ImageFormatError('it is neither VHD, VHDX nor ISO (a raw disk image?)')
 
 

@@ -68,8 +68,21 @@ class VifOps:
             return self._bridge.call('Connect-InstanceNetworkAdapter',
                                      {'Name': instance.name, 'Nics': nics})
 
-    def unplug(self, instance: Any, network_info: Any) -> None:
-        """Nothing to do on the host: the adapters go with the VM or with detach."""
+    def unplug(self, instance: Any, network_info: Any) -> dict[str, Any] | None:
+        """Undo plug: disconnect the adapters plug connected to ``[hyperv] vswitch_name``.
+
+        One round trip for all ports; none when plug connected nothing
+        (no vswitch_name: the L2 agent owns the connection) or there are no
+        ports.  The adapters stay on the VM (they go with the VM or with
+        detach); a missing VM or adapter is fine, so it is safe to repeat.
+        """
+        switch = self._conf.hyperv.vswitch_name
+        ports = [vif['id'] for vif in (network_info or [])]
+        if not switch or not ports:
+            return None
+        with errors.translate(instance.uuid, 'unplug_vifs'):
+            return self._bridge.call('Disconnect-InstanceNetworkAdapter',
+                                     {'Name': instance.name, 'Id': ports, 'SwitchName': switch})
 
     def attach(self, instance: Any, vif: Any) -> dict[str, Any]:
         nic = self.nic_spec(vif)

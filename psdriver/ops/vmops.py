@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import ntpath
+import re
 import threading
 import time
 from typing import Any, Callable
@@ -22,10 +23,12 @@ from nova.virt import configdrive as nova_configdrive
 from nova.virt import driver as virt_driver
 from nova.virt import hardware
 from oslo_log import log as logging
+from oslo_utils import excutils
 
 from psdriver.bridge import errors as bridge_errors
 from psdriver.bridge.client import Bridge
-from psdriver.ops import configdrive, errors
+from psdriver.ops import configdrive, errors, instancefeatures, pciops, serialconsoleops
+from psdriver.ops.vifevents import VifPlugWait
 from psdriver.ops.imagecache import CachedImage
 from psdriver.ops.vifops import VifOps
 
@@ -64,10 +67,19 @@ SERIAL_LOG_PORT = 1
 #: console logger runs in the same round trip (power_on, reboot, unpause, resume).
 LOGGING_ACTIONS = frozenset({'Start', 'Restart', 'SoftReboot', 'Resume', 'Restore'})
 
+#: Power action -> the VM states that show it happened (reboots show nothing).
+POWER_ACTION_REACHES = {
+    'Start': ('Running',), 'Stop': ('Off',), 'Shutdown': ('Off',), 'Pause': ('Paused',),
+    'Resume': ('Running',), 'Save': ('Saved',), 'Restore': ('Running',),
+}
+
 #: system_metadata key remembering the rescue disk's format (vhd or vhdx).
 RESCUE_FORMAT_KEY = 'psdriver_rescue_disk_format'
 
+_LONE_SURROGATE = re.compile('[\ud800-\udfff]')
+
 GEN1, GEN2 = 1, 2
+MIB = 1024 * 1024
 _MACHINE_TYPES = {'hyperv-gen1': GEN1, 'hyperv-gen2': GEN2}
 
 
@@ -109,6 +121,32 @@ def secure_boot(instance: Any, image_meta: Any, generation: int) -> dict[str, An
     return {'enabled': True, 'template': template}
 
 
+class RemoteFXNotSupported(exception.InvalidInput):
+    """A flavor asks for RemoteFX: the build is aborted, not rescheduled (no host has it)."""
+
+    msg_fmt = 'Instance %(instance_uuid)s cannot be built: %(reason)s'
+
+
+#: Flavor extra specs with which compute-hyperv gave an instance a RemoteFX 3D adapter.
+REMOTEFX_SPECS = ('os:resolution', 'os:monitors', 'os:vram')
+
+
+def refuse_remotefx(instance: Any) -> None:
+    """A flavor asking for RemoteFX is refused: Windows Server no longer has it.
+
+    Booting without the adapter the flavor asks for would be a silent
+    downgrade; the instance is refused before anything is created.
+    """
+    asked = sorted(key for key in REMOTEFX_SPECS if key in (instance.flavor.extra_specs or {}))
+    if asked:
+        raise RemoteFXNotSupported(
+            instance_uuid=instance.uuid,
+            reason=f'the flavor asks for a RemoteFX 3D video adapter ({", ".join(asked)}); '
+                   'Microsoft removed RemoteFX vGPU from Windows Server and psdriver does '
+                   'not support it. Use a flavor without these extra specs (GPU-P or '
+                   'Discrete Device Assignment give a guest a GPU instead).')
+
+
 def vnuma(instance: Any, image_meta: Any) -> dict[str, Any] | None:
     """Per-node limits for a flavor or image asking for a NUMA topology.
 
@@ -130,8 +168,13 @@ def vnuma(instance: Any, image_meta: Any) -> dict[str, Any] | None:
 
 class VMOps:
     def __init__(self, bridge: Bridge, conf: Any, images: Any, vifs: VifOps,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, virtapi: Any = None,
+                 host_facts: Callable[[], dict[str, Any]] | None = None,
+                 host_info: Callable[[bool], dict[str, Any]] | None = None) -> None:
         self._bridge = bridge
+        self._host_facts = host_facts
+        self._host_info = host_info
+        self._vif_wait = VifPlugWait(virtapi, conf)
         self._conf = conf
         self._images = images
         self._vifs = vifs
@@ -193,27 +236,71 @@ class VMOps:
         """
         if virt_driver.block_device_info_get_mapping(block_device_info):
             raise VolumesNotSupported(instance_uuid=instance.uuid)
+        refuse_remotefx(instance)
+        self._check_host_features(instance)
         generation = vm_generation(image_meta)
+        tpm = instancefeatures.tpm_spec(
+            instance, image_meta, secure_boot(instance, image_meta, generation), self._host_facts)
+        devices = pciops.device_spec(instance, self._pci_host_info)
         drive = self._config_drive(context, instance, injected_files, admin_password,
                                    network_info)
+        # Ports Neutron has not bound yet: create the VM off, wait, then start it.
+        events = self._vif_wait.events(network_info) if power_on else []
 
         def create(image: CachedImage, last_try: bool) -> dict[str, Any]:
             spec = self._spec(instance, image_meta, generation, self._root_spec(instance, image),
-                              network_info, block_device_info, power_on)
+                              network_info, block_device_info, power_on and not events)
             spec['config_drive'] = drive
+            spec.update(self._feature_spec(instance, spec))
+            spec['tpm'] = tpm
+            spec.update(devices)
+            spec['serial_ports'] = spec['serial_ports'] + \
+                serialconsoleops.serial_port_specs(self._conf, instance)
             LOG.info('Creating VM %s (generation %d, %d vCPUs, %d MB)', instance.name,
                      generation, spec['vcpus'], spec['memory_mb'], instance=instance)
             try:
                 with SpawnErrors(instance):
-                    return self._call_with_image('New-Instance', {'Spec': spec},
-                                                 'PsDriver.ImageNotFound', last_try)
+                    try:
+                        return self._call_with_image('New-Instance', {'Spec': spec},
+                                                     'PsDriver.ImageNotFound', last_try)
+                    except bridge_errors.BridgeTimeout as exc:
+                        self._remove_after_timeout(instance, exc)
             finally:
                 self.invalidate()
 
-        result = self._with_cached_image(
-            lambda reuse_known: self._root_image(context, instance, image_meta, generation,
-                                                 reuse_known),
-            create)
+        def create_from_cache() -> dict[str, Any]:
+            return self._with_cached_image(
+                lambda reuse_known: self._root_image(context, instance, image_meta, generation,
+                                                     reuse_known),
+                create)
+
+        if not events:
+            result = create_from_cache()
+            self._warn_no_logger(instance, result.get('console_logger'))
+            return result
+        result = None
+        try:
+            with self._vif_wait.waiting(instance, events):
+                result = create_from_cache()
+            self._warn_no_logger(instance, result.get('console_logger'))
+            started = self._start_spawned(instance)
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                if result is not None:
+                    self._undo_spawn(instance, result)
+        result['state'] = started['state']
+        return result
+
+    def _start_spawned(self, instance: Any) -> dict[str, Any]:
+        """Start the VM spawn created off (its console logger already waits for the pipe)."""
+        params = {'Name': instance.name, 'Action': 'Start',
+                  'ConsoleLogPath': self._path(instance, CONSOLE_LOG),
+                  'ConsoleLogMaxBytes': CONSOLE_LOG_BYTES, **self._metering_params()}
+        try:
+            with SpawnErrors(instance):
+                result = self._bridge.call('Set-InstancePowerState', params)
+        finally:
+            self.invalidate()
         self._warn_no_logger(instance, result.get('console_logger'))
         return result
 
@@ -235,6 +322,14 @@ class VMOps:
         spec = self._spec(instance, image_meta, generation, root, network_info,
                           block_device_info, power_on)
         spec['config_drive'] = self._config_drive(context, instance, [], None, network_info)
+        # The same VM features as spawn gives (the flavor may have changed them).
+        spec.update(self._feature_spec(instance, spec))
+        spec['tpm'] = instancefeatures.tpm_spec(
+            instance, image_meta, secure_boot(instance, image_meta, generation),
+            self._host_facts)
+        spec.update(pciops.device_spec(instance, self._pci_host_info))
+        spec['serial_ports'] = spec['serial_ports'] + \
+            serialconsoleops.serial_port_specs(self._conf, instance)
         try:
             with SpawnErrors(instance):
                 result = self._bridge.call('New-Instance', {'Spec': spec})
@@ -242,6 +337,102 @@ class VMOps:
             self.invalidate()
         self._warn_no_logger(instance, result.get('console_logger'))
         return result
+
+    def _remove_after_timeout(self, instance: Any, exc: bridge_errors.BridgeTimeout) -> None:
+        """New-Instance timed out: the host may have created part of the VM; remove it.
+
+        Nova must not be left believing nothing happened while a VM (or its
+        folder) exists.  Remove-Instance only touches a VM carrying this
+        instance's UUID.  Always raises.
+        """
+        LOG.warning('New-Instance timed out; the host may have created part of VM %s: '
+                    'removing what exists', instance.name, instance=instance)
+        try:
+            self.destroy(instance, destroy_disks=True)
+        except Exception as cleanup:  # noqa: BLE001 (the timeout is what to report)
+            LOG.error('Cannot remove what the timed-out spawn of %s created: %s; '
+                      'deleting the instance retries it', instance.name, cleanup,
+                      instance=instance)
+            raise errors.HyperVHostError(
+                reason=f'{exc}; removing what it may have created failed: {cleanup}'
+            ) from exc
+        raise errors.HyperVHostError(
+            reason=f'{exc}; what it may have created on the host was removed') from exc
+    def _check_host_features(self, instance: Any) -> None:
+        """Refuse, before anything is created, what this host cannot give (another may)."""
+        if instancefeatures.wants_nested_virtualization(instance) and self._host_facts:
+            refusal = instancefeatures.nested_virtualization_refusal(self._host_facts())
+            if refusal:
+                raise exception.ComputeResourcesUnavailable(
+                    reason=f'the flavor or image asks for nested virtualization (vmx) but '
+                           f'this host cannot expose it: {refusal}')
+
+    @staticmethod
+    def _feature_spec(instance: Any, spec: dict[str, Any]) -> dict[str, Any]:
+        """New-Instance fields for nested virtualization and local disk QoS."""
+        extra: dict[str, Any] = {}
+        if instancefeatures.wants_nested_virtualization(instance):
+            extra['nested_virtualization'] = True
+            if spec['dynamic_memory_ratio'] > 1:
+                LOG.warning('Nested virtualization requested: dynamic memory is turned off '
+                            'for this instance', instance=instance)
+                extra['dynamic_memory_ratio'] = 1.0
+        iops = instancefeatures.disk_max_iops(instance)
+        if iops:
+            extra['disk_max_iops'] = iops
+        return extra
+
+    def apply_disk_qos(self, instance: Any) -> dict[str, Any]:
+        """Set the flavor's IOPS limit on the local disks again (one round trip).
+
+        The hook for a resize: the new flavor's limit, or none.  Spawn sets it
+        in New-Instance.
+        """
+        with errors.translate(instance.uuid, 'apply disk QoS'):
+            return self._bridge.call('Set-InstanceDiskQosLimit', {
+                'Name': instance.name, 'InstanceDir': self.instance_dir(instance),
+                'MaximumIops': instancefeatures.disk_max_iops(instance) or 0})
+
+    def _pci_host_info(self, refresh: bool) -> dict[str, Any]:
+        if refresh and self._host_info is not None:
+            return self._host_info(True)
+        if self._host_facts is not None:
+            return self._host_facts()
+        return {}
+
+    def _metering_params(self) -> dict[str, Any]:
+        """Hyper-V drops resource metering at power off: every start turns it back on."""
+        if self._conf.hyperv.enable_instance_metrics_collection:
+            return {'EnableMetrics': True}
+        return {}
+
+    def _undo_spawn(self, instance: Any, created: dict[str, Any]) -> None:
+        """Remove the VM a spawn created (after a fatal VIF wait or a failed start).
+
+        Its files go too, unless the spawn reused disks already there (a
+        rebuild on shared storage): those were not spawn's to delete.
+        """
+        LOG.info('Removing VM %s: the spawn did not complete', instance.name, instance=instance)
+        try:
+            self.destroy(instance, destroy_disks=not created.get('reused'))
+        except Exception:
+            LOG.exception('Could not remove VM %s after a failed spawn', instance.name,
+                          instance=instance)
+
+    def power_on_when_vifs_plugged(self, instance: Any, network_info: Any,
+                                   plug: Callable[[], Any] | None = None) -> None:
+        """Start an existing VM once Neutron has bound its ports (after a resize or migration).
+
+        ``plug`` is what makes Neutron bind them (connecting the adapters on
+        this host); it runs inside nova's event wait so no event is missed.
+        Without ports to wait for this is ``plug`` and one power_on.  A
+        fatal timeout raises ``VirtualInterfaceCreateException`` and leaves
+        the VM off (it is not spawn's to remove).
+        """
+        with self._vif_wait.waiting(instance, self._vif_wait.events(network_info)):
+            if plug is not None:
+                plug()
+        self.power_on(instance)
 
     def _with_cached_image(self, fetch: Callable[[bool], CachedImage],
                            run: Callable[[CachedImage, bool], dict[str, Any]]
@@ -406,6 +597,7 @@ class VMOps:
         if action in LOGGING_ACTIONS:
             params['ConsoleLogPath'] = self._path(instance, CONSOLE_LOG)
             params['ConsoleLogMaxBytes'] = CONSOLE_LOG_BYTES
+            params.update(self._metering_params())
         call_timeout = None
         if timeout is not None:
             params['TimeoutSeconds'] = int(timeout)
@@ -416,12 +608,33 @@ class VMOps:
             params['NoForce'] = True
         try:
             with errors.translate(instance.uuid, operation):
-                result = self._bridge.call('Set-InstancePowerState', params,
-                                           timeout=call_timeout)
+                try:
+                    result = self._bridge.call('Set-InstancePowerState', params,
+                                               timeout=call_timeout)
+                except bridge_errors.BridgeTimeout as exc:
+                    result = self._power_after_timeout(instance, action, exc)
         finally:
             self.invalidate()
         self._warn_no_logger(instance, result.get('console_logger'))
         return result
+
+    def _power_after_timeout(self, instance: Any, action: str,
+                             exc: bridge_errors.BridgeTimeout) -> dict[str, Any]:
+        """The power change timed out, perhaps after the host made it: look at the VM.
+
+        If the VM is where the action leads, the operation is done (its console
+        logger is checked at the next power change or host start); otherwise a
+        host error says where the VM is now.
+        """
+        self.invalidate()
+        vm = self.summary(refresh=True).get(instance.uuid)
+        state = vm['state'] if vm else None
+        if state is not None and state in POWER_ACTION_REACHES.get(action, ()):
+            LOG.warning('%s of %s timed out, but the VM is %s: taking it as done',
+                        action, instance.name, state, instance=instance)
+            return {'name': instance.name, 'state': state}
+        raise errors.HyperVHostError(
+            reason=f'{exc}; the VM is now {state or "missing"}') from exc
 
     def power_on(self, instance: Any) -> None:
         self._power(instance, 'Start', 'power_on')
@@ -520,7 +733,8 @@ class VMOps:
             result = self._bridge.call('Get-InstanceConsoleOutput', {
                 'Name': instance.name, 'LogPath': self._path(instance, CONSOLE_LOG),
                 'MaxBytes': CONSOLE_MAX_BYTES})
-        return result['content'].encode('utf-8')
+        # JSON may carry a lone surrogate (a "\\ud800" escape) that UTF-8 cannot hold.
+        return _LONE_SURROGATE.sub('\ufffd', result['content']).encode('utf-8')
 
     def get_instance_diagnostics(self, instance: Any) -> diagnostics.Diagnostics:
         with errors.translate(instance.uuid, 'get_instance_diagnostics'):
@@ -536,15 +750,41 @@ class VMOps:
             diags.add_cpu(id=index)
         diags.memory_details = diagnostics.MemoryDiagnostics(
             maximum=info['memory_mb'], used=info['memory_assigned_mb'])
-        for nic in info['nics']:
-            diags.add_nic(mac_address=nic.get('mac'))
-        for _disk in info['disks']:
-            diags.add_disk()
+        self._add_device_diagnostics(diags, info)
         return diags
+
+    @staticmethod
+    def _add_device_diagnostics(diags: diagnostics.Diagnostics, info: dict[str, Any]) -> None:
+        """One NIC and one disk entry per device, with the host's metered counters.
+
+        Hyper-V meters bytes per disk (Measure-VM) and per adapter (its
+        metering ACLs), in MB; it does not count requests by direction, so
+        those stay 0.  Without resource metering every counter is 0.
+        """
+        devices = info.get('device_metrics') or {}
+        by_name = {nic['name']: nic for nic in devices.get('nics') or []}
+        by_path = {ntpath.normcase(disk['path']): disk for disk in devices.get('disks') or []
+                   if disk.get('path')}
+        for nic in info['nics']:
+            metered = by_name.get(nic.get('name')) or {}
+            diags.add_nic(mac_address=nic.get('mac'),
+                          rx_octets=metered.get('inbound_mb', 0) * MIB,
+                          tx_octets=metered.get('outbound_mb', 0) * MIB)
+        for disk in info['disks']:
+            metered = by_path.get(ntpath.normcase(disk.get('path') or '')) or {}
+            diags.add_disk(read_bytes=metered.get('read_mb', 0) * MIB,
+                           write_bytes=metered.get('written_mb', 0) * MIB)
 
 
 class SpawnErrors:
-    """Spawn-specific translation: capacity problems make Nova reschedule."""
+    """Spawn-specific translation: capacity problems make Nova reschedule.
+
+    A flavor that does not fit the New-Instance spec (refused before anything
+    runs) is the flavor's fault: ``FlavorMemoryTooSmall`` for the memory,
+    ``InstanceUnacceptable`` for the rest, with the schema's reason.  An
+    InvalidOperation from the host is a host error with Hyper-V's message
+    (nova's ``InstanceInvalidState`` would read "in power state <message>").
+    """
 
     def __init__(self, instance: Any) -> None:
         self._instance = instance
@@ -555,11 +795,19 @@ class SpawnErrors:
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc is None or not isinstance(exc, bridge_errors.PsDriverBridgeException):
             return False
+        if isinstance(exc, bridge_errors.BridgeSpecError):
+            if exc.path[:1] == ('memory_mb',) and exc.rule in ('minimum', 'type'):
+                raise exception.FlavorMemoryTooSmall(
+                    message=f'Flavor memory of instance {self._instance.uuid} does not fit '
+                            f'Hyper-V: {exc.problem}') from exc
+            raise exception.InstanceUnacceptable(instance_id=self._instance.uuid,
+                                                 reason=exc.problem) from exc
         if isinstance(exc, bridge_errors.ScriptResourceExists):
             raise exception.InstanceExists(name=self._instance.name) from exc
         if isinstance(exc, bridge_errors.ScriptResourceUnavailable):
             raise exception.ComputeResourcesUnavailable(reason=exc.message) from exc
-        if isinstance(exc, bridge_errors.ScriptObjectNotFound):
+        if isinstance(exc, (bridge_errors.ScriptObjectNotFound,
+                            bridge_errors.ScriptInvalidOperation)):
             raise errors.HyperVHostError(reason=f'{exc.script}: {exc.message}') from exc
         with errors.translate(self._instance.uuid, 'spawn'):
             raise exc

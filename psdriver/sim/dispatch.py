@@ -239,6 +239,18 @@ def execute_rendered(text: str, document: str, host: Any = None, *,
     return envelope.success(result)
 
 
+def prepare_host(host: Any, name: str, params: dict[str, Any]) -> None:
+    """Set ``host`` up for a call of ``name`` with ``params`` (its prepare hook, if any).
+
+    What the contract shape tests start from, and what ``psdriver scripts
+    run --transport sim`` does to a fresh in-memory host so that an example
+    call (``Get-InstanceInfo --Name instance-0000002a``) has something to act on.
+    """
+    entry = get_handler(name)
+    if entry.prepare is not None:
+        entry.prepare(host, bind_parameters(name, params))
+
+
 def run_prepared(host: Any, name: str, params: dict[str, Any]) -> Any:
     """Prepare (if the handler has a hook) and run ``name`` directly: tests and demos."""
     entry = get_handler(name)

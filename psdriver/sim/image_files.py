@@ -1,8 +1,9 @@
 """Small, valid disk image files: what a Glance stand-in serves.
 
 The demo and the tests feed these to the image cache, which inspects the
-bytes exactly as it does a real Glance download (see
-:func:`psdriver.ops.imagecache.inspect_image_file`).  A fixed VHD is a
+bytes exactly as it does a real Glance download.  They are built from the
+file format specifications (MS-VHD, MS-VHDX, ECMA-119), independently of the
+driver's own reading of them.  A fixed VHD is a
 :class:`Sparse` file, so a multi-GB disk costs nothing on disk.
 """
 
@@ -15,9 +16,15 @@ import uuid
 
 import pycdlib
 
-from psdriver.ops import imagecache
-
 MIB = 1024 ** 2
+
+# MS-VHDX GUIDs (region table and metadata items), as the specification names them.
+VHDX_REGION_TABLES = (192 * 1024, 256 * 1024)    # primary, backup
+VHDX_REGION_BAT = uuid.UUID('2dc27766-f623-4200-9d64-115e9bfd4a08')
+VHDX_REGION_METADATA = uuid.UUID('8b7ca206-4790-4b9a-b8fe-575f050f886e')
+VHDX_FILE_PARAMETERS = uuid.UUID('caa16737-fa36-4d43-b3b6-33f0aa44e76b')
+VHDX_VIRTUAL_DISK_SIZE = uuid.UUID('2fa54224-cd1b-4876-b211-5dbed83bf4b8')
+VHDX_LOGICAL_SECTOR_SIZE = uuid.UUID('8141bf1d-a96f-4709-ba47-f233a8faab5f')
 
 
 def vhd_footer(size: int, disk_type: int = 2) -> bytes:
@@ -71,17 +78,17 @@ def vhdx(size: int, *, fixed: bool = False, has_parent: bool = False, sector: in
     meta_at, data_at = 1 * MIB, 1 * MIB + 64 * 1024
     buf = bytearray(data_at + 4096)
     buf[0:8] = b'vhdxfile'
-    regions = [(imagecache.VHDX_REGION_BAT, 2 * MIB, 1 * MIB, 1),
-               (imagecache.VHDX_REGION_METADATA, meta_at, 1 * MIB, 1)]
+    regions = [(VHDX_REGION_BAT, 2 * MIB, 1 * MIB, 1),
+               (VHDX_REGION_METADATA, meta_at, 1 * MIB, 1)]
     table = struct.pack('<4sIII', b'regi', 0, len(regions), 0) + b''.join(
         struct.pack('<16sQII', guid.bytes_le, offset, length, required)
         for guid, offset, length, required in regions)
-    for at in imagecache.VHDX_REGION_TABLES:
+    for at in VHDX_REGION_TABLES:
         buf[at:at + len(table)] = table
-    items = [(imagecache.VHDX_FILE_PARAMETERS,
+    items = [(VHDX_FILE_PARAMETERS,
               struct.pack('<II', 32 * MIB, (1 if fixed else 0) | (2 if has_parent else 0))),
-             (imagecache.VHDX_VIRTUAL_DISK_SIZE, struct.pack('<Q', size)),
-             (imagecache.VHDX_LOGICAL_SECTOR_SIZE, struct.pack('<I', sector))]
+             (VHDX_VIRTUAL_DISK_SIZE, struct.pack('<Q', size)),
+             (VHDX_LOGICAL_SECTOR_SIZE, struct.pack('<I', sector))]
     if unknown_required:
         items.append((uuid.uuid4(), b'\0' * 8))
     entries, offset = [], 64 * 1024

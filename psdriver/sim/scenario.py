@@ -12,50 +12,14 @@ driver would have left on a real host::
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from psdriver.sim import paths
+from psdriver.sim.handlers.spawn import spawn
 from psdriver.sim.host import SimHost
+from psdriver.sim.layout import (  # noqa: F401 (re-exported: the scenario toolbox)
+    add_image, ensure_folder, ensure_switch, ensure_volume, instance_uuid_for)
 from psdriver.sim.state import GIB
-
-#: Namespace of the instance UUIDs ``instance_uuid_for`` derives from VM names.
-_UUID_NAMESPACE = uuid.UUID('6f0c2a1e-52b4-4d8f-9a51-3c7e0d9b2f64')
-
-
-def instance_uuid_for(name: str) -> str:
-    """A stable instance UUID for a VM name (examples name VMs, not UUIDs)."""
-    return str(uuid.uuid5(_UUID_NAMESPACE, name.lower()))
-
-
-def ensure_volume(host: SimHost, path: str, size_gb: float = 500) -> None:
-    """The volume (drive or share) holding ``path`` exists."""
-    root = paths.root(paths.normalize(path))
-    if root.lower() not in host.state.volumes:
-        host.add_volume(root, size_gb)
-
-
-def ensure_folder(host: SimHost, path: str) -> str:
-    """The folder (and its volume) exists; returns its normalised path."""
-    ensure_volume(host, path)
-    return host.make_dir(path).path
-
-
-def ensure_switch(host: SimHost, name: str, switch_type: str = 'Private') -> None:
-    if not any(s.name.lower() == name.lower() for s in host.list_switches()):
-        host.add_switch(name, switch_type)
-
-
-def add_image(host: SimHost, path: str, size: int = 1 * GIB) -> str:
-    """A cached image: a dynamic disk of virtual ``size`` (or an ISO file of that size)."""
-    norm = paths.normalize(path)
-    ensure_folder(host, paths.parent(norm) or norm)
-    if not host.exists(norm):
-        if norm.lower().endswith('.iso'):
-            host.add_file(norm, size)
-        else:
-            host.new_vhd(norm, size)
-    return norm
 
 
 def add_instance(host: SimHost, name: str, *, instance_uuid: str | None = None,
@@ -70,7 +34,6 @@ def add_instance(host: SimHost, name: str, *, instance_uuid: str | None = None,
     the image cache (created if missing), COM1 on the ``<uuid>_ro`` pipe as
     the driver sets it, an ISO config drive if ``config_drive``.
     """
-    from psdriver.sim.handlers.spawn import spawn
     uuid_text = instance_uuid or instance_uuid_for(name)
     folder = instance_dir or paths.join(host.config.instances_path, name)
     ensure_folder(host, paths.parent(paths.normalize(folder)) or folder)

@@ -73,10 +73,22 @@ class HostConfig:
     is_admin: bool = True
     iscsi_initiator: str = ''
     max_running_vms: int = 1024
+    #: Enable-VMTPM exists (Windows Server 2016 and later).
+    vtpm: bool = True
+    #: Get-HgsClientConfiguration IsHostGuarded: shielded VMs can run here.
+    host_guarded: bool = False
+    #: TCP ports other programs on the host listen on (a serial relay cannot bind them).
+    tcp_ports_in_use: list[int] = field(default_factory=list)
+    #: PCI Express devices dismounted for Discrete Device Assignment: each a dict with
+    #: location_path, instance_id, vendor_id, product_id, address, numa_node.
+    assignable_devices: list[dict[str, Any]] = field(default_factory=list)
     #: Whether the Virtual Machine Management service answers (Get-VMHost).
     vmms_running: bool = True
     #: Default VM configuration version (Get-VMHostSupportedVersion -Default).
     default_vm_version: str = '10.0'
+    #: How long the merge of a removed VM's checkpoints into its disks takes (Remove-VM
+    #: returns at once and merges afterwards; the files are busy until it is done).
+    checkpoint_merge_seconds: float = 0.3
     #: NUMA spanning (Set-VMHost -NumaSpanningEnabled); vNUMA guests want it off.
     numa_spanning_enabled: bool = True
     #: Drive letters mapped to network shares (``'Z:'``), as Win32_LogicalDisk type 4.
@@ -381,6 +393,17 @@ class FaultState:
 
 
 @persisted
+class PendingMerge:
+    """Checkpoint disks Remove-VM merges after the VM is gone.
+
+    ``chain`` runs from the newest ``.avhdx`` to the disk they merge into; all
+    of it is busy until ``ready_at``.
+    """
+    chain: list[str]
+    ready_at: float
+
+
+@persisted
 class HostState:
     config: HostConfig
     boot_time: float
@@ -392,6 +415,9 @@ class HostState:
     smb_mappings: list[SmbMapping] = field(default_factory=list)
     cluster: ClusterState | None = None
     faults: FaultState = field(default_factory=FaultState)
+    #: Serial console relays (Start-InstanceSerialConsole) by VM id: port, pid,
+    #: listen_address, dir (the instance folder), pipe.
+    serial_relays: dict[str, dict[str, Any]] = field(default_factory=dict)
     mac_counter: int = 0
     #: Console loggers by VM id (lower case).
     console_loggers: dict[str, ConsoleLogger] = field(default_factory=dict)
@@ -400,5 +426,7 @@ class HostState:
     migration: MigrationSettings = field(default_factory=MigrationSettings)
     #: Folders exported over SMB, by share name (lower case).
     smb_shares: dict[str, SmbShare] = field(default_factory=dict)
+    #: Checkpoint merges still running after Remove-VM.
+    pending_merges: list[PendingMerge] = field(default_factory=list)
     #: Bumped on every saved change; lets tests and tools see that state moved.
     generation: int = 0

@@ -9,6 +9,7 @@ exactly like a file Hyper-V's worker process holds.
 
 from __future__ import annotations
 
+import re
 import struct
 import time
 import uuid
@@ -17,7 +18,7 @@ from psdriver.sim import paths
 from psdriver.sim.errors import (
     IO_EXCEPTION, SimError, disk_full, file_exists, file_in_use, invalid_argument,
     path_not_found)
-from psdriver.sim.state import GIB, MIB, Disk, FileEntry, VhdInfo, Volume
+from psdriver.sim.state import GIB, MIB, Disk, FileEntry, PendingMerge, VhdInfo, Volume
 from psdriver.sim.txn import HostBase, reads, writes
 
 VHD_EXTENSIONS = {'.vhd': 'VHD', '.avhd': 'VHD', '.vhdx': 'VHDX', '.avhdx': 'VHDX'}
@@ -26,6 +27,8 @@ MAX_VHD_SIZE = {'VHD': 2040 * GIB, 'VHDX': 64 * 1024 * GIB}
 EMPTY_VHD_FILE = {'VHD': 64 * 1024, 'VHDX': 4 * MIB}
 #: Footer (VHD) or header and metadata (VHDX) on top of a fixed disk's data.
 FIXED_OVERHEAD = {'VHD': 512, 'VHDX': 4 * MIB}
+#: Differencing disks a checkpoint created (Checkpoint-VM names them ``.avhd``/``.avhdx``).
+_CHECKPOINT_DISK = re.compile(r'\.avhdx?$', re.IGNORECASE)
 #: VM states in which the VM's worker process holds its disks open.
 ACTIVE_STATES = frozenset({'Running', 'Paused', 'Starting', 'Stopping'})
 
@@ -353,6 +356,7 @@ class StorageRules(HostBase):
     @writes
     def remove_item(self, path: str, *, recurse: bool = False) -> None:
         """``Remove-Item``; a folder needs ``recurse`` unless empty; open files refuse."""
+        self._settle_merges()
         norm = paths.normalize(path)
         entry = self._require(norm)
         if paths.is_root(norm):
@@ -383,6 +387,11 @@ class StorageRules(HostBase):
         open for reading (and so are ISOs in DVD drives).
         """
         held: dict[str, str] = {}
+        now = time.time()
+        for merge in self._state.pending_merges:
+            if merge.ready_at > now:
+                for link in merge.chain:
+                    held.setdefault(paths.key(link), 'a checkpoint merge')
         for vm in self._state.vms.values():
             if vm.state not in ACTIVE_STATES or vm.name.lower() == exclude_vm:
                 continue
@@ -391,6 +400,43 @@ class StorageRules(HostBase):
                     for link in self._chain_keys(drive.path):
                         held.setdefault(link, vm.name)
         return held
+
+    def _start_checkpoint_merge(self, disk_paths: list[str]) -> None:
+        """Remove-VM of a VM with checkpoints: merge each disk's ``.avhdx`` chain later.
+
+        The chain merges, in the background, into the first disk below it that
+        no checkpoint made.
+        """
+        for path in disk_paths:
+            chain = []
+            current: str | None = path
+            while current is not None and _CHECKPOINT_DISK.search(current):
+                entry = self._state.files.get(paths.key(current))
+                if entry is None or entry.vhd is None:
+                    break
+                chain.append(entry.path)
+                current = entry.vhd.parent_path
+            if chain and current is not None:
+                self._state.pending_merges.append(PendingMerge(
+                    chain + [current], time.time() + self._state.config.checkpoint_merge_seconds))
+        self._settle_merges()
+
+    def _settle_merges(self) -> None:
+        """Finish the merges whose time has come: the ``.avhdx`` files fold into their disk."""
+        now = time.time()
+        for merge in [m for m in self._state.pending_merges if m.ready_at <= now]:
+            self._state.pending_merges.remove(merge)
+            target = self._state.files.get(paths.key(merge.chain[-1]))
+            for link in reversed(merge.chain[:-1]):
+                child = self._state.files.get(paths.key(link))
+                if child is not None and target is not None and target.vhd is not None:
+                    target = self._merge_into_parent(child, target)
+
+    @writes
+    def settle_checkpoint_merges(self) -> bool:
+        """Apply finished merges; True while one is still running."""
+        self._settle_merges()
+        return bool(self._state.pending_merges)
 
     def _chain_keys(self, path: str) -> list[str]:
         keys = []

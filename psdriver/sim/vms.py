@@ -11,6 +11,7 @@ from __future__ import annotations
 import fnmatch
 import time
 import uuid
+from typing import Any
 
 from psdriver.sim import paths
 from psdriver.sim.errors import (
@@ -48,6 +49,16 @@ MIN_MEMORY_MB = 32
 MAX_VCPUS = {1: 64, 2: 240}
 SECURE_BOOT_TEMPLATES = ('MicrosoftWindows', 'MicrosoftUEFICertificateAuthority',
                          'OpenSourceShieldedVM')
+#: OpenSourceShieldedVM came with Windows Server 1709 (build 16299): not on Server 2016.
+OPEN_SOURCE_SHIELDED_BUILD = 16299
+
+
+def secure_boot_templates(os_version: str) -> tuple[str, ...]:
+    """The secure boot templates a host of this Windows version offers."""
+    parts = [int(p) for p in os_version.split('.')] + [0, 0, 0]
+    if parts[2] >= OPEN_SOURCE_SHIELDED_BUILD or parts[0] > 10:
+        return SECURE_BOOT_TEMPLATES
+    return tuple(t for t in SECURE_BOOT_TEMPLATES if t != 'OpenSourceShieldedVM')
 DEFAULT_VM_PATH = 'C:\\ProgramData\\Microsoft\\Windows\\Hyper-V'
 CONSOLE_LOG_LINES = 2000
 START_ACTIONS = ('Nothing', 'StartIfRunning', 'Start')
@@ -152,6 +163,10 @@ class VmRules(NetworkRules):
                            target=vm.name)
         self._drop_saved_state(vm)
         del self._state.vms[vm.name.lower()]
+        if vm.snapshots:
+            # Remove-VM deletes the checkpoints and merges their disks after the VM is gone.
+            self._start_checkpoint_merge([d.path for d in vm.drives
+                                          if d.kind == 'HardDisk' and d.path])
 
     @writes
     def rename_vm(self, name: str, new_name: str) -> Vm:
@@ -214,6 +229,177 @@ class VmRules(NetworkRules):
             vm.limit_cpu_features = bool(limit_cpu_features)
         if max_per_numa_node is not None:
             vm.numa_max_processors = max_per_numa_node
+        return vm
+
+    def nested_virtualization_refusal(self) -> str | None:
+        """Why this host cannot expose virtualization extensions to a guest (None: it can).
+
+        Hyper-V nests on Intel VT-x with EPT from Windows Server 2016 (build
+        14393) and on AMD-V with RVI from Windows Server 2022 (build 20348).
+        """
+        cfg = self._state.config
+        build = int((cfg.os_version.split('.') + ['0', '0', '0'])[2] or 0)
+        if 'slat' not in cfg.cpu_features:
+            return 'the processor has no second level address translation (EPT or RVI)'
+        if cfg.cpu_vendor == 'GenuineIntel':
+            return None if build >= 14393 else 'nested virtualization needs Windows Server 2016'
+        if cfg.cpu_vendor == 'AuthenticAMD':
+            return None if build >= 20348 else \
+                'nested virtualization on AMD processors needs Windows Server 2022'
+        return f'processors from {cfg.cpu_vendor} do not support nested virtualization'
+
+    @writes
+    def set_nested_virtualization(self, name: str, enabled: bool) -> Vm:
+        """``Set-VMProcessor -ExposeVirtualizationExtensions`` (VM Off, a host that nests)."""
+        vm = self._vm(name)
+        if vm.state != 'Off':
+            raise invalid_state(vm.name, vm.state, 'modify processors')
+        refusal = self.nested_virtualization_refusal() if enabled else None
+        if refusal:
+            raise SimError(f"'{vm.name}' failed to modify device 'Processor': {refusal}.",
+                           'InvalidOperation', 'NestedVirtualizationNotSupported',
+                           target=vm.name)
+        vm.extra['expose_virtualization_extensions'] = bool(enabled)
+        return vm
+
+    # -- serial console relays (Start-InstanceSerialConsole) ---------------------------
+
+    def _relay_alive(self, vm_id: str, relay: dict[str, Any]) -> bool:
+        """A relay exits when its VM is gone or its instance folder was removed."""
+        entry = self._entry(paths.normalize(relay['dir']))
+        return entry is not None and entry.is_dir and \
+            any(vm.id.lower() == vm_id for vm in self._state.vms.values())
+
+    @reads
+    def serial_relay(self, name: str) -> dict[str, Any] | None:
+        """The running serial console relay of a VM, if any."""
+        vm = self._vm(name)
+        relay = self._state.serial_relays.get(vm.id.lower())
+        return dict(relay) if relay and self._relay_alive(vm.id.lower(), relay) else None
+
+    @writes
+    def start_serial_relay(self, name: str, pipe: str, instance_dir: str, listen: str,
+                           first_port: int, last_port: int) -> tuple[dict[str, Any], bool]:
+        """The VM's relay: the running one, or a new one on the first free port in range."""
+        vm = self._vm(name)
+        key = vm.id.lower()
+        for stale in [k for k, r in self._state.serial_relays.items()
+                      if not self._relay_alive(k, r)]:
+            del self._state.serial_relays[stale]     # exited: their ports are free again
+        current = self._state.serial_relays.get(key)
+        if current is not None:
+            return dict(current), False
+        taken = {r['port'] for r in self._state.serial_relays.values()} | \
+            set(self._state.config.tcp_ports_in_use)
+        port = next((p for p in range(first_port, last_port + 1) if p not in taken), None)
+        if port is None:
+            raise SimError(f'No free TCP port from {first_port} to {last_port} on {listen} for '
+                           f"the serial console of '{vm.name}'.", 'ResourceUnavailable',
+                           'PsDriver.NoFreePort', target=vm.name)
+        self._state.next_pid += 4
+        relay = {'port': port, 'pid': self._state.next_pid, 'listen_address': listen,
+                 'dir': instance_dir, 'pipe': pipe}
+        self._state.serial_relays[key] = relay
+        return dict(relay), True
+
+    # -- Discrete Device Assignment ---------------------------------------------------
+
+    def _device_holder(self, location_path: str) -> Vm | None:
+        for vm in self._state.vms.values():
+            if location_path.lower() in (p.lower() for p in vm.extra.get('assigned_devices', [])):
+                return vm
+        return None
+
+    @reads
+    def assignable_devices(self) -> list[dict[str, Any]]:
+        """Free (Get-VMHostAssignableDevice), then assigned ones (Get-VMAssignableDevice)."""
+        free, assigned = [], []
+        for device in self._state.config.assignable_devices:
+            holder = self._device_holder(device['location_path'])
+            record = {'location_path': device['location_path'],
+                      'instance_id': device.get('instance_id') or '',
+                      'vendor_id': device.get('vendor_id'), 'product_id': device.get('product_id'),
+                      'address': device.get('address'), 'numa_node': device.get('numa_node'),
+                      'assigned_to': holder.name if holder else None}
+            (assigned if holder else free).append(record)
+        return free + assigned
+
+    @writes
+    def set_mmio_space(self, name: str, low_mb: int, high_mb: int) -> Vm:
+        """``Set-VM -GuestControlledCacheTypes -Low/HighMemoryMappedIoSpace``."""
+        vm = self._vm(name)
+        if vm.state != 'Off':
+            raise invalid_state(vm.name, vm.state, 'modify memory-mapped I/O space')
+        vm.extra['mmio'] = {'guest_controlled_cache_types': True, 'low_mb': low_mb,
+                            'high_mb': high_mb}
+        return vm
+
+    @writes
+    def add_assignable_device(self, name: str, location_path: str) -> Vm:
+        """``Add-VMAssignableDevice -LocationPath``: VM Off, stop action TurnOff, device free."""
+        vm = self._vm(name)
+        if vm.state != 'Off':
+            raise invalid_state(vm.name, vm.state, 'assign a device')
+        if vm.automatic_stop_action != 'TurnOff':
+            raise SimError(f"Cannot assign device '{location_path}' to '{vm.name}': the "
+                           "virtual machine's automatic stop action must be TurnOff.",
+                           'InvalidOperation', 'AutomaticStopActionNotTurnOff', target=vm.name)
+        known = {d['location_path'].lower() for d in self._state.config.assignable_devices}
+        if location_path.lower() not in known:
+            raise SimError(f"The device at location path '{location_path}' is not dismounted "
+                           'for assignment on this host (Dismount-VMHostAssignableDevice).',
+                           'ObjectNotFound', 'DeviceNotAssignable', target=location_path)
+        holder = self._device_holder(location_path)
+        if holder is not None:
+            raise SimError(f"The device at location path '{location_path}' is already "
+                           f"assigned to virtual machine '{holder.name}'.", 'ResourceBusy',
+                           'DeviceInUse', target=location_path)
+        vm.extra.setdefault('assigned_devices', []).append(location_path)
+        return vm
+
+    @writes
+    def set_local_key_protector(self, name: str) -> Vm:
+        """``Set-VMKeyProtector -NewLocalKeyProtector`` (generation 2, VM Off)."""
+        vm = self._vm(name)
+        self._check_tpm_target(vm, 'key protector')
+        vm.extra['key_protector'] = 'local'
+        return vm
+
+    @writes
+    def enable_vtpm(self, name: str) -> Vm:
+        """``Enable-VMTPM``: needs a key protector first; absent before Windows Server 2016."""
+        vm = self._vm(name)
+        self._check_tpm_target(vm, 'TPM')
+        if not vm.extra.get('key_protector'):
+            raise SimError(f"Failed to enable the TPM of '{vm.name}': the virtual machine has "
+                           'no key protector (Set-VMKeyProtector).', 'InvalidOperation',
+                           'NoKeyProtector', target=vm.name)
+        vm.extra['tpm'] = True
+        return vm
+
+    def _check_tpm_target(self, vm: Vm, what: str) -> None:
+        if not self._state.config.vtpm:
+            raise SimError("The term 'Enable-VMTPM' is not recognized as a name of a cmdlet.",
+                           'ObjectNotFound', 'CommandNotFoundException', target='Enable-VMTPM')
+        if vm.generation != 2:
+            raise SimError(f"Cannot set the {what} of '{vm.name}': generation 1 virtual "
+                           'machines have no virtual TPM.', 'InvalidOperation',
+                           'Generation1Tpm', target=vm.name)
+        if vm.state != 'Off':
+            raise invalid_state(vm.name, vm.state, f'modify the {what}')
+
+    @writes
+    def set_disk_max_iops(self, name: str, path: str, maximum_iops: int) -> Vm:
+        """``Set-VMHardDiskDrive -MaximumIOPS`` on the drive holding ``path`` (0: no limit)."""
+        vm = self._vm(name)
+        if not any(d.kind == 'HardDisk' and (d.path or '').lower() == path.lower()
+                   for d in vm.drives):
+            raise SimError(f"'{vm.name}' has no hard disk drive '{path}'.", 'ObjectNotFound',
+                           'DriveNotFound', target=path)
+        if not isinstance(maximum_iops, int) or maximum_iops < 0:
+            raise invalid_argument(f'{maximum_iops!r} is not a valid maximum IOPS.', vm.name)
+        limits = vm.extra.setdefault('disk_max_iops', {})
+        limits[path.lower()] = maximum_iops
         return vm
 
     @writes
@@ -308,7 +494,8 @@ class VmRules(NetworkRules):
                            'Generation1Firmware', target=vm.name)
         if vm.state != 'Off':
             raise invalid_state(vm.name, vm.state, 'modify firmware')
-        if template is not None and template not in SECURE_BOOT_TEMPLATES:
+        if template is not None and \
+                template not in secure_boot_templates(self._state.config.os_version):
             raise invalid_argument(f"Unknown secure boot template '{template}'.", vm.name)
         vm.secure_boot = bool(enabled)
         if template is not None:
@@ -462,6 +649,7 @@ class VmRules(NetworkRules):
         self._drop_saved_state(vm)
         vm.state = 'Off'
         vm.started_at = None
+        vm.metering_since = None    # Hyper-V drops resource metering at power off
         return vm
 
     @writes
@@ -528,6 +716,7 @@ class VmRules(NetworkRules):
         self._transition(vm, 'remove_saved_state')
         self._drop_saved_state(vm)
         vm.state = 'Off'
+        vm.metering_since = None
         return vm
 
     @writes

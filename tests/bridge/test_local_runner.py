@@ -1,4 +1,4 @@
-"""LocalRunner against the stand-in ``pwsh`` (psdriver/sim/fake_pwsh) put first on PATH.
+"""LocalRunner against the stand-in ``pwsh`` (tests/infra/fake_pwsh) put first on PATH.
 
 Real processes, pipes, temp files and signals; only PowerShell is simulated.
 The stand-in refuses command lines and script files that break the bridge's
@@ -24,8 +24,8 @@ from psdriver.bridge import envelope, errors
 from psdriver.bridge.call import ScriptCall, encode_document
 from psdriver.bridge.runners import Runner
 from psdriver.bridge.runners.local import BASE_ARGS, LocalRunner
-from psdriver.sim.fake_pwsh import BIN_DIR
-from psdriver.sim.fake_pwsh.stand_in import EXIT_USAGE, payload
+from tests.infra.fake_pwsh import BIN_DIR
+from tests.infra.fake_pwsh.stand_in import EXIT_USAGE, payload
 
 pytestmark = pytest.mark.skipif(os.name == 'nt', reason='the stand-in pwsh is a POSIX script')
 
@@ -238,7 +238,7 @@ def test_timeout_kills_the_process_tree(make_runner, argv_log, grandchild_pid_fi
     pid_file = grandchild_pid_file
     runner = make_runner(sleep=60, grandchild=pid_file)
     started = time.monotonic()
-    with pytest.raises(errors.BridgeTimeout, match='did not finish within 1.5s'):
+    with pytest.raises(errors.BridgeTimeoutAfterStart, match='did not finish within 1.5s'):
         runner.run(make_call(timeout=1.5))
     assert time.monotonic() - started < 4.0
     grandchild = int(pid_file.read_text())

@@ -1,4 +1,4 @@
-"""PSRPRunner against a real WS-Man endpoint (psdriver.sim.wsman_endpoint) over HTTP(S).
+"""PSRPRunner against a real WS-Man endpoint (tests.infra.wsman_endpoint) over HTTP(S).
 
 pypsrp is the real client; only the host side is simulated.  Each test gets its
 own endpoint on an ephemeral port.
@@ -17,10 +17,13 @@ import time
 import pytest
 
 from psdriver.bridge import envelope, errors
-from psdriver.bridge.call import INPUT_PARAMETER, ScriptCall, decode_document, encode_document
+from psdriver.bridge.call import (
+    HASH_PARAMETER, INPUT_PARAMETER, TEXT_PARAMETER, ScriptCall, decode_document, encode_document,
+    loader_text, script_digest,
+)
 from psdriver.bridge.runners import Runner
 from psdriver.bridge.runners.psrp import PSRPRunner
-from psdriver.sim.wsman_endpoint import WSManEndpoint
+from tests.infra.wsman_endpoint import WSManEndpoint
 
 USER = 'hvadmin'
 PASSWORD = 'S3cret-pässword!'
@@ -42,7 +45,8 @@ def make_call(params=None, timeout=10.0, name='Test-PsDriverConnection', text=SC
 def make_runner(ep, **kw):
     opts = {'port': ep.port, 'username': USER, 'password': PASSWORD, 'ssl': False,
             'auth': 'basic', 'message_encryption': 'never', 'reconnect_backoff': 0.01,
-            'reconnect_attempts': 2, 'operation_timeout': 5}
+            'reconnect_attempts': 2, 'operation_timeout': 5,
+            'insecure_cleartext_basic_auth': True}
     opts.update(kw)
     return PSRPRunner('127.0.0.1', **opts)
 
@@ -75,15 +79,34 @@ def test_is_a_runner_with_no_features(runner, endpoint):
     assert runner.target == f'psrp://127.0.0.1:{endpoint.port}'
 
 
-def test_call_sends_exact_text_and_one_parameter(runner, endpoint):
+def test_first_call_defines_the_script_later_calls_send_its_hash(runner, endpoint):
     params = {'Echo': "it's \"quoted\"; $(Remove-Item C:\\) `n", 'Number': 7}
     call = make_call(params)
     out = result_of(runner.run(call))
     assert out['echo'] == params
     seen = endpoint.pipelines[-1]
-    assert seen.script == call.text
-    assert seen.params == {INPUT_PARAMETER: call.document}
+    assert seen.script == loader_text(call.name)
+    assert seen.params == {INPUT_PARAMETER: call.document, TEXT_PARAMETER: call.text,
+                           HASH_PARAMETER: script_digest(call.text)}
     assert seen.is_script and seen.command_count == 1
+    again = make_call({'Echo': 'again'})
+    assert result_of(runner.run(again))['echo'] == {'Echo': 'again'}
+    assert endpoint.pipelines[-1].params == {INPUT_PARAMETER: again.document,
+                                             HASH_PARAMETER: script_digest(call.text)}
+    assert endpoint.scripts_defined() == 1
+
+
+def test_a_runspace_that_does_not_know_the_hash_gets_the_text(runner, endpoint):
+    runner.run(make_call({'n': 1}))
+    endpoint.forget_scripts()          # as if the next pipeline landed in a new runspace
+    assert result_of(runner.run(make_call({'n': 2})))['echo'] == {'n': 2}
+    sent = [p.params for p in endpoint.pipelines]
+    assert [TEXT_PARAMETER in p for p in sent] == [True, False, True]
+    assert sum(1 for p in sent if p[INPUT_PARAMETER] == encode_document({'n': 2})) == 2
+    # a changed script has another hash: the new text is sent, never the old one run
+    changed = SCRIPT + '# changed\n'
+    runner.run(make_call({'n': 3}, text=changed))
+    assert endpoint.pipelines[-1].params[TEXT_PARAMETER] == changed
 
 
 def test_large_script_and_document_arrive_intact(runner, endpoint):
@@ -91,7 +114,7 @@ def test_large_script_and_document_arrive_intact(runner, endpoint):
     text = SCRIPT + ('# ' + 'y' * 98 + '\n') * 7000
     params = {'blob': 'z' * 300_000}
     assert result_of(runner.run(make_call(params, text=text)))['echo'] == params
-    assert endpoint.pipelines[-1].script == text
+    assert endpoint.pipelines[-1].params[TEXT_PARAMETER] == text
     assert endpoint.action_count('Send') >= 1
 
 
@@ -406,7 +429,8 @@ def test_endpoint_starts_fast_and_stops_clean():
     ep = WSManEndpoint(handler=envelope_echo).start()
     startup = time.perf_counter() - started
     r = PSRPRunner('127.0.0.1', port=ep.port, username='psdriver', password='psdriver',
-                   ssl=False, auth='basic', message_encryption='never')
+                   ssl=False, auth='basic', message_encryption='never',
+                   insecure_cleartext_basic_auth=True)
     r.run(make_call())
     ep.stop()
     r.close()
@@ -504,9 +528,11 @@ def test_bridge_echo_through_psrp(sim_bridge):
     result = bridge.call('Test-PsDriverConnection', {'Echo': value})
     assert _contains(result, value)
     seen = ep.pipelines[-1]
-    assert seen.script == bridge.renderer.render('Test-PsDriverConnection', frozenset())
-    assert seen.params == {INPUT_PARAMETER: encode_document({'Echo': value})}
-    assert value not in seen.script
+    assert seen.script == loader_text('Test-PsDriverConnection')
+    assert seen.params[TEXT_PARAMETER] == bridge.renderer.render('Test-PsDriverConnection',
+                                                                 frozenset())
+    assert seen.params[INPUT_PARAMETER] == encode_document({'Echo': value})
+    assert value not in seen.script and value not in seen.params[TEXT_PARAMETER]
 
 
 def test_bridge_host_info_and_typed_errors(sim_bridge):
@@ -527,3 +553,15 @@ def test_bridge_timeout_then_next_call_works(sim_bridge):
     host.faults.clear()
     assert bridge.call('Test-PsDriverConnection', {'Echo': 'again'}) is not None
     assert ep.action_count('Create') == 2
+
+
+def test_requests_session_reads_the_environment_once_not_per_request(runner, monkeypatch):
+    runner.run(make_call())
+    (session,) = runner._sessions
+    assert session.wsman.transport.session.trust_env is False
+    # requests would look up proxies in the environment again for every request
+    for var in ('HTTP_PROXY', 'http_proxy', 'ALL_PROXY'):
+        monkeypatch.setenv(var, 'http://127.0.0.1:9')
+    for var in ('NO_PROXY', 'no_proxy'):
+        monkeypatch.delenv(var, raising=False)
+    assert result_of(runner.run(make_call({'again': 1})))['echo'] == {'again': 1}

@@ -17,13 +17,15 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from psdriver.bridge.call import INPUT_PARAMETER, decode_document, encode_document
+from psdriver.bridge.call import (
+    INPUT_PARAMETER, ascii_document, decode_document, encode_document, loader_text,
+)
 from psdriver.bridge.client import Bridge
 from psdriver.bridge.runners import Runner
 from psdriver.bridge.runners.local import LocalRunner
 from psdriver.sim import SimHost, SimRunner
-from psdriver.sim.fake_pwsh import BIN_DIR
-from psdriver.sim.wsman_endpoint import WSManEndpoint
+from tests.infra.fake_pwsh import BIN_DIR
+from tests.infra.wsman_endpoint import WSManEndpoint
 
 #: Everything PowerShell treats specially somewhere: all five single and
 #: four double quote characters it accepts, subexpressions, escapes,
@@ -34,6 +36,8 @@ HOSTILE = [
     '&&', '||', '#', '<#', '#>', '\n', '\r\n', '\x00', "'@", '"@', "\n'@\n", '\n"@\n',
     '@(', '@{', '}', ')', '--%', '2>&1', '> C:\\x', '\\\\server\\share', '%', '\t',
     '\U0001F600', '\u202e', '\ufeff', '\u2028',
+    # valid in JSON, not in XML 1.0 (PSRP): escaped in the document and the result
+    '\ufffe', '\uffff',
 ]
 
 hostile_text = st.lists(
@@ -43,7 +47,7 @@ hostile_text = st.lists(
 
 BIG = ("x'; Remove-Item -Recurse C:\\ # \u2019$(whoami)`\n'@\x00" * 2000)[:100_000]
 EXPLICIT = ["vm'01 \"; Remove-VM *; $(whoami)", "\n'@\nStop-Computer\n'@", '\x00', BIG,
-            '\u2018; Stop-Computer; \u2019', '', ' ']
+            '\u2018; Stop-Computer; \u2019', '', ' ', 'a\ufffeb\uffffc']
 
 
 class Recording(Runner):
@@ -111,8 +115,10 @@ def test_rendered_text_never_depends_on_values(sim_bridge, value, other):
 def test_document_round_trips(value):
     params = {'Echo': value, 'Nested': {'list': [value, 1, None, True]}}
     document = encode_document(params)
-    assert document.isascii() and '\n' not in document
+    assert '\n' not in document and '\ufffe' not in document and '\uffff' not in document
     assert decode_document(document) == params
+    assert ascii_document(document).isascii()
+    assert decode_document(ascii_document(document)) == params
 
 
 # -- a real process: the stand-in pwsh ---------------------------------------------------
@@ -142,6 +148,33 @@ def test_explicit_hostile_values_through_a_process(process_bridge, value):
     assert 'local_process' in process_bridge.runner.features
 
 
+# -- a kept process: the stand-in pwsh -s ---------------------------------------------------
+
+@pytest.fixture(scope='module')
+def kept_bridge(tmp_path_factory):
+    if os.name == 'nt':
+        pytest.skip('the stand-in pwsh is a POSIX script')
+    from psdriver.bridge.runners.kept import KeptProcessRunner
+    bindir = tmp_path_factory.mktemp('keptbin')
+    (bindir / 'pwsh').symlink_to(Path(BIN_DIR) / 'pwsh')
+    path = os.pathsep.join([str(bindir), os.path.dirname(sys.executable),
+                            os.environ.get('PATH', os.defpath)])
+    bridge = _bridge(KeptProcessRunner(pool_size=1, env={'PATH': path}))
+    yield bridge
+    bridge.close()
+
+
+@settings(max_examples=15, deadline=None)
+@given(value=hostile_text)
+def test_values_arrive_exactly_through_a_kept_process(kept_bridge, value):
+    _check(kept_bridge, value)
+
+
+@pytest.mark.parametrize('value', EXPLICIT, ids=range(len(EXPLICIT)))
+def test_explicit_hostile_values_through_a_kept_process(kept_bridge, value):
+    _check(kept_bridge, value)
+
+
 # -- PowerShell Remoting: the local WS-Man endpoint ---------------------------------------
 
 @pytest.fixture(scope='module')
@@ -151,6 +184,7 @@ def psrp_bridge():
     with WSManEndpoint(username='admin', password='pw', host=host) as ep:
         runner = PSRPRunner('127.0.0.1', port=ep.port, username='admin', password='pw',
                             ssl=False, auth='basic', message_encryption='never',
+                            insecure_cleartext_basic_auth=True,
                             operation_timeout=5)
         bridge = _bridge(runner)
         bridge.endpoint = ep
@@ -162,5 +196,5 @@ def psrp_bridge():
 def test_explicit_hostile_values_through_psrp(psrp_bridge, value):
     _check(psrp_bridge, value)
     seen = psrp_bridge.endpoint.pipelines[-1]
-    assert seen.params == {INPUT_PARAMETER: encode_document({'Echo': value})}
-    assert seen.script == psrp_bridge.renderer.render('Test-PsDriverConnection', frozenset())
+    assert seen.params[INPUT_PARAMETER] == encode_document({'Echo': value})
+    assert seen.script == loader_text('Test-PsDriverConnection')

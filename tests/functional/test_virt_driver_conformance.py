@@ -46,7 +46,6 @@ NOT_IMPLEMENTED: dict[str, set[str]] = {
     'test_get_host_cpu_stats': {'get_host_cpu_stats'},
     'test_get_instance_disk_info': {'get_instance_disk_info'},
     'test_get_mks_console': {'get_mks_console'},
-    'test_get_serial_console': {'get_serial_console'},
     'test_get_spice_console': {'get_spice_console'},
     'test_get_vnc_console': {'get_vnc_console'},
     'test_get_volume_connector': {'get_volume_connector'},
@@ -161,7 +160,7 @@ class NotImplementedListTest(test.NoDBTestCase):
         self.assertEqual(frozenset({
             'attach_volume', 'block_stats', 'get_device_name_for_instance',
             'get_diagnostics', 'get_host_cpu_stats', 'get_instance_disk_info',
-            'get_mks_console', 'get_serial_console', 'get_spice_console', 'get_vnc_console',
+            'get_mks_console', 'get_spice_console', 'get_vnc_console',
             'get_volume_connector', 'host_power_action', 'live_migration_abort',
             'poll_rebooting_instances', 'restore',
             'set_admin_password', 'set_host_enabled', 'soft_delete',

@@ -199,3 +199,16 @@ def test_spec_is_checked_against_its_schema(renderer):
     broken = dict(example, Spec=dict(example['Spec'], vcpus='many'))
     with pytest.raises(errors.BridgeParameterError, match='Spec'):
         renderer.check_parameters('New-Instance', broken)
+
+
+def test_the_runspace_loader_parses_and_holds_no_value():
+    from psdriver.bridge.call import (
+        HASH_PARAMETER, INPUT_PARAMETER, TEXT_PARAMETER, UNKNOWN, loader_text,
+    )
+    text = loader_text('Get-HostInfo')
+    assert pwsh_syntax.parse_errors(text) == []
+    assert text.startswith('# psdriver-script: Get-HostInfo\n')
+    for name in (INPUT_PARAMETER, TEXT_PARAMETER, HASH_PARAMETER):
+        assert f'[string]${name}' in text
+    assert f"'{UNKNOWN}'" in text and "'" not in UNKNOWN
+    assert loader_text('New-Instance').split('\n', 1)[1] == text.split('\n', 1)[1]

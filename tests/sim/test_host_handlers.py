@@ -18,7 +18,10 @@ def test_host_info_shape_and_defaults(host):
     info = _run(host, 'Get-HostInfo')
     assert set(info) == {'hostname', 'os_name', 'os_version', 'hyperv_version', 'ps_version',
                          'logical_processors', 'cpu', 'memory_mb_total', 'memory_mb_free',
-                         'instances_path', 'numa_nodes', 'uptime_seconds', 'ip_addresses'}
+                         'instances_path', 'numa_nodes', 'uptime_seconds', 'ip_addresses',
+                         'security', 'assignable_devices'}
+    assert info['security'] == {'vtpm': True, 'host_guarded': False}
+    assert info['assignable_devices'] == []
     assert info['hostname'] == 'SIMHV01'
     assert info['logical_processors'] == 16
     cpu = info['cpu']

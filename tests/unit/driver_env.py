@@ -130,8 +130,12 @@ def flavor(**kw: Any) -> objects.Flavor:
 
 
 def vif(mac: str = 'fa:16:3e:01:02:03', vlan: int | None = None,
-        vif_type: str = 'hyperv') -> network_model.VIF:
-    """A Neutron port as nova hands it to the driver (with a VLAN when given)."""
+        vif_type: str = 'hyperv', active: bool = True) -> network_model.VIF:
+    """A Neutron port as nova hands it to the driver (with a VLAN when given).
+
+    ``active=False`` is a port Neutron has not bound yet: spawn waits for
+    its ``network-vif-plugged`` event.
+    """
     details = {network_model.VIF_DETAILS_VLAN: vlan} if vlan is not None else {}
     subnet = network_model.Subnet(
         cidr='10.0.0.0/24', gateway=network_model.IP('10.0.0.1'),
@@ -139,7 +143,7 @@ def vif(mac: str = 'fa:16:3e:01:02:03', vlan: int | None = None,
     network = network_model.Network(id=str(uuid.uuid4()), bridge=SWITCH, label='private',
                                     subnets=[subnet])
     return network_model.VIF(id=str(uuid.uuid4()), address=mac, network=network,
-                             type=vif_type, details=details)
+                             type=vif_type, details=details, active=active)
 
 
 def read_iso(data: bytes) -> dict[str, bytes]:
@@ -169,6 +173,8 @@ class DriverEnv:
         self._overrides = overrides
         self.driver: psdriver_driver.HyperVDriver | None = None
         self.events: list[Any] = []
+        #: What the driver gets as nova's VirtAPI (set before start()).
+        self.virtapi: Any = fake_virt.FakeVirtAPI()
         self._next_id = 1
 
     # -- set-up ----------------------------------------------------------------------
@@ -215,7 +221,7 @@ class DriverEnv:
 
     def build(self) -> psdriver_driver.HyperVDriver:
         """The driver, connected to its simulated host, before init_host."""
-        driver = psdriver_driver.HyperVDriver(fake_virt.FakeVirtAPI())
+        driver = psdriver_driver.HyperVDriver(self.virtapi)
         driver._connect()
         driver._bridge.runner = RecordingRunner(driver._bridge.runner)
         driver.register_event_listener(self.events.append)

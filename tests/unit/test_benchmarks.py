@@ -5,7 +5,6 @@ Structure only: no test here looks at a timing.
 
 from __future__ import annotations
 
-import base64
 import importlib
 import math
 
@@ -49,17 +48,27 @@ def _column(table: common.Table, name: str) -> list[common.Cell]:
 
 
 def test_bridge_tables_cover_both_calls_and_every_transport(results):
-    overhead, transports = results('bridge')
+    overhead, transports, concurrency = results('bridge')
     assert overhead.columns[1:] == ['Get-HostInfo median', 'Get-HostInfo p90',
                                     'New-Instance median', 'New-Instance p90']
     for row in overhead.rows:
         assert all(isinstance(c, float) and c > 0 for c in row[1:]), row
-    labels = ' '.join(_column(transports, 'transport'))
-    for runner in ('SimRunner', 'PSRPRunner', 'LocalRunner'):
-        assert runner in labels
+    pairs = set(zip(_column(transports, 'transport'), _column(transports, 'script'),
+                    strict=True))
+    labels = {label for label, _ in pairs}
+    for kind in ('sim', 'one process per call', 'kept processes', 'PSRP pool, HTTP ',
+                 'PSRP pool, HTTPS'):
+        assert any(kind in label for label in labels), kind
+    assert pairs == {(label, script) for label in labels
+                     for script in ('Get-HostInfo', 'New-Instance')}
     assert all(isinstance(n, int) and n > 0 for n in _column(transports, 'calls'))
-    # the ratio column is relative to LocalRunner, the last row
-    assert transports.rows[-1][-1] == pytest.approx(1.0)
+    # the ratio column is relative to one process per call
+    per_call = [r for r in transports.rows if 'per call' in r[0]]
+    assert all(r[-1] == pytest.approx(1.0) for r in per_call)
+    assert all(b > 0 for b in _column(transports, 'bytes sent per call')[2:])
+    assert len(concurrency.rows) == 3
+    for row in concurrency.rows:
+        assert all(isinstance(c, float) and c > 0 for c in row[1:]), row
 
 
 def test_lifecycle_counts_round_trips_of_real_operations(results):
@@ -110,10 +119,12 @@ def test_format_cell(value, text):
 
 
 def test_document_json_bytes_matches_the_decoded_document():
-    from psdriver.bridge.call import encode_document
-    for params in ({}, {'a': 1}, {'Name': 'vm-01'}, {'x': 'ü' * 7}):
+    from psdriver.bridge.call import ascii_document, document_json, encode_document
+    for params in ({}, {'a': 1}, {'Name': 'vm-01'}, {'x': 'ü' * 7}, {'z': '0' * 100_000}):
+        size = len(document_json(params).encode('utf-8'))
         document = encode_document(params)
-        assert common.document_json_bytes(document) == len(base64.b64decode(document))
+        assert common.document_json_bytes(document) == size
+        assert common.document_json_bytes(ascii_document(document)) == size
 
 
 def test_table_refuses_a_row_of_the_wrong_width():

@@ -281,7 +281,7 @@ def test_powershell_defaults():
     _parse(conf)
     ps = conf.powershell
     assert (ps.transport, ps.executable, ps.scripts_dir, ps.default_timeout) == (
-        'local', 'pwsh', None, None)
+        'local', 'auto', None, None)
     assert (ps.psrp_host, ps.psrp_port, ps.psrp_ssl, ps.psrp_cert_validation) == (
         None, 5986, True, 'true')
     assert (ps.psrp_auth, ps.psrp_message_encryption, ps.psrp_pool_size) == (

@@ -2,8 +2,6 @@
 
 import io
 import json
-import os
-import shutil
 import struct
 import subprocess
 import uuid
@@ -12,6 +10,8 @@ import pycdlib
 import pytest
 
 from psdriver.ops import configdrive
+
+from tests.prerequisites import require_tool
 
 FILES = [
     ('openstack/latest/meta_data.json', json.dumps({'uuid': 'f1e2'}).encode()),
@@ -83,19 +83,18 @@ def test_footer_needs_sector_multiple():
         configdrive.vhd_footer(1000)
 
 
-@pytest.mark.skipif(shutil.which('qemu-img') is None and os.environ.get('CI') != 'true',
-                    reason='qemu-img (Debian qemu-utils) not installed')
 def test_qemu_img_reads_the_vhd_as_the_same_disk(tmp_path):
+    qemu_img = require_tool('qemu-img', 'qemu-utils')
     iso = configdrive.build_iso(FILES)
     vhd_path = tmp_path / 'configdrive.vhd'
     vhd_path.write_bytes(configdrive.build_config_drive(FILES, as_vhd=True))
     info = json.loads(subprocess.run(
-        ['qemu-img', 'info', '-f', 'vpc', '--output=json', str(vhd_path)],
+        [qemu_img, 'info', '-f', 'vpc', '--output=json', str(vhd_path)],
         check=True, capture_output=True, text=True).stdout)
     assert info['format'] == 'vpc'
     assert info['virtual-size'] == configdrive.chs_aligned_size(len(iso))
     raw = tmp_path / 'out.raw'
-    subprocess.run(['qemu-img', 'convert', '-f', 'vpc', '-O', 'raw', str(vhd_path), str(raw)],
+    subprocess.run([qemu_img, 'convert', '-f', 'vpc', '-O', 'raw', str(vhd_path), str(raw)],
                    check=True)
     assert raw.read_bytes()[:len(iso)] == iso
 

@@ -131,6 +131,32 @@ def test_init_host_on_a_too_old_windows(env):
         env.driver.init_host(HOSTNAME)
 
 
+@pytest.mark.parametrize('os_version, edition, ps_version, usable', [
+    ('10.0.14393', 'Core', '7.4.6', False),       # Windows Server 2016, PowerShell 7
+    ('10.0.14393', 'Desktop', '5.1.14393.7600', True),
+    ('10.0.17763', 'Core', '7.4.6', True),        # Windows Server 2019: native
+    ('10.0.20348', 'Core', '7.4.6', True),
+])
+def test_init_host_refuses_powershell_7_on_windows_server_2016(env, os_version, edition,
+                                                                ps_version, usable):
+    env.flags(instances_path=INSTANCES)
+    env.build()
+    set_host(env, os_version=os_version, ps_edition=edition, ps_version=ps_version,
+             os_name='Microsoft Windows Server Datacenter')
+    if usable:
+        env.driver.init_host(HOSTNAME)
+        report = env.driver.host_report
+        assert (report['powershell_edition'], report['powershell_version'],
+                report['hyperv_module_native']) == (edition, ps_version, True)
+        env.driver.cleanup_host(HOSTNAME)
+        return
+    with pytest.raises(exception.NovaException,
+                       match=r'Windows 10\.0\.14393 .*PowerShell 7\.4\.6.*compatibility layer.*'
+                             r'executable = powershell\.exe'):
+        env.driver.init_host(HOSTNAME)
+    assert env.driver.host_report is None
+
+
 def test_init_host_without_a_usable_transport(env):
     env.flags('powershell', transport='psrp', psrp_host=None)
     with pytest.raises(exception.NovaException, match='psrp_host'):
@@ -460,6 +486,14 @@ def _secure_boot(env):
     assert env.vm(instance).secure_boot
 
 
+def _vtpm(env):
+    image = env.image(hw_machine_type='hyperv-gen2', os_secure_boot='required',
+                      hw_tpm_version='2.0')
+    instance = env.instance(image)
+    env.spawn(instance, image)
+    assert env.vm(instance).extra.get('tpm') is True
+
+
 def _boots_image(fmt):
     def check(env):
         from psdriver.sim.image_files import dynamic_vhd, vhdx
@@ -492,6 +526,7 @@ CLAIMED = {
     'has_imagecache': _image_cache_is_managed,
     'supports_attach_interface': _interfaces_attach,
     'supports_secure_boot': _secure_boot,
+    'supports_vtpm': _vtpm,
     'supports_image_type_vhd': _boots_image('vhd'),
     'supports_image_type_vhdx': _boots_image('vhdx'),
     'supports_image_type_iso': _boots_image('iso'),
@@ -518,3 +553,17 @@ def test_unclaimed_operations_are_not_implemented(env):
         env.driver.extend_volume(None, {}, instance, GIB)
     with pytest.raises(NotImplementedError):
         env.driver.rebuild(None, instance, image, [], None, [], [], [], None, {}, None)
+
+
+def test_virtual_tpm_traits_only_when_the_host_offers_it(env):
+    env.start()
+    tree = new_tree()
+    env.driver.update_provider_tree(tree, HOSTNAME)
+    assert {'COMPUTE_SECURITY_TPM_2_0', 'COMPUTE_SECURITY_TPM_CRB',
+            'COMPUTE_SECURITY_TPM_SECRET_SECURITY_HOST'} <= tree.data(HOSTNAME).traits
+    assert 'COMPUTE_SECURITY_TPM_1_2' not in tree.data(HOSTNAME).traits
+
+    set_host(env, vtpm=False)
+    env.driver.hostops.invalidate()
+    env.driver.update_provider_tree(tree, HOSTNAME)
+    assert not {t for t in tree.data(HOSTNAME).traits if t.startswith('COMPUTE_SECURITY_TPM')}

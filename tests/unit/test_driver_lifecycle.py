@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import time
+import types
 
 import pytest
 from nova import exception
@@ -11,8 +13,9 @@ from nova.compute import power_state
 from nova.objects import diagnostics as diagnostics_obj
 
 from psdriver.ops import vmops
+from psdriver.sim.handlers import instances as instances_handlers
 
-from tests.unit.driver_env import BASE, GIB, INSTANCES, DriverEnv, vif
+from tests.unit.driver_env import BASE, GIB, INSTANCES, MIB, DriverEnv, vif
 
 
 @pytest.fixture
@@ -53,6 +56,18 @@ def test_destroy_removes_the_vm_its_disks_and_folder(env, running):
     assert not env.host.exists(folder(running))
     assert env.host.exists(root.parent_path), 'the cached image stays'
     assert not env.driver.instance_exists(running)
+    env.host.check_consistency()
+
+
+def test_destroy_of_a_vm_with_checkpoints_waits_for_their_merge(env, running):
+    # Remove-VM merges the checkpoints into the disks after the VM is gone; the files are
+    # busy until then (the simulated merge takes 0.3 s).
+    env.host.checkpoint_vm(running.name, 'one')
+    env.host.checkpoint_vm(running.name, 'two')
+    env.driver.destroy(None, running, [])
+
+    assert env.host.find_vm(running.name) is None
+    assert not env.host.exists(folder(running))
     env.host.check_consistency()
 
 
@@ -391,3 +406,62 @@ def test_diagnostics_of_a_stopped_vm(env, running):
 def test_diagnostics_of_a_missing_vm(env):
     with pytest.raises(exception.InstanceNotFound):
         env.driver.get_instance_diagnostics(env.instance())
+
+
+# -- resource metering --------------------------------------------------------------------
+
+@pytest.fixture
+def later(monkeypatch):
+    """The simulated host's metering report is read an hour after now."""
+    real = time.time
+    monkeypatch.setattr(instances_handlers, 'time',
+                        types.SimpleNamespace(time=lambda: real() + 3600))
+
+
+def test_every_start_re_enables_metering_when_metrics_collection_is_on(env):
+    env.flags('hyperv', enable_instance_metrics_collection=True)
+    image = env.image()
+    instance = env.instance(image)
+    env.spawn(instance, image)
+    assert env.vm(instance).metering_since is not None
+    env.driver.power_off(instance)
+    assert env.vm(instance).metering_since is None         # Hyper-V dropped it
+
+    env.driver.power_on(None, instance, [])
+    assert env.vm(instance).metering_since is not None
+    assert last_power(env).result['metering_enabled'] is True
+    env.driver.suspend(None, instance)
+    env.driver.resume(None, instance, [])
+    assert env.vm(instance).metering_since is not None
+    env.driver.reboot(None, instance, [], 'HARD')
+    assert last_power(env).result['metering_enabled'] is True
+
+
+def test_metering_is_left_off_without_metrics_collection(env, running):
+    env.driver.power_off(running)
+    env.driver.power_on(None, running, [])
+    assert env.vm(running).metering_since is None
+    assert 'EnableMetrics' not in env.calls_of('Set-InstancePowerState')[-1].params
+
+
+def test_diagnostics_carry_per_disk_and_per_nic_counters_in_one_round_trip(env, later):
+    env.flags('hyperv', enable_instance_metrics_collection=True)
+    image = env.image()
+    instance = env.instance(image, flavor_values={'ephemeral_gb': 1})
+    port = vif('fa:16:3e:00:00:07')
+    env.spawn(instance, image, [port])
+
+    assert env.round_trips(env.driver.get_instance_diagnostics, instance) == 1
+    diags = env.driver.get_instance_diagnostics(instance)
+    # An hour of the simulated guest: 120 MB in and 60 MB out on its one adapter; the
+    # disks share 360 MB read and 180 MB written.
+    assert [(n.mac_address, n.rx_octets, n.tx_octets) for n in diags.nic_details] == \
+        [('fa:16:3e:00:00:07', 120 * MIB, 60 * MIB)]
+    assert [(d.read_bytes, d.write_bytes) for d in diags.disk_details] == \
+        [(180 * MIB, 90 * MIB), (180 * MIB, 90 * MIB)]
+
+
+def test_diagnostics_without_metering_have_zero_counters(env, running, later):
+    diags = env.driver.get_instance_diagnostics(running)
+    assert [(n.rx_octets, n.tx_octets) for n in diags.nic_details] == [(0, 0)]
+    assert {(d.read_bytes, d.write_bytes) for d in diags.disk_details} == {(0, 0)}

@@ -451,3 +451,28 @@ def test_a_host_that_is_down_is_a_host_error_naming_it(env):
         env.spawn(instance, image)
     env.host.faults.host_up()
     assert env.host.find_vm(instance.name) is None
+
+
+# -- RemoteFX ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('spec', ['os:resolution', 'os:monitors', 'os:vram'])
+def test_a_flavor_asking_for_remotefx_is_refused_before_anything_happens(env, spec):
+    image = env.image()
+    instance = env.instance(image, flavor_values={'extra_specs': {spec: '1920x1200'}})
+    with pytest.raises(vmops.RemoteFXNotSupported, match='RemoteFX') as raised:
+        env.spawn(instance, image)
+    assert spec in str(raised.value)
+    assert env.calls_of('New-Instance') == []
+    assert env.host.find_vm(instance.name) is None
+
+
+def test_enable_remotefx_is_logged_as_unsupported_and_refuses_all_the_same(tmp_path, caplog):
+    with DriverEnv(tmp_path, hyperv={'enable_remotefx': True}) as env:
+        with caplog.at_level(logging.ERROR, logger='psdriver.driver'):
+            env.start()
+        assert 'enable_remotefx = True is not supported' in caplog.text
+        image = env.image()
+        instance = env.instance(image, flavor_values={'extra_specs': {'os:vram': '1024'}})
+        with pytest.raises(vmops.RemoteFXNotSupported, match='RemoteFX'):
+            env.spawn(instance, image)
+

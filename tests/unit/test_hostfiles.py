@@ -30,7 +30,8 @@ from psdriver.ops import hostfiles
 from psdriver.ops.hostfiles import ImageFileInfo, ImageTransferError
 from psdriver.sim import SimHost, SimRunner
 
-from tests.daemons import LOOPBACK, Daemon, free_port, in_ci, require_binary, scratch_dir
+from tests.daemons import LOOPBACK, Daemon, free_port, require_binary, scratch_dir
+from tests.prerequisites import missing
 
 GIB = 1024 ** 3
 IMAGE = '0c7e2a55-6f0e-4d7c-9e4c-2b8f1a3d5e70'
@@ -120,7 +121,7 @@ def host():
 
 
 def test_sim_registers_the_image_with_its_real_format_and_size(host, tmp_path):
-    files = hostfiles.SimFiles(host, staging_dir=str(tmp_path))
+    files = hostfiles.RunnerFiles(SimRunner(host).put_file, staging_dir=str(tmp_path))
     staged = staged_file(files, BASE, IMAGE, b'v' * 1000)
 
     files.publish(staged, f'{BASE}\\{IMAGE}.vhdx', VHDX)
@@ -134,7 +135,7 @@ def test_sim_registers_the_image_with_its_real_format_and_size(host, tmp_path):
 
 
 def test_sim_iso_is_a_plain_file(host, tmp_path):
-    files = hostfiles.SimFiles(host, staging_dir=str(tmp_path))
+    files = hostfiles.RunnerFiles(SimRunner(host).put_file, staging_dir=str(tmp_path))
     staged = staged_file(files, BASE, IMAGE, b'i' * 2048)
 
     files.publish(staged, f'{BASE}\\{IMAGE}.iso', ImageFileInfo('iso', 2048, 2048))
@@ -144,7 +145,7 @@ def test_sim_iso_is_a_plain_file(host, tmp_path):
 
 
 def test_sim_keeps_an_existing_file(host, tmp_path):
-    files = hostfiles.SimFiles(host, staging_dir=str(tmp_path))
+    files = hostfiles.RunnerFiles(SimRunner(host).put_file, staging_dir=str(tmp_path))
     host.make_dir(BASE)
     host.new_vhd(f'{BASE}\\{IMAGE}.vhdx', GIB)
 
@@ -156,7 +157,7 @@ def test_sim_keeps_an_existing_file(host, tmp_path):
 
 def test_sim_full_volume_is_a_transfer_error(tmp_path):
     host = SimHost(disk_gb=1)
-    files = hostfiles.SimFiles(host, staging_dir=str(tmp_path))
+    files = hostfiles.RunnerFiles(SimRunner(host).put_file, staging_dir=str(tmp_path))
     staged = staged_file(files, BASE, IMAGE, b'x')
 
     with pytest.raises(ImageTransferError, match='not enough space'):
@@ -229,7 +230,7 @@ def test_files_follow_the_transport(conf, host):
     assert isinstance(hostfiles.for_transport(cfg.CONF, bridge), hostfiles.LocalFiles)
     conf.config(transport='sim', group='powershell')
     sim = hostfiles.for_transport(cfg.CONF, bridge)
-    assert isinstance(sim, hostfiles.SimFiles) and sim._host is host
+    assert isinstance(sim, hostfiles.RunnerFiles) and sim._put_file.__self__ is bridge.runner
     conf.config(transport='psrp', psrp_host='hv01.example.org', psrp_username='EXAMPLE\\nova',
                 psrp_password='s3cret', psrp_auth='ntlm', group='powershell')
     conf.config(instances_path=INSTANCES)
@@ -294,10 +295,7 @@ def run_samba() -> Iterator[SambaServer]:
     smbd = require_binary('smbd', 'samba', candidates=('/usr/sbin/smbd',))
     smbpasswd = require_binary('smbpasswd', 'samba', candidates=('/usr/bin/smbpasswd',))
     if os.geteuid() != 0:
-        msg = 'smbpasswd -a and smbd need root'
-        if in_ci():
-            pytest.fail(f'CI=true and {msg}', pytrace=False)
-        pytest.skip(msg)
+        missing('smbpasswd -a and smbd need root')
     work = Path(scratch_dir('psdriver-smb-'))
     user = pwd.getpwuid(os.geteuid()).pw_name
     password = 'Pw-' + secrets.token_hex(8)

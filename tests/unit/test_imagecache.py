@@ -8,7 +8,6 @@ checks a Glance download does.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import threading
 import time
@@ -31,7 +30,7 @@ from psdriver.sim import SimHost, SimRunner
 from psdriver.sim.image_files import (
     Sparse, dynamic_vhd, fixed_vhd, iso, materialise, vhd_footer, vhdx)
 
-from tests.daemons import in_ci
+from tests.prerequisites import require_tool
 
 objects.register_all()
 
@@ -91,12 +90,7 @@ def test_vhdx_size_agrees_with_oslo_inspector(tmp_path, size):
 
 
 def _qemu_img() -> str:
-    found = shutil.which('qemu-img')
-    if found is None:
-        if in_ci():
-            pytest.fail('CI=true and qemu-img is missing (Debian qemu-utils)', pytrace=False)
-        pytest.skip('qemu-img (Debian qemu-utils) not installed')
-    return found
+    return require_tool('qemu-img', 'qemu-utils')
 
 
 @pytest.mark.parametrize('fmt, options, size, expect', [
@@ -151,18 +145,40 @@ def _broken_vhd_checksum() -> Sparse:
     (vhdx(GIB + 1), 'not a positive multiple'),
     (vhdx(0), 'not a positive multiple'),
     (vhdx(GIB, sector=1024), 'neither 512 nor 4096'),
-    (vhdx(GIB)[:150 * 1024], 'region table'),
-    (vhdx(GIB)[:MIB + 100], 'metadata table'),
+    (vhdx(GIB)[:150 * 1024], 'truncated or damaged'),
+    (vhdx(GIB)[:MIB + 100], 'truncated or damaged'),
 ])
 def test_inspection_refuses(tmp_path, data, reason):
     with pytest.raises(ImageFormatError, match=reason):
         inspect_image_file(write(tmp_path, 'image', data))
 
 
-def test_vhdx_backup_region_table_is_used_when_the_primary_is_damaged(tmp_path):
+def test_a_vhdx_with_a_damaged_primary_region_table_is_refused(tmp_path):
+    """As nova's own check (the format inspector) reads it: the primary table only."""
     data = bytearray(vhdx(5 * GIB))
     data[192 * 1024:192 * 1024 + 4] = b'xxxx'
-    assert inspect_image_file(write(tmp_path, 'image', bytes(data))).virtual_size_bytes == 5 * GIB
+    with pytest.raises(ImageFormatError):
+        inspect_image_file(write(tmp_path, 'image', bytes(data)))
+
+
+def test_a_file_failing_the_inspector_safety_checks_is_refused(tmp_path):
+    """nova's safety checks apply: a fixed VHD whose disk starts with a bad MBR is refused."""
+    mbr = bytearray(512)
+    mbr[446] = 0x33                                  # partition 0: not a valid boot flag
+    mbr[446 + 4] = 0x07
+    mbr[510:512] = b'\x55\xaa'
+    size = 4 * MIB
+    with open(tmp_path / 'image', 'wb') as f:
+        f.write(bytes(mbr))
+        f.truncate(size)
+        f.seek(size)
+        f.write(vhd_footer(size))
+    with pytest.raises(ImageFormatError, match='safety checks .*mbr'):
+        inspect_image_file(str(tmp_path / 'image'))
+    mbr[446] = 0x80                                  # the same disk, bootable: accepted
+    with open(tmp_path / 'image', 'r+b') as f:
+        f.write(bytes(mbr))
+    assert inspect_image_file(str(tmp_path / 'image')).vhd_type == 'Fixed'
 
 
 # -- the cache on the simulated host --------------------------------------------------
@@ -251,7 +267,7 @@ def clock():
 @pytest.fixture
 def cache(bridge, conf, host, staging, tmp_path, clock):
     coordinator = coordination.Coordinator(backend_url='', lock_path=str(tmp_path / 'locks'))
-    files = hostfiles.SimFiles(host, staging_dir=str(staging))
+    files = hostfiles.RunnerFiles(SimRunner(host).put_file, staging_dir=str(staging))
     return imagecache.ImageCache(bridge, conf, files, coordinator, clock=clock)
 
 
@@ -627,7 +643,7 @@ def test_removal_setting_from_the_default_group_is_honoured(tmp_path, bridge, ho
     path.write_text(f'[DEFAULT]\ninstances_path = {INSTANCES}\n'
                     'remove_unused_base_images = False\n')
     conf(args=[], default_config_files=[str(path)])
-    cache = imagecache.ImageCache(bridge, conf, hostfiles.SimFiles(host),
+    cache = imagecache.ImageCache(bridge, conf, hostfiles.RunnerFiles(SimRunner(host).put_file),
                                   coordination.Coordinator(backend_url='', lock_path=None))
     host.make_dir(BASE)
     host.new_vhd(f'{BASE}\\{IMAGE}.vhdx', GIB)
@@ -649,5 +665,5 @@ def test_cache_names(name, expected):
 
 def test_default_files_follow_the_transport(bridge, conf):
     cache = imagecache.ImageCache(bridge, conf)
-    assert isinstance(cache._files, hostfiles.SimFiles)
+    assert isinstance(cache._files, hostfiles.RunnerFiles)
     assert cache.base_dir == BASE

@@ -53,11 +53,56 @@ def test_plug_vifs_without_ports_costs_nothing(env):
     assert env.round_trips(env.driver.plug_vifs, instance, []) == 0
 
 
-def test_unplug_vifs_leaves_the_adapters_with_the_vm(env):
+def test_unplug_vifs_without_vswitch_name_leaves_the_agent_s_connection(env):
+    """plug connected nothing (the L2 agent owns the connection): unplug touches nothing."""
     port = vif()
     instance, _ = spawned(env, ports=[port])
+    env.host.connect_nic(instance.name, env.vm(instance).nics[0].id, SWITCH)   # the agent
     assert env.round_trips(env.driver.unplug_vifs, instance, [port]) == 0
-    assert list(adapters(env, instance)) == [port['id']]
+    assert adapters(env, instance) == {port['id']: ('FA163E010203', SWITCH, None)}
+
+
+def test_unplug_vifs_disconnects_what_plug_connected_in_one_round_trip(env):
+    env.flags('hyperv', vswitch_name=SWITCH)
+    first, second = vif('fa:16:3e:00:00:01', vlan=10), vif('fa:16:3e:00:00:02')
+    instance, _ = spawned(env, ports=[first, second])
+    env.driver.plug_vifs(instance, [first, second])
+
+    assert env.round_trips(env.driver.unplug_vifs, instance, [first, second]) == 1
+    # The adapters stay with their MAC and VLAN, off the switch; the VM keeps running.
+    assert adapters(env, instance) == {first['id']: ('FA163E000001', None, 10),
+                                       second['id']: ('FA163E000002', None, None)}
+    assert env.vm(instance).state == 'Running'
+    result = env.calls[-1].result
+    assert sorted(result['disconnected']) == sorted([first['id'], second['id']])
+
+    # Again, and plug afterwards: idempotent both ways.
+    env.driver.unplug_vifs(instance, [first, second])
+    assert env.calls[-1].result['not_connected'] == [first['id'], second['id']]
+    env.driver.plug_vifs(instance, [first, second])
+    assert {a[1] for a in adapters(env, instance).values()} == {SWITCH}
+
+
+def test_unplug_vifs_leaves_an_adapter_moved_to_another_switch(env):
+    env.flags('hyperv', vswitch_name=SWITCH)
+    port = vif()
+    instance, _ = spawned(env, ports=[port])
+    env.host.add_switch('other', 'Private')
+    env.host.connect_nic(instance.name, env.vm(instance).nics[0].id, 'other')
+    env.driver.unplug_vifs(instance, [port])
+    assert env.calls[-1].result['not_connected'] == [port['id']]
+    assert adapters(env, instance)[port['id']][1] == 'other'
+
+
+def test_unplug_vifs_of_a_missing_vm_or_adapter_is_fine(env):
+    env.flags('hyperv', vswitch_name=SWITCH)
+    port, gone = vif(), vif('fa:16:3e:00:00:09')
+    instance, _ = spawned(env, ports=[port])
+    env.driver.unplug_vifs(instance, [port, gone])
+    assert env.calls[-1].result['missing'] == [gone['id']]
+    env.driver.destroy(None, instance, [])
+    env.driver.unplug_vifs(instance, [port])
+    assert env.calls[-1].result['vm_found'] is False
 
 
 def test_attach_interface_with_the_port_mac_vlan_and_switch(env):

@@ -3,9 +3,11 @@
 A runner knows transports, never Nova.  It must:
 
 * return the script's stdout (one JSON envelope) as ``str``;
-* raise :class:`~psdriver.bridge.errors.BridgeTimeout` after ``call.timeout``
-  seconds, having stopped the work (killed the process tree / stopped the
-  pipeline and recycled the session);
+* raise :class:`~psdriver.bridge.errors.BridgeTimeoutAfterStart` after
+  ``call.timeout`` seconds once the script has started, having stopped the
+  work (killed the process tree / stopped the pipeline and recycled the
+  session), and plain :class:`~psdriver.bridge.errors.BridgeTimeout` only when
+  the script never started;
 * raise :class:`~psdriver.bridge.errors.BridgeTransportError` (or a subclass)
   when it cannot reach or start PowerShell, and
   :class:`~psdriver.bridge.errors.BridgeError` for a non-zero exit with no

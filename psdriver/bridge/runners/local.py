@@ -19,8 +19,8 @@ One process per call::
   pipe and deadlock; only the tail of stderr is kept.
 * After ``call.timeout`` seconds the whole process tree is killed (POSIX: the
   process leads its own session and its process group is killed; Windows:
-  ``taskkill /T /F``) and :class:`~psdriver.bridge.errors.BridgeTimeout` is
-  raised.
+  ``taskkill /T /F``) and :class:`~psdriver.bridge.errors.BridgeTimeoutAfterStart`
+  is raised (the script had started).
 
 Every call is independent (own process, own pipes, own threads), so one
 runner can be used from several threads at once.
@@ -28,7 +28,6 @@ runner can be used from several threads at once.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -41,8 +40,8 @@ import threading
 import time
 from typing import IO, Mapping, Sequence
 
-from psdriver.bridge import errors
-from psdriver.bridge.call import ScriptCall
+from psdriver.bridge import envelope, errors
+from psdriver.bridge.call import ScriptCall, ascii_document
 
 LOG = logging.getLogger(__name__)
 
@@ -195,7 +194,7 @@ class LocalRunner:
 
         out = _Drain(proc.stdout, 'psdriver-local-stdout')
         err = _Drain(proc.stderr, 'psdriver-local-stderr', keep=self.stderr_tail_chars * 4)
-        feed = _Feed(proc.stdin, call.document.encode('ascii'))
+        feed = _Feed(proc.stdin, ascii_document(call.document).encode('ascii'))
         for thread in (out, err, feed):
             thread.start()
 
@@ -215,8 +214,10 @@ class LocalRunner:
                           f'started kept its output open past the {timeout:g}s timeout; '
                           'they were killed')
             else:
-                reason = f'did not finish within {timeout:g}s; its process tree was killed'
-            raise errors.BridgeTimeout(call.name, self.target, reason, tail)
+                reason = (f'did not finish within {timeout:g}s; its process tree was killed; '
+                          'the script had started, so the host may have done some or all of '
+                          'its work')
+            raise errors.BridgeTimeoutAfterStart(call.name, self.target, reason, tail)
         feed.join(_DRAIN_AFTER_KILL)
         LOG.debug('%s: process %d exited with code %s', call.name, proc.pid, proc.returncode)
         return self._result(call, exe, proc.returncode, out.data(), err.data())
@@ -258,7 +259,9 @@ def _envelope_problem(text: str) -> str | None:
     if not body:
         return 'no output (expected one JSON envelope)'
     try:
-        doc = json.loads(body)
+        doc = envelope.loads(body)
+    except RecursionError:
+        return 'output is nested too deeply to be an envelope'
     except ValueError as exc:
         snippet = body[:200].replace('\n', ' ')
         return f'output is not JSON ({exc.msg} at {exc.pos}): {snippet!r}'

@@ -27,14 +27,28 @@ Failure handling, and when a call is retried:
   reconnects.  Authentication failures are never retried.
 
 Message encryption (HTTP with NTLM/Kerberos) ties one security context to one
-connection, so in that mode every WS-Man request is serialised and the
-Receive long-poll is kept short; over HTTPS requests run in parallel.
+connection and numbers every sealed message in sequence, and pypsrp keeps one
+context per WSMan object (one runspace pool), so in that mode every WS-Man
+request is serialised and the Receive long-poll is kept short: parallel calls
+then queue on that connection, and a warning says so once per pool.  Over HTTPS
+(``psrp_ssl = true``) TLS protects the messages and requests run in parallel.
+
+Each call sends the loader of :mod:`psdriver.bridge.call` (scripts defined once
+per runspace): the whole wrapped script travels the first time, then only its
+hash.  The values document is a plain PSRP string (JSON, compressed when
+large), so the WS-Man layer's base64 is the only one.
+
+Start-up refusals (:class:`PSRPSetupError`, a ``ValueError``): basic auth over
+plain HTTP (the password and every value would cross the network in clear;
+``insecure_cleartext_basic_auth=True`` is the lab-only opt-in) and CredSSP
+without its extra (``pip install psdriver[credssp]``).
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import socket
 import threading
 import time
 from typing import Any
@@ -45,8 +59,10 @@ from pypsrp.complex_objects import PSInvocationState, RunspacePoolState
 from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.wsman import WSMan
 
-from psdriver.bridge import errors
-from psdriver.bridge.call import INPUT_PARAMETER, ScriptCall
+from psdriver.bridge import errors, logfilter
+from psdriver.bridge.call import (
+    ScriptCall, is_unknown_script, loader_invocation, script_digest,
+)
 
 LOG = logging.getLogger(__name__)
 
@@ -57,39 +73,36 @@ _STDERR_TAIL = 2000
 DEFAULT_IDLE_RECYCLE = 90.0
 _SERIAL_POLL = 1          # seconds per Receive when requests are serialised
 
-_REDACTED_PREFIXES = ('Sending message', 'Received message',
-                      'Packing PSRP message', 'Unpacking PSRP message',
-                      'SPNEGO step', 'GSSAPI step', 'CredSSP step', 'CredSSP TSRequest')
-_REDACTED_LOGGERS = ('pypsrp.wsman', 'pypsrp.messages',
-                     'spnego._negotiate', 'spnego._gss', 'spnego._credssp')
-
-
-class _RedactPayloads(logging.Filter):
-    """Keep message bodies and auth tokens out of DEBUG logs.
-
-    pypsrp logs whole SOAP and PSRP messages, which hold the input document;
-    pyspnego logs NTLM/Kerberos/CredSSP tokens (no password, but an NTLM
-    exchange can be attacked offline).  They are replaced by their size.
-    The password itself is never logged: basic auth travels in an HTTP header
-    that neither pypsrp nor urllib3 logs.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        msg = record.msg if isinstance(record.msg, str) else ''
-        if msg.startswith(_REDACTED_PREFIXES):
-            head = msg.split(':', 1)[0]
-            record.msg = f'{head}: <{len(record.getMessage())} characters redacted>'
-            record.args = ()
-        return True
-
-
-_FILTER = _RedactPayloads()
-for _name in _REDACTED_LOGGERS:
-    _logger = logging.getLogger(_name)
-    if _FILTER not in _logger.filters:
-        _logger.addFilter(_FILTER)
+logfilter.install()
 
 _TRANSPORT_ERRORS = (requests.exceptions.RequestException, psrp_exc.WinRMError, OSError)
+
+
+class PSRPSetupError(ValueError):
+    """The PSRP options cannot work or are unsafe; raised when the runner is built."""
+
+
+def check_auth_options(auth: str, ssl: bool, insecure_cleartext_basic_auth: bool = False) -> None:
+    """Refuse option combinations that are unsafe or cannot work, before any connection."""
+    if auth == 'basic' and not ssl:
+        if not insecure_cleartext_basic_auth:
+            raise PSRPSetupError(
+                'psrp_auth = basic over plain HTTP (psrp_ssl = false) would send the password '
+                'and every value in clear (basic auth cannot encrypt messages): use HTTPS '
+                '(psrp_ssl = true, port 5986), or negotiate/kerberos over HTTP with message '
+                'encryption')
+        LOG.warning('INSECURE: basic auth over plain HTTP sends the PowerShell Remoting '
+                    'password and every value in clear '
+                    '(psrp_insecure_cleartext_basic_auth_lab_only = true); never use this '
+                    'outside a lab')
+    if auth == 'credssp':
+        try:
+            import requests_credssp  # noqa: F401
+        except ImportError:
+            raise PSRPSetupError(
+                'psrp_auth = credssp needs the requests-credssp package, which is not '
+                'installed: install psdriver with its credssp extra '
+                '(pip install "psdriver[credssp]")') from None
 
 
 class _Session:
@@ -105,8 +118,19 @@ class _Session:
         self.broken = False
         self.closed = False
         self.last_used = time.monotonic()
-        #: pypsrp's fragmenter numbers outgoing messages without a lock.
+        #: pypsrp's fragmenter numbers outgoing messages without a lock: numbering
+        #: (not the Command request that follows) is done under this lock.
         self.start_lock = threading.Lock()
+        fragmenter = pool._fragmenter
+        fragment = fragmenter.fragment
+
+        def numbered(*args: Any, **kwargs: Any) -> Any:
+            with self.start_lock:
+                return fragment(*args, **kwargs)
+
+        fragmenter.fragment = numbered
+        #: Hashes of the scripts some runspace of this pool has defined.
+        self.defined: set[str] = set()
 
     def close(self) -> None:
         with self.start_lock:
@@ -137,12 +161,16 @@ class PSRPRunner:
                  reconnect_attempts: int = 3, reconnect_backoff: float = 1.0,
                  certificate_pem: str | None = None,
                  certificate_key_pem: str | None = None,
-                 idle_recycle: float = DEFAULT_IDLE_RECYCLE) -> None:
+                 idle_recycle: float = DEFAULT_IDLE_RECYCLE,
+                 insecure_cleartext_basic_auth: bool = False) -> None:
         if message_encryption not in ('auto', 'always', 'never'):
             raise ValueError(f'message_encryption must be auto, always or never, '
                              f'not {message_encryption!r}')
         if pool_size < 1:
             raise ValueError('pool_size must be at least 1')
+        check_auth_options(auth, ssl, insecure_cleartext_basic_auth)
+        self.cert_validation = cert_validation
+        self.ssl = ssl
         self.host = host
         self.port = port
         shown = f'[{host}]' if ':' in host and not host.startswith('[') else host
@@ -181,13 +209,20 @@ class PSRPRunner:
 
     def run(self, call: ScriptCall) -> str:
         deadline = time.monotonic() + call.timeout
-        session, ps = self._start(call, deadline)
-        try:
-            self._wait(session, ps, call, deadline)
-            text, tail = self._collect(session, ps, call)
-        finally:
-            self._release(session)
-        return text if tail is None else self._no_envelope(call, ps, text, tail)
+        define = False
+        while True:
+            session, ps, define = self._start(call, deadline, define)
+            try:
+                self._wait(session, ps, call, deadline)
+                text, tail = self._collect(session, ps, call)
+            finally:
+                self._release(session)
+            if tail is None and is_unknown_script(text) and not define:
+                # That runspace has not seen the script: send the text (nothing ran).
+                session.defined.discard(script_digest(call.text))
+                define = True
+                continue
+            return text if tail is None else self._no_envelope(call, ps, text, tail)
 
     def close(self) -> None:
         with self._lock:
@@ -202,9 +237,19 @@ class PSRPRunner:
 
     def _open(self) -> _Session:
         wsman = WSMan(self.host, **self._wsman_kwargs)
+        _no_environment_per_request(wsman)
         serialised = bool(wsman.transport.wrap_required)
         if serialised:
             _serialise_requests(wsman)
+            LOG.warning('%s: message encryption over HTTP serialises every request of a '
+                        'runspace pool on one connection (one security context, sealed '
+                        'messages numbered in sequence), so parallel calls wait for each '
+                        'other; use HTTPS (psrp_ssl = true) for parallel calls', self.target)
+        if self.ssl and self.cert_validation is False:
+            LOG.warning('%s: the host\'s TLS certificate is not validated '
+                        '(psrp_cert_validation = false): anyone on the path can pose as the '
+                        'host and read the password; set psrp_cert_validation to the CA bundle '
+                        'that signed it', self.target)
         pool = RunspacePool(wsman, max_runspaces=self.pool_size)
         try:
             pool.open()
@@ -272,19 +317,26 @@ class PSRPRunner:
 
     # -- one call -----------------------------------------------------------------------------
 
-    def _start(self, call: ScriptCall, deadline: float) -> tuple[_Session, PowerShell]:
+    def _start(self, call: ScriptCall, deadline: float,
+               define: bool) -> tuple[_Session, PowerShell, bool]:
+        """Start the pipeline; return it, its session and whether it carries the script text."""
         attempt = 0
+        digest = script_digest(call.text)
         while True:
             session: _Session | None = None
             sent = False
             try:
                 session = self._acquire(call)
+                full = define or digest not in session.defined
+                script, params = loader_invocation(call, define=full)
                 ps = PowerShell(session.pool)
-                ps.add_script(call.text).add_parameter(INPUT_PARAMETER, call.document)
-                with session.start_lock:
-                    sent = True
-                    ps.begin_invoke()
-                return session, ps
+                ps.add_script(script).add_parameters(params)
+                sent = True
+                # Only the message numbering is locked (see _Session), not the request.
+                ps.begin_invoke()
+                if full:
+                    session.defined.add(digest)
+                return session, ps, full
             except psrp_exc.AuthenticationError:
                 self._drop(session)
                 raise errors.BridgeAuthenticationError(
@@ -312,11 +364,13 @@ class PSRPRunner:
                 if attempt > self.reconnect_attempts or time.monotonic() + delay > deadline:
                     raise errors.BridgeTransportError(
                         call.name, self.target,
-                        f'cannot open a PowerShell session after {attempt} attempt(s): '
-                        f'{_short(exc)}') from None
-                LOG.warning('PowerShell session to %s failed (%s); reconnecting in %.1fs '
-                            '(attempt %d of %d)', self.target, type(exc).__name__, delay,
-                            attempt, self.reconnect_attempts)
+                        f'cannot reach {self.host} port {self.port} after {attempt} '
+                        f'attempt(s) ({_brief(exc)}); check psrp_host and psrp_port, that '
+                        'WinRM listens there (winrm enumerate winrm/config/listener on the '
+                        'host; 5986 for HTTPS, 5985 for HTTP) and that no firewall blocks the '
+                        'port') from None
+                LOG.warning('%s: %s; retry %d of %d in %.1fs', self.target, _brief(exc),
+                            attempt, self.reconnect_attempts, delay)
                 time.sleep(delay)
 
     def _drop(self, session: _Session | None) -> None:
@@ -330,10 +384,11 @@ class PSRPRunner:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._stop(session, ps)
-                raise errors.BridgeTimeout(
+                raise errors.BridgeTimeoutAfterStart(
                     call.name, self.target,
                     f'no result after {call.timeout:g}s; the pipeline was stopped and the '
-                    'session recycled')
+                    'session recycled; the script had started, so the host may have done '
+                    'some or all of its work')
             cap = _SERIAL_POLL if session.serialised else self.operation_timeout
             # WS-Man OperationTimeout in whole seconds: the host answers as soon
             # as output is ready, so this only bounds how late a timeout is seen.
@@ -387,6 +442,54 @@ class PSRPRunner:
         else:
             reason = 'the pipeline wrote errors and no result envelope'
         raise errors.BridgeError(call.name, self.target, reason, tail)
+
+
+def _no_environment_per_request(wsman: WSMan) -> None:
+    """Read proxy settings and CA bundles from the environment once, not on every request.
+
+    pypsrp builds its requests session with ``trust_env = True``, which makes
+    requests look at the environment (proxy variables, netrc, CA bundle
+    variables) again for every request; the settings pypsrp took from the
+    environment when it built the session are kept.
+    """
+    transport = wsman.transport
+    build = transport._build_session
+
+    def build_once() -> requests.Session:
+        session = build()
+        session.trust_env = False
+        return session
+
+    transport._build_session = build_once   # type: ignore[method-assign]
+
+
+def _brief(exc: BaseException) -> str:
+    """What went wrong reaching the host, in a few words (no URL, no traceback)."""
+    seen: set[int] = set()
+    stack: list[Any] = [exc]
+    while stack:
+        cur = stack.pop()
+        if cur is None or id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, ConnectionRefusedError):
+            return 'connection refused'
+        if isinstance(cur, (TimeoutError, requests.exceptions.Timeout)):
+            return 'connection timed out'
+        if isinstance(cur, socket.gaierror):
+            return 'host name not resolved'
+        text = str(cur)
+        for needle, words in (('Connection refused', 'connection refused'),
+                              ('timed out', 'connection timed out'),
+                              ('Name or service not known', 'host name not resolved'),
+                              ('No route to host', 'no route to host'),
+                              ('Failed to resolve', 'host name not resolved')):
+            if needle in text:
+                return words
+        if isinstance(cur, BaseException):
+            stack.extend([cur.__cause__, cur.__context__, getattr(cur, 'reason', None),
+                          *[a for a in cur.args if isinstance(a, BaseException)]])
+    return type(exc).__name__
 
 
 def _serialise_requests(wsman: WSMan) -> None:

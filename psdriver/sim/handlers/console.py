@@ -2,100 +2,26 @@
 
 New-Instance starts the same logger before the VM first starts, and
 Set-InstancePowerState and Initialize-ComputeHost make sure it runs
-(:func:`ensure_logger`, as ``Invoke-PsDriverConsoleLogger`` in the scripts'
-shared module).  The logger is a record on the host (one per VM, like the script's named
-mutex) that copies what the guest writes to the serial pipe it reads into
-the log file, rotating to ``<log>.1`` at the size cap.  The guest writes
-to COM1: boot lines when the VM starts, and whatever a test or demo passes
-to ``host.write_console(name, text)``.  Reading the log does not look at the
-VM at all, as the script does not.
+(:func:`psdriver.sim.console_logger.ensure_logger`, as
+``Invoke-PsDriverConsoleLogger`` in the scripts' shared module).  The logger
+is a record on the host (one per VM, like the script's named mutex) that
+copies what the guest writes to the serial pipe it reads into the log file,
+rotating to ``<log>.1`` at the size cap.  The guest writes to COM1: boot
+lines when the VM starts, and whatever a test or demo passes to
+``host.write_console(name, text)``.  Reading the log does not look at the VM
+at all, as the script does not.
 """
 
 from __future__ import annotations
 
-import ntpath
 import re
 from typing import Any
 
 from psdriver.sim import paths
+from psdriver.sim.console_logger import launch_logger, serial_pipe
 from psdriver.sim.dispatch import handler, prepare
-from psdriver.sim.errors import SimError
 from psdriver.sim.host import SimHost
-from psdriver.sim.scriptlib import (
-    int_param, is_dir, is_file, not_empty, script_error, switch, target_vm)
-from psdriver.sim.state import Vm
-
-_PIPE = re.compile(r'^\\\\\.\\pipe\\([^\\]+)$', re.IGNORECASE)
-
-
-#: States in which a VM is running and wants its console logger (Set-InstancePowerState,
-#: Initialize-ComputeHost).
-RUNNING_STATES = frozenset({'Running', 'Starting', 'Resuming', 'Reset'})
-#: ``ensure_logger`` without a pipe: the VM's logging pipe.
-_VM_PIPE = object()
-
-
-def serial_pipe(vm: Vm) -> str | None:
-    """``Get-PsDriverConsolePipePath``: a ``*_ro`` pipe, else COM 1's, else any."""
-    ports = [(port, pipe) for port, pipe in sorted(vm.com_ports.items()) if pipe]
-    for _port, pipe in ports:
-        if pipe.lower().endswith('_ro'):
-            return pipe
-    for port, pipe in ports:
-        if port.endswith('1'):
-            return pipe
-    return ports[0][1] if ports else None
-
-
-def check_log_target(host: SimHost, pipe: str, log_path: str) -> None:
-    """``Assert-PsDriverConsoleLogTarget``: a local pipe path and an existing log folder."""
-    if not _PIPE.match(pipe):
-        raise script_error(f"'{pipe}' is not a local named pipe path (\\\\.\\pipe\\<name>).",
-                           'InvalidArgument', 'PsDriver.InvalidPipePath', pipe)
-    folder = ntpath.dirname(log_path.replace('/', '\\'))
-    if not folder or not is_dir(host, folder):
-        raise script_error(f"The directory of console log '{log_path}' does not exist.",
-                           'ObjectNotFound', 'PsDriver.LogDirectoryNotFound', log_path)
-
-
-def launch_logger(host: SimHost, vm: Vm, pipe: str, log_path: str, max_bytes: int,
-                  restart: bool = False) -> dict[str, Any]:
-    """``Start-PsDriverConsoleLogger``: started, running and pid of the VM's logger.
-
-    Shared by Start-InstanceConsoleLogger and New-Instance, as the script
-    function is.
-    """
-    check_log_target(host, pipe, log_path)
-    running = host.console_logger(vm.name) is not None
-    if running and not restart:
-        return {'started': False, 'running': True, 'pid': None}
-    if running:
-        host.stop_console_logger(vm.name)
-    pid = host.start_console_logger(vm.name, log_path, pipe, max_bytes).pid
-    return {'started': True, 'running': True, 'pid': pid}
-
-
-def ensure_logger(host: SimHost, vm: Vm, log_path: str, max_bytes: int,
-                  pipe: Any = _VM_PIPE) -> dict[str, Any]:
-    """``Invoke-PsDriverConsoleLogger``: the logger record; a failure is its error, never raised.
-
-    ``pipe`` is the serial port pipe to read (None or empty: the VM has none);
-    not given, the VM's logging pipe.
-    """
-    record: dict[str, Any] = {'pipe_path': None, 'log_path': log_path, 'started': False,
-                              'running': False, 'pid': None, 'error': None}
-    if pipe is _VM_PIPE:
-        pipe = serial_pipe(vm)
-    if not pipe:
-        record['error'] = 'the virtual machine has no serial port connected to a named pipe'
-        return record
-    record['pipe_path'] = pipe
-    try:
-        record.update(launch_logger(host, vm, pipe, log_path, max_bytes))
-    except SimError as exc:
-        record['error'] = exc.message
-    return record
-
+from psdriver.sim.scriptlib import int_param, is_file, not_empty, script_error, switch, target_vm
 
 @handler('Start-InstanceConsoleLogger')
 def start_console_logger(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:

@@ -46,6 +46,8 @@ def get_host_info(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
         'numa_nodes': host.numa_nodes(),
         'uptime_seconds': host.uptime_seconds(),
         'ip_addresses': [ip for ip in cfg.ip_addresses if not _unreachable(ip)],
+        'security': {'vtpm': cfg.vtpm, 'host_guarded': cfg.host_guarded},
+        'assignable_devices': host.assignable_devices(),
     }
 
 

@@ -8,7 +8,7 @@ from typing import Any
 from psdriver.sim import paths
 from psdriver.sim.dispatch import handler, prepare
 from psdriver.sim.errors import PARAMETER_BINDING_EXCEPTION, SimError
-from psdriver.sim.handlers.console import RUNNING_STATES, ensure_logger
+from psdriver.sim.console_logger import RUNNING_STATES, ensure_logger
 from psdriver.sim.host import SimHost
 from psdriver.sim.scriptlib import (
     in_set, int_param, is_absolute, is_dir, join, not_empty, notes_uuid, script_error, switch,
@@ -88,6 +88,10 @@ def _probe(host: SimHost, folder: str) -> None:
                            'ObjectNotFound', 'PsDriver.InstancesPathNotFound', folder) from None
 
 
+#: The first Windows build whose Hyper-V module PowerShell 7 loads natively (1809).
+NATIVE_PS7_BUILD = 17763
+
+
 @handler('Initialize-ComputeHost')
 def initialize_compute_host(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     script = 'Initialize-ComputeHost'
@@ -151,12 +155,18 @@ def initialize_compute_host(host: SimHost, params: dict[str, Any]) -> dict[str, 
         if name and name.lower() not in (s.lower() for s in switch_names) \
                 and name not in missing:
             missing.append(name)
+    # PowerShell 7 loads the Hyper-V module of builds before 17763 (Windows Server 2019)
+    # through the compatibility layer: serialized objects, which -VM parameters refuse.
+    native = cfg.ps_edition != 'Core' or (os_version + (0, 0, 0))[2] >= NATIVE_PS7_BUILD
     return {
         'hostname': cfg.hostname,
         'os_version': cfg.os_version,
         'os_caption': cfg.os_name,
         'hyperv_version': cfg.hyperv_version,
         'default_vm_version': cfg.default_vm_version or None,
+        'powershell_edition': cfg.ps_edition,
+        'powershell_version': cfg.ps_version,
+        'hyperv_module_native': native,
         'instances_path': {
             'path': full, 'exists': True, 'kind': kind,
             'total_bytes': usage['total'], 'free_bytes': usage['free'],
@@ -172,7 +182,7 @@ def initialize_compute_host(host: SimHost, params: dict[str, Any]) -> dict[str, 
         'cluster_name': cluster.name if cluster is not None else None,
         'numa_spanning_enabled': cfg.numa_spanning_enabled,
         'console_loggers': _console_loggers(host, full, str(log_name), log_bytes)
-        if log_name else [],
+        if log_name and native else [],
     }
 
 

@@ -174,6 +174,23 @@ prepare('Remove-CachedImage')(_prepare_cache)
 
 # -- Resize-InstanceDisk --------------------------------------------------------------------
 
+def _check_online_resize(host: SimHost, path: str, fmt: str) -> None:
+    """Only a VHDX on SCSI grows while its VM runs: refuse IDE or vhd of an active VM."""
+    for vm in host.list_vms():
+        if vm.state in ('Off', 'Saved', 'OffCritical', 'SavedCritical'):
+            continue
+        for drive in hard_disks(vm):
+            if not drive.path or path_key(drive.path) != path_key(path):
+                continue
+            if drive.controller_type == 'IDE' or fmt == 'vhd':
+                raise script_error(
+                    f"Cannot grow '{path}' while virtual machine '{vm.name}' is {vm.state}: it "
+                    f'is a {fmt} on {drive.controller_type} controller '
+                    f'{drive.controller_number}, and only a vhdx on a SCSI controller grows '
+                    'while the VM runs. Turn the VM off first.', 'InvalidOperation',
+                    'PsDriver.DiskResizeNeedsVMOff', path)
+
+
 @handler('Resize-InstanceDisk')
 def resize_instance_disk(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     script = 'Resize-InstanceDisk'
@@ -198,6 +215,7 @@ def resize_instance_disk(host: SimHost, params: dict[str, Any]) -> dict[str, Any
             raise script_error(f"'{path}' is a vhd differencing disk, which cannot grow (only "
                                'vhdx differencing disks can).', 'InvalidArgument',
                                'PsDriver.DifferencingVhdResize', path)
+        _check_online_resize(host, path, fmt)
         try:
             host.resize_vhd(path, size)
         except SimError as exc:

@@ -11,8 +11,8 @@ from psdriver.sim.dispatch import handler, prepare
 from psdriver.sim.errors import SimError
 from psdriver.sim.host import SimHost
 from psdriver.sim.scriptlib import (
-    dvd_drives, hard_disks, is_absolute, is_dir, is_file, is_under, nic_record, not_empty,
-    notes_uuid, remove_vm, script_error, switch, target_vm, uptime_seconds)
+    dvd_drives, hard_disks, int_param, is_absolute, is_dir, is_file, is_under, nic_record,
+    not_empty, notes_uuid, remove_vm, script_error, switch, target_vm, uptime_seconds)
 from psdriver.sim.state import MIB, Vm
 from psdriver.sim.storage import ACTIVE_STATES
 
@@ -21,6 +21,7 @@ _UUID = re.compile(r'^\{?[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F
 _ROOTS = (re.compile(r'^[A-Za-z]:[\\/]*$'), re.compile(r'^\\\\[^\\/]+[\\/][^\\/]+[\\/]*$'),
           re.compile(r'^[\\/]+$'))
 _DISK_FILE = re.compile(r'\.a?vhdx?$', re.IGNORECASE)
+_AVHD = re.compile(r'\.avhdx?$', re.IGNORECASE)
 
 
 # -- Remove-Instance ------------------------------------------------------------------------
@@ -54,12 +55,29 @@ def _instance_files(host: SimHost, vm: Vm, folder: str) -> list[str]:
     return found
 
 
+def _wait_for_checkpoint_merge(host: SimHost, name: str, merging: list[str],
+                               timeout: int) -> None:
+    """Remove-VM merges the checkpoint disks afterwards: wait until the merge removed them."""
+    deadline = time.monotonic() + timeout
+    while True:
+        host.settle_checkpoint_merges()
+        if not any(is_file(host, f) for f in merging):
+            return
+        if time.monotonic() >= deadline:
+            raise script_error(f"The checkpoints of '{name}' are still merging into its disks "
+                               f'after {timeout} seconds; the virtual machine is removed, run '
+                               'Remove-Instance again to delete its files.', 'OperationTimeout',
+                               'PsDriver.CheckpointMergeTimeout', name)
+        time.sleep(0.02)
+
+
 @handler('Remove-Instance')
 def remove_instance(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     name = not_empty('Remove-Instance', params, 'Name')
     wanted_uuid = params.get('InstanceUuid') or ''
     folder = params.get('InstanceDir') or ''
     delete_files = switch(params, 'DeleteFiles')
+    merge_timeout = int_param('Remove-Instance', params, 'MergeTimeoutSeconds', 300, 0, 3600)
     if wanted_uuid and not _UUID.match(wanted_uuid):
         raise script_error(f"InstanceUuid '{wanted_uuid}' is not a UUID.", 'InvalidArgument',
                            'PsDriver.InvalidInstanceUuid', wanted_uuid)
@@ -89,6 +107,8 @@ def remove_instance(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
         if delete_files:
             files = _instance_files(host, vm, folder)
         remove_vm(host, vm)
+        _wait_for_checkpoint_merge(host, name, [f for f in files if _AVHD.search(f)],
+                                   merge_timeout)
     if delete_files:
         for path in files:
             if is_file(host, path):
@@ -176,11 +196,27 @@ def _disk_record(host: SimHost, drive: Any) -> dict[str, Any]:
     return record
 
 
-def _metering(host: SimHost, vm: Vm, now: float) -> dict[str, Any] | None:
-    """A Measure-VM report derived from the VM's life since metering started."""
+#: Get-InstanceInfo's metrics fields and the documented Measure-VM properties they come from.
+METERING_PROPERTIES = {
+    'cpu_average_mhz': 'AverageProcessorUsage',
+    'memory_average_mb': 'AverageMemoryUsage',
+    'memory_minimum_mb': 'MinimumMemoryUsage',
+    'memory_maximum_mb': 'MaximumMemoryUsage',
+    'disk_allocated_mb': 'TotalDiskAllocation',
+    'disk_read_mb': 'AggregatedDiskDataRead',
+    'disk_written_mb': 'AggregatedDiskDataWritten',
+    'disk_normalized_iops': 'AggregatedAverageNormalizedIOPS',
+}
+
+
+def measure_vm(host: SimHost, vm: Vm, now: float) -> dict[str, Any] | None:
+    """``Measure-VM``: the report's documented properties.
+
+    Derived from the VM's life since metering started; None when metering is
+    off (the script does not call it then).
+    """
     if vm.metering_since is None:
         return None
-    duration = max(0, int(now - vm.metering_since))
     running = vm.state in ACTIVE_STATES
     uptime = uptime_seconds(vm, now)
     allocated = 0
@@ -191,18 +227,60 @@ def _metering(host: SimHost, vm: Vm, now: float) -> dict[str, Any] | None:
             except SimError:
                 continue
     memory = vm.memory_startup_mb if running else 0
+    traffic = []
+    if vm.nics:
+        traffic = [{'Direction': 'Inbound', 'TotalTraffic': uptime // 30},
+                   {'Direction': 'Outbound', 'TotalTraffic': uptime // 60}]
     return {
-        'cpu_average_mhz': 105 * vm.processor_count if running else 0,
-        'memory_average_mb': memory,
-        'memory_minimum_mb': memory,
-        'memory_maximum_mb': memory,
-        'disk_allocated_mb': allocated // MIB,
-        'disk_read_mb': uptime // 10,
-        'disk_written_mb': uptime // 20,
-        'disk_normalized_iops': 12 if running else 0,
-        'network_inbound_mb': uptime // 30 if vm.nics else 0,
-        'network_outbound_mb': uptime // 60 if vm.nics else 0,
-        'metering_duration_seconds': duration,
+        'AverageProcessorUsage': 105 * vm.processor_count if running else 0,
+        'AverageMemoryUsage': memory,
+        'MinimumMemoryUsage': memory,
+        'MaximumMemoryUsage': memory,
+        'TotalDiskAllocation': allocated // MIB,
+        'AggregatedDiskDataRead': uptime // 10,
+        'AggregatedDiskDataWritten': uptime // 20,
+        'AggregatedAverageNormalizedIOPS': 12 if running else 0,
+        'NetworkMeteredTrafficReport': traffic,
+        'MeteringDuration': max(0, int(now - vm.metering_since)),
+    }
+
+
+def metering_record(report: dict[str, Any]) -> dict[str, Any]:
+    """What Get-InstanceInfo makes of a Measure-VM report (``Get-MeteringRecord``).
+
+    Documented property names only; a missing one fails loudly; a traffic
+    entry metered in ``Both`` directions cannot be split and counts in neither.
+    """
+    for name in [*METERING_PROPERTIES.values(), 'NetworkMeteredTrafficReport',
+                 'MeteringDuration']:
+        if name not in report:
+            raise script_error(f"The Measure-VM report has no property '{name}'.",
+                               'InvalidResult', 'PsDriver.MeteringPropertyMissing', name)
+    record = {field: int(report[name] or 0) for field, name in METERING_PROPERTIES.items()}
+    traffic = [t for t in report['NetworkMeteredTrafficReport'] or [] if t is not None]
+    record['network_inbound_mb'] = sum(int(t['TotalTraffic']) for t in traffic
+                                       if t['Direction'] == 'Inbound')
+    record['network_outbound_mb'] = sum(int(t['TotalTraffic']) for t in traffic
+                                        if t['Direction'] == 'Outbound')
+    duration = report['MeteringDuration']
+    record['metering_duration_seconds'] = None if duration is None else int(duration)
+    return record
+
+
+def _metering(host: SimHost, vm: Vm, now: float) -> dict[str, Any] | None:
+    report = measure_vm(host, vm, now)
+    return None if report is None else metering_record(report)
+def _device_metering(host: SimHost, vm: Vm, now: float) -> dict[str, Any]:
+    """Measure-VM's HardDiskMetrics and each adapter's metering ACLs, split from the totals."""
+    uptime = uptime_seconds(vm, now)
+    disks = [d for d in hard_disks(vm) if d.path and d.disk_number is None]
+    share = max(len(disks), 1)
+    return {
+        'disks': [{'path': d.path, 'read_mb': uptime // 10 // share,
+                   'written_mb': uptime // 20 // share,
+                   'normalized_io_count': 12 * uptime // share} for d in disks],
+        'nics': [{'name': nic.name, 'inbound_mb': uptime // 30, 'outbound_mb': uptime // 60}
+                 for nic in vm.nics],
     }
 
 
@@ -211,6 +289,7 @@ def get_instance_info(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     vm = target_vm(host, not_empty('Get-InstanceInfo', params, 'Name'))
     now = time.time()
     active = vm.state in ACTIVE_STATES
+    metrics = _metering(host, vm, now) if switch(params, 'IncludeMetrics') else None
     return {
         'name': vm.name,
         'vm_id': vm.id.lower(),
@@ -230,7 +309,8 @@ def get_instance_info(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
         'nics': [nic_record(nic) for nic in vm.nics],
         'serial_ports': [{'port': int(port[3:]), 'path': pipe or None}
                          for port, pipe in sorted(vm.com_ports.items())],
-        'metrics': _metering(host, vm, now) if switch(params, 'IncludeMetrics') else None,
+        'metrics': metrics,
+        'device_metrics': _device_metering(host, vm, now) if metrics is not None else None,
     }
 
 

@@ -241,3 +241,48 @@ def _remove_prepare(host: SimHost, params: dict[str, Any]) -> None:
     from psdriver.sim.scenario import add_instance
     add_instance(host, params['Name'], nics=[{'id': params['Id'], 'mac': 'fa:16:3e:01:02:03',
                                               'switch': 'external'}])
+
+
+# -- Disconnect-InstanceNetworkAdapter ------------------------------------------------------
+
+@handler('Disconnect-InstanceNetworkAdapter')
+def disconnect_adapters(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
+    script = 'Disconnect-InstanceNetworkAdapter'
+    name = not_empty(script, params, 'Name')
+    switch_name = not_empty(script, params, 'SwitchName')
+    ports = params.get('Id') or []
+    if not isinstance(ports, list):
+        ports = [ports]
+    result: dict[str, Any] = {'name': name, 'vm_found': False, 'disconnected': [],
+                              'not_connected': [], 'missing': []}
+    vm = host.find_vm(name)
+    if vm is None:
+        return result
+    result['vm_found'] = True
+    for port in (str(p) for p in ports):
+        named = nics_named(vm, port)
+        if not named:
+            result['missing'].append(port)
+            continue
+        on_switch = [n for n in named
+                     if n.switch_name and n.switch_name.lower() == switch_name.lower()]
+        if not on_switch:
+            result['not_connected'].append(port)
+            continue
+
+        def disconnect(adapters: list[NetworkAdapter] = on_switch) -> None:
+            for adapter in adapters:
+                host.connect_nic(vm.name, adapter.id, None)
+        nic_change(vm, f"disconnect network adapter '{port}' from switch '{switch_name}'",
+                   disconnect)
+        result['disconnected'].append(port)
+    return result
+
+
+@prepare('Disconnect-InstanceNetworkAdapter')
+def _disconnect_prepare(host: SimHost, params: dict[str, Any]) -> None:
+    """The instance with the example's adapter on the example's switch."""
+    from psdriver.sim.scenario import add_instance, ensure_switch
+    ensure_switch(host, params['SwitchName'])
+    add_instance(host, params['Name'], nics=[{'id': params['Id'][0], 'mac': 'fa:16:3e:01:02:03',
+                                              'switch': params['SwitchName']}])

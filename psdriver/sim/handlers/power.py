@@ -5,7 +5,7 @@ Hyper-V cmdlet the script runs, applied to the host's state machine, which
 refuses what Hyper-V refuses.  A refusal becomes InvalidOperation /
 PsDriver.InvalidPowerTransition carrying Hyper-V's message.  The guest
 shutdown is simulated time: nothing sleeps.  With ConsoleLogPath, a VM left
-running gets its console logger (:func:`~psdriver.sim.handlers.console.ensure_logger`).
+running gets its console logger (:func:`~psdriver.sim.console_logger.ensure_logger`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from psdriver.sim.dispatch import handler, prepare
 from psdriver.sim.errors import SimError
-from psdriver.sim.handlers.console import RUNNING_STATES, ensure_logger
+from psdriver.sim.console_logger import RUNNING_STATES, ensure_logger
 from psdriver.sim.host import SimHost
 from psdriver.sim.scriptlib import in_set, int_param, not_empty, script_error, switch, target_vm
 
@@ -110,9 +110,13 @@ def set_power_state(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     logger = None
     if log_path and vm.state in RUNNING_STATES:
         logger = ensure_logger(host, vm, str(log_path), log_bytes)
+    metering = None
+    if switch(params, 'EnableMetrics') and vm.state in RUNNING_STATES:
+        host.enable_metering(name)
+        metering = True
     return {'name': name, 'action': action, 'previous_state': previous,
             'state': vm.state, 'changed': bool(plan), 'forced': forced,
-            'waited_seconds': waited, 'console_logger': logger}
+            'waited_seconds': waited, 'console_logger': logger, 'metering_enabled': metering}
 
 
 @prepare(NAME)

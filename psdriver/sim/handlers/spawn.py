@@ -1,8 +1,9 @@
 """New-Instance: the whole spawn in one call, undone completely when a step fails.
 
-The spec is checked first, with the script's own rules and messages
-(``Invalid instance spec: <field> <why>``, InvalidArgument /
-PsDriver.InvalidSpec).  Then the steps run against the host model in the
+The spec is checked first against the contract's ``x-spec-schema`` (the
+script checks the same rules in ``ConvertTo-InstancePlan``), then for what a
+schema cannot say; a break is ``Invalid instance spec: <field> <why>``,
+InvalidArgument / PsDriver.InvalidSpec.  Then the steps run against the host model in the
 script's order (folder, root disk, ephemerals, swap, config drive, VM,
 settings, drives, boot order, adapters, serial ports, metering, console
 logger, start).
@@ -20,27 +21,20 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from psdriver.bridge import contracts
 from psdriver.sim import paths
 from psdriver.sim.dispatch import handler, prepare
 from psdriver.sim.errors import SimError
-from psdriver.sim.handlers.console import ensure_logger
+from psdriver.sim.console_logger import ensure_logger
 from psdriver.sim.host import SimHost
 from psdriver.sim.scriptlib import (
-    extension, hyperv_mac, is_absolute, is_dir, is_file, join, number, remove_vm,
+    hyperv_mac, is_dir, is_file, join, number, remove_vm,
     script_error, two_places)
 from psdriver.sim.state import GIB, MIB
+from psdriver.sim.vms import secure_boot_templates
 
 NAME = 'New-Instance'
-_UUID = re.compile(r'^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-'
-                   r'[0-9a-fA-F]{12}$')
 _PIPE = re.compile(r'^(?:\\\\\.\\pipe\\)?([^\\/]+)$', re.IGNORECASE)
-_MISSING = object()
-_MIN = -1.7976931348623157e308
-_MAX = 1.7976931348623157e308
-TOP_FIELDS = ('name', 'instance_uuid', 'instance_dir', 'generation', 'secure_boot', 'vcpus',
-              'memory_mb', 'dynamic_memory_ratio', 'vnuma', 'limit_cpu_features', 'root_disk',
-              'ephemerals', 'swap', 'nics', 'serial_ports', 'config_drive', 'enable_metrics',
-              'power_on', 'notes_extra', 'automatic_stop_action', 'console_log')
 
 
 def spec_error(field_name: str, message: str) -> SimError:
@@ -48,67 +42,31 @@ def spec_error(field_name: str, message: str) -> SimError:
                         'PsDriver.InvalidSpec', field_name)
 
 
-# -- reading the spec (Read-SpecField and friends) ----------------------------------------
+# -- the spec's schema ---------------------------------------------------------------------
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def check_schema(spec: Any) -> None:
+    """The contract's ``x-spec-schema``: the one description of a valid spec.
 
-
-def read(obj: dict[str, Any], path: str, name: str, kind: str, *, required: bool = False,
-         nullable: bool = False, default: Any = None) -> Any:
-    """One field of a spec object, type-checked as ``Read-SpecField`` does."""
-    where = f'{path}.{name}'
-    value = obj.get(name, _MISSING)
-    if value is _MISSING:
-        if required:
-            raise spec_error(where, 'is required.')
-        return default
-    if value is None:
-        if nullable:
-            return None
-        raise spec_error(where, 'must not be null.')
-    if kind == 'string':
-        if not isinstance(value, str):
-            raise spec_error(where, 'must be a string.')
-        return value
-    if kind == 'integer':
-        if not _is_number(value) or not float(value).is_integer():
-            raise spec_error(where, 'must be an integer.')
-        return int(value)
-    if kind == 'number':
-        if not _is_number(value):
-            raise spec_error(where, 'must be a number.')
-        return float(value)
-    if kind == 'boolean':
-        if not isinstance(value, bool):
-            raise spec_error(where, 'must be true or false.')
-        return value
-    if kind == 'object':
-        if not isinstance(value, dict):
-            raise spec_error(where, 'must be an object.')
-        return value
-    if not isinstance(value, list):
-        raise spec_error(where, 'must be a list.')
-    return value
+    The script checks the same rules in ``ConvertTo-InstancePlan``; the
+    simulator does not keep a copy of them but reads the contract the bridge
+    checks callers against.  A break is InvalidArgument / PsDriver.InvalidSpec
+    naming the field, as the script's is.
+    """
+    try:
+        contracts.load_contract(NAME).validate_spec(spec)
+    except contracts.ShapeError as exc:
+        where = '.'.join(['spec'] + [f'[{p}]' if isinstance(p, int) else p
+                                     for p in exc.path]).replace('.[', '[')
+        raise spec_error(where, _schema_words(exc)) from None
 
 
-def known_fields(obj: dict[str, Any], path: str, allowed: tuple[str, ...]) -> None:
-    for name in obj:
-        if name not in allowed:
-            raise spec_error(f'{path}.{name}',
-                             f'is not a known field (known: {", ".join(allowed)}).')
-
-
-def in_range(where: str, value: float, low: float = _MIN, high: float = _MAX) -> None:
-    if value < low or value > high:
-        raise spec_error(where, f'must be between {number(float(low))} and '
-                                f'{number(float(high))} (got {number(value)}).')
-
-
-def choice(where: str, value: Any, allowed: tuple[Any, ...]) -> None:
-    if value not in allowed or isinstance(value, bool):
-        shown = ', '.join(str(a) for a in allowed)
-        raise spec_error(where, f"must be one of {shown} (got '{value}').")
+def _schema_words(exc: Any) -> str:
+    """fastjsonschema's message without its leading field path (``where`` names it)."""
+    message = exc.message
+    for prefix in ('.'.join(str(p) for p in exc.path) + ' ', 'the value '):
+        if message.startswith(prefix):
+            return message[len(prefix):] + '.'
+    return message + '.'
 
 
 # -- the plan -----------------------------------------------------------------------------
@@ -158,118 +116,101 @@ class Plan:
     stop_action: str | None = None
     #: ``{'path', 'max_bytes'}`` of the console log, or None.
     console_log: dict[str, Any] | None = None
+    nested_virtualization: bool = False
+    disk_max_iops: int | None = None
+    tpm: bool = False
+    assignable_devices: list[str] = field(default_factory=list)
+    mmio_space: dict[str, int] | None = None
 
 
-def _disk_spec(obj: dict[str, Any], path: str, size_field: str,
-               generation: int) -> tuple[int, str, str]:
-    """``Read-DiskSpec``: (size, format, controller) of an ephemeral or swap entry."""
-    known_fields(obj, path, (size_field, 'format', 'controller'))
-    size = read(obj, path, size_field, 'integer', required=True)
-    in_range(f'{path}.{size_field}', size, 1)
-    fmt = read(obj, path, 'format', 'string', required=True)
-    choice(f'{path}.format', fmt, ('vhd', 'vhdx'))
-    controller = read(obj, path, 'controller', 'string', nullable=True)
-    if controller is not None:
-        choice(f'{path}.controller', controller, ('ide', 'scsi'))
-        if controller == 'ide' and generation == 2:
-            raise spec_error(f'{path}.controller', 'cannot be ide on a generation 2 VM.')
-    else:
-        controller = 'scsi'
-    return size, fmt, controller
+def _disk_controller(disk: dict[str, Any], where: str, generation: int) -> str:
+    """``Read-DiskSpec``: the controller of an ephemeral or swap entry (schema-checked)."""
+    controller = disk.get('controller')
+    if controller == 'ide' and generation == 2:
+        raise spec_error(f'{where}.controller', 'cannot be ide on a generation 2 VM.')
+    return controller or 'scsi'
 
 
 def build_plan(spec: Any) -> Plan:
-    """``ConvertTo-InstancePlan``: check the whole spec, change nothing."""
+    """``ConvertTo-InstancePlan``: check the whole spec, change nothing.
+
+    The contract's schema first (:func:`check_schema`); then what a schema
+    cannot say (fields that depend on each other, unique ids, free slots).
+    """
+    check_schema(spec)
     s = 'spec'
-    if not isinstance(spec, dict):
-        raise spec_error(s, 'must be an object.')
-    known_fields(spec, s, TOP_FIELDS)
-    name = read(spec, s, 'name', 'string', required=True)
-    if not name.strip() or len(name) > 100:
-        raise spec_error(f'{s}.name', 'must be 1 to 100 characters, not only blanks.')
-    uuid_text = read(spec, s, 'instance_uuid', 'string', required=True)
-    if not _UUID.match(uuid_text):
-        raise spec_error(f'{s}.instance_uuid',
-                         f"must be a UUID (8-4-4-4-12 hex digits), got '{uuid_text}'.")
-    folder = read(spec, s, 'instance_dir', 'string', required=True)
-    if not is_absolute(folder):
-        raise spec_error(f'{s}.instance_dir', f"must be an absolute path, got '{folder}'.")
-    generation = read(spec, s, 'generation', 'integer', required=True)
-    choice(f'{s}.generation', generation, (1, 2))
-    plan = Plan(name=name, uuid=uuid_text.lower(), instance_dir=folder.rstrip('\\/'),
-                generation=generation)
+    generation = spec['generation']
+    plan = Plan(name=spec['name'], uuid=spec['instance_uuid'].lower(),
+                instance_dir=spec['instance_dir'].rstrip('\\/'), generation=generation)
+    secure = spec.get('secure_boot')
+    if secure is not None and secure['enabled']:
+        if generation != 2:
+            raise spec_error(f'{s}.secure_boot.enabled', 'secure boot needs a generation 2 VM.')
+        plan.secure_boot = True
+        plan.secure_boot_template = secure.get('template') or 'MicrosoftWindows'
 
-    secure = read(spec, s, 'secure_boot', 'object', nullable=True)
-    if secure is not None:
-        p = f'{s}.secure_boot'
-        known_fields(secure, p, ('enabled', 'template'))
-        plan.secure_boot = read(secure, p, 'enabled', 'boolean', required=True)
-        template = read(secure, p, 'template', 'string', nullable=True)
-        if template is not None:
-            choice(f'{p}.template', template, ('MicrosoftWindows',
-                                               'MicrosoftUEFICertificateAuthority',
-                                               'OpenSourceShieldedVM'))
-        if plan.secure_boot:
-            if generation != 2:
-                raise spec_error(f'{p}.enabled', 'secure boot needs a generation 2 VM.')
-            plan.secure_boot_template = template or 'MicrosoftWindows'
-
-    plan.vcpus = read(spec, s, 'vcpus', 'integer', required=True)
-    in_range(f'{s}.vcpus', plan.vcpus, 1, 240)
-    plan.memory_mb = read(spec, s, 'memory_mb', 'integer', required=True)
-    in_range(f'{s}.memory_mb', plan.memory_mb, 32)
-    if plan.memory_mb % 2:
-        raise spec_error(f'{s}.memory_mb', 'must be even (Hyper-V assigns memory in 2 MB '
-                                           f'units), got {plan.memory_mb}.')
-    ratio = read(spec, s, 'dynamic_memory_ratio', 'number', default=1.0)
-    in_range(f'{s}.dynamic_memory_ratio', ratio, 1)
+    plan.vcpus = int(spec['vcpus'])
+    plan.memory_mb = int(spec['memory_mb'])
+    ratio = float(spec.get('dynamic_memory_ratio', 1.0))
     plan.dynamic_memory = ratio > 1
     plan.startup_mb = plan.memory_mb
     if plan.dynamic_memory:
         startup = int(plan.memory_mb // ratio)
         startup -= startup % 2
         plan.startup_mb = max(2, min(startup, plan.memory_mb))
-    vnuma = read(spec, s, 'vnuma', 'object', nullable=True)
+    vnuma = spec.get('vnuma')
     if vnuma is not None:
-        p = f'{s}.vnuma'
-        known_fields(vnuma, p, ('enabled', 'max_processors_per_node', 'max_memory_per_node_mb'))
-        plan.vnuma = read(vnuma, p, 'enabled', 'boolean', required=True)
-        plan.vnuma_processors = read(vnuma, p, 'max_processors_per_node', 'integer',
-                                     nullable=True)
-        if plan.vnuma_processors is not None:
-            in_range(f'{p}.max_processors_per_node', plan.vnuma_processors, 1, 240)
-        plan.vnuma_memory_mb = read(vnuma, p, 'max_memory_per_node_mb', 'integer',
-                                    nullable=True)
-        if plan.vnuma_memory_mb is not None:
-            in_range(f'{p}.max_memory_per_node_mb', plan.vnuma_memory_mb, 2)
+        plan.vnuma = vnuma['enabled']
+        plan.vnuma_processors = vnuma.get('max_processors_per_node')
+        plan.vnuma_memory_mb = vnuma.get('max_memory_per_node_mb')
         if plan.vnuma and plan.dynamic_memory:
-            raise spec_error(f'{p}.enabled', 'cannot be combined with dynamic memory '
-                                             f'(dynamic_memory_ratio {number(ratio)}); pass '
-                                             'dynamic_memory_ratio 1 for vNUMA instances.')
-    plan.limit_cpu_features = read(spec, s, 'limit_cpu_features', 'boolean', default=False)
+            raise spec_error(f'{s}.vnuma.enabled', 'cannot be combined with dynamic memory '
+                                                   f'(dynamic_memory_ratio {number(ratio)}); '
+                                                   'pass dynamic_memory_ratio 1 for vNUMA '
+                                                   'instances.')
+    plan.limit_cpu_features = spec.get('limit_cpu_features', False)
 
     _plan_drives(plan, spec)
     _plan_nics(plan, spec)
 
-    plan.enable_metrics = read(spec, s, 'enable_metrics', 'boolean', default=False)
-    plan.power_on = read(spec, s, 'power_on', 'boolean', default=True)
-    extra = read(spec, s, 'notes_extra', 'string', nullable=True)
+    plan.enable_metrics = spec.get('enable_metrics', False)
+    plan.power_on = spec.get('power_on', True)
+    extra = spec.get('notes_extra')
     plan.notes = plan.uuid + (f'\n{extra}' if extra else '')
-    plan.stop_action = read(spec, s, 'automatic_stop_action', 'string', nullable=True)
-    if plan.stop_action is not None:
-        choice(f'{s}.automatic_stop_action', plan.stop_action, ('Save', 'TurnOff', 'ShutDown'))
-    console_log = read(spec, s, 'console_log', 'object', nullable=True)
+    plan.stop_action = spec.get('automatic_stop_action')
+    console_log = spec.get('console_log')
     if console_log is not None:
-        p = f'{s}.console_log'
-        known_fields(console_log, p, ('path', 'max_bytes'))
-        log_path = read(console_log, p, 'path', 'string', required=True)
-        if not is_absolute(log_path):
-            raise spec_error(f'{p}.path', f"must be an absolute path, got '{log_path}'.")
-        max_bytes = read(console_log, p, 'max_bytes', 'integer', nullable=True)
-        if max_bytes is None:
-            max_bytes = 524288
-        in_range(f'{p}.max_bytes', max_bytes, 4096, 1073741824)
-        plan.console_log = {'path': log_path, 'max_bytes': max_bytes}
+        max_bytes = console_log.get('max_bytes')
+        plan.console_log = {'path': console_log['path'],
+                            'max_bytes': 524288 if max_bytes is None else int(max_bytes)}
+    plan.nested_virtualization = spec.get('nested_virtualization', False)
+    if plan.nested_virtualization and plan.dynamic_memory:
+        raise spec_error(f'{s}.nested_virtualization', 'cannot be combined with dynamic memory '
+                                                       f'(dynamic_memory_ratio {number(ratio)}); '
+                                                       'pass dynamic_memory_ratio 1.')
+    plan.disk_max_iops = spec.get('disk_max_iops')
+    if spec.get('tpm') is not None:
+        if plan.generation != 2 or not plan.secure_boot:
+            raise spec_error(f'{s}.tpm', 'needs a generation 2 VM with secure boot on '
+                                         '(secure_boot.enabled true).')
+        plan.tpm = True
+    for index, device in enumerate(spec.get('assignable_devices') or []):
+        location = device['location_path']
+        if not location.strip():
+            raise spec_error(f'{s}.assignable_devices[{index}].location_path',
+                             'must not be empty.')
+        plan.assignable_devices.append(location)
+    mmio = spec.get('mmio_space')
+    if mmio is not None:
+        plan.mmio_space = {'low_mb': mmio['low_mb'], 'high_mb': mmio['high_mb']}
+    if plan.assignable_devices:
+        if plan.stop_action != 'TurnOff':
+            raise spec_error(f'{s}.automatic_stop_action', 'must be TurnOff for a VM with '
+                                                           'assignable_devices (Discrete Device '
+                                                           'Assignment).')
+        if plan.dynamic_memory:
+            raise spec_error(f'{s}.assignable_devices', 'cannot be combined with dynamic memory '
+                                                        f'(dynamic_memory_ratio {number(ratio)}).')
     return plan
 
 
@@ -277,22 +218,16 @@ def _plan_drives(plan: Plan, spec: dict[str, Any]) -> None:
     s = 'spec'
     ide_free: list[tuple[int, int]] = []
     scsi_next = 1 if plan.generation == 2 else 0
-    config = read(spec, s, 'config_drive', 'object', nullable=True)
+    config = spec.get('config_drive')
     if plan.generation == 1:
         ide_free = [(0, 1)] + ([(1, 0)] if config is None else []) + [(1, 1)]
 
-    root = read(spec, s, 'root_disk', 'object', nullable=True)
+    root = spec.get('root_disk')
     if root is not None:
         p = f'{s}.root_disk'
-        known_fields(root, p, ('source', 'cow', 'format', 'size_gb', 'controller'))
-        source = read(root, p, 'source', 'string', nullable=True)
-        cow = read(root, p, 'cow', 'boolean', default=False)
-        fmt = read(root, p, 'format', 'string', required=True)
-        choice(f'{p}.format', fmt, ('vhd', 'vhdx', 'iso'))
-        size_gb = read(root, p, 'size_gb', 'integer', nullable=True)
-        if size_gb is not None:
-            in_range(f'{p}.size_gb', size_gb, 0)
-        controller = read(root, p, 'controller', 'string', nullable=True)
+        source, fmt, size_gb = root.get('source'), root['format'], root.get('size_gb')
+        cow = root.get('cow', False)
+        controller = root.get('controller')
         expected = 'ide' if plan.generation == 1 else 'scsi'
         if controller is not None and controller != expected:
             raise spec_error(f'{p}.controller', f'must be {expected} for a generation '
@@ -300,19 +235,6 @@ def _plan_drives(plan: Plan, spec: dict[str, Any]) -> None:
         if fmt == 'vhd' and plan.generation == 2:
             raise spec_error(f'{p}.format', 'generation 2 VMs cannot boot from a vhd image; '
                                             'vhdx is required.')
-        if fmt == 'iso':
-            if source is None:
-                raise spec_error(f'{p}.source', 'is required for an iso root disk.')
-            if cow:
-                raise spec_error(f'{p}.cow', 'must be false for an iso root disk (the iso is '
-                                             'copied).')
-        if source is not None:
-            if not is_absolute(source):
-                raise spec_error(f'{p}.source', f"must be an absolute path, got '{source}'.")
-            ext = extension(source).lstrip('.')
-            if ext != fmt:
-                raise spec_error(f'{p}.format',
-                                 f"is '{fmt}' but the image '{source}' is a .{ext} file.")
         if source is not None or (size_gb is not None and size_gb > 0):
             path = join(plan.instance_dir, f'root.{fmt}')
             plan.root = {'source': source, 'cow': cow, 'format': fmt, 'size_gb': size_gb,
@@ -322,20 +244,19 @@ def _plan_drives(plan: Plan, spec: dict[str, Any]) -> None:
                                             expected.upper(), 0, 0))
 
     extra: list[dict[str, Any]] = []
-    ephemerals = read(spec, s, 'ephemerals', 'array', default=[])
-    for i, entry in enumerate(ephemerals):
+    for i, entry in enumerate(spec.get('ephemerals') or []):
         p = f'{s}.ephemerals[{i}]'
-        if not isinstance(entry, dict):
-            raise spec_error(p, 'must be an object.')
-        size, fmt, controller = _disk_spec(entry, p, 'size_gb', plan.generation)
-        extra.append({'role': 'ephemeral', 'index': i, 'field': p, 'size': size * GIB,
-                      'controller': controller, 'file': f'eph{i}.{fmt}'})
-    swap = read(spec, s, 'swap', 'object', nullable=True)
+        extra.append({'role': 'ephemeral', 'index': i, 'field': p,
+                      'size': int(entry['size_gb']) * GIB,
+                      'controller': _disk_controller(entry, p, plan.generation),
+                      'file': f'eph{i}.{entry["format"]}'})
+    swap = spec.get('swap')
     if swap is not None:
         p = f'{s}.swap'
-        size, fmt, controller = _disk_spec(swap, p, 'size_mb', plan.generation)
-        extra.append({'role': 'swap', 'index': None, 'field': p, 'size': size * MIB,
-                      'controller': controller, 'file': f'swap.{fmt}'})
+        extra.append({'role': 'swap', 'index': None, 'field': p,
+                      'size': int(swap['size_mb']) * MIB,
+                      'controller': _disk_controller(swap, p, plan.generation),
+                      'file': f'swap.{swap["format"]}'})
     for disk in extra:
         path = join(plan.instance_dir, disk['file'])
         if disk['controller'] == 'ide':
@@ -355,17 +276,9 @@ def _plan_drives(plan: Plan, spec: dict[str, Any]) -> None:
 
     if config is not None:
         p = f'{s}.config_drive'
-        known_fields(config, p, ('content_base64', 'format', 'as_dvd'))
-        content = read(config, p, 'content_base64', 'string', required=True)
-        fmt = read(config, p, 'format', 'string', required=True)
-        choice(f'{p}.format', fmt, ('iso', 'vhd'))
-        as_dvd = read(config, p, 'as_dvd', 'boolean', required=True)
-        if as_dvd != (fmt == 'iso'):
-            raise spec_error(f'{p}.as_dvd', 'must be true for an iso config drive and false '
-                                            f"for a vhd one (format '{fmt}', as_dvd "
-                                            f'{as_dvd}).')
+        fmt, as_dvd = config['format'], config['as_dvd']
         try:
-            data = base64.b64decode(re.sub(r'\s', '', content), validate=True)
+            data = base64.b64decode(re.sub(r'\s', '', config['content_base64']), validate=True)
         except (binascii.Error, ValueError):
             raise spec_error(f'{p}.content_base64', 'is not valid base64.') from None
         if not data:
@@ -386,39 +299,25 @@ def _plan_drives(plan: Plan, spec: dict[str, Any]) -> None:
 
 def _plan_nics(plan: Plan, spec: dict[str, Any]) -> None:
     s = 'spec'
-    for i, entry in enumerate(read(spec, s, 'nics', 'array', default=[])):
+    for i, entry in enumerate(spec.get('nics') or []):
         p = f'{s}.nics[{i}]'
-        if not isinstance(entry, dict):
-            raise spec_error(p, 'must be an object.')
-        known_fields(entry, p, ('id', 'mac', 'switch', 'vlan'))
-        port = read(entry, p, 'id', 'string', required=True)
-        if not port.strip():
-            raise spec_error(f'{p}.id', 'must not be empty.')
+        port = entry['id']
         if any(n['id'].lower() == port.lower() for n in plan.nics):
             raise spec_error(f'{p}.id', f"repeats the port id '{port}'.")
-        mac_text = read(entry, p, 'mac', 'string', required=True)
-        mac = hyperv_mac(mac_text)
+        mac = hyperv_mac(entry['mac'])
         if mac is None:
-            raise spec_error(f'{p}.mac', f"is not a MAC address: '{mac_text}'.")
-        switch_name = read(entry, p, 'switch', 'string', nullable=True)
-        vlan = read(entry, p, 'vlan', 'integer', nullable=True)
-        if vlan is not None:
-            in_range(f'{p}.vlan', vlan, 1, 4094)
-        plan.nics.append({'id': port, 'mac': mac, 'switch': switch_name, 'vlan': vlan})
-    for i, entry in enumerate(read(spec, s, 'serial_ports', 'array', default=[])):
+            raise spec_error(f'{p}.mac', f"is not a MAC address: '{entry['mac']}'.")
+        plan.nics.append({'id': port, 'mac': mac, 'switch': entry.get('switch'),
+                          'vlan': entry.get('vlan')})
+    for i, entry in enumerate(spec.get('serial_ports') or []):
         p = f'{s}.serial_ports[{i}]'
-        if not isinstance(entry, dict):
-            raise spec_error(p, 'must be an object.')
-        known_fields(entry, p, ('port', 'pipe'))
-        port_number = read(entry, p, 'port', 'integer', required=True)
-        choice(f'{p}.port', port_number, (1, 2))
+        port_number = entry['port']
         if any(sp['number'] == port_number for sp in plan.serial_ports):
             raise spec_error(f'{p}.port', f'repeats COM port {port_number}.')
-        pipe = read(entry, p, 'pipe', 'string', required=True)
-        match = _PIPE.match(pipe)
+        match = _PIPE.match(entry['pipe'])
         if match is None:
-            raise spec_error(f'{p}.pipe', f'must be a pipe name or \\\\.\\pipe\\<name>, got '
-                                          f"'{pipe}'.")
+            raise spec_error(f'{p}.pipe', f'must be a pipe name or \\\\.\\pipe\\<name>, '
+                                          f"got '{entry['pipe']}'.")
         plan.serial_ports.append({'number': port_number,
                                   'path': '\\\\.\\pipe\\' + match.group(1)})
 
@@ -553,10 +452,25 @@ def _create(host: SimHost, plan: Plan, undo: list[tuple[str, str]], created: lis
         host.set_memory(name, plan.startup_mb, dynamic=False)
     if plan.vnuma and plan.vnuma_memory_mb is not None:
         host.set_numa_memory(name, plan.vnuma_memory_mb)
+    if plan.nested_virtualization:
+        host.set_nested_virtualization(name, True)
     if plan.generation == 2:
         host.set_secure_boot(name, plan.secure_boot, plan.secure_boot_template)
     elif host.get_vm(name).scsi_controllers == 0:
         host.add_scsi_controller(name)
+    if plan.assignable_devices:
+        if plan.mmio_space is not None:
+            host.set_mmio_space(name, plan.mmio_space['low_mb'], plan.mmio_space['high_mb'])
+        for location in plan.assignable_devices:
+            try:
+                host.add_assignable_device(name, location)
+            except SimError as exc:
+                raise script_error(f"Cannot assign the device at '{location}' to '{plan.name}': "
+                                   f'{exc.message}', 'ResourceUnavailable',
+                                   'PsDriver.DeviceUnavailable', location) from None
+    if plan.tpm:
+        host.set_local_key_protector(name)
+        host.enable_vtpm(name)
 
     root_drive = None
     for drive in plan.drives:
@@ -577,6 +491,10 @@ def _create(host: SimHost, plan: Plan, undo: list[tuple[str, str]], created: lis
     elif root_drive is not None:
         host.set_first_boot_device(name, root_drive.controller_type,
                                    root_drive.controller_number, root_drive.controller_location)
+    if plan.disk_max_iops is not None:
+        for drive in plan.drives:
+            if drive.drive_type == 'disk' and drive.role in ('root', 'ephemeral', 'swap'):
+                host.set_disk_max_iops(name, drive.path, plan.disk_max_iops)
 
     for nic in plan.nics:
         adapter = host.add_nic(name, nic['id'], switch_name=nic['switch'] or None,
@@ -603,6 +521,12 @@ def spawn(host: SimHost, spec: Any) -> dict[str, Any]:
         except ValueError as exc:
             raise spec_error('spec', f'is a string but not JSON: {exc}') from None
     plan = build_plan(spec)
+    offered = secure_boot_templates(host.config.os_version)
+    if plan.secure_boot and plan.secure_boot_template not in offered:
+        raise script_error(f"Secure boot template '{plan.secure_boot_template}' is not "
+                           f'available on this host (Windows {host.config.os_version}); it '
+                           f'offers {", ".join(offered)}.', 'InvalidArgument',
+                           'PsDriver.SecureBootTemplateUnavailable', plan.secure_boot_template)
     if host.find_vm(plan.name) is not None:
         raise script_error(f"A virtual machine named '{plan.name}' already exists on this "
                            'host.', 'ResourceExists', 'PsDriver.VMExists', plan.name)
@@ -649,7 +573,7 @@ def new_instance(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
 @prepare(NAME)
 def _prepare(host: SimHost, params: dict[str, Any]) -> None:
     """The example's volume, cached image (smaller than the flavor size) and switches."""
-    from psdriver.sim.scenario import add_image, ensure_folder, ensure_switch
+    from psdriver.sim.layout import add_image, ensure_folder, ensure_switch
     spec = params['Spec']
     ensure_folder(host, paths.parent(paths.normalize(spec['instance_dir'])) or
                   spec['instance_dir'])

@@ -1,7 +1,7 @@
 """A stand-in ``pwsh`` executable for testing the local runner without PowerShell.
 
 Put this directory first on PATH: the executable file ``pwsh`` in it runs
-:func:`psdriver.sim.fake_pwsh.stand_in.main`.  See ``stand_in.py`` for the
+:func:`tests.infra.fake_pwsh.stand_in.main`.  See ``stand_in.py`` for the
 conventions it enforces and its test knobs.
 """
 

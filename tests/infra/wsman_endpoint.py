@@ -7,7 +7,10 @@ The PSRP layer is psrpcore's ``ServerRunspacePool``/``ServerPipeline``; this
 module only adds the WS-Man framing, a worker thread per pipeline and the
 fault knobs.
 
-A pipeline's script and parameters go to ``handler(script_text, params)``,
+A pipeline that runs the bridge's loader is resolved first as a runspace
+would (:mod:`tests.infra.runspace`: the text sent with its hash is kept, a
+hash the shell does not hold answers UNKNOWN).  The wrapped script and its
+parameters then go to ``handler(script_text, params)``,
 which returns ``(output_strings, error_messages)``; raising makes the pipeline
 fail (state Failed, no output).  The default handler runs the rendered script
 on the simulated host.  Everything the server saw is recorded
@@ -39,6 +42,8 @@ import psrpcore
 from psrpcore.types import (
     ErrorCategory, ErrorCategoryInfo, ErrorRecord, NETException, PSInvocationState,
 )
+
+from tests.infra.runspace import UNKNOWN, RunspaceScripts
 
 LOG = logging.getLogger(__name__)
 
@@ -190,6 +195,8 @@ class _Shell:
         self.pipes: dict[str, _Pipe] = {}
         self.closed = False
         self.slots: threading.BoundedSemaphore | None = None
+        #: What the bridge's loader has defined in this shell's runspaces.
+        self.scripts = RunspaceScripts()
 
     def flush(self) -> None:
         """Move everything psrpcore has to send into per-target queues (lock held)."""
@@ -225,6 +232,7 @@ class WSManEndpoint:
 
         with WSManEndpoint(username='admin', password='pw', host=SimHost()) as ep:
             runner = PSRPRunner('127.0.0.1', port=ep.port, ssl=False, auth='basic',
+                                insecure_cleartext_basic_auth=True,
                                 username='admin', password='pw', message_encryption='never')
 
     Without ``handler``, pipelines run on the simulated ``host`` (a new
@@ -236,6 +244,9 @@ class WSManEndpoint:
                  handler: Handler | None = None, host: Any = None,
                  certfile: str | None = None, keyfile: str | None = None,
                  port: int = 0, max_receive_wait: float = 2.0) -> None:
+        #: HTTP body bytes received from and sent to clients (benchmarks read them).
+        self.bytes_received = 0
+        self.bytes_sent = 0
         self.username = username
         self._password = password
         self._handler = handler
@@ -331,6 +342,23 @@ class WSManEndpoint:
         self.stop()
 
     # -- introspection -----------------------------------------------------------------------
+
+    def _count(self, received: int = 0, sent: int = 0) -> None:
+        with self._lock:
+            self.bytes_received += received
+            self.bytes_sent += sent
+
+    def forget_scripts(self) -> None:
+        """Every open shell forgets the scripts the loader defined (as new runspaces would)."""
+        with self._lock:
+            shells = list(self._shells.values())
+        for shell in shells:
+            shell.scripts.forget()
+
+    def scripts_defined(self) -> int:
+        """Full script texts received by the loader, over every open shell."""
+        with self._lock:
+            return sum(shell.scripts.defined for shell in self._shells.values())
 
     def action_count(self, action: str) -> int:
         with self._lock:
@@ -616,7 +644,11 @@ class WSManEndpoint:
             outputs: list[str] = []
             errors: list[str] = []
             try:
-                outputs, errors = self._ensure_handler()(seen.script, dict(seen.params))
+                resolved = shell.scripts.resolve(seen.script, dict(seen.params))
+                if resolved is None:
+                    outputs = [UNKNOWN]
+                else:
+                    outputs, errors = self._ensure_handler()(*resolved)
             except Exception as exc:   # the script "threw": a terminating error
                 failure = exc
             with shell.cond:
@@ -708,6 +740,7 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
         self.send_header('Content-Length', str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+        self.server.endpoint._count(sent=len(payload))
 
     def _drop(self) -> None:
         self.close_connection = True
@@ -720,6 +753,7 @@ class _RequestHandler(http.server.BaseHTTPRequestHandler):
         endpoint = self.server.endpoint
         length = int(self.headers.get('Content-Length') or 0)
         raw = self.rfile.read(length) if length else b''
+        self.server.endpoint._count(received=len(raw))
         if self.path.rstrip('/').lower() != '/wsman':
             self._reply(404)
             return
@@ -819,3 +853,66 @@ class _Server(http.server.ThreadingHTTPServer):
         deadline = time.monotonic() + timeout
         for thread in self.connection_threads():
             thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class EndpointProcess:
+    """A :class:`WSManEndpoint` on a simulated host in its own Python process.
+
+    For measurements where the endpoint must not share the caller's CPU time
+    and GIL (the concurrency benchmark); ``delay`` seconds of host work are
+    added to every call of ``script``.  Used as a context manager; ``port``
+    is known once it is entered.
+    """
+
+    def __init__(self, username: str, password: str, certfile: str | None = None,
+                 keyfile: str | None = None, script: str | None = None,
+                 delay: float = 0.0) -> None:
+        self._args = [username, password, certfile or '', keyfile or '', script or '',
+                      str(delay)]
+        self._proc: Any = None
+        self.port = 0
+
+    def __enter__(self) -> EndpointProcess:
+        import os
+        import subprocess
+        import sys
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        self._proc = subprocess.Popen(
+            [sys.executable, '-m', 'tests.infra.wsman_endpoint', *self._args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=root)
+        line = self._proc.stdout.readline().decode().strip()
+        if not line.isdigit():
+            self._proc.kill()
+            raise RuntimeError(f'the endpoint process did not start: {line!r}')
+        self.port = int(line)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        try:
+            self._proc.stdin.close()
+            self._proc.wait(10)
+        except Exception:   # noqa: BLE001 (make sure it is gone)
+            self._proc.kill()
+            self._proc.wait()
+        self._proc.stdout.close()
+
+
+def _serve_in_this_process(argv: list[str]) -> None:
+    """``python -m tests.infra.wsman_endpoint USER PASSWORD CERT KEY SCRIPT DELAY``."""
+    import sys
+
+    from psdriver.sim import SimHost
+    username, password, certfile, keyfile, script, delay = argv
+    host = SimHost()
+    if script and float(delay) > 0:
+        host.faults.delay(script, float(delay), times=None)
+    with WSManEndpoint(username=username, password=password, host=host,
+                       certfile=certfile or None, keyfile=keyfile or None) as endpoint:
+        sys.stdout.write(f'{endpoint.port}\n')
+        sys.stdout.flush()
+        sys.stdin.read()     # until the parent closes stdin
+
+
+if __name__ == '__main__':
+    import sys as _sys
+    _serve_in_this_process(_sys.argv[1:])

@@ -13,6 +13,9 @@ conventions the real bridge depends on, so that passing tests mean something:
   without one in the ANSI code page) and be valid UTF-8; on POSIX it must not
   be readable by group or others.
 
+With ``-s`` it is PowerShell's out-of-process remoting server instead (the
+kept-process runner's ``pwsh -s``): see ``server.py``.
+
 A refused command line exits 64 with a message on stderr, like pwsh.
 Otherwise stdin (the base64 document) is read to EOF and the text and document
 go to ``psdriver.sim.execute_rendered`` on ``SimHost(state_file=$PSDRIVER_SIM_STATE)``
@@ -225,6 +228,11 @@ def main(argv: list[str]) -> int:
     if env.get('FAKE_PWSH_LOG'):
         with open(env['FAKE_PWSH_LOG'], 'a', encoding='utf-8') as fh:
             fh.write(json.dumps({'argv': [sys.argv[0], *argv]}) + '\n')
+    if any(a.lower() == '-s' for a in argv):
+        if _REPO_ROOT not in sys.path:
+            sys.path.insert(0, _REPO_ROOT)
+        from tests.infra.fake_pwsh.server import serve
+        return serve(argv)
     try:
         text = read_script(parse_args(argv))
     except Usage as exc:
