@@ -34,6 +34,7 @@ import copy
 import json
 import os
 import threading
+import weakref
 from typing import Any, Iterable, Iterator, Mapping
 
 from psdriver.sim import paths
@@ -45,8 +46,9 @@ from psdriver.sim.store import (FABRIC_FILE, FORMAT, FileStore, read_fabric,
 from psdriver.sim.storage import ACTIVE_STATES
 
 _FABRICS: dict[str, 'Fabric'] = {}
-#: In-memory hosts (no state file) joined into a fabric, by id().
-_MEMORY_FABRICS: dict[int, 'Fabric'] = {}
+#: In-memory hosts (no state file) joined into a fabric (weak: a host that is gone is
+#: forgotten, and a new host never inherits its fabric).
+_MEMORY_FABRICS: 'weakref.WeakKeyDictionary[SimHost, Fabric]' = weakref.WeakKeyDictionary()
 _FABRICS_LOCK = threading.Lock()
 
 
@@ -82,7 +84,7 @@ class Fabric:
             if host.state_file is not None:
                 raise ValueError(f'{host!r} keeps its state in a file: use Fabric.create')
             fabric._hosts[host.hostname.lower()] = host
-            _MEMORY_FABRICS[id(host)] = fabric
+            _MEMORY_FABRICS[host] = fabric
         return fabric
 
     # -- set-up ------------------------------------------------------------------------
@@ -267,7 +269,7 @@ class Fabric:
 def fabric_of(host: SimHost) -> Fabric | None:
     """The fabric ``host`` belongs to (with ``host`` itself as that member), or None."""
     if host.state_file is None:
-        return _MEMORY_FABRICS.get(id(host))
+        return _MEMORY_FABRICS.get(host)
     directory = os.path.dirname(host.state_file)
     if read_fabric(directory) is None:
         return None
