@@ -28,7 +28,7 @@ from benchmarks import common  # noqa: E402
 
 START_MARK = '<!-- benchmarks:start -->'
 END_MARK = '<!-- benchmarks:end -->'
-MODULES = ('bridge', 'lifecycle', 'scaling')
+MODULES = ('bridge', 'lifecycle', 'scaling', 'migrations')
 
 #: (module name, its tables, seconds it took)
 Result = tuple[str, list[common.Table], float]

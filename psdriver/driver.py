@@ -24,8 +24,8 @@ from psdriver import coordination
 from psdriver.bridge import errors as bridge_errors
 from psdriver.bridge import factory
 from psdriver.ops import (
-    errors, eventhandler, hostops, imagecache, instancefeatures, maintenanceops, serialconsoleops,
-    vifops, vmops, volumeops)
+    errors, eventhandler, hostfiles, hostops, imagecache, instancefeatures, livemigrationops,
+    maintenanceops, migrationops, serialconsoleops, snapshotops, vifops, vmops, volumeops)
 
 LOG = logging.getLogger(__name__)
 CONF = psdriver.conf.CONF
@@ -39,6 +39,7 @@ class HyperVDriver(driver.ComputeDriver):
         driver.ComputeDriver.capabilities,
         has_imagecache=True,
         supports_evacuate=False,
+        supports_migrate_to_same_host=True,
         supports_attach_interface=True,
         supports_device_tagging=False,
         supports_tagged_attach_interface=False,
@@ -67,6 +68,11 @@ class HyperVDriver(driver.ComputeDriver):
         self._bridge = None
         self._hostops: hostops.HostOps | None = None
         self._vmops: vmops.VMOps | None = None
+        self._snapshotops: snapshotops.SnapshotOps | None = None
+        self._migrationops: migrationops.MigrationOps | None = None
+        self._livemigrationops: livemigrationops.LiveMigrationOps | None = None
+        #: Volume connections (attach/detach, migrations); None until volume support lands.
+        self._volumeops: Any = None
         self._vifops: vifops.VifOps | None = None
         self._volumeops: volumeops.VolumeOps | None = None
         self._imagecache: imagecache.ImageCache | None = None
@@ -91,6 +97,15 @@ class HyperVDriver(driver.ComputeDriver):
                                   host_info=self._hostops.host_info, volumes=self._volumeops)
         self._serialconsole = serialconsoleops.SerialConsoleOps(bridge, CONF,
                                                                 self._vmops.instance_dir)
+        self._files = hostfiles.for_transport(CONF, bridge)
+        self._snapshotops = snapshotops.SnapshotOps(bridge, CONF, self._files,
+                                                    on_change=self._vmops.invalidate)
+        self._migrationops = migrationops.MigrationOps(bridge, CONF, self._vmops,
+                                                       self._imagecache, self._files,
+                                                       self._volumeops)
+        self._livemigrationops = livemigrationops.LiveMigrationOps(
+            bridge, CONF, self._vmops, self._imagecache, self._vifops, self._files,
+            self._volumeops)
 
     @property
     def bridge(self):
@@ -106,6 +121,21 @@ class HyperVDriver(driver.ComputeDriver):
     def vmops(self) -> vmops.VMOps:
         self._connect()
         return self._vmops
+
+    @property
+    def snapshotops(self) -> snapshotops.SnapshotOps:
+        self._connect()
+        return self._snapshotops
+
+    @property
+    def migrationops(self) -> migrationops.MigrationOps:
+        self._connect()
+        return self._migrationops
+
+    @property
+    def livemigrationops(self) -> livemigrationops.LiveMigrationOps:
+        self._connect()
+        return self._livemigrationops
 
     @property
     def vifops(self) -> vifops.VifOps:
@@ -270,13 +300,105 @@ class HyperVDriver(driver.ComputeDriver):
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True) -> None:
-        self.vmops.destroy(instance, destroy_disks, block_device_info)
+        self._destroy(instance, destroy_disks, block_device_info)
 
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
                 destroy_secrets=True) -> None:
         # Idempotent: whatever destroy left (or a failed spawn) is removed.
-        self.vmops.destroy(instance, destroy_disks, block_device_info)
+        self._destroy(instance, destroy_disks, block_device_info)
+
+    def _destroy(self, instance, destroy_disks: bool, block_device_info=None) -> None:
+        # A snapshot in progress finishes first, unless force_destroy_instances.
+        if CONF.hyperv.force_destroy_instances:
+            self.vmops.destroy(instance, destroy_disks, block_device_info)
+            return
+        with snapshotops.instance_lock(instance.uuid):
+            self.vmops.destroy(instance, destroy_disks, block_device_info)
+
+    def snapshot(self, context, instance, image_id, update_task_state) -> None:
+        self.snapshotops.snapshot(context, instance, image_id, update_task_state)
+
+    # -- resize and cold migration -------------------------------------------------------
+
+    def migrate_disk_and_power_off(self, context, instance, dest, flavor, network_info,
+                                   block_device_info=None, timeout=0, retry_interval=0) -> str:
+        return self.migrationops.migrate_disk_and_power_off(
+            context, instance, dest, flavor, network_info, block_device_info, timeout,
+            retry_interval)
+
+    def finish_migration(self, context, migration, instance, disk_info, network_info,
+                         image_meta, resize_instance, allocations, block_device_info=None,
+                         power_on=True, share_info=None) -> None:
+        self.migrationops.finish_migration(context, migration, instance, disk_info,
+                                           network_info, image_meta, resize_instance,
+                                           block_device_info, power_on)
+
+    def confirm_migration(self, context, migration, instance, network_info) -> None:
+        self.migrationops.confirm_migration(context, migration, instance)
+
+    def finish_revert_migration(self, context, instance, network_info, migration,
+                                block_device_info=None, power_on=True,
+                                share_info=None) -> None:
+        self.migrationops.finish_revert_migration(context, instance, network_info, migration,
+                                                  block_device_info, power_on)
+
+    # -- live migration -------------------------------------------------------------------
+
+    def check_can_live_migrate_destination(self, context, instance, src_compute_info,
+                                           dst_compute_info, block_migration=False,
+                                           disk_over_commit=False):
+        return self.livemigrationops.check_can_live_migrate_destination(
+            context, instance, src_compute_info, dst_compute_info, block_migration,
+            disk_over_commit)
+
+    def cleanup_live_migration_destination_check(self, context, dest_check_data) -> None:
+        self.livemigrationops.cleanup_live_migration_destination_check(context,
+                                                                       dest_check_data)
+
+    def check_can_live_migrate_source(self, context, instance, dest_check_data,
+                                      block_device_info=None):
+        return self.livemigrationops.check_can_live_migrate_source(
+            context, instance, dest_check_data, block_device_info)
+
+    def pre_live_migration(self, context, instance, block_device_info, network_info,
+                           disk_info, migrate_data):
+        return self.livemigrationops.pre_live_migration(
+            context, instance, block_device_info, network_info, disk_info, migrate_data)
+
+    def live_migration(self, context, instance, dest, post_method, recover_method,
+                       block_migration=False, migrate_data=None) -> None:
+        self.livemigrationops.live_migration(context, instance, dest, post_method,
+                                             recover_method, block_migration, migrate_data)
+
+    def post_live_migration(self, context, instance, block_device_info,
+                            migrate_data=None) -> None:
+        self.livemigrationops.post_live_migration(context, instance, block_device_info,
+                                                  migrate_data)
+
+    def post_live_migration_at_source(self, context, instance, network_info) -> None:
+        self.vifops.unplug(instance, network_info)
+
+    def post_live_migration_at_destination(self, context, instance, network_info,
+                                           block_migration=False,
+                                           block_device_info=None) -> None:
+        self.livemigrationops.post_live_migration_at_destination(
+            context, instance, network_info, block_migration, block_device_info)
+
+    def rollback_live_migration_at_destination(self, context, instance, network_info,
+                                               block_device_info, destroy_disks=True,
+                                               migrate_data=None) -> None:
+        self.livemigrationops.rollback_live_migration_at_destination(
+            context, instance, network_info, block_device_info, destroy_disks, migrate_data)
+
+    def check_instance_shared_storage_local(self, context, instance):
+        return self.livemigrationops.check_instance_shared_storage_local(context, instance)
+
+    def check_instance_shared_storage_remote(self, context, data) -> bool:
+        return self.livemigrationops.check_instance_shared_storage_remote(context, data)
+
+    def check_instance_shared_storage_cleanup(self, context, data) -> None:
+        self.livemigrationops.check_instance_shared_storage_cleanup(context, data)
 
     def reboot(self, context, instance, network_info, reboot_type, block_device_info=None,
                bad_volumes_callback=None, accel_info=None, share_info=None) -> None:

@@ -47,6 +47,14 @@ def flavor() -> objects.Flavor:
                           description=None)
 
 
+def bigger_flavor() -> objects.Flavor:
+    """What the demo resizes to: more vCPUs, memory and root disk."""
+    return objects.Flavor(id=2, flavorid='2', name='demo.medium', vcpus=4, memory_mb=4096,
+                          root_gb=20, ephemeral_gb=0, swap=0, rxtx_factor=1.0,
+                          vcpu_weight=0, is_public=True, disabled=False, extra_specs={},
+                          description=None)
+
+
 def vif(port: str, mac: str, network_id: str) -> network_model.VIF:
     """A Neutron port bound by the Neutron Hyper-V L2 service (``vif_type = hyperv``)."""
     subnet = network_model.Subnet(

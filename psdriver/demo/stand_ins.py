@@ -7,7 +7,8 @@ answered here, while :func:`local_lookups` is active:
 * **Glance**: ``nova.virt.images.IMAGE_API`` (what ``images.fetch`` and
   ``images.get_info`` use) is a :class:`GlanceStandIn` that serves the bytes of
   one small VHDX image (:func:`psdriver.sim.image_files.vhdx`); the image
-  cache inspects them exactly as it does a real download.
+  cache inspects them exactly as it does a real download; a snapshot's
+  upload is kept in memory.
 * **Nova's database**: ``BlockDeviceMappingList.get_by_instance_uuid``, which
   the config drive's ``InstanceMetadata`` calls, returns the instance's one
   block device mapping (the image on the local root disk), as the database
@@ -58,6 +59,16 @@ class GlanceStandIn:
         self._image = image
         #: Image ids downloaded, in order (the demo reports them).
         self.downloads: list[str] = []
+        #: Image id -> (metadata, bytes) of what snapshots uploaded.
+        self.uploads: dict[str, tuple[dict[str, Any], bytes]] = {}
+
+    def update(self, context: Any, image_id: str, metadata: dict[str, Any], data: Any = None,
+               purge_props: bool = True) -> dict[str, Any]:
+        """A snapshot's upload: kept in memory."""
+        content = b''.join(iter(lambda: data.read(1024 * 1024), b'')) if data is not None \
+            else b''
+        self.uploads[image_id] = (dict(metadata), content)
+        return {'id': image_id, 'status': 'active', 'size': len(content), **metadata}
 
     def _known(self, image_id: str) -> DemoImage:
         if image_id != self._image.id:

@@ -44,6 +44,9 @@ class World:
     nodename: str = ''
     #: The attached volumes, as the block device mappings nova-compute keeps.
     volumes: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    #: Set by the resize steps: the flavor resized to and migrate_disk_and_power_off's answer.
+    new_flavor: Any = None
+    disk_info: str = ''
 
     def block_device_info(self) -> dict[str, Any]:
         """``driver.get_block_device_info``: a boot from image with the attached volumes."""
@@ -288,6 +291,61 @@ def get_instance_diagnostics(w: World) -> str:
             f'{diags.num_nics} NIC, config drive {"yes" if diags.config_drive else "no"}')
 
 
+def snapshot(w: World) -> str:
+    from nova.virt import images
+    states: list[str] = []
+    image_id = nova_objects.demo_uuid('snapshot')
+    w.driver.snapshot(w.context, w.instance, image_id,
+                      lambda task_state, expected_state=None: states.append(task_state))
+    metadata, data = images.IMAGE_API.uploads[image_id]
+    return (f"{metadata['disk_format']} image of {len(data)} bytes uploaded as {image_id}; "
+            f"task states {' -> '.join(states)}")
+
+
+def _snapshot_gone(w: World) -> None:
+    vm = w.vm()
+    if vm is None or vm.snapshots or vm.state != 'Running':
+        raise StepCheckFailed('the instance should run on, without a checkpoint')
+    folder = w.conf.instances_path + '\\_snapshots'
+    if w.host.exists(folder) and w.host.list_dir(folder):
+        raise StepCheckFailed(f'the image file was left in {folder}')
+
+
+def resize(w: World) -> str:
+    """``resize_instance`` on the source (here the same host: allow_resize_to_same_host)."""
+    w.new_flavor = nova_objects.bigger_flavor()
+    w.disk_info = w.driver.migrate_disk_and_power_off(
+        w.context, w.instance, w.conf.host, w.new_flavor, w.network_info,
+        w.block_device_info(), w.conf.shutdown_timeout, w.conf.compute.shutdown_retry_interval)
+    return f'VM removed, its disks kept in {w.instance.name}_revert and copied for the resize'
+
+
+def finish_resize(w: World) -> str:
+    w.instance.old_flavor, w.instance.flavor = w.instance.flavor, w.new_flavor
+    w.driver.finish_migration(w.context, None, w.instance, w.disk_info, w.network_info,
+                              w.image_meta, True, {}, w.block_device_info(), True)
+    vm = w.vm()
+    return f'{vm.processor_count} vCPUs, {vm.memory_startup_mb} MB; ' + sync_power_state(w)
+
+
+def _resized(w: World) -> None:
+    vm = w.vm()
+    root = w.host.get_vhd(vm.drives[0].path).vhd.size // 1024 ** 3 if vm and vm.drives else 0
+    if vm is None or (vm.processor_count, root) != (4, 20):
+        raise StepCheckFailed('the VM should have 4 vCPUs and a 20 GB root disk')
+
+
+def confirm_resize(w: World) -> str:
+    w.driver.confirm_migration(w.context, None, w.instance, w.network_info)
+    return 'the files kept for a revert are deleted'
+
+
+def _revert_folder_gone(w: World) -> None:
+    folder = w.conf.instances_path + '\\' + w.instance.name + '_revert'
+    if w.host.exists(folder):
+        raise StepCheckFailed(f'{folder} is still there')
+
+
 def destroy(w: World) -> str:
     w.driver.destroy(w.context, w.instance, w.network_info,
                      block_device_info=w.block_device_info(), destroy_disks=True)
@@ -333,6 +391,12 @@ STEPS: list[Step] = [
          None, volumes_on_host(0, 1)),
     Step('get_console_output', 'the serial console log', get_console_output),
     Step('get_instance_diagnostics', 'diagnostics', get_instance_diagnostics),
+    Step('snapshot_instance', 'an image of the running instance, to Glance', snapshot,
+         RUNNING, _snapshot_gone),
+    Step('resize_instance', 'resize to demo.medium: shut down, keep the disks', resize),
+    Step('finish_resize', 'the VM again, bigger, over the same disks', finish_resize,
+         RUNNING, _resized),
+    Step('confirm_resize', 'confirm the resize', confirm_resize, None, _revert_folder_gone),
     Step(DELETE, 'delete (the SMB volume still attached)', destroy, None, _gone),
     Step(STOP, 'nova-compute stops', cleanup_host),
 ]

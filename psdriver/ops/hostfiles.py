@@ -24,15 +24,17 @@ of a crash are removed the next time the same image is downloaded.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import errno
+import io
 import ntpath
 import os
 import shutil
 import tempfile
 import threading
 import uuid
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable, Iterator
 
 from nova import exception
 from oslo_log import log as logging
@@ -69,11 +71,36 @@ def _is_partial_of(name: str, stem: str) -> bool:
     return name.lower().startswith((stem + PARTIAL_MARK).lower())
 
 
+def peer_unc(server: str, share: str, instances_path: str, host_path: str) -> str:
+    """``host_path`` (under ``instances_path``) of another Hyper-V host, as a UNC path.
+
+    ``share`` is ``[hyperv] instances_path_share`` (the same on every host, as
+    compute-hyperv assumed); empty means the administrative share of the
+    drive (``\\\\server\\C$\\...``), as compute-hyperv used.
+    """
+    norm = ntpath.normpath(host_path.replace('/', '\\'))
+    if norm.startswith('\\\\'):
+        return norm                    # shared storage: the same path everywhere
+    share = (share or '').strip().strip('\\/')
+    if not share:
+        drive, rest = ntpath.splitdrive(norm)
+        return f'\\\\{server}\\{drive[0].upper()}$' + rest
+    base = ntpath.normpath(instances_path.replace('/', '\\')).rstrip('\\')
+    if norm.lower() != base.lower() and not norm.lower().startswith(base.lower() + '\\'):
+        raise ImageTransferError(path=host_path, reason=f'it is not under instances_path {base}')
+    rest = norm[len(base):].lstrip('\\')
+    root = f'\\\\{server}\\{share.split(chr(92))[-1]}'
+    return ntpath.join(root, rest) if rest else root
+
+
 class HostFiles(abc.ABC):
     """Moves finished downloads into the host's image cache folder."""
 
     #: Path flavour of host paths; the cache builds its paths with it.
     path: Any = ntpath
+    #: ``[hyperv] instances_path_share`` and ``instances_path`` (for copies to peers).
+    share: str = ''
+    instances_path: str = ''
 
     @abc.abstractmethod
     def stage(self, host_dir: str, stem: str) -> str:
@@ -102,6 +129,25 @@ class HostFiles(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release connections (SMB sessions)."""
+
+    # -- the way back: files the host made (snapshot images) ---------------------------
+
+    @abc.abstractmethod
+    def open_read(self, host_path: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        """Read a file of the host (an image the host wrote) from this machine."""
+
+    @abc.abstractmethod
+    def remove(self, host_path: str) -> None:
+        """Delete a file of the host; a file already gone is fine."""
+
+    @abc.abstractmethod
+    def copy_to_peer(self, host_paths: list[str], peer: str, peer_folder: str) -> int:
+        """Copy files of this host into ``peer_folder`` of the Hyper-V host ``peer``.
+
+        ``peer_folder`` is a path as ``peer`` sees it (under its
+        instances_path); the files go over SMB to ``peer``'s
+        ``instances_path_share``.  Returns the bytes copied.
+        """
 
 
 class LocalFiles(HostFiles):
@@ -132,6 +178,29 @@ class LocalFiles(HostFiles):
             raise ImageTransferError(path=host_path, reason=str(exc)) from exc
 
 
+    def open_read(self, host_path: str) -> contextlib.AbstractContextManager[BinaryIO]:
+        try:
+            return open(host_path, 'rb')
+        except OSError as exc:
+            raise ImageTransferError(path=host_path, reason=str(exc)) from exc
+
+    def remove(self, host_path: str) -> None:
+        self.discard(host_path)
+
+    def copy_to_peer(self, host_paths: list[str], peer: str, peer_folder: str) -> int:
+        """nova-compute runs on the Hyper-V host: a Windows SMB copy to the peer's share."""
+        target = peer_unc(peer, self.share, self.instances_path, peer_folder)
+        copied = 0
+        try:
+            os.makedirs(target, exist_ok=True)
+            for path in host_paths:
+                shutil.copyfile(path, ntpath.join(target, ntpath.basename(path)))
+                copied += os.path.getsize(path)
+        except OSError as exc:
+            raise ImageTransferError(path=target, reason=str(exc)) from exc
+        return copied
+
+
 class _StagedLocally(HostFiles):
     """Downloads go to a local staging folder first (the host is elsewhere)."""
 
@@ -156,9 +225,11 @@ class RunnerFiles(_StagedLocally):
     """
 
     def __init__(self, put_file: Callable[[str, dict[str, Any]], bool],
-                 staging_dir: str | None = None) -> None:
+                 staging_dir: str | None = None, runner: Any = None) -> None:
         super().__init__(staging_dir)
         self._put_file = put_file
+        #: The runner's ``read_file``, ``remove_file`` and ``copy_file_to`` (the way back).
+        self._runner = runner
 
     def publish(self, staged: str, host_path: str, info: ImageFileInfo) -> None:
         try:
@@ -168,6 +239,27 @@ class RunnerFiles(_StagedLocally):
             raise ImageTransferError(path=host_path, reason=exc.reason) from exc
         finally:
             self.discard(staged)
+
+    def _runner_call(self, name: str, path: str, *args: Any) -> Any:
+        method = getattr(self._runner, name, None)
+        if method is None:
+            raise ImageTransferError(path=path, reason=f'the runner has no {name}')
+        try:
+            return method(*args)
+        except bridge_errors.BridgeError as exc:
+            raise ImageTransferError(path=path, reason=exc.reason) from exc
+
+    @contextlib.contextmanager
+    def open_read(self, host_path: str) -> Iterator[BinaryIO]:
+        yield io.BytesIO(self._runner_call('read_file', host_path, host_path))
+
+    def remove(self, host_path: str) -> None:
+        self._runner_call('remove_file', host_path, host_path)
+
+    def copy_to_peer(self, host_paths: list[str], peer: str, peer_folder: str) -> int:
+        """Through the management node: this host's share to the peer's."""
+        target = peer_unc(peer, self.share, self.instances_path, peer_folder)
+        return self._runner_call('copy_files_to', target, host_paths, target)
 
 
 class SmbFiles(_StagedLocally):
@@ -304,6 +396,58 @@ class SmbFiles(_StagedLocally):
             if getattr(exc, 'errno', None) != errno.ENOENT:
                 LOG.warning('Cannot remove %s: %s', unc, exc)
 
+    @contextlib.contextmanager
+    def open_read(self, host_path: str) -> Iterator[BinaryIO]:
+        import smbclient
+        from smbprotocol import exceptions as smb_exc
+
+        unc = self.unc_path(host_path)
+        try:
+            self._register(unc)
+            handle = smbclient.open_file(unc, mode='rb', **self._kwargs())
+        except (OSError, smb_exc.SMBException, ValueError) as exc:
+            raise ImageTransferError(path=unc, reason=f'{type(exc).__name__}: {exc}') from None
+        with handle:
+            yield handle
+
+    def remove(self, host_path: str) -> None:
+        self._register(self.unc_path(host_path))
+        self._remove_quietly(self.unc_path(host_path))
+
+    def copy_to_peer(self, host_paths: list[str], peer: str, peer_folder: str) -> int:
+        """Through this management node: read this host's share, write the peer's share.
+
+        The same credentials open both (one service account that administers
+        every Hyper-V host); no delegation between the hosts is needed.
+        """
+        import smbclient
+        from smbprotocol import exceptions as smb_exc
+
+        target = peer_unc(peer, self._share, self._instances_path, peer_folder)
+        kwargs = self._kwargs()
+        copied = 0
+        try:
+            smbclient.register_session(
+                peer, username=self._username, password=self._password, port=self._port,
+                connection_timeout=self._connection_timeout, connection_cache=self._cache,
+                auth_protocol=self._auth_protocol)
+            smbclient.makedirs(target, exist_ok=True, **kwargs)
+            for path in host_paths:
+                source = self.unc_path(path)
+                self._register(source)
+                with smbclient.open_file(source, mode='rb', **kwargs) as src, \
+                        smbclient.open_file(ntpath.join(target, ntpath.basename(path)),
+                                            mode='wb', **kwargs) as dst:
+                    while True:
+                        chunk = src.read(SMB_CHUNK)
+                        if not chunk:
+                            break
+                        dst.write(chunk)
+                        copied += len(chunk)
+        except (OSError, smb_exc.SMBException, ValueError) as exc:
+            raise ImageTransferError(path=target, reason=f'{type(exc).__name__}: {exc}') from None
+        return copied
+
     def close(self) -> None:
         import smbclient
 
@@ -320,13 +464,18 @@ _SMB_AUTH = {'ntlm': 'ntlm', 'kerberos': 'kerberos'}
 def for_transport(conf: Any, bridge: Any) -> HostFiles:
     """The HostFiles of ``[powershell] transport``."""
     transport = conf.powershell.transport
+    files: HostFiles | None = None
     if transport == 'local':
-        return LocalFiles()
-    if transport == 'sim':
+        files = LocalFiles()
+    elif transport == 'sim':
         put_file = getattr(bridge.runner, 'put_file', None)
         if put_file is None:
             raise ValueError('[powershell] transport = sim: the runner takes no files')
-        return RunnerFiles(put_file)
+        files = RunnerFiles(put_file, runner=bridge.runner)
+    if files is not None:
+        files.share = conf.hyperv.instances_path_share
+        files.instances_path = conf.instances_path
+        return files
     if transport == 'psrp':
         opts = conf.powershell
         return SmbFiles(opts.psrp_host, conf.hyperv.instances_path_share, conf.instances_path,

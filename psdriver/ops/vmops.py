@@ -253,14 +253,7 @@ class VMOps:
                                    network_info)
         # Ports Neutron has not bound yet: create the VM off, wait, then start it.
         events = self._vif_wait.events(network_info) if power_on else []
-        attached: list[dict[str, Any]] = []
-        if volumes:
-            connected = self._volumes.connect_volumes(instance, block_device_info, attach=False)
-            for volume, found in zip(volumes, connected, strict=True):
-                where = {'path': found['path']} if found['path'] else \
-                    {'disk_number': found['disk_number']}
-                attached.append(dict(where, boot=self._volumes.is_boot(volume,
-                                                                       block_device_info)))
+        attached = self._connected_volumes(instance, block_device_info)
 
         def create(image: CachedImage | None, last_try: bool) -> dict[str, Any]:
             root = self._root_spec(instance, image) if image is not None else None
@@ -322,6 +315,59 @@ class VMOps:
         try:
             with SpawnErrors(instance):
                 result = self._bridge.call('Set-InstancePowerState', params)
+        finally:
+            self.invalidate()
+        self._warn_no_logger(instance, result.get('console_logger'))
+        return result
+
+    def _connected_volumes(self, instance: Any, block_device_info: Any) -> list[dict[str, Any]]:
+        """Connect the instance's volumes to this host; New-Instance's ``spec.volumes``."""
+        volumes = self._volumes.volumes(block_device_info)
+        if not volumes:
+            return []
+        connected = self._volumes.connect_volumes(instance, block_device_info, attach=False)
+        return [dict({'path': found['path']} if found['path'] else
+                     {'disk_number': found['disk_number']},
+                     boot=self._volumes.is_boot(volume, block_device_info))
+                for volume, found in zip(volumes, connected, strict=True)]
+
+    def create_from_disks(self, context: Any, instance: Any, image_meta: Any,
+                          network_info: Any, block_device_info: Any, power_on: bool,
+                          generation: int, root_format: str | None,
+                          root_size_gb: int | None) -> dict[str, Any]:
+        """New-Instance over the disk files already in the instance folder.
+
+        What a migration, a resize and their revert need: the root,
+        ephemeral and swap files there are reused as they are (New-Instance
+        keeps existing files); the VM, its NICs and config drive are made
+        for the instance's current flavor.
+        """
+        root = None
+        if root_format:
+            root = {'source': None, 'cow': False, 'format': root_format,
+                    'size_gb': root_size_gb, 'controller': None}
+        spec = self._spec(instance, image_meta, generation, root, network_info,
+                          block_device_info, power_on)
+        spec['config_drive'] = self._config_drive(context, instance, [], None, network_info)
+        # The same VM features as spawn gives (the flavor may have changed them).
+        spec.update(self._feature_spec(instance, spec))
+        spec['tpm'] = instancefeatures.tpm_spec(
+            instance, image_meta, secure_boot(instance, image_meta, generation),
+            self._host_facts)
+        spec.update(pciops.device_spec(instance, self._pci_host_info))
+        spec['serial_ports'] = spec['serial_ports'] + \
+            serialconsoleops.serial_port_specs(self._conf, instance)
+        # The instance's volumes, connected to this host and attached as spawn attaches them.
+        attached = self._connected_volumes(instance, block_device_info)
+        if attached:
+            spec['volumes'] = attached
+        try:
+            with SpawnErrors(instance):
+                result = self._bridge.call('New-Instance', {'Spec': spec})
+        except Exception:
+            with excutils.save_and_reraise_exception():
+                if attached:
+                    self._volumes.disconnect_volumes(instance, block_device_info)
         finally:
             self.invalidate()
         self._warn_no_logger(instance, result.get('console_logger'))

@@ -23,6 +23,7 @@ exception is a simulator bug and propagates.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import importlib
@@ -54,6 +55,9 @@ class Handler:
     #: Read-only handlers never save the state file (cheaper with many VMs).
     readonly: bool = False
     prepare: PrepareFunc | None = None
+    #: Runs on several hosts: the handler takes its own fabric transaction
+    #: (psdriver.sim.fabric), which locks every host in one order.
+    crosses_hosts: bool = False
 
 
 _HANDLERS: dict[str, Handler] = {}
@@ -62,12 +66,13 @@ _loaded = False
 _load_lock = threading.Lock()
 
 
-def handler(name: str, *, readonly: bool = False) -> Callable[[HandlerFunc], HandlerFunc]:
+def handler(name: str, *, readonly: bool = False,
+            crosses_hosts: bool = False) -> Callable[[HandlerFunc], HandlerFunc]:
     """Register ``func(host, params) -> result`` as the simulation of script ``name``."""
     def register(func: HandlerFunc) -> HandlerFunc:
         if name in _HANDLERS and _HANDLERS[name].func is not func:
             raise ValueError(f'two simulator handlers for {name}')
-        _HANDLERS[name] = Handler(name, func, readonly, _PREPARES.get(name))
+        _HANDLERS[name] = Handler(name, func, readonly, _PREPARES.get(name), crosses_hosts)
         return func
     return register
 
@@ -227,7 +232,7 @@ def execute_rendered(text: str, document: str, host: Any = None, *,
                                 target=rule.target)
     try:
         params = bind_parameters(name, decode_document(document))
-        with host.transaction(write=not entry.readonly):
+        with _handler_transaction(host, entry):
             result = entry.func(host, params)
     except SimError as exc:
         return _error_envelope(exc)
@@ -252,5 +257,12 @@ def run_prepared(host: Any, name: str, params: dict[str, Any]) -> Any:
     bound = bind_parameters(name, params)
     if entry.prepare is not None:
         entry.prepare(host, dict(bound))
-    with host.transaction(write=not entry.readonly):
+    with _handler_transaction(host, entry):
         return entry.func(host, bound)
+
+
+def _handler_transaction(host: Any, entry: Handler) -> Any:
+    """The host's transaction, or none for a handler that locks several hosts itself."""
+    if entry.crosses_hosts:
+        return contextlib.nullcontext()
+    return host.transaction(write=not entry.readonly)

@@ -34,6 +34,7 @@ import copy
 import json
 import os
 import threading
+import weakref
 from typing import Any, Iterable, Iterator, Mapping
 
 from psdriver.sim import paths
@@ -45,6 +46,9 @@ from psdriver.sim.store import (CLUSTER_FILE, FABRIC_FILE, FORMAT, FileStore, re
 from psdriver.sim.storage import ACTIVE_STATES
 
 _FABRICS: dict[str, 'Fabric'] = {}
+#: In-memory hosts (no state file) joined into a fabric (weak: a host that is gone is
+#: forgotten, and a new host never inherits its fabric).
+_MEMORY_FABRICS: 'weakref.WeakKeyDictionary[SimHost, Fabric]' = weakref.WeakKeyDictionary()
 _FABRICS_LOCK = threading.Lock()
 
 
@@ -61,13 +65,27 @@ def network_path_not_found(path: str) -> SimError:
 class Fabric:
     """The hosts whose state files share ``directory``."""
 
-    def __init__(self, directory: str) -> None:
-        self.directory = os.path.abspath(directory)
+    def __init__(self, directory: str | None) -> None:
+        self.directory = os.path.abspath(directory) if directory else None
+        self._hosts: dict[str, SimHost] = {}
+        self.shared_roots: list[str] = []
+        if self.directory is None:
+            return
         layout = read_fabric(self.directory)
         if layout is None:
             raise ValueError(f'{directory} holds no {FABRIC_FILE}')
-        self.shared_roots: list[str] = list(layout.get('shared_volumes', []))
-        self._hosts: dict[str, SimHost] = {}
+        self.shared_roots = list(layout.get('shared_volumes', []))
+
+    @classmethod
+    def in_memory(cls, *hosts: SimHost) -> 'Fabric':
+        """In-memory hosts that see each other (no shared volumes): for quick tests."""
+        fabric = cls(None)
+        for host in hosts:
+            if host.state_file is not None:
+                raise ValueError(f'{host!r} keeps its state in a file: use Fabric.create')
+            fabric._hosts[host.hostname.lower()] = host
+            _MEMORY_FABRICS[host] = fabric
+        return fabric
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -94,9 +112,13 @@ class Fabric:
         return fabric
 
     def state_file(self, hostname: str) -> str:
+        if self.directory is None:
+            raise ValueError('an in-memory fabric has no state files')
         return os.path.join(self.directory, f'{hostname.lower()}.json')
 
     def hostnames(self) -> list[str]:
+        if self.directory is None:
+            return sorted(self._hosts)
         names = []
         for entry in sorted(os.listdir(self.directory)):
             if entry.endswith('.json') and entry not in (FABRIC_FILE, CLUSTER_FILE) \
@@ -108,6 +130,8 @@ class Fabric:
         """The member named ``hostname`` (case-insensitive; an FQDN's first label counts)."""
         name = hostname.split('.')[0].lower()
         host = self._hosts.get(name)
+        if host is None and self.directory is None:
+            raise network_path_not_found(f'\\\\{hostname}')
         if host is None:
             state_file = self.state_file(name)
             if not os.path.exists(state_file):
@@ -117,7 +141,8 @@ class Fabric:
 
     def adopt(self, host: SimHost) -> None:
         """Use this object for its host (the one a handler was given), not a second one."""
-        self._hosts[os.path.basename(host.state_file or '')[:-5].lower()] = host
+        if host.state_file is not None:
+            self._hosts[os.path.basename(host.state_file)[:-5].lower()] = host
 
     # -- several hosts at once -----------------------------------------------------------
 
@@ -131,15 +156,14 @@ class Fabric:
         inside keeps what was done, as a host's own transaction does.
         """
         unique = {id(h): h for h in hosts}.values()
-        ordered = sorted(unique, key=lambda h: h.state_file or '')
-        if any(h.state_file is None for h in ordered):
-            raise ValueError('hosts of a fabric keep their state in files')
+        ordered = sorted(unique, key=lambda h: h.state_file or h._state.config.hostname.lower())
         with contextlib.ExitStack() as stack:
             volume_stores: dict[str, FileStore] = {}
             for host in ordered:
                 stack.enter_context(host._lock)
-                stack.enter_context(FileStore.locked(host._store))
-                volume_stores.update(getattr(host._store, 'shared', {}))
+                if host._store is not None:
+                    stack.enter_context(FileStore.locked(host._store))
+                    volume_stores.update(getattr(host._store, 'shared', {}))
             for key in sorted(volume_stores):
                 stack.enter_context(volume_stores[key].locked())
             for host in ordered:
@@ -165,6 +189,12 @@ class Fabric:
             me = state.config.hostname
         server, share_name = norm[2:].split('\\')[:2]
         peer = self.host(server)
+        rest = norm[len(paths.root(norm)):].lstrip('\\')
+        if len(share_name) == 2 and share_name[1] == '$' and share_name[0].isalpha():
+            # The administrative share of a drive (C$): administrators only, which
+            # the accounts psdriver uses are.
+            drive = share_name[0].upper() + ':\\'
+            return peer, paths.join(drive, rest) if rest else drive
         share = peer.smb_share(share_name)
         if share is None:
             raise network_path_not_found(norm)
@@ -172,7 +202,6 @@ class Fabric:
         allowed = {p.lower().split('\\')[-1] for p in share.full_access}
         if share.full_access and who.split('\\')[-1] not in allowed and 'everyone' not in allowed:
             raise access_denied(norm)
-        rest = norm[len(paths.root(norm)):].lstrip('\\')
         return peer, paths.join(share.path, rest) if rest else share.path
 
     def is_shared(self, host: SimHost, path: str) -> bool:
@@ -200,6 +229,11 @@ class Fabric:
                                     overwrite=overwrite)
             entry.content = src.content
             return entry
+
+    def make_dir(self, host: SimHost, path: str) -> FileEntry:
+        """``New-Item -ItemType Directory`` of a path seen from ``host`` (a UNC path too)."""
+        owner, local = self.resolve(host, path)
+        return owner.make_dir(local)
 
     # -- VMs across hosts -------------------------------------------------------------
 
@@ -235,7 +269,7 @@ class Fabric:
 def fabric_of(host: SimHost) -> Fabric | None:
     """The fabric ``host`` belongs to (with ``host`` itself as that member), or None."""
     if host.state_file is None:
-        return None
+        return _MEMORY_FABRICS.get(host)
     directory = os.path.dirname(host.state_file)
     if read_fabric(directory) is None:
         return None

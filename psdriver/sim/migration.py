@@ -12,7 +12,7 @@ import ipaddress
 from psdriver.sim import paths
 from psdriver.sim.errors import CIM_EXCEPTION, SimError, invalid_argument
 from psdriver.sim.hostpower import HostPowerRules
-from psdriver.sim.state import MigrationSettings, SmbShare
+from psdriver.sim.state import MigrationSettings, SmbShare, Vm
 from psdriver.sim.txn import reads, writes
 
 AUTH_TYPES = ('CredSSP', 'Kerberos')
@@ -118,3 +118,70 @@ class MigrationRules(HostPowerRules):
         return [a for a in addresses
                 if any(ipaddress.ip_address(a) in n for n in nets
                        if n.version == ipaddress.ip_address(a).version)]
+
+
+# -- what Move-VM refuses -----------------------------------------------------------------
+
+def _short(name: str) -> str:
+    return name.split('.')[0].lower()
+
+
+def live_migration_refusal(src: MigrationRules, dst: MigrationRules, vm: Vm,
+                           include_storage: bool) -> str | None:
+    """Why Hyper-V refuses to live migrate ``vm`` from ``src`` to ``dst``; None if it does not.
+
+    Call inside a transaction holding both hosts.  The rules (Hyper-V's
+    live migration requirements): migration enabled on both hosts, the
+    same authentication protocol (Kerberos: both in a domain and the
+    source trusted to delegate to the destination), a migration network on
+    each, the same processor vendor (always) and, for a running VM without
+    processor compatibility mode, no processor feature the destination
+    lacks, the VM's configuration version supported there, every switch
+    its NICs use present there, and no pass-through disk unless the
+    storage is shared.
+    """
+    s, d = src._state, dst._state
+    dname = d.config.hostname
+    if not s.migration.enabled:
+        return (f"The Virtual Machine Management Service on '{s.config.hostname}' is not "
+                'configured for live migration (Enable-VMMigration).')
+    if not d.migration.enabled:
+        return (f"The Virtual Machine Management Service on the destination host '{dname}' "
+                'has not been configured for virtual machine migration.')
+    if s.migration.authentication != d.migration.authentication:
+        return (f"'{s.config.hostname}' authenticates migrations with "
+                f"{s.migration.authentication} and '{dname}' with "
+                f'{d.migration.authentication}: the connection could not be authenticated.')
+    if s.migration.authentication == 'Kerberos':
+        if not s.config.domain or s.config.domain.lower() != d.config.domain.lower():
+            return 'Kerberos authentication needs both hosts in the same domain.'
+        if _short(dname) not in {_short(h) for h in s.config.kerberos_delegation}:
+            return ('The Virtual Machine Management Service failed to authenticate the '
+                    'connection for a Virtual Machine migration at the source host: no suitable '
+                    f"credentials available (constrained delegation to '{dname}' is not set "
+                    'up).')
+    for host in (src, dst):
+        if not host.migration_addresses():
+            return (f"'{host._state.config.hostname}' has no network available for live "
+                    'migration (Add-VMMigrationNetwork or UseAnyNetworkForMigration).')
+    if s.config.cpu_vendor != d.config.cpu_vendor:
+        return (f"The virtual machine '{vm.name}' cannot move between processors of different "
+                f'manufacturers ({s.config.cpu_vendor} to {d.config.cpu_vendor}).')
+    if vm.state in ('Running', 'Paused') and not vm.limit_cpu_features:
+        missing = sorted(set(s.config.cpu_features) - set(d.config.cpu_features))
+        if missing:
+            return (f"The virtual machine '{vm.name}' is using processor-specific features not "
+                    f"supported on host '{dname}': {', '.join(missing)} (turn on processor "
+                    'compatibility mode).')
+    version = vm.version or s.config.default_vm_version
+    if version not in d.config.supported_vm_versions:
+        return (f"The virtual machine '{vm.name}' has configuration version {version}, which "
+                f"'{dname}' does not support.")
+    for nic in vm.nics:
+        if nic.switch_name and nic.switch_name.lower() not in d.switches:
+            return (f"Could not find Ethernet switch '{nic.switch_name}' on '{dname}' for "
+                    f"'{vm.name}'.")
+    if include_storage and any(drive.disk_number is not None for drive in vm.drives):
+        return (f"The virtual machine '{vm.name}' has a pass-through disk, which cannot move "
+                'without shared storage.')
+    return None

@@ -55,6 +55,53 @@ class SimRunner:
         """
         return put_image_file(self.host, self.target, host_path, facts)
 
+    def read_file(self, host_path: str) -> bytes:
+        """The bytes of a disk file the host made (a snapshot image), for the way back.
+
+        The simulated host keeps no disk content: this is a blank VHD/VHDX of
+        the same format and virtual size, which Glance and a later spawn take
+        as that image.
+        """
+        from psdriver.sim import image_files
+        try:
+            entry = self.host.get_vhd(host_path)
+        except SimError as exc:
+            raise BridgeTransportError('file download', self.target, exc.message) from None
+        if entry.vhd.format == 'VHDX':
+            return image_files.vhdx(entry.vhd.size)
+        return image_files.dynamic_vhd(entry.vhd.size)
+
+    def remove_file(self, host_path: str) -> None:
+        """Delete a file over the share; a file already gone is fine."""
+        try:
+            with self.host.transaction(write=True):
+                if self.host.exists(host_path):
+                    self.host.remove_item(host_path)
+        except SimError as exc:
+            raise BridgeTransportError('file removal', self.target, exc.message) from None
+
+    def copy_files_to(self, host_paths: list[str], target: str) -> int:
+        """Copy files of this host into ``target``, a UNC folder of another host of its fabric.
+
+        What the management node does over SMB; returns the bytes copied.
+        """
+        from psdriver.sim.fabric import fabric_of
+        fabric = fabric_of(self.host)
+        if fabric is None:
+            raise BridgeTransportError('file copy', self.target,
+                                       'the simulated host shares no fabric with other hosts')
+        copied = 0
+        try:
+            fabric.make_dir(self.host, target)
+            for path in host_paths:
+                entry = fabric.copy_file(self.host, path, self.host,
+                                         ntpath.join(target, ntpath.basename(path)),
+                                         overwrite=True)
+                copied += entry.size
+        except SimError as exc:
+            raise BridgeTransportError('file copy', self.target, exc.message) from None
+        return copied
+
 
 def put_image_file(host: SimHost, target: str, host_path: str, facts: dict[str, Any]) -> bool:
     vhd = None

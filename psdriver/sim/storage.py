@@ -330,6 +330,39 @@ class StorageRules(HostBase):
         return src
 
     @writes
+    def move_dir(self, source: str, destination: str) -> FileEntry:
+        """``Move-Item`` of a folder on its volume: a rename of it and all below it.
+
+        Files held open by an active VM refuse; the destination must not exist.
+        """
+        src = self._require(paths.normalize(source))
+        if not src.is_dir or paths.is_root(src.path):
+            raise invalid_argument(f"'{src.path}' is not a folder that can move.", src.path)
+        dst = paths.normalize(destination)
+        if self._entry(dst) is not None:
+            raise file_exists(dst)
+        self._require_parent_dir(dst)
+        if self._volume_key(dst) != self._volume_key(src.path):
+            raise invalid_argument('Source and destination path must have identical roots. '
+                                   'Move will not work across volumes.', dst)
+        src_key = paths.key(src.path)
+        moving = [(k, e) for k, e in self._state.files.items()
+                  if k == src_key or paths.is_under(k, src_key)]
+        held = self._open_files()
+        for k, entry in moving:
+            if not entry.is_dir and k in held:
+                raise file_in_use(entry.path)
+        # As on Windows: nothing else learns of the move (a VM's drives or a
+        # differencing disk's parent path naming a moved file now point nowhere).
+        old_prefix = src.path
+        for k, _entry in moving:
+            del self._state.files[k]
+        for _k, entry in moving:
+            entry.path = dst + entry.path[len(old_prefix):]
+            self._state.files[paths.key(entry.path)] = entry
+        return self._require(dst)
+
+    @writes
     def remove_item(self, path: str, *, recurse: bool = False) -> None:
         """``Remove-Item``; a folder needs ``recurse`` unless empty; open files refuse."""
         self._settle_merges()
@@ -579,6 +612,42 @@ class StorageRules(HostBase):
                                    entry.path)
         self._check_not_open(entry.path)
         entry.vhd.parent_path = parent.path
+        return entry
+
+    @writes
+    def convert_vhd(self, path: str, destination: str, vhd_type: str = 'Dynamic') -> FileEntry:
+        """``Convert-VHD``: a new standalone disk with the content of the whole chain.
+
+        The source (and its parents) may be in use read-only, as the frozen
+        disk of a checkpoint is; the destination's extension picks the format.
+        """
+        src = self._require_vhd(paths.normalize(path))
+        dst = paths.normalize(destination)
+        fmt = vhd_format(dst)
+        if vhd_type not in ('Dynamic', 'Fixed'):
+            raise invalid_argument(f"'{vhd_type}' is not a VHD type Convert-VHD makes here.",
+                                   dst)
+        if self._entry(dst) is not None:
+            raise file_exists(dst)
+        self._require_parent_dir(dst)
+        if not self.test_vhd(src.path):
+            raise SimError(f"The chain of virtual hard disks of '{src.path}' is broken: a "
+                           'parent is missing.', 'ObjectNotFound', 'ParentNotFound',
+                           IO_EXCEPTION, src.path)
+        self._check_vhd_size(fmt, src.vhd.size, dst)
+        if vhd_type == 'Fixed':
+            size = src.vhd.size + FIXED_OVERHEAD[fmt]
+        else:
+            data = sum(max(0, e.size - EMPTY_VHD_FILE[e.vhd.format])
+                       for e in self.vhd_chain(src.path))
+            size = EMPTY_VHD_FILE[fmt] + min(data, src.vhd.size)
+        self._allocate(dst, size)
+        entry = FileEntry(dst, False, size=size, created=time.time(),
+                          vhd=VhdInfo(format=fmt, vhd_type=vhd_type, size=src.vhd.size,
+                                      disk_identifier=str(uuid.uuid4()).upper(),
+                                      logical_sector_size=src.vhd.logical_sector_size,
+                                      physical_sector_size=src.vhd.physical_sector_size))
+        self._state.files[paths.key(dst)] = entry
         return entry
 
     @writes

@@ -79,6 +79,7 @@ class PsDriverTestBase(integrated_helpers._IntegratedTestBase):
         # The driver's lifecycle poller wakes up often enough for a test.
         self.flags(power_state_event_polling_interval=1, group='hyperv')
         super().setUp()
+        self._keep_uploaded_image_data()
         self.vhdx_image_id = self._register_vhdx_image()
 
     def _clear_attrs(self) -> None:
@@ -145,6 +146,22 @@ class PsDriverTestBase(integrated_helpers._IntegratedTestBase):
         return self.driver(host).bridge.runner.host
 
     # -- images -----------------------------------------------------------------------
+
+    def _keep_uploaded_image_data(self) -> None:
+        """nova's GlanceFixture.update drops the data of an upload: keep it, as Glance does."""
+        fixture = self.glance
+        real_update = fixture.update
+
+        def update(context, image_id, metadata, data=None, purge_props=False):
+            if data is not None:
+                chunks = iter(lambda: data.read(1024 * 1024), b'') if hasattr(data, 'read') \
+                    else iter(data)
+                content = b''.join(chunks)
+                fixture._imagedata[image_id] = content
+                metadata = dict(metadata, size=len(content), status='active')
+            return real_update(context, image_id, metadata, purge_props=purge_props)
+
+        fixture.update = update
 
     def _register_vhdx_image(self) -> str:
         """A VHDX image whose Glance download yields real VHDX bytes."""

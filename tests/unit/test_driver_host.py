@@ -536,10 +536,21 @@ def _volume_extends(env):
     env.driver.extend_volume(None, info, instance, 2 * GIB)
     [drive] = [d for d in env.vm(instance).drives if d.disk_number is not None]
     assert env.host.get_disk(drive.disk_number).size == 2 * GIB
+def _resizes_on_the_same_host(env):
+    from tests.unit.driver_env import HOSTNAME, flavor
+    image = env.image()
+    instance = env.instance(image, flavor_values={'vcpus': 1})
+    env.spawn(instance, image)
+    disk_info = env.driver.migrate_disk_and_power_off(None, instance, HOSTNAME,
+                                                      flavor(vcpus=2), [])
+    instance.flavor = flavor(vcpus=2)
+    env.driver.finish_migration(None, None, instance, disk_info, [], image, True, {})
+    assert (env.vm(instance).processor_count, env.vm(instance).state) == (2, 'Running')
 
 
 #: Each capability the driver claims, and what shows that it works.
 CLAIMED = {
+    'supports_migrate_to_same_host': _resizes_on_the_same_host,
     'has_imagecache': _image_cache_is_managed,
     'supports_attach_interface': _interfaces_attach,
     'supports_secure_boot': _secure_boot,
