@@ -57,6 +57,7 @@
         'Test-PsDriverAbsolutePath'
         'Test-PsDriverConsoleLogger'
         'Test-PsDriverDiskInUse'
+        'Test-PsDriverFolderInUse'
         'Test-PsDriverSamePath'
         'Test-PsDriverShareInUse'
         'Undo-PsDriverVolumeChange'

@@ -32,27 +32,6 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-function Test-FolderInUse {
-    <#
-    .SYNOPSIS
-        True when a hard disk drive of a registered VM names a file under Folder.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [string]$Folder
-    )
-    $prefix = $Folder.Replace('/', '\').TrimEnd('\') + '\'
-    foreach ($vm in @(Hyper-V\Get-VM)) {
-        foreach ($drive in @(Hyper-V\Get-VMHardDiskDrive -VM $vm)) {
-            $drivePath = [string]$drive.Path
-            if ($drivePath.Replace('/', '\').StartsWith($prefix, [System.StringComparison]::OrdinalIgnoreCase)) {
-                return $true
-            }
-        }
-    }
-    $false
-}
-
 if (-not (Get-Command -Name 'New-PsDriverErrorRecord' -ErrorAction SilentlyContinue)) {
     Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
@@ -67,7 +46,7 @@ $removed = $false
 $files = @()
 if ($existed) {
     $files = @(Get-ChildItem -LiteralPath $Path -File | Sort-Object -Property Name | ForEach-Object { $_.Name })
-    if (Test-FolderInUse -Folder $Path) {
+    if (Test-PsDriverFolderInUse -Folder $Path) {
         throw (New-PsDriverErrorRecord -Message "A virtual machine still uses disks in '$Path'; it is not deleted." -Category InvalidOperation -ErrorId 'PsDriver.InstanceDirInUse' -Target $Path)
     }
     if ($PSCmdlet.ShouldProcess("'$Path'", 'Delete the folder and its files')) {

@@ -46,27 +46,6 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-function Test-FolderInUse {
-    <#
-    .SYNOPSIS
-        True when a hard disk drive of a registered VM names a file under Folder.
-    #>
-    param(
-        [Parameter(Mandatory)]
-        [string]$Folder
-    )
-    $prefix = $Folder.Replace('/', '\').TrimEnd('\') + '\'
-    foreach ($vm in @(Hyper-V\Get-VM)) {
-        foreach ($drive in @(Hyper-V\Get-VMHardDiskDrive -VM $vm)) {
-            $path = [string]$drive.Path
-            if ($path.Replace('/', '\').StartsWith($prefix, [System.StringComparison]::OrdinalIgnoreCase)) {
-                return $true
-            }
-        }
-    }
-    $false
-}
-
 if (-not (Get-Command -Name 'New-PsDriverErrorRecord' -ErrorAction SilentlyContinue)) {
     Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
@@ -90,7 +69,7 @@ if (-not (Test-Path -LiteralPath $RevertDir -PathType Container)) {
 }
 elseif ($PSCmdlet.ShouldProcess("'$RevertDir'", "Restore as '$InstanceDir'")) {
     if (Test-Path -LiteralPath $InstanceDir) {
-        if (Test-FolderInUse -Folder $InstanceDir) {
+        if (Test-PsDriverFolderInUse -Folder $InstanceDir) {
             throw (New-PsDriverErrorRecord -Message "A virtual machine still uses disks in '$InstanceDir'; it is not replaced." -Category InvalidOperation -ErrorId 'PsDriver.InstanceDirInUse' -Target $InstanceDir)
         }
         Remove-Item -LiteralPath $InstanceDir -Recurse -Force -Confirm:$false

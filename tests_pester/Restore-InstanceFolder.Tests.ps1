@@ -25,12 +25,12 @@ Describe 'Restore-InstanceFolder' {
         $script:PsdTest = @{ InUse = $null }
         $null = New-TestFile -Path (Join-Path -Path $script:Revert -ChildPath 'root.vhdx')
 
-        Mock Get-VM {
+        Mock Get-VM -ModuleName PsDriver {
             if ($null -ne $PsdTest.InUse) {
                 [pscustomobject]@{ Name = 'instance-0000002a' }
             }
         }
-        Mock Get-VMHardDiskDrive { [pscustomobject]@{ Path = $PsdTest.InUse } }
+        Mock Get-VMHardDiskDrive -ModuleName PsDriver { [pscustomobject]@{ Path = $PsdTest.InUse } }
     }
 
     It 'example <Index> matches the contract' -ForEach $Examples {

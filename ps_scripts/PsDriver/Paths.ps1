@@ -70,3 +70,29 @@ function Get-PsDriverPathKey {
     $full = [System.IO.Path]::GetFullPath(($Path -replace '[\\/]', $separator))
     $full.TrimEnd($separator).ToLowerInvariant()
 }
+
+function Test-PsDriverFolderInUse {
+    <#
+    .SYNOPSIS
+        True when a hard disk drive of a registered VM names a file under Folder.
+
+    .PARAMETER Folder
+        The folder (a local or UNC path).
+    #>
+    [CmdletBinding()]
+    [OutputType([bool])]
+    param(
+        [Parameter(Mandatory)]
+        [string]$Folder
+    )
+    $prefix = $Folder.Replace('/', '\').TrimEnd('\') + '\'
+    foreach ($vm in @(Hyper-V\Get-VM)) {
+        foreach ($drive in @(Hyper-V\Get-VMHardDiskDrive -VM $vm)) {
+            $drivePath = [string]$drive.Path
+            if ($drivePath.Replace('/', '\').StartsWith($prefix, [System.StringComparison]::OrdinalIgnoreCase)) {
+                return $true
+            }
+        }
+    }
+    $false
+}
