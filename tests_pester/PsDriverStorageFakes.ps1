@@ -34,11 +34,13 @@ function Add-FakeStorageCommandStub {
         'Hyper-V\Get-VMDvdDrive'               = @('VM')
         'Hyper-V\Add-VMHardDiskDrive'          = @('VM', 'ControllerType', 'ControllerNumber', 'ControllerLocation', 'Path', 'DiskNumber', '-Passthru')
         'Hyper-V\Remove-VMHardDiskDrive'       = @('VMHardDiskDrive')
-        'Hyper-V\Set-VMHardDiskDrive'          = @('VMHardDiskDrive', 'MaximumIOPS')
+        'Hyper-V\Set-VMHardDiskDrive'          = @('VMHardDiskDrive', 'MaximumIOPS', 'Path')
         'Hyper-V\Get-VMScsiController'         = @('VM')
         'Hyper-V\Add-VMScsiController'         = @('VM')
         'Hyper-V\Set-VMFirmware'               = @('VM', 'FirstBootDevice')
         'Hyper-V\Get-VHD'                      = @('Path')
+        'Hyper-V\New-VHD'                      = @('Path', 'ParentPath', '-Differencing')
+        'Hyper-V\Merge-VHD'                    = @('Path', 'DestinationPath')
         'iSCSI\Get-IscsiSession'               = @()
         'iSCSI\Get-IscsiConnection'            = @('IscsiSession')
         'iSCSI\Get-IscsiTargetPortal'          = @()
@@ -166,7 +168,12 @@ function Register-FakeStorageHost {
         $PsdTest.Drives = @($PsdTest.Drives | Where-Object { $_.Key -ne $key })
     }
     Register-TestMock -CommandName 'Set-VMHardDiskDrive' -RemoveParameterType 'VMHardDiskDrive' -MockWith {
-        @($VMHardDiskDrive)[0].MaximumIOPS = $MaximumIOPS
+        if ($PSBoundParameters.ContainsKey('MaximumIOPS')) {
+            @($VMHardDiskDrive)[0].MaximumIOPS = $MaximumIOPS
+        }
+        if ($PSBoundParameters.ContainsKey('Path')) {
+            @($VMHardDiskDrive)[0].Path = $Path
+        }
     }
     Register-TestMock -CommandName 'Set-VMFirmware' -RemoveParameterType 'VM', 'FirstBootDevice' -MockWith {
         $PsdTest.FirstBoot = @($FirstBootDevice)[0]
