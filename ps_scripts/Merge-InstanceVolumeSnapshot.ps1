@@ -9,11 +9,12 @@
 
     - MergeTargetFile given (commit): FileToMerge, a file below the active
       one, merges into MergeTargetFile, its parent. The active file stays.
-    - MergeTargetFile empty (pull): the active file (the record's
-      file_name) absorbs its parent FileToMerge... as Hyper-V can only merge
-      a child into its parent, the active file merges into FileToMerge and
-      the result takes the active file's name again, so the file Cinder
-      knows as active keeps its name.
+    - MergeTargetFile empty (pull): the active file's parent folds into the
+      active file, whose parent becomes FileToMerge (the grandparent; empty
+      when the parent is a base disk, which the active file then replaces).
+      Hyper-V only merges a child into its parent, so the active file merges
+      into its parent and the result takes the active file's name again:
+      the file Cinder knows as active keeps its name.
 
     The VM's drive ends on the active file either way. Merge-VHD works on
     closed files only: a VM that is not Off holds its whole chain open and
@@ -29,14 +30,16 @@
     is the active file.
 
 .PARAMETER FileToMerge
-    delete_info's file_to_merge: a file name in the active file's folder.
+    delete_info's file_to_merge, a file name in the active file's folder:
+    with MergeTargetFile, the file that merges into it; without, the file
+    that is to be the active file's parent afterwards (empty: none).
 
 .PARAMETER MergeTargetFile
     delete_info's merge_target_file: the parent FileToMerge merges into;
     empty for the pull case.
 
 .EXAMPLE
-    .\Merge-InstanceVolumeSnapshot.ps1 -Name 'instance-00000001' -Volume @{ volume_id = 'c2d3e4f5-0000-4000-8000-000000000001'; type = 'smbfs'; share = '\\fs01.example.org\cinder'; file_name = 'volume-c2d3e4f5.snap-1.vhdx' } -FileToMerge 'volume-c2d3e4f5.vhdx'
+    .\Merge-InstanceVolumeSnapshot.ps1 -Name 'instance-00000001' -Volume @{ volume_id = 'c2d3e4f5-0000-4000-8000-000000000001'; type = 'smbfs'; share = '\\fs01.example.org\cinder'; file_name = 'volume-c2d3e4f5.snap-1.vhdx' }
 
 .OUTPUTS
     One object: volume_id, merged (the file folded away), path (the VM's
@@ -51,9 +54,9 @@ param(
     [Parameter(Mandatory)]
     [System.Collections.IDictionary]$Volume,
 
-    [Parameter(Mandatory)]
-    [ValidatePattern('^[^\\/:*?"<>|]+$')]
-    [string]$FileToMerge,
+    [AllowEmptyString()]
+    [ValidatePattern('^([^\\/:*?"<>|]+)?$')]
+    [string]$FileToMerge = '',
 
     [AllowEmptyString()]
     [ValidatePattern('^([^\\/:*?"<>|]+)?$')]
@@ -83,11 +86,10 @@ if ($null -eq $drive) {
 if ($vm.State -ne 'Off') {
     throw (New-PsDriverErrorRecord -Message "Volume ${id}: VM $Name is $($vm.State); Merge-VHD needs closed files, so deleting a volume snapshot needs the instance stopped." -Category InvalidOperation -ErrorId 'PsDriver.VolumeSnapshotNeedsVMOff' -Target $id)
 }
-$toMerge = Join-Path -Path $folder -ChildPath $FileToMerge
 $chain = [System.Collections.Generic.List[string]]::new()
 $link = $active
 while (-not [string]::IsNullOrEmpty($link) -and $chain.Count -lt 64) {
-    $chain.Add($link)
+    $chain.Add([string]$link)
     $link = (Hyper-V\Get-VHD -Path $link).ParentPath
 }
 function Get-ChainIndex {
@@ -97,25 +99,25 @@ function Get-ChainIndex {
     }
     -1
 }
-$mergeIndex = Get-ChainIndex -Path $toMerge
-if ($mergeIndex -lt 0) {
-    throw (New-PsDriverErrorRecord -Message "Volume ${id}: $toMerge is not in the disk chain of $active." -Category InvalidArgument -ErrorId 'PsDriver.InvalidVolume' -Target $id)
-}
 if ([string]::IsNullOrEmpty($MergeTargetFile)) {
-    if ($mergeIndex -ne 1) {
-        throw (New-PsDriverErrorRecord -Message "Volume ${id}: $toMerge is not the parent of the active file $active." -Category InvalidArgument -ErrorId 'PsDriver.InvalidVolume' -Target $id)
+    # pull: the active file's parent folds into it
+    $wanted = if ([string]::IsNullOrEmpty($FileToMerge)) { 2 } else { Get-ChainIndex -Path (Join-Path -Path $folder -ChildPath $FileToMerge) }
+    if ($chain.Count -lt 2 -or $wanted -ne 2 -or ([string]::IsNullOrEmpty($FileToMerge) -and $chain.Count -ne 2)) {
+        throw (New-PsDriverErrorRecord -Message "Volume ${id}: the chain of $active ($($chain -join ' <- ')) does not have '$FileToMerge' as the parent of its parent." -Category InvalidArgument -ErrorId 'PsDriver.InvalidVolume' -Target $id)
     }
-    Hyper-V\Merge-VHD -Path $active -DestinationPath $toMerge -Confirm:$false
-    Move-Item -LiteralPath $toMerge -Destination $active -Confirm:$false
-    $merged = $toMerge
+    $merged = $chain[1]
+    Hyper-V\Merge-VHD -Path $active -DestinationPath $merged -Confirm:$false
+    Move-Item -LiteralPath $merged -Destination $active -Confirm:$false
 }
 else {
+    # commit: a file below the active one folds into its parent
+    $merged = Join-Path -Path $folder -ChildPath $FileToMerge
     $target = Join-Path -Path $folder -ChildPath $MergeTargetFile
-    if ($mergeIndex -eq 0 -or (Get-ChainIndex -Path $target) -ne $mergeIndex + 1) {
-        throw (New-PsDriverErrorRecord -Message "Volume ${id}: $target is not the parent of $toMerge below the active file $active." -Category InvalidArgument -ErrorId 'PsDriver.InvalidVolume' -Target $id)
+    $mergeIndex = Get-ChainIndex -Path $merged
+    if ([string]::IsNullOrEmpty($FileToMerge) -or $mergeIndex -lt 1 -or (Get-ChainIndex -Path $target) -ne $mergeIndex + 1) {
+        throw (New-PsDriverErrorRecord -Message "Volume ${id}: $target is not the parent of $merged below the active file $active." -Category InvalidArgument -ErrorId 'PsDriver.InvalidVolume' -Target $id)
     }
-    Hyper-V\Merge-VHD -Path $toMerge -DestinationPath $target -Confirm:$false
-    $merged = $toMerge
+    Hyper-V\Merge-VHD -Path $merged -DestinationPath $target -Confirm:$false
 }
 Hyper-V\Set-VMHardDiskDrive -VMHardDiskDrive $drive -Path $active -Confirm:$false
 $parent = (Hyper-V\Get-VHD -Path $active).ParentPath

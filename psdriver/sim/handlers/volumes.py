@@ -516,7 +516,7 @@ def new_volume_snapshot(host: SimHost, params: dict[str, Any]) -> dict[str, Any]
 @handler('Merge-InstanceVolumeSnapshot')
 def merge_volume_snapshot(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     script = 'Merge-InstanceVolumeSnapshot'
-    to_merge_name = _file_param(script, params, 'FileToMerge', _FILE_NAME)
+    to_merge_name = _file_param(script, params, 'FileToMerge', _FILE_NAME, optional=True)
     target_name = _file_param(script, params, 'MergeTargetFile', _FILE_NAME, optional=True)
     _vm, drive, active, volume_id = _snapshot_target(host, params)
     folder = paths.parent(active) or active
@@ -525,28 +525,29 @@ def merge_volume_snapshot(host: SimHost, params: dict[str, Any]) -> dict[str, An
     def index(path: str) -> int:
         return next((i for i, link in enumerate(chain) if same_path(link, path)), -1)
 
-    to_merge = join(folder, to_merge_name)
-    merge_index = index(to_merge)
-    if merge_index < 0:
-        raise script_error(f'Volume {volume_id}: {to_merge} is not in the disk chain of '
-                           f'{active}.', 'InvalidArgument', 'PsDriver.InvalidVolume', volume_id)
     if not target_name:
-        if merge_index != 1:
-            raise script_error(f'Volume {volume_id}: {to_merge} is not the parent of the active '
-                               f'file {active}.', 'InvalidArgument', 'PsDriver.InvalidVolume',
-                               volume_id)
+        # pull: the active file's parent folds into it (Merge-VHD, then the name back)
+        wanted = index(join(folder, to_merge_name)) if to_merge_name else 2
+        if len(chain) < 2 or wanted != 2 or (not to_merge_name and len(chain) != 2):
+            raise script_error(f"Volume {volume_id}: the chain of {active} "
+                               f"({' <- '.join(chain)}) does not have '{to_merge_name}' as the "
+                               'parent of its parent.', 'InvalidArgument',
+                               'PsDriver.InvalidVolume', volume_id)
+        merged = chain[1]
         host.merge_vhd(active)
-        host.move_file(to_merge, active)
+        host.move_file(merged, active)
     else:
+        merged = join(folder, to_merge_name) if to_merge_name else ''
         target = join(folder, target_name)
-        if merge_index == 0 or index(target) != merge_index + 1:
-            raise script_error(f'Volume {volume_id}: {target} is not the parent of {to_merge} '
+        merge_index = index(merged) if merged else -1
+        if merge_index < 1 or index(target) != merge_index + 1:
+            raise script_error(f'Volume {volume_id}: {target} is not the parent of {merged} '
                                f'below the active file {active}.', 'InvalidArgument',
                                'PsDriver.InvalidVolume', volume_id)
-        host.merge_vhd(to_merge)
+        host.merge_vhd(merged)
     _set_drive_path(host, drive, active)
     parent = host.get_vhd(active).vhd.parent_path
-    return {'volume_id': volume_id, 'merged': paths.normalize(to_merge), 'path': drive.path,
+    return {'volume_id': volume_id, 'merged': paths.normalize(merged), 'path': drive.path,
             'parent_path': parent or None}
 
 
@@ -572,6 +573,9 @@ def _new_snapshot_prepare(host: SimHost, params: dict[str, Any]) -> None:
 
 @prepare('Merge-InstanceVolumeSnapshot')
 def _merge_snapshot_prepare(host: SimHost, params: dict[str, Any]) -> None:
-    links = [params['MergeTargetFile']] if params.get('MergeTargetFile') else []
-    _snapshot_example(host, params, links + [params['FileToMerge'],
-                                             params['Volume']['file_name']])
+    active = params['Volume']['file_name']
+    if params.get('MergeTargetFile'):
+        links = [params['MergeTargetFile'], params['FileToMerge']]
+    else:
+        links = [name for name in (params.get('FileToMerge'), f'{active}.parent.vhdx') if name]
+    _snapshot_example(host, params, links + [active])
