@@ -76,8 +76,7 @@ if ($type -ne 'smbfs') {
     throw (New-PsDriverErrorRecord -Message "Volume ${id}: assisted snapshots are for smbfs volumes, not '$type'." -Category InvalidArgument -ErrorId 'PsDriver.InvalidVolume' -Target $id)
 }
 $vm = Get-PsDriverVM -Name $Name
-$share = Get-PsDriverSmbSharePath -Volume $Volume
-$active = Join-Path -Path $share -ChildPath ([string](Get-PsDriverVolumeField -Volume $Volume -Name 'file_name'))
+$active = (Resolve-PsDriverSmbVolumeFile -Volume $Volume).Path
 $folder = Split-Path -Path $active -Parent
 $drive = Get-PsDriverVolumeDrive -VM $vm -DiskNumber $null -Path $active
 if ($null -eq $drive) {

@@ -64,8 +64,7 @@ if ($type -ne 'smbfs') {
     throw (New-PsDriverErrorRecord -Message "Volume ${id}: assisted snapshots are for smbfs volumes, not '$type'." -Category InvalidArgument -ErrorId 'PsDriver.InvalidVolume' -Target $id)
 }
 $vm = Get-PsDriverVM -Name $Name
-$share = Get-PsDriverSmbSharePath -Volume $Volume
-$current = Join-Path -Path $share -ChildPath ([string](Get-PsDriverVolumeField -Volume $Volume -Name 'file_name'))
+$current = (Resolve-PsDriverSmbVolumeFile -Volume $Volume).Path
 $drive = Get-PsDriverVolumeDrive -VM $vm -DiskNumber $null -Path $current
 if ($null -eq $drive) {
     throw (New-PsDriverErrorRecord -Message "Volume ${id}: no drive of VM $Name holds $current." -Category ObjectNotFound -ErrorId 'PsDriver.VolumeDriveNotFound' -Target $id)

@@ -620,3 +620,32 @@ def test_the_simulator_refuses_merging_a_disk_a_running_vm_holds(env, share):
     child = env.host.new_vhd(f'{SHARE}\\child.vhdx', parent_path=f'{SHARE}\\volume-vol-smb.vhdx')
     with pytest.raises(Exception, match='in use|being used'):
         env.host.merge_vhd(child.path)
+
+
+# -- an SMB share of this host -------------------------------------------------------------------
+
+@pytest.mark.parametrize('server', ['SIMHV01', '192.0.2.11', 'localhost'])
+def test_a_volume_on_a_share_of_this_host_is_attached_by_its_local_path(env, server):
+    """Hyper-V cannot open a VM disk through a loopback SMB path (and needs no mapping)."""
+    folder = 'C:\\Shares\\cinder'
+    env.host.make_dir(folder)
+    env.host.new_smb_share('cinder', folder)
+    env.host.new_vhd(f'{folder}\\volume-vol-smb.vhdx', GIB)
+    instance = running(env)
+    attach(env, instance, smb(export=f'//{server}/cinder'))
+    assert env.host.smb_mappings() == []
+    [drive] = [d for d in env.vm(instance).drives if d.path and d.path.startswith(folder)]
+    assert drive.path == f'{folder}\\volume-vol-smb.vhdx'
+    assert env.driver.volumeops.extend_volume(instance, smb(export=f'//{server}/cinder'),
+                                              GIB) == GIB
+    detach(env, instance, smb(export=f'//{server}/cinder'))
+    assert not any(d.path == drive.path for d in env.vm(instance).drives)
+
+
+def test_a_share_named_like_one_of_this_host_on_another_server_is_mapped(env, share):
+    env.host.make_dir('C:\\Shares\\cinder')
+    env.host.new_smb_share('cinder', 'C:\\Shares\\cinder')
+    instance = running(env)
+    attach(env, instance, smb())
+    assert len(env.host.smb_mappings()) == 1
+    assert volume_file(env, instance) == f'{SHARE}\\volume-vol-smb.vhdx'

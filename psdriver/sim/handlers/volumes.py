@@ -69,6 +69,26 @@ def smb_file(volume: dict[str, Any]) -> tuple[str, str]:
     return share, join(share, str(field(volume, 'file_name')))
 
 
+def is_local_server(host: SimHost, server: str) -> bool:
+    """``Test-PsDriverLocalServer``: localhost, the host's name, DNS name or an address."""
+    cfg = host.config
+    names = {'localhost', '127.0.0.1', '::1', cfg.hostname.lower(),
+             *(a.lower() for a in cfg.ip_addresses)}
+    if cfg.domain:
+        names.add(f'{cfg.hostname}.{cfg.domain}'.lower())
+    return server.strip('[]').lower() in names
+
+
+def volume_file(host: SimHost, volume: dict[str, Any]) -> tuple[str, str, bool]:
+    """``Resolve-PsDriverSmbVolumeFile``: share, file path, whether the share is this host's."""
+    share, path = smb_file(volume)
+    server, name = share.lstrip('\\').split('\\', 1)
+    exported = host.smb_share(name) if is_local_server(host, server) else None
+    if exported is not None and exported.path:
+        return share, join(exported.path, str(field(volume, 'file_name'))), True
+    return share, path, False
+
+
 # -- disks ----------------------------------------------------------------------------------
 
 def _iscsi_disks(host: SimHost, iqn: str, lun: int) -> list[Disk]:
@@ -245,10 +265,12 @@ def _connect_one(host: SimHost, vm: Vm | None, volume: dict[str, Any],
             host, volume, _secret(secrets, volume_id, 'chap_secret'),
             text_list(params, 'InitiatorNames'), switch(params, 'Multipath'), undo)
     elif kind == 'smbfs':
-        share, path = smb_file(volume)
-        record['mapped'] = connect_share(host, share, field(volume, 'username', optional=True),
-                                         _secret(secrets, volume_id, 'smb_password'), undo)
-        host.sync_smb_file(path)
+        share, path, local = volume_file(host, volume)
+        if not local:
+            record['mapped'] = connect_share(host, share,
+                                             field(volume, 'username', optional=True),
+                                             _secret(secrets, volume_id, 'smb_password'), undo)
+            host.sync_smb_file(path)
         if not is_file(host, path):
             raise script_error(f'Volume {volume_id}: its disk file {path} does not exist.',
                                'ObjectNotFound', 'PsDriver.VolumeFileNotFound', volume_id)
@@ -329,7 +351,7 @@ def disconnect_volumes(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
                                   'unmapped': None}
         disk_number = path = share = None
         if kind == 'smbfs':
-            share, path = smb_file(volume)
+            share, path, _local = volume_file(host, volume)
         elif kind in ('iscsi', 'fibre_channel'):
             disk = find_disk(host, volume)
             disk_number = disk.number if disk else None
@@ -379,7 +401,7 @@ def update_volume(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     volume, volume_id, kind = _record(params.get('Volume'), '')
     disk_number = path = None
     if kind == 'smbfs':
-        _share, path = smb_file(volume)
+        _share, path, _local = volume_file(host, volume)
         host.sync_smb_file(path)
         if not is_file(host, path):
             raise script_error(f'Volume {volume_id}: its disk file {path} does not exist.',
@@ -457,7 +479,7 @@ def _snapshot_target(host: SimHost, params: dict[str, Any]) -> tuple[Vm, Drive, 
         raise script_error(f"Volume {volume_id}: assisted snapshots are for smbfs volumes, not "
                            f"'{kind}'.", 'InvalidArgument', 'PsDriver.InvalidVolume', volume_id)
     vm = target_vm(host, params['Name'])
-    _share, active = smb_file(volume)
+    _share, active, _local = volume_file(host, volume)
     drive = volume_drive(vm, None, active)
     if drive is None:
         raise script_error(f"Volume {volume_id}: no drive of VM {vm.name} holds {active}.",
