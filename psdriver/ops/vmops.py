@@ -259,6 +259,9 @@ class VMOps:
             for volume, found in zip(volumes, connected, strict=True):
                 where = {'path': found['path']} if found['path'] else \
                     {'disk_number': found['disk_number']}
+                record, _secrets = self._volumes.volume_record(volume['connection_info'])
+                if found['path'] and record.get('max_iops'):
+                    where['max_iops'] = record['max_iops']   # SMB QoS, as attach_volume sets it
                 attached.append(dict(where, boot=self._volumes.is_boot(volume,
                                                                        block_device_info)))
 

@@ -649,3 +649,15 @@ def test_a_share_named_like_one_of_this_host_on_another_server_is_mapped(env, sh
     attach(env, instance, smb())
     assert len(env.host.smb_mappings()) == 1
     assert volume_file(env, instance) == f'{SHARE}\\volume-vol-smb.vhdx'
+
+
+def test_smb_qos_applies_to_a_volume_attached_at_spawn(env, share):
+    image = env.image()
+    instance = env.instance(image)
+    qos = smb(qos_specs={'total_iops_sec': 300})
+    env.spawn(instance, image, block_device_info={'block_device_mapping': [
+        {'connection_info': qos, 'mount_device': '/dev/sdb', 'boot_index': None}]})
+    [spec_volume] = env.calls_of('New-Instance')[-1].params['Spec']['volumes']
+    assert spec_volume['max_iops'] == 300
+    drive = next(d for d in env.vm(instance).drives if d.path and d.path.startswith(SHARE))
+    assert drive.max_iops == 300
