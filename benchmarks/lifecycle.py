@@ -15,6 +15,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from nova import objects
+from oslo_serialization import jsonutils
+
 from benchmarks import common
 from psdriver.demo import steps as demo_steps
 
@@ -95,7 +98,9 @@ def run(quick: bool = False) -> list[common.Table]:
                        'runs) except in the "within 5 s" row.')
     table.notes.append('Volumes: connection_info as Cinder\'s iSCSI (CHAP) and SMB drivers '
                        'return it. Boot from volume connects every volume in one call, then '
-                       'New-Instance creates the VM with them attached.')
+                       'New-Instance creates the VM with them attached. The volume '
+                       "snapshots run on the stopped instance, with nova's BDM row and "
+                       "Cinder's status call stood in for.")
     return [table]
 
 
@@ -117,6 +122,7 @@ def volume_rows(compute: Any, row: Callable[..., None]) -> None:
         lambda: driver.attach_volume(ctx, smb, holder, '/dev/sdc'))
     row('detach_volume (iSCSI: detach, log out)',
         lambda: driver.detach_volume(ctx, iscsi, holder, '/dev/sdb'))
+    snapshot_rows(compute, row, holder, smb)
     attached = {'root_device_name': None, 'ephemerals': [], 'swap': None,
                 'block_device_mapping': [{'connection_info': smb, 'mount_device': '/dev/sdc',
                                           'boot_index': None}]}
@@ -131,3 +137,45 @@ def volume_rows(compute: Any, row: Callable[..., None]) -> None:
         lambda: driver.spawn(ctx, from_volume, compute.image_meta(), [], None, {},
                              common.network_info(from_volume.id), boot))
     driver.destroy(ctx, from_volume, None, boot)
+
+
+class _Bdm:
+    """Stands in for nova's BDM row (the database is not part of this benchmark)."""
+
+    def __init__(self, connection_info: dict[str, Any]) -> None:
+        self.connection_info = jsonutils.dumps(connection_info)
+
+    def save(self) -> None:
+        pass
+
+
+class _Cinder:
+    """Stands in for Cinder's snapshot status API."""
+
+    def update_snapshot_status(self, context: Any, snapshot_id: str, status: str) -> None:
+        pass
+
+
+def snapshot_rows(compute: Any, row: Callable[..., None], holder: Any,
+                  smb: dict[str, Any]) -> None:
+    """Assisted snapshot create and delete of the attached SMB volume (instance stopped)."""
+    driver, ctx = compute.driver, compute.context
+    volume_id = smb['data']['volume_id']
+    bdm = _Bdm(smb)
+    ops = driver.volumeops
+    ops._volume_api_instance = _Cinder()
+    lookup = objects.BlockDeviceMapping.get_by_volume_and_instance
+    objects.BlockDeviceMapping.get_by_volume_and_instance = staticmethod(
+        lambda context, vid, uuid: bdm)
+    try:
+        driver.power_off(holder)
+        new_file = f"volume-{volume_id}.snap-1.vhdx"
+        row('volume_snapshot_create (SMB: differencing disk, drive moved to it)',
+            lambda: driver.volume_snapshot_create(ctx, holder, volume_id, {
+                'snapshot_id': 'snap-1', 'type': 'qcow2', 'new_file': new_file}))
+        row('volume_snapshot_delete (SMB: Merge-VHD, drive on the merged file)',
+            lambda: driver.volume_snapshot_delete(ctx, holder, volume_id, 'snap-1', {
+                'type': 'qcow2', 'file_to_merge': None, 'merge_target_file': None,
+                'volume_id': volume_id}))
+    finally:
+        objects.BlockDeviceMapping.get_by_volume_and_instance = lookup

@@ -18,6 +18,9 @@
                      PSCredential built from username and the Secrets
                      password, never from script text) unless a mapping
                      exists; the disk is <share>\<file_name> (VHD or VHDX).
+                     A share of this host is not mapped: its file is
+                     taken by the share's local folder (Hyper-V cannot
+                     open a VM disk through a loopback SMB path).
 
     iSCSI and Fibre Channel volumes: the disk is looked up by target and LUN
     (never by a remembered disk number), rescanning up to RetryCount times
@@ -163,10 +166,12 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", "Connect (and attach) $(@
                 'fibre_channel' {
                 }
                 'smbfs' {
-                    $share = Get-PsDriverSmbSharePath -Volume $volume
-                    $record.mapped = Connect-PsDriverSmbShare -Share $share -Username ([string](Get-PsDriverVolumeField -Volume $volume -Name 'username' -Optional)) `
-                        -Password (Get-VolumeSecret -VolumeId $id -Key 'smb_password') -Undo $undo
-                    $path = Join-Path -Path $share -ChildPath ([string](Get-PsDriverVolumeField -Volume $volume -Name 'file_name'))
+                    $file = Resolve-PsDriverSmbVolumeFile -Volume $volume
+                    if (-not $file.Local) {
+                        $record.mapped = Connect-PsDriverSmbShare -Share $file.Share -Username ([string](Get-PsDriverVolumeField -Volume $volume -Name 'username' -Optional)) `
+                            -Password (Get-VolumeSecret -VolumeId $id -Key 'smb_password') -Undo $undo
+                    }
+                    $path = $file.Path
                     if (-not (Test-Path -LiteralPath $path -PathType Leaf)) {
                         throw (New-PsDriverErrorRecord -Message "Volume ${id}: its disk file $path does not exist." -Category ObjectNotFound -ErrorId 'PsDriver.VolumeFileNotFound' -Target $id)
                     }

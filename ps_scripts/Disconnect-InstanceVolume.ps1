@@ -77,8 +77,9 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", "Detach and disconnect $(
         $share = $null
         switch ($type) {
             'smbfs' {
-                $share = Get-PsDriverSmbSharePath -Volume $volume
-                $path = Join-Path -Path $share -ChildPath ([string](Get-PsDriverVolumeField -Volume $volume -Name 'file_name'))
+                $file = Resolve-PsDriverSmbVolumeFile -Volume $volume
+                $share = $file.Share
+                $path = $file.Path
             }
             { $_ -in @('iscsi', 'fibre_channel') } {
                 $disk = Find-PsDriverVolumeDisk -Volume $volume

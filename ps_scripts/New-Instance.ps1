@@ -98,7 +98,8 @@
                             file is overwritten). iso requires as_dvd true
                             (DVD drive), vhd requires as_dvd false (hard
                             disk).
-      volumes = []          [{disk_number = null, path = null, boot = false}]:
+      volumes = []          [{disk_number = null, path = null, boot = false,
+                              max_iops = null}]:
                             Cinder volumes already connected to the host
                             (Connect-InstanceVolume without -Name), each a
                             pass-through disk (disk_number, offline) or a
@@ -106,7 +107,10 @@
                             root_disk null, at most one) takes the root slot
                             (IDE 0:0 or SCSI 0:0) and is the boot device; the
                             others go to SCSI controller 0 after the config
-                            drive. Detaching them on failure is the VM's
+                            drive. A file volume with max_iops gets
+                            Set-VMHardDiskDrive -MaximumIOPS (8 KB
+                            normalised IOPS, as Connect-InstanceVolume
+                            sets it). Detaching them on failure is the VM's
                             removal; disconnecting them is the caller's.
       enable_metrics = false
                             Enable-VMResourceMetering.
@@ -734,17 +738,24 @@ function ConvertTo-InstancePlan {
         if (-not (Test-SpecObject -Value $volumes[$i])) {
             throw (New-SpecError -Field $p -Message 'must be an object.')
         }
-        Assert-KnownSpecField -Object $volumes[$i] -Path $p -Allowed @('disk_number', 'path', 'boot')
+        Assert-KnownSpecField -Object $volumes[$i] -Path $p -Allowed @('disk_number', 'path', 'boot', 'max_iops')
         $diskNumber = Read-SpecField -Object $volumes[$i] -Path $p -Name 'disk_number' -Type integer -Nullable
         $volumePath = Read-SpecField -Object $volumes[$i] -Path $p -Name 'path' -Type string -Nullable
         $boot = Read-SpecField -Object $volumes[$i] -Path $p -Name 'boot' -Type boolean -Default $false
+        $volumeMaxIops = Read-SpecField -Object $volumes[$i] -Path $p -Name 'max_iops' -Type integer -Nullable
         if (($null -eq $diskNumber) -eq ($null -eq $volumePath)) {
             throw (New-SpecError -Field $p -Message 'needs exactly one of disk_number and path.')
+        }
+        if ($null -ne $volumeMaxIops) {
+            Assert-SpecRange -Field "$p.max_iops" -Value $volumeMaxIops -Minimum 1 -Maximum 1000000000
+            if ($null -eq $volumePath) {
+                throw (New-SpecError -Field "$p.max_iops" -Message 'applies to a volume file (path) only.')
+            }
         }
         if ($null -ne $volumePath -and -not (Test-PsDriverAbsolutePath -Path $volumePath)) {
             throw (New-SpecError -Field "$p.path" -Message "must be an absolute path, got '$volumePath'.")
         }
-        $drive = @{ Role = 'volume'; Index = $i; Path = $volumePath; DiskNumber = $diskNumber; DriveType = 'disk'; Boot = $boot }
+        $drive = @{ Role = 'volume'; Index = $i; Path = $volumePath; DiskNumber = $diskNumber; DriveType = 'disk'; Boot = $boot; MaxIops = $volumeMaxIops }
         if ($boot) {
             $bootVolumes++
             if ($null -ne $plan.Root -or $bootVolumes -gt 1) {
@@ -1074,6 +1085,34 @@ function Set-LocalDiskQosLimit {
     }
 }
 
+function Set-VolumeQosLimit {
+    <#
+    .SYNOPSIS
+        Limits the IOPS of the volume files that have a max_iops (SMB volumes' QoS specs).
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [hashtable]$Plan,
+
+        [Parameter(Mandatory)]
+        [object]$VM
+    )
+    $limited = @($Plan.Drives | Where-Object { $_.Role -eq 'volume' -and $null -ne $_.MaxIops })
+    if ($limited.Count -eq 0) {
+        return
+    }
+    foreach ($drive in @(Hyper-V\Get-VMHardDiskDrive -VM $VM)) {
+        if ([string]::IsNullOrEmpty($drive.Path)) {
+            continue
+        }
+        foreach ($planned in $limited) {
+            if (Test-PsDriverSamePath -Left $drive.Path -Right $planned.Path) {
+                Hyper-V\Set-VMHardDiskDrive -VMHardDiskDrive $drive -MaximumIOPS ([uint64]$planned.MaxIops) -Confirm:$false
+            }
+        }
+    }
+}
+
 function Add-InstanceAssignableDevice {
     <#
     .SYNOPSIS
@@ -1329,6 +1368,7 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
         if ($null -ne $plan.DiskMaxIops) {
             Set-LocalDiskQosLimit -Plan $plan -VM $vm
         }
+        Set-VolumeQosLimit -Plan $plan -VM $vm
 
         foreach ($nic in $plan.Nics) {
             $adapterArgs = @{

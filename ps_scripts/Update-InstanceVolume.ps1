@@ -55,8 +55,7 @@ $diskNumber = $null
 $path = $null
 switch ($type) {
     'smbfs' {
-        $share = Get-PsDriverSmbSharePath -Volume $Volume
-        $path = Join-Path -Path $share -ChildPath ([string](Get-PsDriverVolumeField -Volume $Volume -Name 'file_name'))
+        $path = (Resolve-PsDriverSmbVolumeFile -Volume $Volume).Path
         if (-not (Test-Path -LiteralPath $path -PathType Leaf)) {
             throw (New-PsDriverErrorRecord -Message "Volume ${id}: its disk file $path does not exist." -Category ObjectNotFound -ErrorId 'PsDriver.VolumeFileNotFound' -Target $id)
         }

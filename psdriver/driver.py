@@ -484,6 +484,14 @@ class HyperVDriver(driver.ComputeDriver):
     def extend_volume(self, context, connection_info, instance, requested_size) -> None:
         self.volumeops.extend_volume(instance, connection_info, requested_size)
 
+    def volume_snapshot_create(self, context, instance, volume_id, create_info) -> None:
+        self.volumeops.volume_snapshot_create(context, instance, volume_id, create_info)
+
+    def volume_snapshot_delete(self, context, instance, volume_id, snapshot_id,
+                               delete_info) -> None:
+        self.volumeops.volume_snapshot_delete(context, instance, volume_id, snapshot_id,
+                                              delete_info)
+
     # -- image cache --------------------------------------------------------------------
 
     def manage_image_cache(self, context, all_instances) -> None:

@@ -130,6 +130,19 @@ Describe 'Connect-InstanceVolume' {
         @($PsdTest.Drives)[0].MaximumIOPS | Should -Be 500
     }
 
+    It 'attaches a file on a share of this host by its local path, without a mapping' {
+        $PsdTest.LocalShares['cinder'] = 'D:\Shares\cinder'
+        $PsdTest.Files = @('D:\Shares\cinder\volume-c2d3e4f5.vhdx')
+        $volume = New-SmbVolume
+        $volume.share = '\\192.0.2.11\cinder'
+        $result = & $script:ScriptPath -Name 'instance-00000001' -Volumes @($volume) -Secrets @{ 'vol-smb' = @{ smb_password = 'smb-secret' } }
+        Assert-MatchesContract $result
+        $result.volumes[0].mapped | Should -BeFalse
+        $result.volumes[0].path | Should -Be 'D:\Shares\cinder\volume-c2d3e4f5.vhdx'
+        @($PsdTest.Mappings).Count | Should -Be 0
+        @($PsdTest.Drives)[0].Path | Should -Be 'D:\Shares\cinder\volume-c2d3e4f5.vhdx'
+    }
+
     It 'removes the mapping it made when the SMB file is missing' {
         $failure = { & $script:ScriptPath -Name 'instance-00000001' -Volumes @(New-SmbVolume -FileName 'gone.vhdx') -Secrets @{ 'vol-smb' = @{ smb_password = 'x' } } } |
             Should -Throw -PassThru

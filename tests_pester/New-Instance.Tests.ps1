@@ -713,6 +713,23 @@ Describe 'New-Instance' {
             Should -Invoke Set-VMBios -Times 1 -Exactly -ParameterFilter { @($StartupOrder)[0] -eq 'IDE' }
         }
 
+        It 'limits the IOPS of a volume file with max_iops' {
+            $share = Join-Path -Path $script:Root -ChildPath 'share/volume-data.vhdx'
+            $script:Spec['volumes'] = @([ordered]@{ path = $share; max_iops = 300 })
+            Mock Set-VMHardDiskDrive { } -RemoveParameterType 'VMHardDiskDrive'
+
+            $null = & $script:ScriptPath -Spec $script:Spec
+
+            Should -Invoke Set-VMHardDiskDrive -Times 1 -Exactly -ParameterFilter { $MaximumIOPS -eq 300 }
+        }
+
+        It 'refuses max_iops on a pass-through volume' {
+            $script:Spec.Remove('root_disk')
+            $script:Spec['volumes'] = @([ordered]@{ disk_number = 3; boot = $true; max_iops = 300 })
+
+            { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.InvalidSpec'
+        }
+
         It 'refuses a boot volume next to a root disk' {
             $script:Spec['volumes'] = @([ordered]@{ disk_number = 3; boot = $true })
 

@@ -34,11 +34,13 @@ function Add-FakeStorageCommandStub {
         'Hyper-V\Get-VMDvdDrive'               = @('VM')
         'Hyper-V\Add-VMHardDiskDrive'          = @('VM', 'ControllerType', 'ControllerNumber', 'ControllerLocation', 'Path', 'DiskNumber', '-Passthru')
         'Hyper-V\Remove-VMHardDiskDrive'       = @('VMHardDiskDrive')
-        'Hyper-V\Set-VMHardDiskDrive'          = @('VMHardDiskDrive', 'MaximumIOPS')
+        'Hyper-V\Set-VMHardDiskDrive'          = @('VMHardDiskDrive', 'MaximumIOPS', 'Path')
         'Hyper-V\Get-VMScsiController'         = @('VM')
         'Hyper-V\Add-VMScsiController'         = @('VM')
         'Hyper-V\Set-VMFirmware'               = @('VM', 'FirstBootDevice')
         'Hyper-V\Get-VHD'                      = @('Path')
+        'Hyper-V\New-VHD'                      = @('Path', 'ParentPath', '-Differencing')
+        'Hyper-V\Merge-VHD'                    = @('Path', 'DestinationPath')
         'iSCSI\Get-IscsiSession'               = @()
         'iSCSI\Get-IscsiConnection'            = @('IscsiSession')
         'iSCSI\Get-IscsiTargetPortal'          = @()
@@ -51,6 +53,8 @@ function Add-FakeStorageCommandStub {
         'Storage\Update-HostStorageCache'      = @()
         'Storage\Get-InitiatorPort'            = @()
         'SmbShare\Get-SmbGlobalMapping'        = @('RemotePath')
+        'SmbShare\Get-SmbShare'                = @('Name')
+        'NetTCPIP\Get-NetIPAddress'            = @()
         'SmbShare\New-SmbGlobalMapping'        = @('RemotePath', 'Credential', 'Persistent')
         'SmbShare\Remove-SmbGlobalMapping'     = @('RemotePath', '-Force')
         'MPIO\Get-MSDSMAutomaticClaimSettings' = @()
@@ -69,7 +73,7 @@ function Add-FakeStorageCommandStub {
 }
 
 function Remove-FakeStorageCommandStub {
-    foreach ($alias in @(Get-ChildItem -Path 'alias:' | Where-Object { $_.Name -match '^(iSCSI|Storage|SmbShare|MPIO|CimCmdlets)\\' })) {
+    foreach ($alias in @(Get-ChildItem -Path 'alias:' | Where-Object { $_.Name -match '^(iSCSI|Storage|SmbShare|MPIO|CimCmdlets|NetTCPIP)\\' })) {
         Remove-Item -LiteralPath ('alias:' + $alias.Name) -ErrorAction SilentlyContinue
     }
     Remove-CommandStub
@@ -133,6 +137,10 @@ function Register-FakeStorageHost {
     $PsdTest.ScsiControllers = @([pscustomobject]@{ ControllerNumber = 0 })
     $PsdTest.FirstBoot = $null
     $PsdTest.FcMapping = @()
+    # shares of this host (name -> local folder) and its addresses: a volume on one of
+    # them is attached by its local path
+    $PsdTest.LocalShares = @{}
+    $PsdTest.Addresses = @('192.0.2.11')
     Add-FakeIscsiTarget
 
     Register-TestMock -CommandName 'Get-VM' -MockWith {
@@ -166,12 +174,25 @@ function Register-FakeStorageHost {
         $PsdTest.Drives = @($PsdTest.Drives | Where-Object { $_.Key -ne $key })
     }
     Register-TestMock -CommandName 'Set-VMHardDiskDrive' -RemoveParameterType 'VMHardDiskDrive' -MockWith {
-        @($VMHardDiskDrive)[0].MaximumIOPS = $MaximumIOPS
+        if ($PSBoundParameters.ContainsKey('MaximumIOPS')) {
+            @($VMHardDiskDrive)[0].MaximumIOPS = $MaximumIOPS
+        }
+        if ($PSBoundParameters.ContainsKey('Path')) {
+            @($VMHardDiskDrive)[0].Path = $Path
+        }
     }
     Register-TestMock -CommandName 'Set-VMFirmware' -RemoveParameterType 'VM', 'FirstBootDevice' -MockWith {
         $PsdTest.FirstBoot = @($FirstBootDevice)[0]
     }
     Register-TestMock -CommandName 'Get-VHD' -MockWith { [pscustomobject]@{ Path = $Path; Size = [long]2147483648 } }
+    Register-TestMock -CommandName 'Get-SmbShare' -MockWith {
+        if ($PsdTest.LocalShares.Contains($Name)) {
+            [pscustomobject]@{ Name = $Name; Path = $PsdTest.LocalShares[$Name] }
+        }
+    }
+    Register-TestMock -CommandName 'Get-NetIPAddress' -MockWith {
+        foreach ($address in @($PsdTest.Addresses)) { [pscustomobject]@{ IPAddress = $address } }
+    }
     Register-TestMock -CommandName 'Test-Path' -ParameterFilter { $null -ne $LiteralPath } -MockWith {
         @($PsdTest.Files | Where-Object { $_ -eq $LiteralPath }).Count -gt 0
     }

@@ -415,6 +415,69 @@ function Get-PsDriverSmbSharePath {
     $share
 }
 
+function Test-PsDriverLocalServer {
+    <#
+    .SYNOPSIS
+        Whether a share's server name is this host: its name, its DNS name, localhost or one of its IP addresses.
+
+    .PARAMETER Server
+        The server part of \\server\share.
+    #>
+    [CmdletBinding()]
+    [OutputType([bool])]
+    param(
+        [Parameter(Mandatory)]
+        [string]$Server
+    )
+    $names = [System.Collections.Generic.List[string]]::new()
+    foreach ($name in @('localhost', '127.0.0.1', '::1', $env:COMPUTERNAME, [System.Net.Dns]::GetHostName())) {
+        $names.Add(([string]$name).ToLowerInvariant())
+    }
+    try {
+        $names.Add(([System.Net.Dns]::GetHostEntry([System.Net.Dns]::GetHostName()).HostName).ToLowerInvariant())
+    }
+    catch {
+        Write-Verbose -Message "No DNS name for this host: $($_.Exception.Message)"
+    }
+    foreach ($address in @(Get-NetIPAddress -ErrorAction SilentlyContinue)) {
+        $names.Add(([string]$address.IPAddress).ToLowerInvariant())
+    }
+    $names.Contains($Server.Trim('[', ']').ToLowerInvariant())
+}
+
+function Resolve-PsDriverSmbVolumeFile {
+    <#
+    .SYNOPSIS
+        The disk file of an SMB volume record: share, path and local (the share is on this host).
+
+    .DESCRIPTION
+        Hyper-V cannot open a VM disk through a loopback SMB path, so when the
+        share's server is this host and the share is one of its own
+        (Get-SmbShare), the file is taken by the share's local folder.
+
+    .PARAMETER Volume
+        The volume record (share, file_name).
+    #>
+    [CmdletBinding()]
+    param(
+        [Parameter(Mandatory)]
+        [System.Collections.IDictionary]$Volume
+    )
+    $share = Get-PsDriverSmbSharePath -Volume $Volume
+    $fileName = [string](Get-PsDriverVolumeField -Volume $Volume -Name 'file_name')
+    $server, $shareName = $share.TrimStart('\').Split('\', 2)
+    $folder = $share
+    $local = $false
+    if (Test-PsDriverLocalServer -Server $server) {
+        $exported = @(SmbShare\Get-SmbShare -Name $shareName -ErrorAction SilentlyContinue)
+        if ($exported.Count -gt 0 -and -not [string]::IsNullOrEmpty($exported[0].Path)) {
+            $folder = [string]$exported[0].Path
+            $local = $true
+        }
+    }
+    [pscustomobject]@{ Share = $share; Path = (Join-Path -Path $folder -ChildPath $fileName); Local = $local }
+}
+
 function Connect-PsDriverSmbShare {
     <#
     .SYNOPSIS

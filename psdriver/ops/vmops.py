@@ -326,10 +326,15 @@ class VMOps:
         if not volumes:
             return []
         connected = self._volumes.connect_volumes(instance, block_device_info, attach=False)
-        return [dict({'path': found['path']} if found['path'] else
-                     {'disk_number': found['disk_number']},
-                     boot=self._volumes.is_boot(volume, block_device_info))
-                for volume, found in zip(volumes, connected, strict=True)]
+        attached = []
+        for volume, found in zip(volumes, connected, strict=True):
+            where = {'path': found['path']} if found['path'] else \
+                {'disk_number': found['disk_number']}
+            record, _secrets = self._volumes.volume_record(volume['connection_info'])
+            if found['path'] and record.get('max_iops'):
+                where['max_iops'] = record['max_iops']   # SMB QoS, as attach_volume sets it
+            attached.append(dict(where, boot=self._volumes.is_boot(volume, block_device_info)))
+        return attached
 
     def create_from_disks(self, context: Any, instance: Any, image_meta: Any,
                           network_info: Any, block_device_info: Any, power_on: bool,

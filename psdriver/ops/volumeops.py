@@ -9,7 +9,9 @@ and its secrets; the host scripts do the rest in one round trip each:
   (undone on the host when a step fails);
 * ``Disconnect-InstanceVolume``: detach, log out of a target no other disk
   of it is used, remove an SMB mapping nothing uses (idempotent);
-* ``Update-InstanceVolume``: rescan and report the size after an extend.
+* ``Update-InstanceVolume``: rescan and report the size after an extend;
+* ``New-InstanceVolumeSnapshot`` / ``Merge-InstanceVolumeSnapshot``: Cinder's
+  assisted snapshots of SMB volumes (a differencing disk chain).
 
 Disks are found by target and LUN (or target WWN and LUN), never by a
 remembered disk number: numbers change across host reboots.
@@ -21,13 +23,15 @@ For other ops (migrations): :meth:`VolumeOps.connect_volumes`,
 from __future__ import annotations
 
 import math
+import ntpath
 import re
 import time
 from typing import Any, Callable, Iterable
 
-from nova import exception
+from nova import exception, objects
 from nova.virt import driver as virt_driver
 from oslo_log import log as logging
+from oslo_serialization import jsonutils
 
 from psdriver.bridge import errors as bridge_errors
 from psdriver.bridge.client import Bridge
@@ -197,13 +201,31 @@ CONNECTORS: dict[str, type[Connector]] = {
 
 # -- the operations ------------------------------------------------------------------------------
 
+#: create_info/delete_info types of Cinder's assisted snapshots (remotefs sends qcow2
+#: whatever the file format is; the file on the share is what Hyper-V reads).
+SNAPSHOT_INFO_TYPES = frozenset({'qcow2', 'vhd', 'vhdx'})
+
+
 class VolumeOps:
     def __init__(self, bridge: Bridge, conf: Any, volume_types: Iterable[str] = tuple(CONNECTORS),
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 volume_api: Callable[[], Any] | None = None) -> None:
         self._bridge = bridge
         self._conf = conf
         self._types = tuple(volume_types)
         self._sleep = sleep
+        self._volume_api_factory = volume_api
+        self._volume_api_instance: Any = None
+
+    @property
+    def volume_api(self) -> Any:
+        """nova's Cinder API (made on first use: it reads [cinder] options)."""
+        if self._volume_api_instance is None:
+            if self._volume_api_factory is None:
+                from nova.volume import cinder
+                self._volume_api_factory = cinder.API
+            self._volume_api_instance = self._volume_api_factory()
+        return self._volume_api_instance
 
     # -- connection_info -> script parameters ----------------------------------------------
 
@@ -450,3 +472,113 @@ class VolumeOps:
         else:
             LOG.info('Volume %s now has %d bytes', volume_id, size, instance=instance)
         return size
+
+    # -- assisted snapshots (SMB) ----------------------------------------------------------------
+
+    def volume_snapshot_create(self, context: Any, instance: Any, volume_id: str,
+                               create_info: dict[str, Any]) -> dict[str, Any]:
+        """Cinder's assisted snapshot: the drive moves to a differencing disk ``new_file``.
+
+        As nova's libvirt driver does, the snapshot goes to ``creating`` (Cinder
+        then finishes it) or ``error``; the BDM's connection_info names the new
+        active file, as Cinder's remotefs ``initialize_connection`` would.
+        """
+        snapshot_id = create_info.get('snapshot_id')
+        if not snapshot_id:
+            raise exception.InternalError('snapshot_id required in create_info')
+        try:
+            if create_info.get('type') not in SNAPSHOT_INFO_TYPES:
+                raise exception.InternalError(f"Unknown type: {create_info.get('type')}")
+            if not create_info.get('new_file'):
+                raise exception.InternalError('new_file required in create_info')
+            bdm, connection_info = self._snapshot_bdm(context, instance, volume_id)
+            record = self._smb_record(connection_info, volume_id)
+            new_file = ntpath.basename(str(create_info['new_file']).replace('/', '\\'))
+            result = self._snapshot_call(instance, volume_id, 'New-InstanceVolumeSnapshot', {
+                'Name': instance.name, 'Volume': record, 'NewFileName': new_file})
+            self._save_active_file(bdm, connection_info, result['path'])
+        except Exception:
+            LOG.exception('Volume %s: snapshot %s failed', volume_id, snapshot_id,
+                          instance=instance)
+            self._snapshot_status(context, snapshot_id, 'error')
+            raise
+        LOG.info('Volume %s: snapshot %s froze %s; the drive now uses %s', volume_id,
+                 snapshot_id, result['parent_path'], result['path'], instance=instance)
+        self._snapshot_status(context, snapshot_id, 'creating')
+        return result
+
+    def volume_snapshot_delete(self, context: Any, instance: Any, volume_id: str,
+                               snapshot_id: str, delete_info: dict[str, Any]) -> dict[str, Any]:
+        """Cinder's assisted snapshot delete: ``Merge-VHD`` as ``delete_info`` says.
+
+        ``merge_target_file`` set: ``file_to_merge`` commits into it; unset: the
+        active file's parent folds into the active file (libvirt's pull), whose
+        parent becomes ``file_to_merge``. Status ``deleting`` or ``error_deleting``.
+        """
+        try:
+            if delete_info.get('type') not in SNAPSHOT_INFO_TYPES:
+                raise exception.InternalError(f"Unknown type: {delete_info.get('type')}")
+            bdm, connection_info = self._snapshot_bdm(context, instance, volume_id)
+            record = self._smb_record(connection_info, volume_id)
+            params: dict[str, Any] = {'Name': instance.name, 'Volume': record}
+            for key, param in (('file_to_merge', 'FileToMerge'),
+                               ('merge_target_file', 'MergeTargetFile')):
+                if delete_info.get(key):
+                    params[param] = ntpath.basename(str(delete_info[key]).replace('/', '\\'))
+            result = self._snapshot_call(instance, volume_id, 'Merge-InstanceVolumeSnapshot',
+                                         params)
+            self._save_active_file(bdm, connection_info, result['path'])
+        except Exception:
+            LOG.exception('Volume %s: deleting snapshot %s failed', volume_id, snapshot_id,
+                          instance=instance)
+            self._snapshot_status(context, snapshot_id, 'error_deleting')
+            raise
+        LOG.info('Volume %s: snapshot %s deleted, %s merged', volume_id, snapshot_id,
+                 result['merged'], instance=instance)
+        self._snapshot_status(context, snapshot_id, 'deleting')
+        return result
+
+    @staticmethod
+    def _snapshot_bdm(context: Any, instance: Any, volume_id: str) -> tuple[Any, dict[str, Any]]:
+        bdm = objects.BlockDeviceMapping.get_by_volume_and_instance(context, volume_id,
+                                                                    instance.uuid)
+        return bdm, jsonutils.loads(bdm.connection_info or '{}')
+
+    def _smb_record(self, connection_info: dict[str, Any], volume_id: str) -> dict[str, Any]:
+        if connection_info.get('driver_volume_type') != SmbConnector.volume_type:
+            raise exception.InternalError(
+                f'Volume {volume_id}: assisted snapshots are for smbfs volumes, not '
+                f"{connection_info.get('driver_volume_type')}")
+        return self.volume_record(connection_info)[0]
+
+    def _snapshot_call(self, instance: Any, volume_id: str, script: str,
+                       params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return self._bridge.call(script, params)
+        except bridge_errors.ScriptError as exc:
+            if exc.error_id == errors.VM_NOT_FOUND:
+                raise exception.InstanceNotFound(instance_id=instance.uuid) from exc
+            if exc.error_id == 'PsDriver.VolumeSnapshotNeedsVMOff':
+                LOG.warning('%s', exc.message, instance=instance)
+                raise exception.InstanceInvalidState(
+                    attr='power state', instance_uuid=instance.uuid,
+                    state='on (Hyper-V keeps the disks of a running VM open)',
+                    method='snapshot its volume') from exc
+            raise exception.InternalError(f'Volume {volume_id}: {exc.message}') from exc
+        except bridge_errors.PsDriverBridgeException as exc:
+            raise errors.HyperVHostError(reason=str(exc)) from exc
+
+    @staticmethod
+    def _save_active_file(bdm: Any, connection_info: dict[str, Any], path: str) -> None:
+        """The BDM's connection_info names the file the drive uses now (detach finds it)."""
+        data = connection_info.setdefault('data', {})
+        data['name'] = ntpath.basename(path)
+        bdm.connection_info = jsonutils.dumps(connection_info)
+        bdm.save()
+
+    def _snapshot_status(self, context: Any, snapshot_id: str, status: str) -> None:
+        """Tell Cinder; a failure is only logged (Cinder times out waiting), as libvirt does."""
+        try:
+            self.volume_api.update_snapshot_status(context, snapshot_id, status)
+        except Exception:
+            LOG.exception('Could not send snapshot %s status %s to Cinder', snapshot_id, status)

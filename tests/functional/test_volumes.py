@@ -10,8 +10,13 @@ volume and delete.
 
 from __future__ import annotations
 
+import time
+import urllib.parse
+
+import fixtures
 import pytest
 from nova.tests.functional.api import client
+from oslo_serialization import jsonutils
 from oslo_utils.fixture import uuidsentinel as uuids
 
 from tests.functional import harness
@@ -123,6 +128,49 @@ class VolumeTest(harness.PsDriverTestBase):
         self.assertEqual('Running', self.host_vm(server).state)
         self.assert_host_clean()
         self.assertNoTraceback()
+
+    def test_assisted_snapshot_create_and_delete_of_an_smb_volume(self):
+        """os-assisted-volume-snapshots, as Cinder's SMB driver calls it, on a stopped server."""
+        statuses: list[tuple[str, str]] = []
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.volume.cinder.API.update_snapshot_status',
+            lambda _api, _ctxt, snapshot_id, status: statuses.append((snapshot_id, status))))
+        server = self.boot()
+        self._attach_volume(server, uuids.smb_vol)
+        server = self._stop_server(server)
+        base = f'{SHARE}\\volume-{uuids.smb_vol}.vhdx'
+        snap = f'{SHARE}\\volume-{uuids.smb_vol}.{uuids.snap}.vhdx'
+        admin = self.api_fixture.admin_api
+        admin.api_post('/os-assisted-volume-snapshots', {'snapshot': {
+            'volume_id': uuids.smb_vol, 'create_info': {
+                'snapshot_id': uuids.snap, 'type': 'qcow2', 'id': uuids.snap,
+                'new_file': f'volume-{uuids.smb_vol}.{uuids.snap}.vhdx'}}})
+        self.wait_for_status(statuses, (uuids.snap, 'creating'))
+        [drive] = self.share_disks(server)
+        self.assertEqual(snap, drive.path)
+        self.assertEqual(base, self.sim_host().get_vhd(snap).vhd.parent_path)
+
+        delete_info = {'type': 'qcow2', 'file_to_merge': None, 'merge_target_file': None,
+                       'volume_id': uuids.smb_vol}
+        query = urllib.parse.urlencode({'delete_info': jsonutils.dumps(delete_info)})
+        admin.api_delete(f'/os-assisted-volume-snapshots/{uuids.snap}?{query}')
+        self.wait_for_status(statuses, (uuids.snap, 'deleting'))
+        [drive] = self.share_disks(server)
+        self.assertEqual(snap, drive.path)
+        self.assertIsNone(self.sim_host().get_vhd(snap).vhd.parent_path)
+        self.assertFalse(self.sim_host().exists(base))
+        # detach goes by the file the BDM names now
+        self.api.delete_server_volume(server['id'], uuids.smb_vol)
+        self._wait_for_volume_detach(server['id'], uuids.smb_vol)
+        self.assert_host_clean()
+
+    @staticmethod
+    def wait_for_status(statuses: list, expected: tuple[str, str]) -> None:
+        for _ in range(100):
+            if expected in statuses:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f'{expected} never sent; sent: {statuses}')
 
     def test_extend_an_attached_volume_then_delete_the_server(self):
         server = self.boot()

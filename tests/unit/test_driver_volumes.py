@@ -6,6 +6,7 @@ import logging
 
 import pytest
 from nova import exception
+from oslo_serialization import jsonutils
 
 from psdriver.cluster.driver import HyperVClusterDriver
 from psdriver.ops import volumeops
@@ -489,3 +490,174 @@ def test_smb_volume_on_a_real_samba_share(env, samba):
     with pytest.raises(exception.VolumeAttachFailed, match='vol-real: its disk file'):
         attach(env, instance, info(samba.password))
     assert_disconnected(env)
+
+
+# -- assisted snapshots of SMB volumes ----------------------------------------------------------
+
+class FakeBdm:
+    """The BDM row nova keeps for the volume (its connection_info is a JSON text)."""
+
+    def __init__(self, connection_info: dict) -> None:
+        self.connection_info = jsonutils.dumps(connection_info)
+        self.saved = 0
+
+    def save(self) -> None:
+        self.saved += 1
+
+    @property
+    def info(self) -> dict:
+        return jsonutils.loads(self.connection_info)
+
+
+class SnapshotStatuses:
+    """Stands in for Cinder's os-update_snapshot_status (Cinder does not run here)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def update_snapshot_status(self, context, snapshot_id, status) -> None:
+        self.sent.append((snapshot_id, status))
+
+
+@pytest.fixture
+def snapshots(env, share, monkeypatch):
+    """A stopped instance with the SMB volume attached, its BDM and Cinder's status calls."""
+    instance = running(env)
+    attach(env, instance, smb())
+    env.driver.power_off(instance)
+    bdm = FakeBdm(smb())
+    monkeypatch.setattr(volumeops.objects.BlockDeviceMapping, 'get_by_volume_and_instance',
+                        lambda context, volume_id, uuid: bdm)
+    statuses = SnapshotStatuses()
+    monkeypatch.setattr(env.driver.volumeops, '_volume_api_instance', statuses)
+    return instance, bdm, statuses
+
+
+def create_info(snapshot_id: str, new_file: str) -> dict:
+    return {'snapshot_id': snapshot_id, 'type': 'qcow2', 'new_file': new_file, 'id': 'x'}
+
+
+def volume_file(env, instance) -> str:
+    return next(d.path for d in env.vm(instance).drives if d.path and d.path.startswith(SHARE))
+
+
+def test_snapshot_create_and_delete_chain_and_merge_one_round_trip_each(env, snapshots):
+    instance, bdm, statuses = snapshots
+    base = f'{SHARE}\\volume-vol-smb.vhdx'
+    snap1 = f'{SHARE}\\volume-vol-smb.snap-1.vhdx'
+    assert env.round_trips(env.driver.volume_snapshot_create, None, instance, 'vol-smb',
+                           create_info('snap-1', 'volume-vol-smb.snap-1.vhdx')) == 1
+    assert volume_file(env, instance) == snap1
+    assert env.host.get_vhd(snap1).vhd.parent_path == base
+    assert bdm.info['data']['name'] == 'volume-vol-smb.snap-1.vhdx'
+    assert statuses.sent == [('snap-1', 'creating')]
+
+    delete_info = {'type': 'qcow2', 'file_to_merge': None, 'merge_target_file': None,
+                   'volume_id': 'vol-smb'}
+    assert env.round_trips(env.driver.volume_snapshot_delete, None, instance, 'vol-smb',
+                           'snap-1', delete_info) == 1
+    # the base folded into the active file, which keeps its name and has no parent now
+    assert volume_file(env, instance) == snap1
+    assert env.host.get_vhd(snap1).vhd.parent_path is None
+    assert not env.host.exists(base)
+    assert statuses.sent[-1] == ('snap-1', 'deleting')
+    # detach with what the BDM now says finds the drive
+    detach(env, instance, bdm.info)
+    assert not any(d.path == snap1 for d in env.vm(instance).drives)
+    assert_disconnected(env)
+
+
+def test_snapshot_delete_commits_a_middle_file_into_its_parent(env, snapshots):
+    instance, bdm, statuses = snapshots
+    for n in (1, 2):
+        info = create_info(f'snap-{n}', f'volume-vol-smb.snap-{n}.vhdx')
+        env.driver.volume_snapshot_create(None, instance, 'vol-smb', info)
+    env.driver.volume_snapshot_delete(None, instance, 'vol-smb', 'snap-1', {
+        'type': 'qcow2', 'file_to_merge': 'volume-vol-smb.snap-1.vhdx',
+        'merge_target_file': 'volume-vol-smb.vhdx', 'volume_id': 'vol-smb'})
+    active = f'{SHARE}\\volume-vol-smb.snap-2.vhdx'
+    assert volume_file(env, instance) == active
+    assert env.host.get_vhd(active).vhd.parent_path == f'{SHARE}\\volume-vol-smb.vhdx'
+    assert not env.host.exists(f'{SHARE}\\volume-vol-smb.snap-1.vhdx')
+    assert statuses.sent[-1] == ('snap-1', 'deleting')
+
+
+def test_snapshot_of_a_running_instance_is_refused_and_reported(env, snapshots):
+    instance, bdm, statuses = snapshots
+    env.driver.power_on(None, instance, None)
+    with pytest.raises(exception.InstanceInvalidState, match='running VM'):
+        env.driver.volume_snapshot_create(None, instance, 'vol-smb',
+                                          create_info('snap-1', 'volume-vol-smb.snap-1.vhdx'))
+    assert not env.host.exists(f'{SHARE}\\volume-vol-smb.snap-1.vhdx')
+    assert statuses.sent == [('snap-1', 'error')] and bdm.saved == 0
+
+
+def test_snapshot_delete_of_a_file_outside_the_chain_is_refused(env, snapshots):
+    instance, bdm, statuses = snapshots
+    with pytest.raises(exception.InternalError, match='vol-smb'):
+        env.driver.volume_snapshot_delete(None, instance, 'vol-smb', 'snap-9', {
+            'type': 'qcow2', 'file_to_merge': 'other.vhdx', 'merge_target_file': 'base.vhdx',
+            'volume_id': 'vol-smb'})
+    assert statuses.sent == [('snap-9', 'error_deleting')]
+    assert volume_file(env, instance) == f'{SHARE}\\volume-vol-smb.vhdx'
+
+
+def test_snapshot_of_a_non_smb_volume_makes_no_round_trip(env, snapshots, monkeypatch):
+    instance, _bdm, statuses = snapshots
+    monkeypatch.setattr(volumeops.objects.BlockDeviceMapping, 'get_by_volume_and_instance',
+                        lambda context, volume_id, uuid: FakeBdm(iscsi()))
+    before = env.bridge.round_trips
+    with pytest.raises(exception.InternalError, match='smbfs'):
+        env.driver.volume_snapshot_create(None, instance, 'vol-1',
+                                          create_info('snap-1', 'volume-1.snap-1.vhdx'))
+    assert env.bridge.round_trips == before
+    assert statuses.sent == [('snap-1', 'error')]
+
+
+def test_the_simulator_refuses_merging_a_disk_a_running_vm_holds(env, share):
+    instance = running(env)
+    attach(env, instance, smb())
+    child = env.host.new_vhd(f'{SHARE}\\child.vhdx', parent_path=f'{SHARE}\\volume-vol-smb.vhdx')
+    with pytest.raises(Exception, match='in use|being used'):
+        env.host.merge_vhd(child.path)
+
+
+# -- an SMB share of this host -------------------------------------------------------------------
+
+@pytest.mark.parametrize('server', ['SIMHV01', '192.0.2.11', 'localhost'])
+def test_a_volume_on_a_share_of_this_host_is_attached_by_its_local_path(env, server):
+    """Hyper-V cannot open a VM disk through a loopback SMB path (and needs no mapping)."""
+    folder = 'C:\\Shares\\cinder'
+    env.host.make_dir(folder)
+    env.host.new_smb_share('cinder', folder)
+    env.host.new_vhd(f'{folder}\\volume-vol-smb.vhdx', GIB)
+    instance = running(env)
+    attach(env, instance, smb(export=f'//{server}/cinder'))
+    assert env.host.smb_mappings() == []
+    [drive] = [d for d in env.vm(instance).drives if d.path and d.path.startswith(folder)]
+    assert drive.path == f'{folder}\\volume-vol-smb.vhdx'
+    assert env.driver.volumeops.extend_volume(instance, smb(export=f'//{server}/cinder'),
+                                              GIB) == GIB
+    detach(env, instance, smb(export=f'//{server}/cinder'))
+    assert not any(d.path == drive.path for d in env.vm(instance).drives)
+
+
+def test_a_share_named_like_one_of_this_host_on_another_server_is_mapped(env, share):
+    env.host.make_dir('C:\\Shares\\cinder')
+    env.host.new_smb_share('cinder', 'C:\\Shares\\cinder')
+    instance = running(env)
+    attach(env, instance, smb())
+    assert len(env.host.smb_mappings()) == 1
+    assert volume_file(env, instance) == f'{SHARE}\\volume-vol-smb.vhdx'
+
+
+def test_smb_qos_applies_to_a_volume_attached_at_spawn(env, share):
+    image = env.image()
+    instance = env.instance(image)
+    qos = smb(qos_specs={'total_iops_sec': 300})
+    env.spawn(instance, image, block_device_info={'block_device_mapping': [
+        {'connection_info': qos, 'mount_device': '/dev/sdb', 'boot_index': None}]})
+    [spec_volume] = env.calls_of('New-Instance')[-1].params['Spec']['volumes']
+    assert spec_volume['max_iops'] == 300
+    drive = next(d for d in env.vm(instance).drives if d.path and d.path.startswith(SHARE))
+    assert drive.max_iops == 300

@@ -82,6 +82,7 @@ class PlannedDrive:
     controller_location: int
     disk_number: int | None = None
     boot: bool = False
+    max_iops: int | None = None      # a volume file's Storage QoS limit
 
     def record(self) -> dict[str, Any]:
         return {'role': self.role, 'index': self.index, 'path': self.path,
@@ -307,8 +308,14 @@ def _plan_volumes(plan: Plan, spec: dict[str, Any], scsi_next: int) -> int:
     for i, entry in enumerate(spec.get('volumes') or []):
         p = f'{s}.volumes[{i}]'
         number_, path, boot = entry.get('disk_number'), entry.get('path'), entry.get('boot', False)
+        max_iops = entry.get('max_iops')
         if (number_ is None) == (path is None):
             raise spec_error(p, 'needs exactly one of disk_number and path.')
+        if max_iops is not None:
+            if not isinstance(max_iops, int) or not 1 <= max_iops <= 1_000_000_000:
+                raise spec_error(f'{p}.max_iops', 'must be between 1 and 1000000000.')
+            if path is None:
+                raise spec_error(f'{p}.max_iops', 'applies to a volume file (path) only.')
         if path is not None and not is_absolute(path):
             raise spec_error(f'{p}.path', f"must be an absolute path, got '{path}'.")
         if boot:
@@ -321,7 +328,7 @@ def _plan_volumes(plan: Plan, spec: dict[str, Any], scsi_next: int) -> int:
             slot = ('SCSI', 0, scsi_next)
             scsi_next += 1
         plan.drives.append(PlannedDrive('volume', i, path, 'disk', *slot, disk_number=number_,
-                                        boot=boot))
+                                        boot=boot, max_iops=max_iops))
     return scsi_next
 
 
@@ -524,6 +531,10 @@ def _create(host: SimHost, plan: Plan, undo: list[tuple[str, str]], created: lis
         for drive in plan.drives:
             if drive.drive_type == 'disk' and drive.role in ('root', 'ephemeral', 'swap'):
                 host.set_disk_max_iops(name, drive.path, plan.disk_max_iops)
+    for drive in plan.drives:
+        if drive.role == 'volume' and drive.max_iops is not None:
+            host.set_drive_max_iops(name, drive.controller_type, drive.controller_number,
+                                    drive.controller_location, drive.max_iops)
 
     for nic in plan.nics:
         adapter = host.add_nic(name, nic['id'], switch_name=nic['switch'] or None,

@@ -19,8 +19,8 @@ from psdriver.sim.handlers.rescue import Slot, free_slot
 from psdriver.sim.host import SimHost
 from psdriver.sim.iscsi import normalize_portal, normalize_wwn
 from psdriver.sim.scriptlib import (
-    hard_disks, int_param, is_file, join, not_empty, same_path, script_error, switch,
-    target_vm, text_list)
+    _validation_error, hard_disks, int_param, is_file, join, not_empty, same_path,
+    script_error, switch, target_vm, text_list)
 from psdriver.sim.state import Disk, Drive, Vm
 
 TYPES = ('iscsi', 'fibre_channel', 'smbfs')
@@ -67,6 +67,26 @@ def share_path(volume: dict[str, Any]) -> str:
 def smb_file(volume: dict[str, Any]) -> tuple[str, str]:
     share = share_path(volume)
     return share, join(share, str(field(volume, 'file_name')))
+
+
+def is_local_server(host: SimHost, server: str) -> bool:
+    """``Test-PsDriverLocalServer``: localhost, the host's name, DNS name or an address."""
+    cfg = host.config
+    names = {'localhost', '127.0.0.1', '::1', cfg.hostname.lower(),
+             *(a.lower() for a in cfg.ip_addresses)}
+    if cfg.domain:
+        names.add(f'{cfg.hostname}.{cfg.domain}'.lower())
+    return server.strip('[]').lower() in names
+
+
+def volume_file(host: SimHost, volume: dict[str, Any]) -> tuple[str, str, bool]:
+    """``Resolve-PsDriverSmbVolumeFile``: share, file path, whether the share is this host's."""
+    share, path = smb_file(volume)
+    server, name = share.lstrip('\\').split('\\', 1)
+    exported = host.smb_share(name) if is_local_server(host, server) else None
+    if exported is not None and exported.path:
+        return share, join(exported.path, str(field(volume, 'file_name'))), True
+    return share, path, False
 
 
 # -- disks ----------------------------------------------------------------------------------
@@ -245,10 +265,12 @@ def _connect_one(host: SimHost, vm: Vm | None, volume: dict[str, Any],
             host, volume, _secret(secrets, volume_id, 'chap_secret'),
             text_list(params, 'InitiatorNames'), switch(params, 'Multipath'), undo)
     elif kind == 'smbfs':
-        share, path = smb_file(volume)
-        record['mapped'] = connect_share(host, share, field(volume, 'username', optional=True),
-                                         _secret(secrets, volume_id, 'smb_password'), undo)
-        host.sync_smb_file(path)
+        share, path, local = volume_file(host, volume)
+        if not local:
+            record['mapped'] = connect_share(host, share,
+                                             field(volume, 'username', optional=True),
+                                             _secret(secrets, volume_id, 'smb_password'), undo)
+            host.sync_smb_file(path)
         if not is_file(host, path):
             raise script_error(f'Volume {volume_id}: its disk file {path} does not exist.',
                                'ObjectNotFound', 'PsDriver.VolumeFileNotFound', volume_id)
@@ -329,7 +351,7 @@ def disconnect_volumes(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
                                   'unmapped': None}
         disk_number = path = share = None
         if kind == 'smbfs':
-            share, path = smb_file(volume)
+            share, path, _local = volume_file(host, volume)
         elif kind in ('iscsi', 'fibre_channel'):
             disk = find_disk(host, volume)
             disk_number = disk.number if disk else None
@@ -379,7 +401,7 @@ def update_volume(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     volume, volume_id, kind = _record(params.get('Volume'), '')
     disk_number = path = None
     if kind == 'smbfs':
-        _share, path = smb_file(volume)
+        _share, path, _local = volume_file(host, volume)
         host.sync_smb_file(path)
         if not is_file(host, path):
             raise script_error(f'Volume {volume_id}: its disk file {path} does not exist.',
@@ -443,3 +465,139 @@ def _update_prepare(host: SimHost, params: dict[str, Any]) -> None:
         for path in volume['paths']:
             host.add_target_portal(path['portal'])
         host.connect_iscsi_target(volume['paths'][0]['iqn'])
+
+
+# -- assisted snapshots of SMB volumes ------------------------------------------------------------
+
+_FILE_NAME = re.compile(r'^[^\\/:*?"<>|]+$')
+
+
+def _snapshot_target(host: SimHost, params: dict[str, Any]) -> tuple[Vm, Drive, str, str]:
+    """The VM (Off), its drive holding the record's file, that file and the volume id."""
+    volume, volume_id, kind = _record(params.get('Volume'), params.get('Name', ''))
+    if kind != 'smbfs':
+        raise script_error(f"Volume {volume_id}: assisted snapshots are for smbfs volumes, not "
+                           f"'{kind}'.", 'InvalidArgument', 'PsDriver.InvalidVolume', volume_id)
+    vm = target_vm(host, params['Name'])
+    _share, active, _local = volume_file(host, volume)
+    drive = volume_drive(vm, None, active)
+    if drive is None:
+        raise script_error(f"Volume {volume_id}: no drive of VM {vm.name} holds {active}.",
+                           'ObjectNotFound', 'PsDriver.VolumeDriveNotFound', volume_id)
+    if vm.state != 'Off':
+        raise script_error(f'Volume {volume_id}: VM {vm.name} is {vm.state}; Hyper-V keeps the '
+                           'disks of a running VM open, so a volume snapshot needs the instance '
+                           'stopped.', 'InvalidOperation', 'PsDriver.VolumeSnapshotNeedsVMOff',
+                           volume_id)
+    return vm, drive, active, volume_id
+
+
+def _file_param(script: str, params: dict[str, Any], name: str, pattern: re.Pattern[str],
+                optional: bool = False) -> str:
+    value = params.get(name)
+    if optional and not value:
+        return ''
+    text = not_empty(script, params, name)
+    if not pattern.match(text):
+        raise _validation_error(script, name, f'The argument "{text}" does not match the '
+                                f'"{pattern.pattern}" pattern.', text)
+    return text
+
+
+def _set_drive_path(host: SimHost, drive: Drive, path: str) -> None:
+    """``Set-VMHardDiskDrive -Path``: the file must be a virtual hard disk."""
+    drive.path = host.get_vhd(path).path
+
+
+@handler('New-InstanceVolumeSnapshot')
+def new_volume_snapshot(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
+    new_name = _file_param('New-InstanceVolumeSnapshot', params, 'NewFileName',
+                           re.compile(r'^[^\\/:*?"<>|]+\.a?vhdx?$', re.IGNORECASE))
+    _vm, drive, current, volume_id = _snapshot_target(host, params)
+    new_path = join(paths.parent(current) or current, new_name)
+    created = False
+    if host.exists(new_path):
+        parent = host.get_vhd(new_path).vhd.parent_path
+        if not parent or not same_path(parent, current):
+            raise script_error(f'Volume {volume_id}: {new_path} exists and is not a '
+                               f'differencing disk of {current}.', 'InvalidArgument',
+                               'PsDriver.InvalidVolume', volume_id)
+    else:
+        host.new_vhd(new_path, parent_path=current)
+        created = True
+    try:
+        _set_drive_path(host, drive, new_path)
+    except SimError:
+        if created:
+            host.remove_item(new_path)
+        raise
+    return {'volume_id': volume_id, 'parent_path': host.get_vhd(current).path,
+            'path': drive.path, 'created': created}
+
+
+@handler('Merge-InstanceVolumeSnapshot')
+def merge_volume_snapshot(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
+    script = 'Merge-InstanceVolumeSnapshot'
+    to_merge_name = _file_param(script, params, 'FileToMerge', _FILE_NAME, optional=True)
+    target_name = _file_param(script, params, 'MergeTargetFile', _FILE_NAME, optional=True)
+    _vm, drive, active, volume_id = _snapshot_target(host, params)
+    folder = paths.parent(active) or active
+    chain = [entry.path for entry in host.vhd_chain(active)]
+
+    def index(path: str) -> int:
+        return next((i for i, link in enumerate(chain) if same_path(link, path)), -1)
+
+    if not target_name:
+        # pull: the active file's parent folds into it (Merge-VHD, then the name back)
+        wanted = index(join(folder, to_merge_name)) if to_merge_name else 2
+        if len(chain) < 2 or wanted != 2 or (not to_merge_name and len(chain) != 2):
+            raise script_error(f"Volume {volume_id}: the chain of {active} "
+                               f"({' <- '.join(chain)}) does not have '{to_merge_name}' as the "
+                               'parent of its parent.', 'InvalidArgument',
+                               'PsDriver.InvalidVolume', volume_id)
+        merged = chain[1]
+        host.merge_vhd(active)
+        host.move_file(merged, active)
+    else:
+        merged = join(folder, to_merge_name) if to_merge_name else ''
+        target = join(folder, target_name)
+        merge_index = index(merged) if merged else -1
+        if merge_index < 1 or index(target) != merge_index + 1:
+            raise script_error(f'Volume {volume_id}: {target} is not the parent of {merged} '
+                               f'below the active file {active}.', 'InvalidArgument',
+                               'PsDriver.InvalidVolume', volume_id)
+        host.merge_vhd(merged)
+    _set_drive_path(host, drive, active)
+    parent = host.get_vhd(active).vhd.parent_path
+    return {'volume_id': volume_id, 'merged': paths.normalize(merged), 'path': drive.path,
+            'parent_path': parent or None}
+
+
+def _snapshot_example(host: SimHost, params: dict[str, Any], links: list[str]) -> None:
+    """The example's VM (Off) with the volume's chain ``links`` (base first) on SCSI."""
+    from psdriver.sim.scenario import add_instance
+    volume = params['Volume']
+    share = share_path(volume)
+    if share.lower() not in host.state.volumes:
+        host.add_volume(share, 100)
+    parent = None
+    for name in links:
+        path = join(share, name)
+        parent = host.new_vhd(path, None if parent else 1024 ** 3, parent_path=parent).path
+    add_instance(host, params['Name'], power_on=False)
+    host.attach_disk(params['Name'], parent, controller_type='SCSI')
+
+
+@prepare('New-InstanceVolumeSnapshot')
+def _new_snapshot_prepare(host: SimHost, params: dict[str, Any]) -> None:
+    _snapshot_example(host, params, [params['Volume']['file_name']])
+
+
+@prepare('Merge-InstanceVolumeSnapshot')
+def _merge_snapshot_prepare(host: SimHost, params: dict[str, Any]) -> None:
+    active = params['Volume']['file_name']
+    if params.get('MergeTargetFile'):
+        links = [params['MergeTargetFile'], params['FileToMerge']]
+    else:
+        links = [name for name in (params.get('FileToMerge'), f'{active}.parent.vhdx') if name]
+    _snapshot_example(host, params, links + [active])
