@@ -65,8 +65,22 @@ class ClusterTestBase(harness.PsDriverTestBase):
         return [entry for host in hosts
                 for entry in self.driver(host).clusterops.handled]
 
+    def wait_until_handled(self, server: dict, host: str, timeout: float = 20) -> None:
+        """Until the service on ``host`` finished recording the move (host, ports, allocations).
+
+        The instance's host is saved first and the allocations move after it, so
+        the host alone does not say the recording is complete.
+        """
+        deadline = time.monotonic() + timeout
+        while not any(uuid == server['id'] and new == host
+                      for uuid, _, new in self.handled(*HOSTS)):
+            if time.monotonic() > deadline:
+                self.fail(f"the move of {server['id']} to {host} was never recorded")
+            time.sleep(0.1)
+
     def assert_recorded_on(self, server: dict, host: str, port: dict | None = None) -> None:
         found = self.wait_for_host(server, host)
+        self.wait_until_handled(server, host)
         self.assertEqual(host, found['OS-EXT-SRV-ATTR:hypervisor_hostname'])
         rp = self._get_provider_uuid_by_host(host)
         self.assertEqual([rp], list(self._get_allocations_by_server_uuid(server['id'])))
