@@ -22,8 +22,10 @@ The disks reach the destination's instance folder
 
 Destination side, :meth:`finish_migration`: the root disk's base image is
 put in the destination's image cache if it is missing there, the root disk
-grows to the new flavor (Resize-InstanceDisk) and New-Instance creates the
-VM over the copied files with the new vCPUs and memory.
+and the flavor's ephemeral disk grow to the new flavor (Resize-InstanceDisk)
+and New-Instance creates the VM over the copied files with the new vCPUs,
+memory and disk QoS limit; when Neutron is to report the ports plugged, the
+VM is created off and started once it has (as spawn does).
 
 Volumes: when the instance has block devices, they are disconnected on
 the source and connected on the destination through the volume-ops object
@@ -189,14 +191,32 @@ class MigrationOps:
         info = json.loads(disk_info) if disk_info else {}
         if root is not None:
             self._ensure_base_image(context, instance, root)
-            wanted = (instance.flavor.root_gb or 0) * GIB
-            path = ntpath.join(self._vmops.instance_dir(instance), root['name'])
-            if resize_instance and wanted > root['virtual_size_bytes']:
+        if resize_instance:
+            for disk, wanted_gb in self._disks_to_grow(instance, info, root):
+                path = ntpath.join(self._vmops.instance_dir(instance), disk['name'])
                 with errors.translate(instance.uuid, 'finish_migration'):
                     self._bridge.call('Resize-InstanceDisk', {'Path': path,
-                                                             'SizeBytes': wanted})
+                                                             'SizeBytes': wanted_gb * GIB})
         self._recreate(context, instance, image_meta, network_info, block_device_info,
                        power_on, info.get('generation'), root)
+
+    @staticmethod
+    def _disks_to_grow(instance: Any, info: dict[str, Any],
+                       root: dict[str, Any] | None) -> list[tuple[dict[str, Any], int]]:
+        """The root disk and the flavor's one ephemeral disk (eph0) the new flavor makes bigger.
+
+        Ephemeral disks given as block devices (several, own sizes) are left as they are.
+        """
+        grow = []
+        if root is not None and (instance.flavor.root_gb or 0) * GIB > root['virtual_size_bytes']:
+            grow.append((root, instance.flavor.root_gb))
+        ephemerals = [d for d in info.get('disks', [])
+                      if d['name'].rsplit('.', 1)[0].lower().startswith('eph')]
+        wanted = instance.flavor.ephemeral_gb or 0
+        if len(ephemerals) == 1 and ephemerals[0]['name'].lower().startswith('eph0.') \
+                and wanted * GIB > ephemerals[0]['virtual_size_bytes']:
+            grow.append((ephemerals[0], wanted))
+        return grow
 
     def _recreate(self, context: Any, instance: Any, image_meta: Any, network_info: Any,
                   block_device_info: Any, power_on: bool, generation: int | None,
@@ -206,11 +226,19 @@ class MigrationOps:
         # A root file there is reused as it is; the size only has to say "a root disk".
         size_gb = instance.flavor.root_gb or (
             max(1, math.ceil(root['virtual_size_bytes'] / GIB)) if root else None)
-        # create_from_disks connects the volumes and attaches them as spawn does.
-        self._has_volumes(instance, block_device_info)
-        self._vmops.create_from_disks(context, instance, image_meta, network_info,
-                                      block_device_info, power_on, generation, root_format,
-                                      size_gb)
+        # create_from_disks connects the volumes and attaches them as spawn does, and
+        # sets the flavor's disk QoS limit (New-Instance), so a resize applies the new one.
+        if not (power_on and self._vmops.waits_for_vifs(network_info)):
+            self._vmops.create_from_disks(context, instance, image_meta, network_info,
+                                          block_device_info, power_on, generation,
+                                          root_format, size_gb)
+            return
+        # Ports Neutron binds to this host: the VM is made off, started once they are.
+        self._vmops.power_on_when_vifs_plugged(
+            instance, network_info,
+            plug=lambda: self._vmops.create_from_disks(
+                context, instance, image_meta, network_info, block_device_info, False,
+                generation, root_format, size_gb))
 
     # -- confirm and revert (source) ---------------------------------------------------
 

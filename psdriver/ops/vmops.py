@@ -459,6 +459,10 @@ class VMOps:
             LOG.exception('Could not remove VM %s after a failed spawn', instance.name,
                           instance=instance)
 
+    def waits_for_vifs(self, network_info: Any) -> bool:
+        """Whether starting this instance waits for Neutron's network-vif-plugged events."""
+        return bool(self._vif_wait.events(network_info))
+
     def power_on_when_vifs_plugged(self, instance: Any, network_info: Any,
                                    plug: Callable[[], Any] | None = None) -> None:
         """Start an existing VM once Neutron has bound its ports (after a resize or migration).

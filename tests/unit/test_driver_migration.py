@@ -162,3 +162,24 @@ def test_a_failed_copy_to_another_host_restores_the_source(env, running):
     assert env.host.exists(folder(running) + '\\root.vhdx')
     assert not env.host.exists(folder(running, '_revert'))
     env.host.check_consistency()
+
+
+def test_a_resize_grows_the_ephemeral_disk_and_sets_the_new_flavor_s_disk_qos(env):
+    image = env.image()
+    instance = env.instance(image, flavor_values={
+        'root_gb': 10, 'ephemeral_gb': 1, 'extra_specs': {'quota:disk_total_iops_sec': '500'}})
+    env.spawn(instance, image)
+    IMAGES[instance.uuid] = image
+    bigger = flavor(root_gb=10, ephemeral_gb=3,
+                    extra_specs={'quota:disk_total_iops_sec': '200'})
+    disk_info = migrate(env, instance, bigger)
+    instance.flavor = bigger
+    finish(env, instance, disk_info)
+    assert env.host.get_vhd(folder(instance) + '\\eph0.vhdx').vhd.size == 3 * GIB
+    assert env.host.get_vhd(folder(instance) + '\\root.vhdx').vhd.size == 10 * GIB
+    limits = env.vm(instance).extra.get('disk_max_iops', {})
+    assert {p.rsplit('\\', 1)[-1]: v for p, v in limits.items()} == \
+        {'root.vhdx': 200, 'eph0.vhdx': 200}
+    resizes = [c.params['Path'] for c in env.calls_of('Resize-InstanceDisk')]
+    assert resizes == [folder(instance) + '\\eph0.vhdx']      # the root kept its size
+    env.host.check_consistency()

@@ -165,3 +165,28 @@ def test_power_on_after_a_move_waits_around_the_plug(env, events):
     with pytest.raises(exception.VirtualInterfaceCreateException):
         env.driver.vmops.power_on_when_vifs_plugged(instance, [port])
     assert env.vm(instance).state == 'Off'         # left off, not removed
+
+
+def test_finish_migration_creates_the_vm_off_and_starts_it_once_the_port_is_bound(env, events):
+    image = env.image()
+    instance = env.instance(image)
+    port = vif(active=False)
+    env.spawn(instance, image, [port])
+    events.waits.clear()
+    disk_info = env.driver.migrate_disk_and_power_off(None, instance, env.host.hostname,
+                                                      instance.flavor, [port])
+    env.driver.finish_migration(None, None, instance, disk_info, [port], image, False, {},
+                                None, True)
+    assert events.waits == [([('network-vif-plugged', port['id'])], 300)]
+    assert events.vm_state_while_waiting == 'Off'
+    assert env.vm(instance).state == 'Running'
+
+    env.driver.confirm_migration(None, None, instance, [port])
+    disk_info = env.driver.migrate_disk_and_power_off(None, instance, env.host.hostname,
+                                                      instance.flavor, [port])
+    events.outcome = 'timeout'
+    env.flags(vif_plugging_is_fatal=True)
+    with pytest.raises(exception.VirtualInterfaceCreateException):
+        env.driver.finish_revert_migration(None, instance, [port], None, None, True)
+    assert env.vm(instance).state == 'Off'          # restored, left off
+    env.host.check_consistency()
