@@ -3,7 +3,9 @@
 nova's own API, conductor, scheduler and placement (the functional harness)
 and three nova-compute services, each started with the options its rendered
 nova.conf fragment sets (read back with oslo.config) and driving its own
-simulated Hyper-V host (one state file each).  Each service keeps its node
+simulated Hyper-V host (one state file each; the state files share a folder
+with a ``fabric.json``, so the hosts see each other and a server live-migrates
+between two of the services).  Each service keeps its node
 identity where the fragment says (``state_path/compute_id``), written and
 read by nova's own ``nova.virt.node`` code; a service restarted from the
 same files, as a standby management node would start it, is the same
