@@ -3,7 +3,9 @@
 nova's own API, conductor, scheduler and placement (the functional harness)
 and three nova-compute services, each started with the options its rendered
 nova.conf fragment sets (read back with oslo.config) and driving its own
-simulated Hyper-V host (one state file each).  Each service keeps its node
+simulated Hyper-V host (one state file each; the state files share a folder
+with a ``fabric.json``, so the hosts see each other and a server live-migrates
+between two of the services).  Each service keeps its node
 identity where the fragment says (``state_path/compute_id``), written and
 read by nova's own ``nova.virt.node`` code; a service restarted from the
 same files, as a standby management node would start it, is the same
@@ -35,7 +37,7 @@ from nova.virt import node as nova_node
 
 import psdriver.conf
 from psdriver.fleet import inventory, render, status
-from psdriver.sim import SimHost
+from psdriver.sim.fabric import Fabric
 
 from tests.functional import harness
 
@@ -88,9 +90,10 @@ class FleetOfThreeTest(harness.PsDriverTestBase):
         self.fleet = inventory.load(str(self.inventory))
         outcome = render.apply(self.fleet, self.root)
         assert len(outcome.changed) == 2 * len(HOSTS) + 3
-        for host in HOSTS:   # each host has its share; nothing else about it is set up
-            SimHost(state_file=str(self.sim_dir / f'{host}.json'), hostname=host,
-                    smb_shares={SHARE: harness.INSTANCES_PATH})
+        # The hosts see each other (one fabric: their state files share a folder, as the
+        # inventory's sim_state_file paths put them); each has its share, nothing else set up.
+        Fabric.create(str(self.sim_dir),
+                      {h: {'smb_shares': {SHARE: harness.INSTANCES_PATH}} for h in HOSTS})
         super().setUp()
         self.flags(instances_path_share=SHARE, group='hyperv')
         for host in HOSTS:
@@ -174,8 +177,37 @@ class FleetOfThreeTest(harness.PsDriverTestBase):
         self.assertEqual([], strangers)
         self.assertEqual([(h, 'up', 'enabled', []) for h in HOSTS],
                          [(s.host, s.nova.state, s.nova.status, s.problems) for s in statuses])
+        self.assert_live_migration_between_fleet_hosts(flavor, servers['hv01'], 'hv01', 'hv03')
         self.assert_restart_keeps_the_node(servers['hv02'], servers['hv03'])
         self.assertNoTraceback()
+
+    def node_identities(self) -> dict[str, str]:
+        """host -> the compute_id in that host's own state_path."""
+        return {h: self.on_disk(f'{self.fleet.state_path(self.fleet.host(h))}/compute_id')
+                .read_text() for h in HOSTS}
+
+    def assert_live_migration_between_fleet_hosts(self, flavor, server, source, destination):
+        """Two services of the fleet, two hosts that see each other: nova moves the VM."""
+        for host in (source, destination):   # what an operator enables on each host
+            self.sim_host(host).set_migration(enabled=True, use_any_network=True)
+        identities, nodes = self.node_identities(), self.hypervisors()
+        before = self.host_vm(server, source)
+        self._live_migrate(server, host=destination)
+        server = self.api.get_server(server['id'])
+        self.assertEqual(('ACTIVE', destination),
+                         (server['status'], server['OS-EXT-SRV-ATTR:host']))
+        vm = self.host_vm(server, destination)
+        self.assertEqual(('Running', before.id, before.started_at),
+                         (vm.state, vm.id, vm.started_at))
+        self.assertIsNone(self.host_vm(server, source))
+        self.assertFlavorMatchesAllocation(self.api.get_flavor(flavor), server['id'],
+                                           self._get_provider_uuid_by_host(destination))
+        self.assertEqual({}, self._get_allocations_by_provider_uuid(
+            self._get_provider_uuid_by_host(source)))
+        self.assertEqual(identities, self.node_identities())   # no node changed identity
+        self.assertEqual(nodes, self.hypervisors())
+        for host in HOSTS:
+            self.sim_host(host).check_consistency()
 
     def assert_restart_keeps_the_node(self, server, other):
         """What a standby does: start a host's service from the same files and state dir."""
