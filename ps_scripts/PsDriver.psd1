@@ -9,6 +9,7 @@
     PowerShellVersion    = '5.1'
     CompatiblePSEditions = @('Desktop', 'Core')
     FunctionsToExport    = @(
+        'Add-PsDriverOvsPort'
         'Assert-PsDriverConsoleLogTarget'
         'Assert-PsDriverNicHotplug'
         'Connect-PsDriverIscsiVolume'
@@ -37,9 +38,9 @@
         'Get-PsDriverRescueRecord'
         'Get-PsDriverSecureBootTemplate'
         'Get-PsDriverSmbSharePath'
+        'Get-PsDriverVlanMap'
         'Get-PsDriverVM'
         'Get-PsDriverVMState'
-        'Get-PsDriverVlanMap'
         'Get-PsDriverVolumeDrive'
         'Get-PsDriverVolumeField'
         'Invoke-PsDriverConsoleLogger'
@@ -49,7 +50,9 @@
         'Mount-PsDriverConfigDrive'
         'New-PsDriverDriveSlot'
         'New-PsDriverErrorRecord'
+        'Remove-PsDriverOvsPort'
         'Remove-PsDriverVM'
+        'Resolve-PsDriverOvsVsctl'
         'Start-PsDriverConsoleLogger'
         'Start-PsDriverVM'
         'Stop-PsDriverConsoleLogger'

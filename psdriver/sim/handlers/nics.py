@@ -9,6 +9,8 @@ becomes InvalidOperation / PsDriver.NicOperationFailed with its message.
 
 from __future__ import annotations
 
+import re
+import uuid
 from typing import Any, Callable, TypeVar
 
 from psdriver.sim.dispatch import handler, prepare
@@ -20,6 +22,68 @@ from psdriver.sim.state import NetworkAdapter, Vm
 
 T = TypeVar('T')
 EXAMPLE_SWITCHES = ('br-int',)
+EXAMPLE_OVS_VSCTL = 'C:\\Program Files\\Open vSwitch\\bin\\ovs-vsctl.exe'
+OVS_NAME = re.compile(r'^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$')
+
+
+# -- Open vSwitch (PsDriver/OpenVSwitch.ps1) ------------------------------------------------
+
+def resolve_ovs_vsctl(host: SimHost, path: Any) -> str:
+    """``Resolve-PsDriverOvsVsctl``."""
+    wanted = str(path) if path else 'ovs-vsctl.exe'
+    found = host.ovs_vsctl(wanted)
+    if found is None:
+        raise script_error(f"Open vSwitch's ovs-vsctl was not found on this host (looked for "
+                           f"'{wanted}'); install Open vSwitch for Windows or set [hyperv] "
+                           'ovs_vsctl_path.', 'ObjectNotFound', 'PsDriver.OvsVsctlNotFound',
+                           wanted)
+    return found
+
+
+def _ovs_name(name: str) -> None:
+    """``Test-PsDriverOvsName``, refused as the helpers refuse it."""
+    if not OVS_NAME.match(name or ''):
+        raise script_error(f"'{name}' is not an Open vSwitch bridge or port name psdriver uses "
+                           "(letters, digits, '_', '.', '-').", 'InvalidArgument',
+                           'PsDriver.InvalidOvsName', name)
+
+
+def _ovs_vsctl(ovs_vsctl: str, arguments: list[str], change: Callable[[], T]) -> T:
+    """``Invoke-PsDriverOvsVsctl``: ovs-vsctl's refusal, exit code 1."""
+    try:
+        return change()
+    except SimError as exc:
+        raise script_error(f"ovs-vsctl {' '.join(arguments)} failed (exit code 1): "
+                           f'{exc.message}', 'InvalidOperation', 'PsDriver.OvsVsctlFailed',
+                           ovs_vsctl) from None
+
+
+def ovs_add_port(host: SimHost, ovs_vsctl: str, bridge: str, port: str, mac: str,
+                 instance_uuid: uuid.UUID) -> None:
+    """``Add-PsDriverOvsPort`` (mac: 12 hex digits)."""
+    _ovs_name(bridge)
+    _ovs_name(port)
+    attached = ':'.join(mac.lower()[i:i + 2] for i in range(0, 12, 2))
+    ids = {'iface-id': port, 'attached-mac': attached, 'iface-status': 'active',
+           'vm-uuid': str(instance_uuid)}
+    arguments = ['--may-exist', 'add-port', bridge, port, '--', 'set', 'Interface', port,
+                 *(f'external-ids:{key}={value}' for key, value in ids.items())]
+    _ovs_vsctl(ovs_vsctl, arguments, lambda: host.ovs_add_port(bridge, port, ids))
+
+
+def ovs_del_port(host: SimHost, ovs_vsctl: str, port: str) -> None:
+    """``Remove-PsDriverOvsPort``."""
+    _ovs_name(port)
+    _ovs_vsctl(ovs_vsctl, ['--if-exists', 'del-port', port], lambda: host.ovs_del_port(port))
+
+
+def instance_guid(value: Any) -> uuid.UUID:
+    """``[guid]::TryParse`` of the InstanceUuid Open vSwitch ports need."""
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        raise script_error(f"Open vSwitch ports need the instance UUID (got '{value or ''}').",
+                           'InvalidArgument', 'PsDriver.InvalidNicSpec', value) from None
 
 
 def assert_hotplug(vm: Vm, operation: str) -> None:
@@ -93,6 +157,11 @@ def add_adapter(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     if mac is None:
         raise script_error(f"'{raw_mac}' is not a MAC address.", 'InvalidArgument',
                            'PsDriver.InvalidMacAddress', raw_mac)
+    ovs_bridge = params.get('OvsBridge') or None
+    ovs_vsctl, guid = None, None
+    if ovs_bridge:
+        guid = instance_guid(params.get('InstanceUuid'))
+        ovs_vsctl = resolve_ovs_vsctl(host, params.get('OvsVsctlPath'))
     vm = target_vm(host, name)
     existing = nics_named(vm, port)
     created = not existing
@@ -105,9 +174,17 @@ def add_adapter(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
         _connect(host, vm, adapter, switch_name)
     if vlan > 0:
         _set_vlan(host, vm, adapter, vlan, adapter.vlan_id)
+    if ovs_vsctl and ovs_bridge and guid:
+        try:
+            ovs_add_port(host, ovs_vsctl, ovs_bridge, port, mac, guid)
+        except SimError:
+            if created:
+                host.remove_nic(vm.name, adapter.id)
+            raise
     final = nics_named(vm, port)
     return {'name': vm.name, 'created': created,
-            'nic': nic_record(final[0]) if final else None}
+            'nic': nic_record(final[0]) if final else None,
+            'ovs_bridge': ovs_bridge if ovs_vsctl else None}
 
 
 # -- Remove-InstanceNetworkAdapter ----------------------------------------------------------
@@ -115,9 +192,14 @@ def add_adapter(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
 @handler('Remove-InstanceNetworkAdapter')
 def remove_adapter(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     script = 'Remove-InstanceNetworkAdapter'
-    vm = target_vm(host, not_empty(script, params, 'Name'))
+    name = not_empty(script, params, 'Name')
     port = not_empty(script, params, 'Id')
+    ovs_port = bool(params.get('OvsPort'))
+    ovs_vsctl = resolve_ovs_vsctl(host, params.get('OvsVsctlPath')) if ovs_port else ''
+    vm = target_vm(host, name)
     adapters = nics_named(vm, port)
+    if ovs_port:
+        ovs_del_port(host, ovs_vsctl, port)
     if adapters:
         assert_hotplug(vm, 'remove')
 
@@ -125,7 +207,7 @@ def remove_adapter(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
             for adapter in adapters:
                 host.remove_nic(vm.name, adapter.id)
         nic_change(vm, f"remove network adapter '{port}'", remove_all)
-    return {'name': vm.name, 'id': port, 'removed': bool(adapters)}
+    return {'name': vm.name, 'id': port, 'removed': bool(adapters), 'ovs_port_removed': ovs_port}
 
 
 # -- Connect-InstanceNetworkAdapter ---------------------------------------------------------
@@ -158,9 +240,11 @@ def _wanted(entries: Any) -> list[dict[str, Any]]:
                 raise script_error(f"Nics entry {index} has VLAN '{vlan_value}'; expected 0 to "
                                    '4094 or null.', 'InvalidArgument',
                                    'PsDriver.InvalidNicSpec', index)
+        ovs_bridge = spec.get('ovs_bridge')
         wanted.append({'id': port, 'mac': mac,
                        'switch': str(switch_value) if switch_value not in (None, '') else None,
-                       'vlan': vlan})
+                       'vlan': vlan,
+                       'ovs_bridge': str(ovs_bridge) if ovs_bridge not in (None, '') else None})
     return wanted
 
 
@@ -190,6 +274,10 @@ def connect_adapters(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     script = 'Connect-InstanceNetworkAdapter'
     name = not_empty(script, params, 'Name')
     wanted = _wanted(params.get('Nics'))
+    ovs_vsctl, guid = None, None
+    if any(w['ovs_bridge'] for w in wanted):
+        guid = instance_guid(params.get('InstanceUuid'))
+        ovs_vsctl = resolve_ovs_vsctl(host, params.get('OvsVsctlPath'))
     vm = target_vm(host, name)
     initial = list(vm.nics)
     initial_vlans = {nic.id: nic.vlan_id for nic in initial}
@@ -201,6 +289,7 @@ def connect_adapters(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
         assert_hotplug(vm, 'add')
     created: list[str] = []
     updated: list[str] = []
+    ovs_ports: list[str] = []
     for want in wanted:
         adapter = existing(want['id'])
         changed = False
@@ -215,19 +304,24 @@ def connect_adapters(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
             changed = _set_vlan(host, vm, adapter, want['vlan'], current) or changed
         if changed and want['id'] not in created:
             updated.append(want['id'])
+        if want['ovs_bridge'] and ovs_vsctl and guid:
+            ovs_add_port(host, ovs_vsctl, want['ovs_bridge'], want['id'], want['mac'], guid)
+            ovs_ports.append(want['id'])
     records = []
     for want in wanted:
         final = nics_named(vm, want['id'])
         if final:
             records.append(nic_record(final[0]))
-    return {'name': vm.name, 'nics': records, 'created': created, 'updated': updated}
+    return {'name': vm.name, 'nics': records, 'created': created, 'updated': updated,
+            'ovs_ports': ovs_ports}
 
 
 def _prepare_vm(host: SimHost, params: dict[str, Any]) -> None:
-    """The example's instance (generation 2, running) and the switches examples name."""
+    """The example's instance (generation 2, running), the switches examples name, OVS."""
     from psdriver.sim.scenario import add_instance, ensure_switch
     for switch_name in EXAMPLE_SWITCHES:
         ensure_switch(host, switch_name)
+    host.install_ovs(EXAMPLE_OVS_VSCTL)
     add_instance(host, params['Name'])
 
 
@@ -241,6 +335,9 @@ def _remove_prepare(host: SimHost, params: dict[str, Any]) -> None:
     from psdriver.sim.scenario import add_instance
     add_instance(host, params['Name'], nics=[{'id': params['Id'], 'mac': 'fa:16:3e:01:02:03',
                                               'switch': 'external'}])
+    if params.get('OvsPort'):
+        host.install_ovs(EXAMPLE_OVS_VSCTL)
+        host.ovs_add_port('br-int', params['Id'], {'iface-id': params['Id']})
 
 
 # -- Disconnect-InstanceNetworkAdapter ------------------------------------------------------
@@ -249,13 +346,18 @@ def _remove_prepare(host: SimHost, params: dict[str, Any]) -> None:
 def disconnect_adapters(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     script = 'Disconnect-InstanceNetworkAdapter'
     name = not_empty(script, params, 'Name')
-    switch_name = not_empty(script, params, 'SwitchName')
-    ports = params.get('Id') or []
-    if not isinstance(ports, list):
-        ports = [ports]
+    switch_name = params.get('SwitchName') or ''
+    ports = _as_list(params.get('Id'))
+    if ports and not switch_name:
+        raise script_error('Disconnecting network adapters needs the virtual switch name '
+                           '(SwitchName).', 'InvalidArgument', 'PsDriver.InvalidNicSpec', name)
+    ovs_ports = [str(p) for p in _as_list(params.get('OvsPortId')) if p]
+    ovs_vsctl = resolve_ovs_vsctl(host, params.get('OvsVsctlPath')) if ovs_ports else ''
     result: dict[str, Any] = {'name': name, 'vm_found': False, 'disconnected': [],
-                              'not_connected': [], 'missing': []}
+                              'not_connected': [], 'missing': [], 'ovs_ports': ovs_ports}
     vm = host.find_vm(name)
+    for port in ovs_ports:
+        ovs_del_port(host, ovs_vsctl, port)
     if vm is None:
         return result
     result['vm_found'] = True
@@ -279,10 +381,22 @@ def disconnect_adapters(host: SimHost, params: dict[str, Any]) -> dict[str, Any]
     return result
 
 
+def _as_list(value: Any) -> list[Any]:
+    """A ``[string[]]`` parameter: absent is empty, one value is a list of one."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
 @prepare('Disconnect-InstanceNetworkAdapter')
 def _disconnect_prepare(host: SimHost, params: dict[str, Any]) -> None:
-    """The instance with the example's adapter on the example's switch."""
+    """The instance with the example's adapter on the example's switch (and OVS port)."""
     from psdriver.sim.scenario import add_instance, ensure_switch
-    ensure_switch(host, params['SwitchName'])
-    add_instance(host, params['Name'], nics=[{'id': params['Id'][0], 'mac': 'fa:16:3e:01:02:03',
-                                              'switch': params['SwitchName']}])
+    switch_name = params.get('SwitchName') or 'external'
+    ensure_switch(host, switch_name)
+    port = (_as_list(params.get('Id')) or _as_list(params.get('OvsPortId')))[0]
+    add_instance(host, params['Name'], nics=[{'id': port, 'mac': 'fa:16:3e:01:02:03',
+                                              'switch': switch_name}])
+    if params.get('OvsPortId'):
+        host.install_ovs(EXAMPLE_OVS_VSCTL)
+        host.ovs_add_port('br-int', port, {'iface-id': port})
