@@ -76,7 +76,15 @@ class VifOps:
         }
 
     def nic_specs(self, network_info: Any) -> list[dict[str, Any]]:
-        return [self.nic_spec(vif) for vif in (network_info or [])]
+        """The entries, with ``ovs_bridge`` on those of VIF type ``ovs``."""
+        nics = []
+        for vif in network_info or []:
+            nic = self.nic_spec(vif)
+            bridge = ovs_bridge(vif, self._conf)
+            if bridge:
+                nic['ovs_bridge'] = bridge
+            nics.append(nic)
+        return nics
 
     def ovs_params(self) -> dict[str, Any]:
         """Where the host finds ovs-vsctl: the configured path, or PATH when unset."""
@@ -89,12 +97,8 @@ class VifOps:
         if not nics:
             return None
         params: dict[str, Any] = {'Name': instance.name, 'Nics': nics}
-        for nic, vif in zip(nics, network_info, strict=True):
-            bridge = ovs_bridge(vif, self._conf)
-            if bridge:
-                nic['ovs_bridge'] = bridge
-                params['InstanceUuid'] = instance.uuid
-                params.update(self.ovs_params())
+        if any('ovs_bridge' in nic for nic in nics):
+            params.update(self.ovs_params(), InstanceUuid=instance.uuid)
         with errors.translate(instance.uuid, 'plug_vifs'):
             return self._bridge.call('Connect-InstanceNetworkAdapter', params)
 

@@ -506,6 +506,7 @@ class VMOps:
             else 'Save',
             'console_log': {'path': self._path(instance, CONSOLE_LOG),
                             'max_bytes': CONSOLE_LOG_BYTES},
+            'ovs_vsctl_path': hyperv.ovs_vsctl_path or None,
         }
 
     @staticmethod

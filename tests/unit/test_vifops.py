@@ -179,7 +179,7 @@ def ovs_env(tmp_path):
 def test_plug_vifs_adds_ovs_ports_to_the_integration_bridge_in_the_same_round_trip(ovs_env):
     env = ovs_env
     ovs, agent = ovs_vif('fa:16:3e:00:00:01'), vif('fa:16:3e:00:00:02')
-    instance, _ = spawned(env, ports=[ovs, agent], power_on=False)
+    instance, _ = spawned(env, ports=[agent], power_on=False)
 
     assert env.round_trips(env.driver.plug_vifs, instance, [ovs, agent]) == 1
     # Only the ovs VIF, named after the port id, as the OVS agent expects it.
@@ -197,7 +197,7 @@ def test_plug_vifs_adds_ovs_ports_to_the_integration_bridge_in_the_same_round_tr
 def test_plug_vifs_to_a_missing_bridge_is_refused_as_ovs_vsctl_refuses_it(ovs_env):
     env = ovs_env
     port = ovs_vif(bridge='br-missing')
-    instance, _ = spawned(env, ports=[port], power_on=False)
+    instance, _ = spawned(env, power_on=False)
     with pytest.raises(exception.NovaException, match='no bridge named br-missing'):
         env.driver.plug_vifs(instance, [port])
     assert env.host.ovs_ports() == {}
@@ -216,7 +216,7 @@ def test_plug_vifs_without_ovs_vsctl_on_the_host_fails_before_changing_anything(
 def test_ovs_vsctl_path_option_is_where_the_host_looks(ovs_env):
     env = ovs_env
     port = ovs_vif()
-    instance, _ = spawned(env, ports=[port], power_on=False)
+    instance, _ = spawned(env, power_on=False)
     env.flags('hyperv', ovs_vsctl_path='D:\\ovs\\ovs-vsctl.exe')
     with pytest.raises(exception.NovaException, match='ovs-vsctl was not found'):
         env.driver.plug_vifs(instance, [port])
@@ -272,3 +272,28 @@ def test_attach_interface_to_a_missing_bridge_removes_the_adapter_it_added(ovs_e
     with pytest.raises(exception.InterfaceAttachFailed, match='no bridge named br-x'):
         env.driver.attach_interface(None, instance, image, ovs_vif(bridge='br-x'))
     assert adapters(env, instance) == {}
+
+
+def test_spawn_adds_the_ovs_ports_in_its_one_round_trip(ovs_env):
+    env = ovs_env
+    ovs, agent = ovs_vif('fa:16:3e:00:00:01'), vif('fa:16:3e:00:00:02')
+    image = env.image()
+    instance = env.instance(image)
+    assert env.round_trips(env.spawn, instance, image, [ovs, agent]) == 2  # image + New-Instance
+    assert [c.name for c in env.calls[-2:]][-1] == 'New-Instance'
+    assert env.host.ovs_ports()[ovs['id']]['external_ids'] == {
+        'iface-id': ovs['id'], 'attached-mac': 'fa:16:3e:00:00:01',
+        'iface-status': 'active', 'vm-uuid': instance.uuid}
+    assert list(env.host.ovs_ports()) == [ovs['id']]
+    assert env.vm(instance).state == 'Running'
+
+
+def test_spawn_to_a_missing_bridge_fails_and_undoes_every_ovs_port(ovs_env):
+    env = ovs_env
+    good, bad = ovs_vif('fa:16:3e:00:00:01'), ovs_vif('fa:16:3e:00:00:02', bridge='br-missing')
+    image = env.image()
+    instance = env.instance(image)
+    with pytest.raises(exception.NovaException, match='no bridge named br-missing'):
+        env.spawn(instance, image, [good, bad])
+    assert env.host.ovs_ports() == {}
+    assert env.host.find_vm(instance.name) is None
