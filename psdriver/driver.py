@@ -270,13 +270,14 @@ class HyperVDriver(driver.ComputeDriver):
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True) -> None:
-        self.vmops.destroy(instance, destroy_disks, block_device_info)
+        self.vmops.destroy(instance, destroy_disks, block_device_info, network_info)
 
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
                 destroy_secrets=True) -> None:
         # Idempotent: whatever destroy left (or a failed spawn) is removed.
-        self.vmops.destroy(instance, destroy_disks, block_device_info)
+        self.vmops.destroy(instance, destroy_disks, block_device_info,
+                           network_info if destroy_vifs else None)
 
     def reboot(self, context, instance, network_info, reboot_type, block_device_info=None,
                bad_volumes_callback=None, accel_info=None, share_info=None) -> None:

@@ -297,3 +297,27 @@ def test_spawn_to_a_missing_bridge_fails_and_undoes_every_ovs_port(ovs_env):
         env.spawn(instance, image, [good, bad])
     assert env.host.ovs_ports() == {}
     assert env.host.find_vm(instance.name) is None
+
+
+def test_destroy_deletes_the_ovs_ports_in_its_one_round_trip_and_is_idempotent(ovs_env):
+    env = ovs_env
+    ovs, agent = ovs_vif('fa:16:3e:00:00:01'), vif('fa:16:3e:00:00:02')
+    instance, _ = spawned(env, ports=[ovs, agent])
+    assert list(env.host.ovs_ports()) == [ovs['id']]
+
+    assert env.round_trips(env.driver.destroy, None, instance, [ovs, agent]) == 1
+    assert env.host.ovs_ports() == {}
+    assert env.host.find_vm(instance.name) is None
+    assert env.calls[-1].result['ovs_ports_removed'] == [ovs['id']]
+    env.driver.destroy(None, instance, [ovs, agent])              # nothing left: fine
+    assert env.calls[-1].result['existed'] is False
+
+
+def test_cleanup_keeps_the_ovs_ports_when_nova_keeps_the_vifs(ovs_env):
+    env = ovs_env
+    port = ovs_vif()
+    instance, _ = spawned(env, ports=[port])
+    env.driver.cleanup(None, instance, [port], destroy_vifs=False)
+    assert list(env.host.ovs_ports()) == [port['id']]
+    env.driver.cleanup(None, instance, [port])
+    assert env.host.ovs_ports() == {}

@@ -347,11 +347,11 @@ def disconnect_adapters(host: SimHost, params: dict[str, Any]) -> dict[str, Any]
     script = 'Disconnect-InstanceNetworkAdapter'
     name = not_empty(script, params, 'Name')
     switch_name = params.get('SwitchName') or ''
-    ports = _as_list(params.get('Id'))
+    ports = as_list(params.get('Id'))
     if ports and not switch_name:
         raise script_error('Disconnecting network adapters needs the virtual switch name '
                            '(SwitchName).', 'InvalidArgument', 'PsDriver.InvalidNicSpec', name)
-    ovs_ports = [str(p) for p in _as_list(params.get('OvsPortId')) if p]
+    ovs_ports = [str(p) for p in as_list(params.get('OvsPortId')) if p]
     ovs_vsctl = resolve_ovs_vsctl(host, params.get('OvsVsctlPath')) if ovs_ports else ''
     result: dict[str, Any] = {'name': name, 'vm_found': False, 'disconnected': [],
                               'not_connected': [], 'missing': [], 'ovs_ports': ovs_ports}
@@ -381,7 +381,7 @@ def disconnect_adapters(host: SimHost, params: dict[str, Any]) -> dict[str, Any]
     return result
 
 
-def _as_list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
     """A ``[string[]]`` parameter: absent is empty, one value is a list of one."""
     if value is None:
         return []
@@ -394,7 +394,7 @@ def _disconnect_prepare(host: SimHost, params: dict[str, Any]) -> None:
     from psdriver.sim.scenario import add_instance, ensure_switch
     switch_name = params.get('SwitchName') or 'external'
     ensure_switch(host, switch_name)
-    port = (_as_list(params.get('Id')) or _as_list(params.get('OvsPortId')))[0]
+    port = (as_list(params.get('Id')) or as_list(params.get('OvsPortId')))[0]
     add_instance(host, params['Name'], nics=[{'id': port, 'mac': 'fa:16:3e:01:02:03',
                                               'switch': switch_name}])
     if params.get('OvsPortId'):
