@@ -9,7 +9,7 @@ from typing import Any
 from psdriver.sim import paths
 from psdriver.sim.dispatch import handler, prepare
 from psdriver.sim.errors import SimError
-from psdriver.sim.handlers.nics import (
+from psdriver.sim.handlers.ovs import (
     EXAMPLE_OVS_VSCTL, as_list, ovs_del_port, resolve_ovs_vsctl)
 from psdriver.sim.host import SimHost
 from psdriver.sim.scriptlib import (

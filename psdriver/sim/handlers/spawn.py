@@ -27,7 +27,7 @@ from psdriver.sim import paths
 from psdriver.sim.dispatch import handler, prepare
 from psdriver.sim.errors import SimError
 from psdriver.sim.console_logger import ensure_logger
-from psdriver.sim.handlers.nics import ovs_add_port, ovs_del_port, resolve_ovs_vsctl
+from psdriver.sim.handlers.ovs import ovs_add_port, ovs_del_port, resolve_ovs_vsctl
 from psdriver.sim.host import SimHost
 from psdriver.sim.scriptlib import (
     hyperv_mac, is_absolute, is_dir, is_file, join, number, remove_vm,
