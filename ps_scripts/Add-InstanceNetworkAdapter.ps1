@@ -14,6 +14,15 @@
     MAC, switch and VLAN are set as requested (created is false), which
     makes the call safe to repeat.
 
+    With OvsBridge (VIF type ovs, Open vSwitch for Windows) the adapter is
+    then added to that bridge as a port named after the port id, with the
+    external ids Neutron's OVS agent reads (iface-id, attached-mac,
+    iface-status, vm-uuid), by ovs-vsctl --may-exist add-port. ovs-vsctl
+    not found: ObjectNotFound / PsDriver.OvsVsctlNotFound (before anything
+    is changed). ovs-vsctl failing (a missing bridge, for example):
+    InvalidOperation / PsDriver.OvsVsctlFailed, and an adapter this call
+    added is removed again.
+
     Generation 2 VMs take new adapters while running (Windows Server 2016
     and later). Generation 1 VMs only while Off: otherwise an error of
     category InvalidOperation with error id PsDriver.NicHotplugUnsupported.
@@ -40,13 +49,24 @@
 .PARAMETER VlanId
     Access VLAN id (1-4094); 0 or absent for untagged. Optional.
 
+.PARAMETER OvsBridge
+    The Open vSwitch bridge to add the adapter to as a port. Optional.
+
+.PARAMETER InstanceUuid
+    The instance UUID (the vm-uuid external id); required with OvsBridge.
+
+.PARAMETER OvsVsctlPath
+    The ovs-vsctl program ([hyperv] ovs_vsctl_path); empty: ovs-vsctl.exe
+    found on PATH. Used only with OvsBridge.
+
 .EXAMPLE
     .\Add-InstanceNetworkAdapter.ps1 -Name instance-00000001 `
         -Id 3f1d2c4b-5a69-4e7f-8a9b-0c1d2e3f4a5b -MacAddress fa:16:3e:01:02:03 -SwitchName br-int
 
 .OUTPUTS
     One object: name (the VM), created (a new adapter was added),
-    nic {name, mac, switch, vlan, connected}.
+    nic {name, mac, switch, vlan, connected}, ovs_bridge (the Open vSwitch
+    bridge the adapter is a port of, null without OvsBridge).
 #>
 [CmdletBinding(SupportsShouldProcess)]
 param(
@@ -65,7 +85,19 @@ param(
     [string]$SwitchName,
 
     [ValidateRange(0, 4094)]
-    [int]$VlanId = 0
+    [int]$VlanId = 0,
+
+    [AllowNull()]
+    [AllowEmptyString()]
+    [string]$OvsBridge,
+
+    [AllowNull()]
+    [AllowEmptyString()]
+    [string]$InstanceUuid,
+
+    [AllowNull()]
+    [AllowEmptyString()]
+    [string]$OvsVsctlPath
 )
 
 Set-StrictMode -Version Latest
@@ -78,6 +110,15 @@ if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
 $mac = ConvertTo-PsDriverHyperVMac -Mac $MacAddress
 if ($null -eq $mac) {
     throw (New-PsDriverErrorRecord -Message "'$MacAddress' is not a MAC address." -Category InvalidArgument -ErrorId 'PsDriver.InvalidMacAddress' -Target $MacAddress)
+}
+
+$ovsVsctl = $null
+$instanceGuid = [guid]::Empty
+if (-not [string]::IsNullOrEmpty($OvsBridge)) {
+    if (-not [guid]::TryParse([string]$InstanceUuid, [ref]$instanceGuid)) {
+        throw (New-PsDriverErrorRecord -Message "Open vSwitch ports need the instance UUID (got '$InstanceUuid')." -Category InvalidArgument -ErrorId 'PsDriver.InvalidNicSpec' -Target $InstanceUuid)
+    }
+    $ovsVsctl = Resolve-PsDriverOvsVsctl -Path $OvsVsctlPath
 }
 
 $vm = Get-PsDriverVM -Name $Name
@@ -122,6 +163,17 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$Name'", "Add network adapter '$Id
             }
         }
     }
+    if ($null -ne $ovsVsctl) {
+        try {
+            Add-PsDriverOvsPort -OvsVsctl $ovsVsctl -Bridge $OvsBridge -Port $Id -MacAddress $mac -InstanceUuid $instanceGuid
+        }
+        catch {
+            if ($created) {
+                Hyper-V\Remove-VMNetworkAdapter -VMNetworkAdapter $adapter -Confirm:$false
+            }
+            throw
+        }
+    }
 }
 
 $nic = $null
@@ -131,7 +183,8 @@ if ($null -ne $final) {
 }
 
 [ordered]@{
-    name    = [string]$vm.Name
-    created = $created
-    nic     = $nic
+    name       = [string]$vm.Name
+    created    = $created
+    nic        = $nic
+    ovs_bridge = $(if ($null -ne $ovsVsctl) { $OvsBridge } else { $null })
 }

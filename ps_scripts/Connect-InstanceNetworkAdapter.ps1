@@ -14,7 +14,15 @@
         connection alone (an L2 agent may manage it);
       - with vlan set, 0 makes the adapter untagged and 1-4094 puts it in
         access mode on that VLAN (updated); vlan absent or null leaves the
-        VLAN setting alone.
+        VLAN setting alone;
+      - with ovs_bridge set (VIF type ovs, Open vSwitch for Windows), the
+        adapter is added to that bridge as a port named after the port id,
+        with the external ids Neutron's OVS agent reads (iface-id,
+        attached-mac, iface-status, vm-uuid), by ovs-vsctl --may-exist
+        add-port, so repeating it changes nothing. ovs-vsctl refuses a
+        bridge that does not exist: InvalidOperation /
+        PsDriver.OvsVsctlFailed; ovs-vsctl not found: ObjectNotFound /
+        PsDriver.OvsVsctlNotFound (checked before anything is changed).
     Adapters not listed are left alone.
 
     All entries are checked before anything is changed: an entry without
@@ -36,7 +44,16 @@
 .PARAMETER Nics
     The ports: objects or hashtables with id (Neutron port id, the adapter
     name), mac (fa:16:3e:01:02:03, dashes or bare hex also accepted),
-    switch (virtual switch name or null) and vlan (0-4094 or null).
+    switch (virtual switch name or null), vlan (0-4094 or null) and
+    ovs_bridge (Open vSwitch bridge name or null).
+
+.PARAMETER InstanceUuid
+    The instance UUID, written as the vm-uuid external id of Open vSwitch
+    ports. Required when an entry has ovs_bridge.
+
+.PARAMETER OvsVsctlPath
+    The ovs-vsctl program ([hyperv] ovs_vsctl_path); empty: ovs-vsctl.exe
+    found on PATH. Used only when an entry has ovs_bridge.
 
 .EXAMPLE
     .\Connect-InstanceNetworkAdapter.ps1 -Name instance-00000001 -Nics @(
@@ -46,7 +63,8 @@
 .OUTPUTS
     One object: name (the VM), nics (one {name, mac, switch, vlan,
     connected} per listed port, in the order given), created (ids of the
-    adapters added), updated (ids of existing adapters changed).
+    adapters added), updated (ids of existing adapters changed), ovs_ports
+    (ids of the adapters made Open vSwitch ports).
 #>
 [CmdletBinding(SupportsShouldProcess)]
 param(
@@ -56,7 +74,15 @@ param(
 
     [Parameter(Mandatory)]
     [AllowEmptyCollection()]
-    [psobject[]]$Nics
+    [psobject[]]$Nics,
+
+    [AllowNull()]
+    [AllowEmptyString()]
+    [string]$InstanceUuid,
+
+    [AllowNull()]
+    [AllowEmptyString()]
+    [string]$OvsVsctlPath
 )
 
 Set-StrictMode -Version Latest
@@ -131,12 +157,26 @@ foreach ($spec in $Nics) {
         }
         $vlanId = $vlanNumber
     }
+    $ovsBridge = [string](Get-SpecValue -Spec $spec -Field 'ovs_bridge')
+    if ([string]::IsNullOrEmpty($ovsBridge)) {
+        $ovsBridge = $null
+    }
     $wanted.Add([pscustomobject]@{
             Id         = $portId
             Mac        = $mac
             SwitchName = $switchName
             VlanId     = $vlanId
+            OvsBridge  = $ovsBridge
         })
+}
+
+$ovsVsctl = $null
+$instanceGuid = [guid]::Empty
+if (@($wanted | Where-Object { $null -ne $_.OvsBridge }).Count -gt 0) {
+    if (-not [guid]::TryParse([string]$InstanceUuid, [ref]$instanceGuid)) {
+        throw (New-PsDriverErrorRecord -Message "Open vSwitch ports need the instance UUID (got '$InstanceUuid')." -Category InvalidArgument -ErrorId 'PsDriver.InvalidNicSpec' -Target $InstanceUuid)
+    }
+    $ovsVsctl = Resolve-PsDriverOvsVsctl -Path $OvsVsctlPath
 }
 
 $vm = Get-PsDriverVM -Name $Name
@@ -153,6 +193,7 @@ if ($missing.Count -gt 0) {
 
 $created = [System.Collections.Generic.List[string]]::new()
 $updated = [System.Collections.Generic.List[string]]::new()
+$ovsPorts = [System.Collections.Generic.List[string]]::new()
 
 if ($wanted.Count -gt 0 -and $PSCmdlet.ShouldProcess("virtual machine '$Name'", "Plug $($wanted.Count) network adapter(s)")) {
     foreach ($want in $wanted) {
@@ -209,6 +250,10 @@ if ($wanted.Count -gt 0 -and $PSCmdlet.ShouldProcess("virtual machine '$Name'", 
         if ($changedThis -and $created -notcontains $want.Id) {
             $updated.Add($want.Id)
         }
+        if ($null -ne $want.OvsBridge) {
+            Add-PsDriverOvsPort -OvsVsctl $ovsVsctl -Bridge $want.OvsBridge -Port $want.Id -MacAddress $want.Mac -InstanceUuid $instanceGuid
+            $ovsPorts.Add($want.Id)
+        }
     }
 }
 
@@ -223,8 +268,9 @@ foreach ($want in $wanted) {
 }
 
 [ordered]@{
-    name    = [string]$vm.Name
-    nics    = @($records)
-    created = @($created)
-    updated = @($updated)
+    name      = [string]$vm.Name
+    nics      = @($records)
+    created   = @($created)
+    updated   = @($updated)
+    ovs_ports = @($ovsPorts)
 }

@@ -87,7 +87,16 @@
                             adapter per Neutron port, named after the port
                             id, with the port MAC as static MAC; connected
                             to switch when given (else left for the L2
-                            agent); vlan 1-4094 sets access mode.
+                            agent); vlan 1-4094 sets access mode;
+                            ovs_bridge (VIF type ovs) also makes the adapter
+                            a port of that Open vSwitch bridge with the
+                            external ids Neutron's OVS agent reads
+                            (ovs-vsctl --may-exist add-port; a missing
+                            bridge fails the spawn: PsDriver.OvsVsctlFailed).
+      ovs_vsctl_path = null ovs-vsctl of Open vSwitch for Windows; null:
+                            ovs-vsctl.exe on PATH. Not found while a nic has
+                            ovs_bridge: PsDriver.OvsVsctlNotFound, before
+                            anything is created.
       serial_ports = []     [{port, pipe}]: COM port 1 or 2 connected to
                             named pipe \\.\pipe\<pipe> (a full
                             \\.\pipe\... path is accepted too).
@@ -478,7 +487,7 @@ function ConvertTo-InstancePlan {
         'serial_ports', 'config_drive', 'enable_metrics', 'power_on', 'notes_extra', 'automatic_stop_action',
         'console_log',
         'nested_virtualization', 'disk_max_iops', 'tpm',
-        'assignable_devices', 'mmio_space', 'volumes')
+        'assignable_devices', 'mmio_space', 'volumes', 'ovs_vsctl_path')
     $plan = @{}
 
     $plan.Name = Read-SpecField -Object $Spec -Path $s -Name 'name' -Type string -Required
@@ -789,7 +798,7 @@ function ConvertTo-InstancePlan {
         if (-not (Test-SpecObject -Value $nics[$i])) {
             throw (New-SpecError -Field $p -Message 'must be an object.')
         }
-        Assert-KnownSpecField -Object $nics[$i] -Path $p -Allowed @('id', 'mac', 'switch', 'vlan')
+        Assert-KnownSpecField -Object $nics[$i] -Path $p -Allowed @('id', 'mac', 'switch', 'vlan', 'ovs_bridge')
         $id = Read-SpecField -Object $nics[$i] -Path $p -Name 'id' -Type string -Required
         if ([string]::IsNullOrWhiteSpace($id)) {
             throw (New-SpecError -Field "$p.id" -Message 'must not be empty.')
@@ -807,7 +816,16 @@ function ConvertTo-InstancePlan {
         if ($null -ne $vlan) {
             Assert-SpecRange -Field "$p.vlan" -Value $vlan -Minimum 1 -Maximum 4094
         }
-        $plan.Nics.Add(@{ Id = $id; Mac = $mac; Switch = $switchName; Vlan = $vlan })
+        $ovsBridge = Read-SpecField -Object $nics[$i] -Path $p -Name 'ovs_bridge' -Type string -Nullable
+        if ([string]::IsNullOrEmpty($ovsBridge)) {
+            $ovsBridge = $null
+        }
+        $plan.Nics.Add(@{ Id = $id; Mac = $mac; Switch = $switchName; Vlan = $vlan; OvsBridge = $ovsBridge })
+    }
+    $ovsVsctlPath = Read-SpecField -Object $Spec -Path $s -Name 'ovs_vsctl_path' -Type string -Nullable
+    $plan.OvsVsctl = $null
+    if (@($plan.Nics | Where-Object { $null -ne $_.OvsBridge }).Count -gt 0) {
+        $plan.OvsVsctl = Resolve-PsDriverOvsVsctl -Path $ovsVsctlPath
     }
 
     # Serial ports.
@@ -966,6 +984,9 @@ function Undo-Creation {
             switch ($step.Kind) {
                 'ConsoleLogger' {
                     Stop-PsDriverConsoleLogger -VMId $step.VMId -VMName $step.Name
+                }
+                'OvsPort' {
+                    Remove-PsDriverOvsPort -OvsVsctl $step.OvsVsctl -Port $step.Name
                 }
                 'VM' {
                     # No VM of this name existed before New-VM: every one found now is ours.
@@ -1384,6 +1405,10 @@ if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.Instanc
             $adapter = Hyper-V\Add-VMNetworkAdapter @adapterArgs
             if ($null -ne $nic.Vlan) {
                 Hyper-V\Set-VMNetworkAdapterVlan -VMNetworkAdapter $adapter -Access -VlanId ([int]$nic.Vlan) -Confirm:$false
+            }
+            if ($null -ne $nic.OvsBridge) {
+                $undo.Add(@{ Kind = 'OvsPort'; Name = $nic.Id; OvsVsctl = $plan.OvsVsctl })
+                Add-PsDriverOvsPort -OvsVsctl $plan.OvsVsctl -Bridge $nic.OvsBridge -Port $nic.Id -MacAddress $nic.Mac -InstanceUuid ([guid]$plan.Uuid)
             }
         }
         foreach ($port in $plan.SerialPorts) {

@@ -9,6 +9,7 @@
     PowerShellVersion    = '5.1'
     CompatiblePSEditions = @('Desktop', 'Core')
     FunctionsToExport    = @(
+        'Add-PsDriverOvsPort'
         'Assert-PsDriverConsoleLogTarget'
         'Assert-PsDriverNicHotplug'
         'Connect-PsDriverIscsiVolume'
@@ -36,6 +37,7 @@
         'Get-PsDriverPathKey'
         'Get-PsDriverRescueRecord'
         'Get-PsDriverSecureBootTemplate'
+        'Get-PsDriverSmbSharePath'
         'Get-PsDriverVM'
         'Get-PsDriverVMState'
         'Get-PsDriverVlanMap'
@@ -48,7 +50,9 @@
         'Mount-PsDriverConfigDrive'
         'New-PsDriverDriveSlot'
         'New-PsDriverErrorRecord'
+        'Remove-PsDriverOvsPort'
         'Remove-PsDriverVM'
+        'Resolve-PsDriverOvsVsctl'
         'Resolve-PsDriverSmbVolumeFile'
         'Start-PsDriverConsoleLogger'
         'Start-PsDriverVM'

@@ -35,6 +35,13 @@
          deleted with everything left in it (config drive, logs, VM
          configuration folders). A locked file is retried for up to five
          seconds before the error is raised.
+      6. The Open vSwitch ports of OvsPortId (the instance's ports of VIF
+         type ovs) are deleted from whichever bridge holds them (ovs-vsctl
+         --if-exists del-port: a port already gone is fine), before the VM
+         is removed, also when the VM no longer exists. ovs-vsctl not
+         found: ObjectNotFound / PsDriver.OvsVsctlNotFound, before anything
+         is changed; ovs-vsctl failing: InvalidOperation /
+         PsDriver.OvsVsctlFailed.
 
     An InstanceUuid that is not a UUID: InvalidArgument /
     PsDriver.InvalidInstanceUuid. -DeleteFiles needs InstanceDir (else
@@ -58,6 +65,14 @@
     Delete the disk files under InstanceDir and the folder itself (Nova
     destroy_disks).
 
+.PARAMETER OvsPortId
+    The Neutron port ids (the Open vSwitch port names) of the instance's
+    ports of VIF type ovs. Optional.
+
+.PARAMETER OvsVsctlPath
+    The ovs-vsctl program ([hyperv] ovs_vsctl_path); empty: ovs-vsctl.exe
+    found on PATH. Used only with OvsPortId.
+
 .PARAMETER MergeTimeoutSeconds
     With -DeleteFiles and checkpoints: how long to wait for Hyper-V to merge
     them into the disks after Remove-VM (0 to 3600, default 300).
@@ -69,7 +84,8 @@
     One object: name, existed (a VM of that name was found), vm_id (null
     when none), previous_state (null when none), snapshots_removed,
     removed_files (files deleted one by one before the folder),
-    instance_dir_removed.
+    instance_dir_removed, ovs_ports_removed (the OvsPortId entries, none of
+    which is an Open vSwitch port any more).
 #>
 [CmdletBinding(SupportsShouldProcess)]
 param(
@@ -84,7 +100,15 @@ param(
     [switch]$DeleteFiles,
 
     [ValidateRange(0, 3600)]
-    [int]$MergeTimeoutSeconds = 300
+    [int]$MergeTimeoutSeconds = 300,
+
+    [AllowNull()]
+    [AllowEmptyCollection()]
+    [string[]]$OvsPortId = @(),
+
+    [AllowNull()]
+    [AllowEmptyString()]
+    [string]$OvsVsctlPath
 )
 
 Set-StrictMode -Version Latest
@@ -203,6 +227,13 @@ if ($null -ne $vm -and -not [string]::IsNullOrEmpty($InstanceUuid)) {
     }
 }
 
+$ovsPorts = @($OvsPortId | Where-Object { -not [string]::IsNullOrEmpty($_) })
+$ovsVsctl = $null
+if ($ovsPorts.Count -gt 0) {
+    $ovsVsctl = Resolve-PsDriverOvsVsctl -Path $OvsVsctlPath
+}
+$ovsRemoved = [System.Collections.Generic.List[string]]::new()
+
 $existed = $null -ne $vm
 $vmId = $null
 $previousState = $null
@@ -215,6 +246,10 @@ if ($DeleteFiles) {
     $target += " and the files in '$InstanceDir'"
 }
 if ($PSCmdlet.ShouldProcess($target, 'Remove')) {
+    foreach ($port in $ovsPorts) {
+        Remove-PsDriverOvsPort -OvsVsctl $ovsVsctl -Port $port
+        $ovsRemoved.Add($port)
+    }
     $files = [System.Collections.Generic.List[string]]::new()
     if ($existed) {
         $vmId = $vm.Id.ToString()
@@ -286,4 +321,5 @@ elseif ($existed) {
     snapshots_removed    = [int]$snapshotCount
     removed_files        = @($removedFiles)
     instance_dir_removed = $instanceDirRemoved
+    ovs_ports_removed    = @($ovsRemoved)
 }

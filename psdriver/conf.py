@@ -117,6 +117,14 @@ hyperv_opts = [
              'when config_drive_cdrom is False. A bare name is looked up on '
              'PATH; a full path may be given instead.'),
     cfg.StrOpt(
+        'ovs_vsctl_path',
+        help='ovs-vsctl of Open vSwitch for Windows on the Hyper-V host, used '
+             'to add the network adapters of ports whose VIF type is ovs to '
+             'the integration bridge (and remove them again). Unset: '
+             'ovs-vsctl.exe is looked up on the PATH of the host. Connect the '
+             'adapters to the switch that has the Open vSwitch extension '
+             'enabled with vswitch_name.'),
+    cfg.StrOpt(
         'vswitch_name',
         help='Name of the external Hyper-V virtual switch that instance '
              'network adapters are connected to. When unset, the first '

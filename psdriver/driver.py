@@ -300,21 +300,23 @@ class HyperVDriver(driver.ComputeDriver):
 
     def destroy(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, destroy_secrets=True) -> None:
-        self._destroy(instance, destroy_disks, block_device_info)
+        self._destroy(instance, destroy_disks, block_device_info, network_info)
 
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
                 destroy_secrets=True) -> None:
         # Idempotent: whatever destroy left (or a failed spawn) is removed.
-        self._destroy(instance, destroy_disks, block_device_info)
+        self._destroy(instance, destroy_disks, block_device_info,
+                      network_info if destroy_vifs else None)
 
-    def _destroy(self, instance, destroy_disks: bool, block_device_info=None) -> None:
+    def _destroy(self, instance, destroy_disks: bool, block_device_info=None,
+                 network_info=None) -> None:
         # A snapshot in progress finishes first, unless force_destroy_instances.
         if CONF.hyperv.force_destroy_instances:
-            self.vmops.destroy(instance, destroy_disks, block_device_info)
+            self.vmops.destroy(instance, destroy_disks, block_device_info, network_info)
             return
         with snapshotops.instance_lock(instance.uuid):
-            self.vmops.destroy(instance, destroy_disks, block_device_info)
+            self.vmops.destroy(instance, destroy_disks, block_device_info, network_info)
 
     def snapshot(self, context, instance, image_id, update_task_state) -> None:
         self.snapshotops.snapshot(context, instance, image_id, update_task_state)

@@ -22,6 +22,10 @@ AfterAll {
 
 Describe 'Add-InstanceNetworkAdapter' {
     BeforeEach {
+        # Open vSwitch: the helpers run the native ovs-vsctl; here they are stand-ins.
+        Mock Resolve-PsDriverOvsVsctl { 'C:\Program Files\Open vSwitch\bin\ovs-vsctl.exe' }
+        Mock Add-PsDriverOvsPort { }
+        Mock Remove-PsDriverOvsPort { }
         Register-FakeNicHost
     }
 
@@ -136,5 +140,20 @@ Describe 'Add-InstanceNetworkAdapter' {
         $params = $Example
         $result = & $script:ScriptPath @params
         Assert-MatchesContract $result
+    }
+
+    It 'makes the adapter an Open vSwitch port with OvsBridge' {
+        $PsdTest.Adapters = @()
+        $result = & $script:ScriptPath -Name 'instance-00000001' -Id $PsdTest.Port1 -MacAddress 'fa:16:3e:01:02:03' -SwitchName 'br-int' -OvsBridge 'br-int' -InstanceUuid '6f1b3c2a-8d4e-4f5a-9b6c-7d8e9f0a1b2c'
+        Assert-MatchesContract $result
+        $result.ovs_bridge | Should -Be 'br-int'
+        Should -Invoke Add-PsDriverOvsPort -Times 1 -Exactly -ParameterFilter { $Bridge -ceq 'br-int' -and $Port -ceq $PsdTest.Port1 }
+    }
+
+    It 'removes the adapter it added when ovs-vsctl fails' {
+        $PsdTest.Adapters = @()
+        Mock Add-PsDriverOvsPort { throw 'ovs-vsctl: no bridge named br-x' }
+        { & $script:ScriptPath -Name 'instance-00000001' -Id $PsdTest.Port1 -MacAddress 'fa:16:3e:01:02:03' -OvsBridge 'br-x' -InstanceUuid '6f1b3c2a-8d4e-4f5a-9b6c-7d8e9f0a1b2c' } | Should -Throw '*no bridge named br-x*'
+        Should -Invoke Remove-VMNetworkAdapter -Times 1 -Exactly
     }
 }

@@ -22,6 +22,10 @@ AfterAll {
 
 Describe 'Connect-InstanceNetworkAdapter' {
     BeforeEach {
+        # Open vSwitch: the helpers run the native ovs-vsctl; here they are stand-ins.
+        Mock Resolve-PsDriverOvsVsctl { 'C:\Program Files\Open vSwitch\bin\ovs-vsctl.exe' }
+        Mock Add-PsDriverOvsPort { }
+        Mock Remove-PsDriverOvsPort { }
         Register-FakeNicHost
     }
 
@@ -174,5 +178,28 @@ Describe 'Connect-InstanceNetworkAdapter' {
         $result = & $script:ScriptPath @params
         Assert-MatchesContract $result
         @($result.nics).Count | Should -Be @($params['Nics']).Count
+    }
+
+    It 'makes an ovs_bridge entry an Open vSwitch port with the instance UUID' {
+        $PsdTest.Adapters = @()
+        $uuid = '6f1b3c2a-8d4e-4f5a-9b6c-7d8e9f0a1b2c'
+        $result = & $script:ScriptPath -Name 'instance-00000001' -InstanceUuid $uuid -Nics @(
+            @{ id = $PsdTest.Port1; mac = 'fa:16:3e:01:02:03'; switch = 'br-int'; ovs_bridge = 'br-int' }
+            @{ id = $PsdTest.Port2; mac = 'fa:16:3e:0a:0b:0c'; switch = 'br-int' }
+        )
+        Assert-MatchesContract $result
+        $result.ovs_ports | Should -Be @($PsdTest.Port1)
+        Should -Invoke Add-PsDriverOvsPort -Times 1 -Exactly -ParameterFilter {
+            $Bridge -ceq 'br-int' -and $Port -ceq $PsdTest.Port1 -and $MacAddress -ceq 'FA163E010203' -and $InstanceUuid -eq [guid]'6f1b3c2a-8d4e-4f5a-9b6c-7d8e9f0a1b2c'
+        }
+    }
+
+    It 'refuses an ovs_bridge entry without the instance UUID before changing anything' {
+        $PsdTest.Adapters = @()
+        { & $script:ScriptPath -Name 'instance-00000001' -Nics @(
+                @{ id = $PsdTest.Port1; mac = 'fa:16:3e:01:02:03'; ovs_bridge = 'br-int' }
+            ) } | Should -Throw -ErrorId 'PsDriver.InvalidNicSpec*'
+        Should -Invoke Add-VMNetworkAdapter -Times 0 -Exactly
+        Should -Invoke Add-PsDriverOvsPort -Times 0 -Exactly
     }
 }

@@ -21,6 +21,10 @@ AfterAll {
 
 Describe 'Disconnect-InstanceNetworkAdapter' {
     BeforeEach {
+        # Open vSwitch: the helpers run the native ovs-vsctl; here they are stand-ins.
+        Mock Resolve-PsDriverOvsVsctl { 'C:\Program Files\Open vSwitch\bin\ovs-vsctl.exe' }
+        Mock Add-PsDriverOvsPort { }
+        Mock Remove-PsDriverOvsPort { }
         Register-FakeNicHost
         $PsdTest.Adapters = @(
             New-FakeAdapter -Name $PsdTest.Port1 -Mac 'FA163E010203' -SwitchName 'br-int' -Vlan 10
@@ -85,5 +89,16 @@ Describe 'Disconnect-InstanceNetworkAdapter' {
         $result = & $script:ScriptPath @params
         Assert-MatchesContract $result
         @($result.disconnected).Count | Should -Be 1
+    }
+
+    It 'deletes the OvsPortId ports, also when the VM is gone' {
+        $result = & $script:ScriptPath -Name 'instance-gone' -Id @() -OvsPortId @('p1', 'p2')
+        Assert-MatchesContract $result
+        $result.ovs_ports | Should -Be @('p1', 'p2')
+        Should -Invoke Remove-PsDriverOvsPort -Times 2 -Exactly
+    }
+
+    It 'refuses port ids to disconnect without SwitchName' {
+        { & $script:ScriptPath -Name 'instance-00000001' -Id @('p1') } | Should -Throw -ErrorId 'PsDriver.InvalidNicSpec*'
     }
 }

@@ -150,6 +150,10 @@ AfterAll {
 
 Describe 'New-Instance' {
     BeforeEach {
+        # Open vSwitch: the helpers run the native ovs-vsctl; here they are stand-ins.
+        Mock Resolve-PsDriverOvsVsctl { 'C:\Program Files\Open vSwitch\bin\ovs-vsctl.exe' }
+        Mock Add-PsDriverOvsPort { }
+        Mock Remove-PsDriverOvsPort { }
         # Shared with the mocks. Mock bodies run inside the tested script's scopes (its $script: scope
         # and StrictMode), so they reach this state through one unqualified, uniquely named variable.
         $script:PsdTest = @{
@@ -819,6 +823,24 @@ Describe 'New-Instance' {
                 $VMName -eq 'instance-0000002a' -and -not [string]::IsNullOrEmpty($VMId)
             }
             $PsdTest.Calls.IndexOf('Stop-PsDriverConsoleLogger#1') | Should -BeLessThan $PsdTest.Calls.IndexOf('Remove-VM#1')
+            $PsdTest.Vms.Count | Should -Be 0
+        }
+
+        It 'deletes the Open vSwitch ports it added when a later step fails' {
+            $root = New-TestRoot
+            $spec = New-Gen2Spec -Root $root
+            $spec['nics'][0]['ovs_bridge'] = 'br-int'
+            Mock Start-VM {
+                $PsdTest.FailAt = 'Start-VM'
+                Invoke-FakeStep -Step 'Start-VM'
+            } -RemoveParameterType 'VM'
+
+            { & $script:ScriptPath -Spec $spec } | Should -Throw -ErrorId 'Fake.InjectedFailure'
+
+            Should -Invoke Add-PsDriverOvsPort -Times 1 -Exactly -ParameterFilter {
+                $Bridge -ceq 'br-int' -and $Port -ceq 'port-1' -and $InstanceUuid -eq [guid]$spec['instance_uuid']
+            }
+            Should -Invoke Remove-PsDriverOvsPort -Times 1 -Exactly -ParameterFilter { $Port -ceq 'port-1' }
             $PsdTest.Vms.Count | Should -Be 0
         }
 

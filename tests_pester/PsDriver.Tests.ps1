@@ -474,3 +474,40 @@ Describe 'Get-PsDriverImageFile' {
         @($listing.NotFound) | Should -Be @('a')
     }
 }
+
+Describe 'Open vSwitch helpers' {
+    BeforeEach {
+        Mock Invoke-PsDriverOvsVsctl -ModuleName PsDriver { }
+    }
+
+    It 'adds a port with the external ids, values as separate arguments' {
+        Add-PsDriverOvsPort -OvsVsctl 'C:\ovs\ovs-vsctl.exe' -Bridge 'br-int' -Port 'p-1' -MacAddress 'FA163E010203' -InstanceUuid '6f1b3c2a-8d4e-4f5a-9b6c-7d8e9f0a1b2c'
+        $expected = @(
+            '--may-exist', 'add-port', 'br-int', 'p-1', '--', 'set', 'Interface', 'p-1',
+            'external-ids:iface-id=p-1', 'external-ids:attached-mac=fa:16:3e:01:02:03',
+            'external-ids:iface-status=active', 'external-ids:vm-uuid=6f1b3c2a-8d4e-4f5a-9b6c-7d8e9f0a1b2c') -join '|'
+        Should -Invoke Invoke-PsDriverOvsVsctl -ModuleName PsDriver -Times 1 -Exactly -ParameterFilter {
+            $OvsVsctl -ceq 'C:\ovs\ovs-vsctl.exe' -and (@($ArgumentList) -join '|') -ceq $expected
+        }
+    }
+
+    It 'deletes a port with --if-exists' {
+        Remove-PsDriverOvsPort -OvsVsctl 'C:\ovs\ovs-vsctl.exe' -Port 'p-1'
+        Should -Invoke Invoke-PsDriverOvsVsctl -ModuleName PsDriver -Times 1 -Exactly -ParameterFilter {
+            (@($ArgumentList) -join '|') -ceq '--if-exists|del-port|p-1'
+        }
+    }
+
+    It 'refuses a name ovs-vsctl would read as more than a word: <Name>' -ForEach @(
+        @{ Name = 'br int' }
+        @{ Name = '--all' }
+        @{ Name = 'a,b' }
+    ) {
+        { Remove-PsDriverOvsPort -OvsVsctl 'C:\ovs\ovs-vsctl.exe' -Port $Name } | Should -Throw -ErrorId 'PsDriver.InvalidOvsName*'
+        Should -Invoke Invoke-PsDriverOvsVsctl -ModuleName PsDriver -Times 0 -Exactly
+    }
+
+    It 'does not find an ovs-vsctl that is not there' {
+        { Resolve-PsDriverOvsVsctl -Path (Join-Path -Path $TestDrive -ChildPath 'ovs-vsctl.exe') } | Should -Throw -ErrorId 'PsDriver.OvsVsctlNotFound*'
+    }
+}

@@ -79,6 +79,10 @@ AfterAll {
 
 Describe 'Remove-Instance' {
     BeforeEach {
+        # Open vSwitch: the helpers run the native ovs-vsctl; here they are stand-ins.
+        Mock Resolve-PsDriverOvsVsctl { 'C:\Program Files\Open vSwitch\bin\ovs-vsctl.exe' }
+        Mock Add-PsDriverOvsPort { }
+        Mock Remove-PsDriverOvsPort { }
         # Shared with the mocks. Mock bodies run inside the tested script's scopes (its $script: scope
         # and StrictMode), so they reach this state through one unqualified, uniquely named variable.
         $script:PsdTest = @{
@@ -170,6 +174,15 @@ Describe 'Remove-Instance' {
             $result.previous_state | Should -BeNullOrEmpty
             $result.instance_dir_removed | Should -BeFalse
             Should -Invoke Remove-VM -ModuleName PsDriver -Times 0 -Exactly
+        }
+
+        It 'still deletes the Open vSwitch ports of OvsPortId' {
+            $result = & $script:ScriptPath -Name 'instance-00000099' -OvsPortId @('p1', 'p2')
+
+            Assert-MatchesContract -Result $result
+            $result.existed | Should -BeFalse
+            @($result.ovs_ports_removed) | Should -Be @('p1', 'p2')
+            Should -Invoke Remove-PsDriverOvsPort -Times 2 -Exactly
         }
 
         It 'is not confused with a host that cannot be asked' {

@@ -22,6 +22,10 @@ AfterAll {
 
 Describe 'Remove-InstanceNetworkAdapter' {
     BeforeEach {
+        # Open vSwitch: the helpers run the native ovs-vsctl; here they are stand-ins.
+        Mock Resolve-PsDriverOvsVsctl { 'C:\Program Files\Open vSwitch\bin\ovs-vsctl.exe' }
+        Mock Add-PsDriverOvsPort { }
+        Mock Remove-PsDriverOvsPort { }
         Register-FakeNicHost
         $PsdTest.Adapters = @(
             New-FakeAdapter -Name $PsdTest.Port1 -Mac 'FA163E010203' -SwitchName 'br-int'
@@ -87,5 +91,12 @@ Describe 'Remove-InstanceNetworkAdapter' {
         $result = & $script:ScriptPath @params
         Assert-MatchesContract $result
         $result.removed | Should -BeTrue
+    }
+
+    It 'deletes the Open vSwitch port with OvsPort' {
+        $result = & $script:ScriptPath -Name 'instance-00000001' -Id $PsdTest.Port1 -OvsPort
+        Assert-MatchesContract $result
+        $result.ovs_port_removed | Should -BeTrue
+        Should -Invoke Remove-PsDriverOvsPort -Times 1 -Exactly -ParameterFilter { $Port -ceq $PsdTest.Port1 }
     }
 }

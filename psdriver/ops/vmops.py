@@ -27,7 +27,7 @@ from oslo_utils import excutils
 
 from psdriver.bridge import errors as bridge_errors
 from psdriver.bridge.client import Bridge
-from psdriver.ops import configdrive, errors, instancefeatures, pciops, serialconsoleops
+from psdriver.ops import configdrive, errors, instancefeatures, pciops, serialconsoleops, vifops
 from psdriver.ops.vifevents import VifPlugWait
 from psdriver.ops.imagecache import CachedImage
 from psdriver.ops.vifops import VifOps
@@ -561,6 +561,7 @@ class VMOps:
             else 'Save',
             'console_log': {'path': self._path(instance, CONSOLE_LOG),
                             'max_bytes': CONSOLE_LOG_BYTES},
+            'ovs_vsctl_path': hyperv.ovs_vsctl_path or None,
         }
 
     @staticmethod
@@ -602,17 +603,21 @@ class VMOps:
     # -- destroy ----------------------------------------------------------------------
 
     def destroy(self, instance: Any, destroy_disks: bool = True,
-                block_device_info: Any = None) -> dict[str, Any]:
+                block_device_info: Any = None, network_info: Any = None) -> dict[str, Any]:
         """Remove the VM (a missing VM is fine) and, with destroy_disks, its folder.
 
         A VM of the same name that carries another instance UUID is not this
         instance's: it and its folder are left alone, as for a missing VM.
         The volumes of ``block_device_info`` are disconnected afterwards (one
-        more round trip when there are any).
+        more round trip when there are any).  The Open vSwitch ports of
+        ``network_info``'s ``ovs`` VIFs are deleted in the same call.
         """
-        params = {'Name': instance.name, 'InstanceUuid': instance.uuid,
-                  'InstanceDir': self.instance_dir(instance),
-                  'DeleteFiles': bool(destroy_disks)}
+        params: dict[str, Any] = {'Name': instance.name, 'InstanceUuid': instance.uuid,
+                                  'InstanceDir': self.instance_dir(instance),
+                                  'DeleteFiles': bool(destroy_disks)}
+        ovs_ports = vifops.ovs_port_ids(network_info)
+        if ovs_ports:
+            params.update(self._vifs.ovs_params(), OvsPortId=ovs_ports)
         try:
             with errors.translate(operation='destroy'):
                 try:

@@ -53,6 +53,8 @@ def new_state(cfg: HostConfig) -> HostState:
         current = paths.parent(current)
     for name, folder in cfg.smb_shares.items():
         state.smb_shares[name.lower()] = SmbShare(name=name, path=paths.normalize(folder))
+    if cfg.ovs_vsctl:
+        state.ovs_bridges = list(cfg.ovs_bridges)
     for index, (name, kind) in enumerate(cfg.switches.items()):
         state.switches[name.lower()] = Switch(
             name=name, switch_type=kind, id=f'00000000-0000-4000-8000-{index + 1:012d}')

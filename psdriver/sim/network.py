@@ -1,9 +1,11 @@
-"""Virtual switches and the host's dynamic MAC address pool."""
+"""Virtual switches, the host's dynamic MAC address pool and Open vSwitch for Windows."""
 
 from __future__ import annotations
 
 import hashlib
+import ntpath
 import uuid
+from typing import Any
 
 from psdriver.sim.errors import SimError, invalid_argument, switch_not_found
 from psdriver.sim.state import Switch
@@ -55,6 +57,67 @@ class NetworkRules(StorageRules):
                 if nic.switch_name and nic.switch_name.lower() == switch.name.lower():
                     nic.switch_name = None
         del self._state.switches[switch.name.lower()]
+
+    # -- Open vSwitch for Windows (ovs-vsctl) ----------------------------------------
+
+    @reads
+    def ovs_vsctl(self, path: str | None) -> str | None:
+        """``Get-Command <path> -CommandType Application``: ovs-vsctl's full path, or None.
+
+        An empty path looks for ovs-vsctl.exe on PATH (where the installer puts it).
+        """
+        installed = self._state.config.ovs_vsctl
+        if not installed:
+            return None
+        if not path or path.lower() in ('ovs-vsctl', 'ovs-vsctl.exe'):
+            return installed
+        return installed if ntpath.normcase(path) == ntpath.normcase(installed) else None
+
+    @reads
+    def ovs_ports(self) -> dict[str, dict[str, Any]]:
+        """The ports by name (OVS names are case-sensitive): {name, bridge, external_ids}."""
+        return {key: dict(port, external_ids=dict(port['external_ids']))
+                for key, port in self._state.ovs_ports.items()}
+
+    @writes
+    def install_ovs(self, path: str, bridges: list[str] | tuple[str, ...] = ('br-int',)) -> None:
+        """Open vSwitch for Windows installed at ``path`` with its bridges (a scenario step)."""
+        self._state.config.ovs_vsctl = path
+        for bridge in bridges:
+            if bridge not in self._state.ovs_bridges:
+                self._state.ovs_bridges.append(bridge)
+
+    @writes
+    def ovs_add_bridge(self, bridge: str) -> None:
+        """``ovs-vsctl --may-exist add-br``."""
+        if bridge not in self._state.ovs_bridges:
+            self._state.ovs_bridges.append(bridge)
+
+    @writes
+    def ovs_add_port(self, bridge: str, port: str, external_ids: dict[str, str]) -> None:
+        """``ovs-vsctl --may-exist add-port <bridge> <port> -- set Interface <port> ...``.
+
+        As ovs-vsctl: a missing bridge is refused; a port already on another
+        bridge is refused even with --may-exist; the same port on the same
+        bridge only gets its external ids set.
+        """
+        if bridge not in self._state.ovs_bridges:
+            raise SimError(f'ovs-vsctl: no bridge named {bridge}', 'InvalidOperation',
+                           'PsDriver.OvsVsctlFailed', target=bridge)
+        current = self._state.ovs_ports.get(port)
+        if current is not None and current['bridge'] != bridge:
+            raise SimError(f'ovs-vsctl: "--may-exist add-port {bridge} {port}" but {port} is '
+                           f'actually attached to bridge {current["bridge"]}',
+                           'InvalidOperation', 'PsDriver.OvsVsctlFailed', target=port)
+        if current is None:
+            current = {'name': port, 'bridge': bridge, 'external_ids': {}}
+            self._state.ovs_ports[port] = current
+        current['external_ids'].update(external_ids)
+
+    @writes
+    def ovs_del_port(self, port: str) -> bool:
+        """``ovs-vsctl --if-exists del-port <port>``; whether there was one."""
+        return self._state.ovs_ports.pop(port, None) is not None
 
     def _next_mac(self) -> str:
         """Next address of this host's dynamic pool (``00155D`` + host byte + counter)."""

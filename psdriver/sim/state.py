@@ -67,6 +67,11 @@ class HostConfig:
     cpu_arch: str = 'x86_64'
     cpu_features: list[str] = field(default_factory=_default_features)
     ip_addresses: list[str] = field(default_factory=lambda: ['192.0.2.11', 'fe80::11'])
+    #: Open vSwitch for Windows: where ovs-vsctl.exe is installed (also on PATH);
+    #: None: not installed.
+    ovs_vsctl: str | None = None
+    #: Open vSwitch bridges present at start (when ovs_vsctl is set).
+    ovs_bridges: list[str] = field(default_factory=lambda: ['br-int'])
     #: Virtual switches present at start: name -> type (External, Internal, Private).
     switches: dict[str, str] = field(default_factory=lambda: {'external': 'External'})
     modules: dict[str, bool] = field(default_factory=_default_modules)
@@ -473,5 +478,9 @@ class HostState:
     migration: MigrationSettings = field(default_factory=MigrationSettings)
     #: Folders exported over SMB, by share name (lower case).
     smb_shares: dict[str, SmbShare] = field(default_factory=dict)
+    #: Open vSwitch bridges (names as created) and their ports: port name (
+    #: case-sensitive, as in OVS) -> {name, bridge, external_ids}.
+    ovs_bridges: list[str] = field(default_factory=list)
+    ovs_ports: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Bumped on every saved change; lets tests and tools see that state moved.
     generation: int = 0

@@ -42,6 +42,8 @@ from psdriver.sim.fabric import Fabric
 CONF = cfg.CONF
 
 INSTANCES_PATH = 'C:\\OpenStack\\Instances'
+#: Where the simulated hosts have Open vSwitch for Windows's ovs-vsctl (also on PATH).
+OVS_VSCTL = 'C:\\Program Files\\Cloudbase Solutions\\Open vSwitch\\bin\\ovs-vsctl.exe'
 GIB = 1024 ** 3
 #: Thread name of psdriver's lifecycle event poller (psdriver.ops.eventhandler).
 EVENT_THREAD = 'psdriver-lifecycle'
@@ -136,7 +138,11 @@ class PsDriverTestBase(integrated_helpers._IntegratedTestBase):
         with mock.patch('nova.virt.node.get_local_node_uuid', autospec=True,
                         return_value=getattr(uuids, f'node_{host}')), \
                 nova_fixtures.ConfPatcher(sim_state_file=state_file, group='powershell'):
-            return super()._start_compute(host, cell_name=cell_name)
+            service = super()._start_compute(host, cell_name=cell_name)
+        # Nova's Neutron fixture binds ports with VIF type ovs: the simulated hosts have
+        # Open vSwitch for Windows (ovs-vsctl on PATH, br-int), as such a host would.
+        service.manager.driver.bridge.runner.host.install_ovs(OVS_VSCTL)
+        return service
 
     def driver(self, host: str = 'host1'):
         return self.computes[host].manager.driver

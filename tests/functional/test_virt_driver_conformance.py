@@ -97,6 +97,8 @@ class PsDriverConformanceTest(test_virt_drivers._VirtDriverTestCase, test.TestCa
             'visibility': 'public', 'disk_format': 'vhdx', 'container_format': 'bare',
             'size': len(data), 'min_ram': 0, 'min_disk': 0, 'properties': {}},
             data=io.BytesIO(data))
+        # nova's fake network info has VIFs of type ovs on bridge br0: the host has Open vSwitch.
+        self.connection.bridge.runner.host.install_ovs(harness.OVS_VSCTL, ['br-int', 'br0'])
         self.connection.init_host('myhostname')
         self.addCleanup(self.connection.cleanup_host, 'myhostname')
 

@@ -276,9 +276,13 @@ def _problems(text: str, catalog: cb.Catalog, functions: str = '') -> list[str]:
     "$p = @{ Name = 'a'; Force = $true }\nHyper-V\\Remove-VM @p",     # splat
     "Get-ChildItem -LiteralPath 'C:\\x' -File -ea 0",
     "Set-Thing -Mode Fast\n",
+    # A native program (ovs-vsctl) is no cmdlet: scripts call it through & and a variable
+    # holding its resolved path, with the values as an argument array; nothing to bind.
+    "$ovs = Resolve-Thing\n& $ovs @('--if-exists', 'del-port', $port) 2>&1",
 ])
 def test_valid_calls_bind(catalog, text):
-    functions = "function Set-Thing {\n    param([ValidateSet('Fast', 'Slow')][string]$Mode)\n}\n"
+    functions = ("function Set-Thing {\n    param([ValidateSet('Fast', 'Slow')][string]$Mode)\n}\n"
+                 "function Resolve-Thing {\n    param()\n}\n")
     assert _problems(text, catalog, functions) == []
 
 
@@ -290,6 +294,8 @@ def test_valid_calls_bind(catalog, text):
     ("Hyper-V\\Set-VM -VM $vm -AutomaticStopAction 'PowerOff'", r"'PowerOff' is not one of"),
     ("Hyper-V\\Set-VM -VM $vm -AutomaticStopAction:Off", r"'Off' is not one of"),
     ("Hyper-V\\Get-VMFrobnicator -Name 'a'", r'unknown command'),
+    # A native program called by its bare name is refused: call it through & $path.
+    ("ovs-vsctl --if-exists del-port p", r'ovs-vsctl: unknown command'),
     ("Get-VM -Name 'a' -Id $id", r'no parameter set'),
     ("Storage\\Get-VM -Name 'a'", r'belongs to module Hyper-V'),
     ("Hyper-V\\Get-VMHostPartitionableGpu", r'not in Windows Server 2016'),

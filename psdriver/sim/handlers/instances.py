@@ -9,6 +9,8 @@ from typing import Any
 from psdriver.sim import paths
 from psdriver.sim.dispatch import handler, prepare
 from psdriver.sim.errors import SimError
+from psdriver.sim.handlers.ovs import (
+    EXAMPLE_OVS_VSCTL, as_list, ovs_del_port, resolve_ovs_vsctl)
 from psdriver.sim.host import SimHost
 from psdriver.sim.scriptlib import (
     dvd_drives, hard_disks, int_param, is_absolute, is_dir, is_file, is_under, nic_record,
@@ -97,6 +99,10 @@ def remove_instance(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
             raise script_error(f"Virtual machine '{name}' carries {carried} in its Notes, not "
                                f'{expected}; it is left alone.', 'InvalidOperation',
                                'PsDriver.InstanceUuidMismatch', name)
+    ovs_ports = [str(p) for p in as_list(params.get('OvsPortId')) if p]
+    ovs_vsctl = resolve_ovs_vsctl(host, params.get('OvsVsctlPath')) if ovs_ports else ''
+    for port in ovs_ports:
+        ovs_del_port(host, ovs_vsctl, port)
     vm_id = previous = None
     snapshots = 0
     files: list[str] = []
@@ -119,7 +125,8 @@ def remove_instance(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
             folder_removed = True
     return {'name': name, 'existed': vm is not None, 'vm_id': vm_id,
             'previous_state': previous, 'snapshots_removed': snapshots,
-            'removed_files': removed, 'instance_dir_removed': folder_removed}
+            'removed_files': removed, 'instance_dir_removed': folder_removed,
+            'ovs_ports_removed': ovs_ports}
 
 
 @prepare('Remove-Instance')
@@ -138,6 +145,9 @@ def _remove_prepare(host: SimHost, params: dict[str, Any]) -> None:
     add_instance(host, name, instance_uuid=params.get('InstanceUuid'), instance_dir=folder,
                  config_drive=True)
     host.checkpoint_vm(name, 'before upgrade')
+    for port in as_list(params.get('OvsPortId')):
+        host.install_ovs(EXAMPLE_OVS_VSCTL)
+        host.ovs_add_port('br-int', port, {'iface-id': port})
 
 
 # -- Get-InstanceSummary --------------------------------------------------------------------

@@ -13,6 +13,8 @@ from typing import Any, Callable, TypeVar
 
 from psdriver.sim.dispatch import handler, prepare
 from psdriver.sim.errors import SimError
+from psdriver.sim.handlers.ovs import (
+    EXAMPLE_OVS_VSCTL, as_list, instance_guid, ovs_add_port, ovs_del_port, resolve_ovs_vsctl)
 from psdriver.sim.host import SimHost
 from psdriver.sim.scriptlib import (
     hyperv_mac, int_param, nic_record, nics_named, not_empty, script_error, target_vm)
@@ -93,6 +95,11 @@ def add_adapter(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     if mac is None:
         raise script_error(f"'{raw_mac}' is not a MAC address.", 'InvalidArgument',
                            'PsDriver.InvalidMacAddress', raw_mac)
+    ovs_bridge = params.get('OvsBridge') or None
+    ovs_vsctl, guid = None, None
+    if ovs_bridge:
+        guid = instance_guid(params.get('InstanceUuid'))
+        ovs_vsctl = resolve_ovs_vsctl(host, params.get('OvsVsctlPath'))
     vm = target_vm(host, name)
     existing = nics_named(vm, port)
     created = not existing
@@ -105,9 +112,17 @@ def add_adapter(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
         _connect(host, vm, adapter, switch_name)
     if vlan > 0:
         _set_vlan(host, vm, adapter, vlan, adapter.vlan_id)
+    if ovs_vsctl and ovs_bridge and guid:
+        try:
+            ovs_add_port(host, ovs_vsctl, ovs_bridge, port, mac, guid)
+        except SimError:
+            if created:
+                host.remove_nic(vm.name, adapter.id)
+            raise
     final = nics_named(vm, port)
     return {'name': vm.name, 'created': created,
-            'nic': nic_record(final[0]) if final else None}
+            'nic': nic_record(final[0]) if final else None,
+            'ovs_bridge': ovs_bridge if ovs_vsctl else None}
 
 
 # -- Remove-InstanceNetworkAdapter ----------------------------------------------------------
@@ -115,9 +130,14 @@ def add_adapter(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
 @handler('Remove-InstanceNetworkAdapter')
 def remove_adapter(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     script = 'Remove-InstanceNetworkAdapter'
-    vm = target_vm(host, not_empty(script, params, 'Name'))
+    name = not_empty(script, params, 'Name')
     port = not_empty(script, params, 'Id')
+    ovs_port = bool(params.get('OvsPort'))
+    ovs_vsctl = resolve_ovs_vsctl(host, params.get('OvsVsctlPath')) if ovs_port else ''
+    vm = target_vm(host, name)
     adapters = nics_named(vm, port)
+    if ovs_port:
+        ovs_del_port(host, ovs_vsctl, port)
     if adapters:
         assert_hotplug(vm, 'remove')
 
@@ -125,7 +145,7 @@ def remove_adapter(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
             for adapter in adapters:
                 host.remove_nic(vm.name, adapter.id)
         nic_change(vm, f"remove network adapter '{port}'", remove_all)
-    return {'name': vm.name, 'id': port, 'removed': bool(adapters)}
+    return {'name': vm.name, 'id': port, 'removed': bool(adapters), 'ovs_port_removed': ovs_port}
 
 
 # -- Connect-InstanceNetworkAdapter ---------------------------------------------------------
@@ -158,9 +178,11 @@ def _wanted(entries: Any) -> list[dict[str, Any]]:
                 raise script_error(f"Nics entry {index} has VLAN '{vlan_value}'; expected 0 to "
                                    '4094 or null.', 'InvalidArgument',
                                    'PsDriver.InvalidNicSpec', index)
+        ovs_bridge = spec.get('ovs_bridge')
         wanted.append({'id': port, 'mac': mac,
                        'switch': str(switch_value) if switch_value not in (None, '') else None,
-                       'vlan': vlan})
+                       'vlan': vlan,
+                       'ovs_bridge': str(ovs_bridge) if ovs_bridge not in (None, '') else None})
     return wanted
 
 
@@ -190,6 +212,10 @@ def connect_adapters(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     script = 'Connect-InstanceNetworkAdapter'
     name = not_empty(script, params, 'Name')
     wanted = _wanted(params.get('Nics'))
+    ovs_vsctl, guid = None, None
+    if any(w['ovs_bridge'] for w in wanted):
+        guid = instance_guid(params.get('InstanceUuid'))
+        ovs_vsctl = resolve_ovs_vsctl(host, params.get('OvsVsctlPath'))
     vm = target_vm(host, name)
     initial = list(vm.nics)
     initial_vlans = {nic.id: nic.vlan_id for nic in initial}
@@ -201,6 +227,7 @@ def connect_adapters(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
         assert_hotplug(vm, 'add')
     created: list[str] = []
     updated: list[str] = []
+    ovs_ports: list[str] = []
     for want in wanted:
         adapter = existing(want['id'])
         changed = False
@@ -215,19 +242,24 @@ def connect_adapters(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
             changed = _set_vlan(host, vm, adapter, want['vlan'], current) or changed
         if changed and want['id'] not in created:
             updated.append(want['id'])
+        if want['ovs_bridge'] and ovs_vsctl and guid:
+            ovs_add_port(host, ovs_vsctl, want['ovs_bridge'], want['id'], want['mac'], guid)
+            ovs_ports.append(want['id'])
     records = []
     for want in wanted:
         final = nics_named(vm, want['id'])
         if final:
             records.append(nic_record(final[0]))
-    return {'name': vm.name, 'nics': records, 'created': created, 'updated': updated}
+    return {'name': vm.name, 'nics': records, 'created': created, 'updated': updated,
+            'ovs_ports': ovs_ports}
 
 
 def _prepare_vm(host: SimHost, params: dict[str, Any]) -> None:
-    """The example's instance (generation 2, running) and the switches examples name."""
+    """The example's instance (generation 2, running), the switches examples name, OVS."""
     from psdriver.sim.scenario import add_instance, ensure_switch
     for switch_name in EXAMPLE_SWITCHES:
         ensure_switch(host, switch_name)
+    host.install_ovs(EXAMPLE_OVS_VSCTL)
     add_instance(host, params['Name'])
 
 
@@ -241,6 +273,9 @@ def _remove_prepare(host: SimHost, params: dict[str, Any]) -> None:
     from psdriver.sim.scenario import add_instance
     add_instance(host, params['Name'], nics=[{'id': params['Id'], 'mac': 'fa:16:3e:01:02:03',
                                               'switch': 'external'}])
+    if params.get('OvsPort'):
+        host.install_ovs(EXAMPLE_OVS_VSCTL)
+        host.ovs_add_port('br-int', params['Id'], {'iface-id': params['Id']})
 
 
 # -- Disconnect-InstanceNetworkAdapter ------------------------------------------------------
@@ -249,13 +284,18 @@ def _remove_prepare(host: SimHost, params: dict[str, Any]) -> None:
 def disconnect_adapters(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
     script = 'Disconnect-InstanceNetworkAdapter'
     name = not_empty(script, params, 'Name')
-    switch_name = not_empty(script, params, 'SwitchName')
-    ports = params.get('Id') or []
-    if not isinstance(ports, list):
-        ports = [ports]
+    switch_name = params.get('SwitchName') or ''
+    ports = as_list(params.get('Id'))
+    if ports and not switch_name:
+        raise script_error('Disconnecting network adapters needs the virtual switch name '
+                           '(SwitchName).', 'InvalidArgument', 'PsDriver.InvalidNicSpec', name)
+    ovs_ports = [str(p) for p in as_list(params.get('OvsPortId')) if p]
+    ovs_vsctl = resolve_ovs_vsctl(host, params.get('OvsVsctlPath')) if ovs_ports else ''
     result: dict[str, Any] = {'name': name, 'vm_found': False, 'disconnected': [],
-                              'not_connected': [], 'missing': []}
+                              'not_connected': [], 'missing': [], 'ovs_ports': ovs_ports}
     vm = host.find_vm(name)
+    for port in ovs_ports:
+        ovs_del_port(host, ovs_vsctl, port)
     if vm is None:
         return result
     result['vm_found'] = True
@@ -281,8 +321,13 @@ def disconnect_adapters(host: SimHost, params: dict[str, Any]) -> dict[str, Any]
 
 @prepare('Disconnect-InstanceNetworkAdapter')
 def _disconnect_prepare(host: SimHost, params: dict[str, Any]) -> None:
-    """The instance with the example's adapter on the example's switch."""
+    """The instance with the example's adapter on the example's switch (and OVS port)."""
     from psdriver.sim.scenario import add_instance, ensure_switch
-    ensure_switch(host, params['SwitchName'])
-    add_instance(host, params['Name'], nics=[{'id': params['Id'][0], 'mac': 'fa:16:3e:01:02:03',
-                                              'switch': params['SwitchName']}])
+    switch_name = params.get('SwitchName') or 'external'
+    ensure_switch(host, switch_name)
+    port = (as_list(params.get('Id')) or as_list(params.get('OvsPortId')))[0]
+    add_instance(host, params['Name'], nics=[{'id': port, 'mac': 'fa:16:3e:01:02:03',
+                                              'switch': switch_name}])
+    if params.get('OvsPortId'):
+        host.install_ovs(EXAMPLE_OVS_VSCTL)
+        host.ovs_add_port('br-int', port, {'iface-id': port})

@@ -18,6 +18,7 @@ import base64
 import binascii
 import json
 import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,7 @@ from psdriver.sim import paths
 from psdriver.sim.dispatch import handler, prepare
 from psdriver.sim.errors import SimError
 from psdriver.sim.console_logger import ensure_logger
+from psdriver.sim.handlers.ovs import ovs_add_port, ovs_del_port, resolve_ovs_vsctl
 from psdriver.sim.host import SimHost
 from psdriver.sim.scriptlib import (
     hyperv_mac, is_absolute, is_dir, is_file, join, number, remove_vm,
@@ -112,6 +114,8 @@ class Plan:
     config_drive: dict[str, Any] | None = None
     drives: list[PlannedDrive] = field(default_factory=list)
     nics: list[dict[str, Any]] = field(default_factory=list)
+    #: ovs-vsctl's full path when a nic has an ovs_bridge.
+    ovs_vsctl: str | None = None
     serial_ports: list[dict[str, Any]] = field(default_factory=list)
     enable_metrics: bool = False
     power_on: bool = True
@@ -343,7 +347,8 @@ def _plan_nics(plan: Plan, spec: dict[str, Any]) -> None:
         if mac is None:
             raise spec_error(f'{p}.mac', f"is not a MAC address: '{entry['mac']}'.")
         plan.nics.append({'id': port, 'mac': mac, 'switch': entry.get('switch'),
-                          'vlan': entry.get('vlan')})
+                          'vlan': entry.get('vlan'),
+                          'ovs_bridge': entry.get('ovs_bridge') or None})
     for i, entry in enumerate(spec.get('serial_ports') or []):
         p = f'{s}.serial_ports[{i}]'
         port_number = entry['port']
@@ -396,7 +401,7 @@ def logging_pipe(plan: Plan) -> str | None:
     return ports[0]['path'] if ports else None
 
 
-def _start_console_log(host: SimHost, plan: Plan, undo: list[tuple[str, str]]) -> dict[str, Any]:
+def _start_console_log(host: SimHost, plan: Plan, undo: list[tuple[str, ...]]) -> dict[str, Any]:
     """``Start-InstanceConsoleLog``: a logger that cannot start is reported, not raised."""
     log = plan.console_log or {}
     record = ensure_logger(host, host.get_vm(plan.name), log['path'], log['max_bytes'],
@@ -406,11 +411,13 @@ def _start_console_log(host: SimHost, plan: Plan, undo: list[tuple[str, str]]) -
     return record
 
 
-def _undo(host: SimHost, steps: list[tuple[str, str]]) -> None:
+def _undo(host: SimHost, steps: list[tuple[str, ...]]) -> None:
     """``Undo-Creation``: newest first; a step that fails is skipped (the script warns)."""
-    for kind, what in reversed(steps):
+    for kind, what, *more in reversed(steps):
         try:
-            if kind == 'ConsoleLogger':
+            if kind == 'OvsPort':
+                ovs_del_port(host, more[0], what)
+            elif kind == 'ConsoleLogger':
                 if host.find_vm(what) is not None:
                     host.stop_console_logger(what)
             elif kind == 'VM':
@@ -426,7 +433,7 @@ def _undo(host: SimHost, steps: list[tuple[str, str]]) -> None:
             continue
 
 
-def _create(host: SimHost, plan: Plan, undo: list[tuple[str, str]], created: list[str],
+def _create(host: SimHost, plan: Plan, undo: list[tuple[str, ...]], created: list[str],
             reused: list[str], logger: dict[str, Any]) -> str:
     """The spawn steps; returns the VM id (``logger`` gets the console_logger record)."""
     if not is_dir(host, plan.instance_dir):
@@ -541,6 +548,10 @@ def _create(host: SimHost, plan: Plan, undo: list[tuple[str, str]], created: lis
                                mac=nic['mac'])
         if nic['vlan'] is not None:
             host.set_nic_vlan(name, adapter.id, nic['vlan'])
+        if nic['ovs_bridge'] and plan.ovs_vsctl:
+            undo.append(('OvsPort', nic['id'], plan.ovs_vsctl))
+            ovs_add_port(host, plan.ovs_vsctl, nic['ovs_bridge'], nic['id'], nic['mac'],
+                         uuid.UUID(plan.uuid))
     for port in plan.serial_ports:
         host.set_com_port(name, f'COM{port["number"]}', port['path'])
     if plan.enable_metrics:
@@ -561,6 +572,9 @@ def spawn(host: SimHost, spec: Any) -> dict[str, Any]:
         except ValueError as exc:
             raise spec_error('spec', f'is a string but not JSON: {exc}') from None
     plan = build_plan(spec)
+    if any(nic['ovs_bridge'] for nic in plan.nics):
+        # ConvertTo-InstancePlan resolves ovs-vsctl with the rest of the plan.
+        plan.ovs_vsctl = resolve_ovs_vsctl(host, spec.get('ovs_vsctl_path'))
     offered = secure_boot_templates(host.config.os_version)
     if plan.secure_boot and plan.secure_boot_template not in offered:
         raise script_error(f"Secure boot template '{plan.secure_boot_template}' is not "
@@ -578,7 +592,7 @@ def spawn(host: SimHost, spec: Any) -> dict[str, Any]:
 
     created: list[str] = []
     reused: list[str] = []
-    undo: list[tuple[str, str]] = []
+    undo: list[tuple[str, ...]] = []
     logger: dict[str, Any] = {}
     try:
         vm_id = _create(host, plan, undo, created, reused, logger)
