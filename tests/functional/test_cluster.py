@@ -65,8 +65,21 @@ class ClusterTestBase(harness.PsDriverTestBase):
         return [entry for host in hosts
                 for entry in self.driver(host).clusterops.handled]
 
+    def wait_for_takeover(self, server: dict, host: str, timeout: float = 20) -> None:
+        """Until ``host`` finished recording the failover, ports and allocations included.
+
+        The instance's new host is saved first, so it alone proves nothing.
+        """
+        deadline = time.monotonic() + timeout
+        while server['id'] not in [uuid for uuid, _, _ in self.handled(host)]:
+            if time.monotonic() > deadline:
+                self.fail(f"{host} never finished recording the failover of {server['id']}")
+            time.sleep(0.1)
+
     def assert_recorded_on(self, server: dict, host: str, port: dict | None = None) -> None:
         found = self.wait_for_host(server, host)
+        self.wait_for_takeover(server, host)
+        found = self.api.get_server(server['id'])
         self.assertEqual(host, found['OS-EXT-SRV-ATTR:hypervisor_hostname'])
         rp = self._get_provider_uuid_by_host(host)
         self.assertEqual([rp], list(self._get_allocations_by_server_uuid(server['id'])))
