@@ -261,3 +261,20 @@ class ClusterLiveMigrationTest(ClusterTestBase):
         time.sleep(2.5)
         self.assertEqual([], self.handled(*HOSTS))
         self.assertNoTraceback()
+
+    def test_a_failed_move_leaves_the_instance_recovered_on_the_source(self):
+        server = self.boot_on('host1')
+        name = self.instance(server).name
+        self.cluster.pause('host3')        # a Paused node receives no group: the move fails
+        self._live_migrate(server, 'failed', host='host3')
+
+        found = self.api.get_server(server['id'])
+        self.assertEqual(('ACTIVE', 'host1'), (found['status'], found['OS-EXT-SRV-ATTR:host']))
+        self.assertEqual([self._get_provider_uuid_by_host('host1')],
+                         list(self._get_allocations_by_server_uuid(server['id'])))
+        self.assertEqual('Running', self.node('host1').get_vm(name).state)
+        self.assertIsNone(self.node('host3').find_vm(name))
+        self.assertEqual('host1', self.node('host2').get_cluster_group(name).owner_node)
+        self.assertIn('within the cluster failed', self.stdlog.logger.output)
+        time.sleep(2.5)
+        self.assertEqual([], self.handled(*HOSTS))
