@@ -278,3 +278,45 @@ class ClusterLiveMigrationTest(ClusterTestBase):
         self.assertIn('within the cluster failed', self.stdlog.logger.output)
         time.sleep(2.5)
         self.assertEqual([], self.handled(*HOSTS))
+
+
+class ClusterToStandaloneLiveMigrationTest(ClusterTestBase):
+    """A live migration to a Hyper-V host outside the cluster: the role goes, then Move-VM."""
+
+    CAST_AS_CALL = False
+
+    def fabric_ready(self, fabric: Fabric) -> None:
+        self.cluster = SimCluster.create(fabric, 'hvcluster', nodes=list(HOSTS[:2]))
+
+    def setUp(self) -> None:
+        super().setUp()
+        for host in HOSTS:
+            self.node(host).set_migration(enabled=True, use_any_network=True)
+
+    def _start_compute(self, host, cell_name=None):
+        if host != 'host3':
+            return super()._start_compute(host, cell_name=cell_name)
+        # Not a node of the cluster: the standalone driver runs there.
+        self.flags(compute_driver='psdriver.driver.HyperVDriver')
+        try:
+            return super()._start_compute(host, cell_name=cell_name)
+        finally:
+            self.flags(compute_driver=self.COMPUTE_DRIVER)
+
+    def test_live_migration_out_of_the_cluster_removes_the_role_first(self):
+        server = self.boot_on('host1')
+        name = self.instance(server).name
+        with self.scripts_run('host1') as source_calls:
+            self._live_migrate(server, host='host3')
+
+        found = self.api.get_server(server['id'])
+        self.assertEqual(('ACTIVE', 'host3'), (found['status'], found['OS-EXT-SRV-ATTR:host']))
+        self.assertEqual([self._get_provider_uuid_by_host('host3')],
+                         list(self._get_allocations_by_server_uuid(server['id'])))
+        self.assertEqual('Running', self.node('host3').get_vm(name).state)
+        self.assertIsNone(self.node('host1').find_vm(name))
+        self.assertIsNone(self.node('host2').find_cluster_group(name))
+        names = [n for n, _ in source_calls]
+        self.assertLess(names.index('Remove-InstanceClusterRole'), names.index('Move-Instance'))
+        self.assertNotIn('Move-InstanceClusterRole', names)
+        self.assertNoTraceback()
