@@ -237,9 +237,11 @@ class ClusterLiveMigrationTest(ClusterTestBase):
         name = self.instance(server).name
         before = self.node('host1').get_vm(name)
         root = before.drives[0].path
-        with self.scripts_run('host1') as source_calls:
+        with self.scripts_run('host1') as source_calls, \
+                self.scripts_run('host3') as dest_calls:
             self._live_migrate(server, host='host3')
 
+        self.assertIn('Connect-InstanceNetworkAdapter', [n for n, _ in dest_calls])
         found = self.api.get_server(server['id'])
         self.assertEqual(('ACTIVE', 'host3', 'host3'), (
             found['status'], found['OS-EXT-SRV-ATTR:host'],
