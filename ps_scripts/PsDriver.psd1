@@ -37,7 +37,6 @@
         'Get-PsDriverPathKey'
         'Get-PsDriverRescueRecord'
         'Get-PsDriverSecureBootTemplate'
-        'Get-PsDriverSmbSharePath'
         'Get-PsDriverVM'
         'Get-PsDriverVMState'
         'Get-PsDriverVlanMap'

@@ -155,7 +155,12 @@ class HyperVClusterDriver(driver.HyperVDriver):
     def cleanup(self, context, instance, network_info, block_device_info=None,
                 destroy_disks=True, migrate_data=None, destroy_vifs=True,
                 destroy_secrets=True) -> None:
-        self._unclustered(instance)
+        if migrate_data is not None and self._moved_within_cluster(instance):
+            # The source's clean-up after a live migration within the cluster: the role
+            # and its disks on the shared volume now belong to the destination node.
+            destroy_disks = False
+        else:
+            self._unclustered(instance)
         super().cleanup(context, instance, network_info, block_device_info, destroy_disks,
                         migrate_data, destroy_vifs, destroy_secrets)
 
@@ -165,6 +170,12 @@ class HyperVClusterDriver(driver.HyperVDriver):
         return super().migrate_disk_and_power_off(context, instance, dest, flavor,
                                                   network_info, block_device_info, timeout,
                                                   retry_interval)
+
+    def _moved_within_cluster(self, instance: Any) -> bool:
+        """True when the instance's role is owned by another node of this cluster."""
+        owner = self.clusterops.view().owners.get(instance.name.lower())
+        return owner is not None and not clusterops.same_host(owner,
+                                                              self.clusterops.node_name)
 
     # -- live migration -------------------------------------------------------------------------
 

@@ -65,22 +65,21 @@ class ClusterTestBase(harness.PsDriverTestBase):
         return [entry for host in hosts
                 for entry in self.driver(host).clusterops.handled]
 
-    def wait_until_handled(self, server: dict, host: str, timeout: float = 20) -> None:
-        """Until the service on ``host`` finished recording the move (host, ports, allocations).
+    def wait_for_takeover(self, server: dict, host: str, timeout: float = 20) -> None:
+        """Until ``host`` finished recording the failover, ports and allocations included.
 
-        The instance's host is saved first and the allocations move after it, so
-        the host alone does not say the recording is complete.
+        The instance's new host is saved first, so it alone proves nothing.
         """
         deadline = time.monotonic() + timeout
-        while not any(uuid == server['id'] and new == host
-                      for uuid, _, new in self.handled(*HOSTS)):
+        while server['id'] not in [uuid for uuid, _, _ in self.handled(host)]:
             if time.monotonic() > deadline:
-                self.fail(f"the move of {server['id']} to {host} was never recorded")
+                self.fail(f"{host} never finished recording the failover of {server['id']}")
             time.sleep(0.1)
 
     def assert_recorded_on(self, server: dict, host: str, port: dict | None = None) -> None:
         found = self.wait_for_host(server, host)
-        self.wait_until_handled(server, host)
+        self.wait_for_takeover(server, host)
+        found = self.api.get_server(server['id'])
         self.assertEqual(host, found['OS-EXT-SRV-ATTR:hypervisor_hostname'])
         rp = self._get_provider_uuid_by_host(host)
         self.assertEqual([rp], list(self._get_allocations_by_server_uuid(server['id'])))
@@ -219,3 +218,107 @@ class ClusterLockBackendLossTest(ClusterTestBase):
         time.sleep(1.5)
         self.assertCountEqual([s['id'] for s in servers],
                               [uuid for uuid, _, _ in self.handled('host1', 'host3')])
+
+
+class ClusterLiveMigrationTest(ClusterTestBase):
+    """``os-migrateLive`` within the cluster: the cluster moves the role, Nova records it once."""
+
+    CAST_AS_CALL = False
+
+    def setUp(self) -> None:
+        super().setUp()
+        # As compute-hyperv, the destination checks read the host's own migration settings.
+        for host in HOSTS:
+            self.node(host).set_migration(enabled=True, use_any_network=True)
+
+    def test_live_migration_within_the_cluster_moves_the_role(self):
+        port = self.neutron.port_1
+        server = self.boot_on('host1', port)
+        name = self.instance(server).name
+        before = self.node('host1').get_vm(name)
+        root = before.drives[0].path
+        with self.scripts_run('host1') as source_calls, \
+                self.scripts_run('host3') as dest_calls:
+            self._live_migrate(server, host='host3')
+
+        self.assertIn('Connect-InstanceNetworkAdapter', [n for n, _ in dest_calls])
+        found = self.api.get_server(server['id'])
+        self.assertEqual(('ACTIVE', 'host3', 'host3'), (
+            found['status'], found['OS-EXT-SRV-ATTR:host'],
+            found['OS-EXT-SRV-ATTR:hypervisor_hostname']))
+        self.assertEqual([self._get_provider_uuid_by_host('host3')],
+                         list(self._get_allocations_by_server_uuid(server['id'])))
+        self.assertEqual('host3', self.neutron._ports[port['id']]['binding:host_id'])
+        vm = self.node('host3').get_vm(name)
+        self.assertEqual(('Running', before.id, before.started_at),
+                         (vm.state, vm.id, vm.started_at))
+        self.assertIsNone(self.node('host1').find_vm(name))
+        self.assertEqual(root, vm.drives[0].path)
+        self.assertTrue(self.node('host3').exists(root))     # the source's clean-up kept it
+        self.assertEqual('host3', self.node('host2').get_cluster_group(name).owner_node)
+        names = [n for n, _ in source_calls]
+        self.assertIn('Move-InstanceClusterRole', names)
+        self.assertNotIn('Move-Instance', names)        # shared CSV: no disk copy, no Move-VM
+        # Every watcher polled past the move: none recorded it as a failover.
+        time.sleep(2.5)
+        self.assertEqual([], self.handled(*HOSTS))
+        self.assertNoTraceback()
+
+    def test_a_failed_move_leaves_the_instance_recovered_on_the_source(self):
+        server = self.boot_on('host1')
+        name = self.instance(server).name
+        self.cluster.pause('host3')        # a Paused node receives no group: the move fails
+        self._live_migrate(server, 'failed', host='host3')
+
+        found = self.api.get_server(server['id'])
+        self.assertEqual(('ACTIVE', 'host1'), (found['status'], found['OS-EXT-SRV-ATTR:host']))
+        self.assertEqual([self._get_provider_uuid_by_host('host1')],
+                         list(self._get_allocations_by_server_uuid(server['id'])))
+        self.assertEqual('Running', self.node('host1').get_vm(name).state)
+        self.assertIsNone(self.node('host3').find_vm(name))
+        self.assertEqual('host1', self.node('host2').get_cluster_group(name).owner_node)
+        self.assertIn('within the cluster failed', self.stdlog.logger.output)
+        time.sleep(2.5)
+        self.assertEqual([], self.handled(*HOSTS))
+
+
+class ClusterToStandaloneLiveMigrationTest(ClusterTestBase):
+    """A live migration to a Hyper-V host outside the cluster: the role goes, then Move-VM."""
+
+    CAST_AS_CALL = False
+
+    def fabric_ready(self, fabric: Fabric) -> None:
+        self.cluster = SimCluster.create(fabric, 'hvcluster', nodes=list(HOSTS[:2]))
+
+    def setUp(self) -> None:
+        super().setUp()
+        for host in HOSTS:
+            self.node(host).set_migration(enabled=True, use_any_network=True)
+
+    def _start_compute(self, host, cell_name=None):
+        if host != 'host3':
+            return super()._start_compute(host, cell_name=cell_name)
+        # Not a node of the cluster: the standalone driver runs there.
+        self.flags(compute_driver='psdriver.driver.HyperVDriver')
+        try:
+            return super()._start_compute(host, cell_name=cell_name)
+        finally:
+            self.flags(compute_driver=self.COMPUTE_DRIVER)
+
+    def test_live_migration_out_of_the_cluster_removes_the_role_first(self):
+        server = self.boot_on('host1')
+        name = self.instance(server).name
+        with self.scripts_run('host1') as source_calls:
+            self._live_migrate(server, host='host3')
+
+        found = self.api.get_server(server['id'])
+        self.assertEqual(('ACTIVE', 'host3'), (found['status'], found['OS-EXT-SRV-ATTR:host']))
+        self.assertEqual([self._get_provider_uuid_by_host('host3')],
+                         list(self._get_allocations_by_server_uuid(server['id'])))
+        self.assertEqual('Running', self.node('host3').get_vm(name).state)
+        self.assertIsNone(self.node('host1').find_vm(name))
+        self.assertIsNone(self.node('host2').find_cluster_group(name))
+        names = [n for n, _ in source_calls]
+        self.assertLess(names.index('Remove-InstanceClusterRole'), names.index('Move-Instance'))
+        self.assertNotIn('Move-InstanceClusterRole', names)
+        self.assertNoTraceback()
