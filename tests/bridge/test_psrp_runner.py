@@ -7,8 +7,6 @@ own endpoint on an ephemeral port.
 from __future__ import annotations
 
 import base64
-import datetime
-import ipaddress
 import json
 import logging
 import threading
@@ -23,6 +21,7 @@ from psdriver.bridge.call import (
 )
 from psdriver.bridge.runners import Runner
 from psdriver.bridge.runners.psrp import PSRPRunner
+from tests.infra import certs
 from tests.infra.wsman_endpoint import WSManEndpoint
 
 USER = 'hvadmin'
@@ -304,29 +303,8 @@ def test_two_megabytes_of_output():
     assert result_of(out) == blob
 
 
-def _self_signed(tmp_path):
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, 'psdriver-test-host')])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address('127.0.0.1'))]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = tmp_path / 'host.pem', tmp_path / 'host.key'
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return str(cert_path), str(key_path)
+def _self_signed(folder):
+    return certs.self_signed(folder)
 
 
 def test_tls_validates_against_given_ca_and_rejects_unknown_by_default(tmp_path, monkeypatch):
