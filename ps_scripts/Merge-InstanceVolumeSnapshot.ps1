@@ -66,22 +66,16 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
+if (-not (Get-Command -Name 'Get-PsDriverSnapshotVolume' -ErrorAction SilentlyContinue)) {
     Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
 
-$id = [string](Get-PsDriverVolumeField -Volume $Volume -Name 'volume_id')
-$type = [string](Get-PsDriverVolumeField -Volume $Volume -Name 'type')
-if ($type -ne 'smbfs') {
-    throw (New-PsDriverErrorRecord -Message "Volume ${id}: assisted snapshots are for smbfs volumes, not '$type'." -Category InvalidArgument -ErrorId 'PsDriver.InvalidVolume' -Target $id)
-}
-$vm = Get-PsDriverVM -Name $Name
-$active = (Resolve-PsDriverSmbVolumeFile -Volume $Volume).Path
+$target = Get-PsDriverSnapshotVolume -Name $Name -Volume $Volume
+$id = $target.Id
+$vm = $target.VM
+$active = $target.Path
+$drive = $target.Drive
 $folder = Split-Path -Path $active -Parent
-$drive = Get-PsDriverVolumeDrive -VM $vm -DiskNumber $null -Path $active
-if ($null -eq $drive) {
-    throw (New-PsDriverErrorRecord -Message "Volume ${id}: no drive of VM $Name holds $active." -Category ObjectNotFound -ErrorId 'PsDriver.VolumeDriveNotFound' -Target $id)
-}
 if ($vm.State -ne 'Off') {
     throw (New-PsDriverErrorRecord -Message "Volume ${id}: VM $Name is $($vm.State); Merge-VHD needs closed files, so deleting a volume snapshot needs the instance stopped." -Category InvalidOperation -ErrorId 'PsDriver.VolumeSnapshotNeedsVMOff' -Target $id)
 }

@@ -54,21 +54,15 @@ param(
 Set-StrictMode -Version Latest
 $ErrorActionPreference = 'Stop'
 
-if (-not (Get-Command -Name 'Get-PsDriverVM' -ErrorAction SilentlyContinue)) {
+if (-not (Get-Command -Name 'Get-PsDriverSnapshotVolume' -ErrorAction SilentlyContinue)) {
     Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
 }
 
-$id = [string](Get-PsDriverVolumeField -Volume $Volume -Name 'volume_id')
-$type = [string](Get-PsDriverVolumeField -Volume $Volume -Name 'type')
-if ($type -ne 'smbfs') {
-    throw (New-PsDriverErrorRecord -Message "Volume ${id}: assisted snapshots are for smbfs volumes, not '$type'." -Category InvalidArgument -ErrorId 'PsDriver.InvalidVolume' -Target $id)
-}
-$vm = Get-PsDriverVM -Name $Name
-$current = (Resolve-PsDriverSmbVolumeFile -Volume $Volume).Path
-$drive = Get-PsDriverVolumeDrive -VM $vm -DiskNumber $null -Path $current
-if ($null -eq $drive) {
-    throw (New-PsDriverErrorRecord -Message "Volume ${id}: no drive of VM $Name holds $current." -Category ObjectNotFound -ErrorId 'PsDriver.VolumeDriveNotFound' -Target $id)
-}
+$target = Get-PsDriverSnapshotVolume -Name $Name -Volume $Volume
+$id = $target.Id
+$vm = $target.VM
+$current = $target.Path
+$drive = $target.Drive
 if ($vm.State -ne 'Off') {
     throw (New-PsDriverErrorRecord -Message "Volume ${id}: VM $Name is $($vm.State); Hyper-V keeps the disks of a running VM open, so a volume snapshot needs the instance stopped." -Category InvalidOperation -ErrorId 'PsDriver.VolumeSnapshotNeedsVMOff' -Target $id)
 }

@@ -37,6 +37,7 @@
         'Get-PsDriverPathKey'
         'Get-PsDriverRescueRecord'
         'Get-PsDriverSecureBootTemplate'
+        'Get-PsDriverSnapshotVolume'
         'Get-PsDriverVM'
         'Get-PsDriverVMState'
         'Get-PsDriverVlanMap'

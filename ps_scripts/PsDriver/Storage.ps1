@@ -695,3 +695,41 @@ function Undo-PsDriverVolumeChange {
     }
     $Undo.Clear()
 }
+
+function Get-PsDriverSnapshotVolume {
+    <#
+    .SYNOPSIS
+        What an assisted snapshot of an SMB volume works on: its id, the VM, the volume's active file and the drive holding it.
+
+    .DESCRIPTION
+        Refuses a volume that is not smbfs (PsDriver.InvalidVolume) and one no
+        drive of the VM holds (PsDriver.VolumeDriveNotFound).
+
+    .PARAMETER Name
+        The VM name.
+
+    .PARAMETER Volume
+        The volume record (volume_id, type, export, name, ...).
+    #>
+    [CmdletBinding()]
+    [OutputType([pscustomobject])]
+    param(
+        [Parameter(Mandatory)]
+        [string]$Name,
+
+        [Parameter(Mandatory)]
+        [System.Collections.IDictionary]$Volume
+    )
+    $id = [string](Get-PsDriverVolumeField -Volume $Volume -Name 'volume_id')
+    $type = [string](Get-PsDriverVolumeField -Volume $Volume -Name 'type')
+    if ($type -ne 'smbfs') {
+        throw (New-PsDriverErrorRecord -Message "Volume ${id}: assisted snapshots are for smbfs volumes, not '$type'." -Category InvalidArgument -ErrorId 'PsDriver.InvalidVolume' -Target $id)
+    }
+    $vm = Get-PsDriverVM -Name $Name
+    $path = (Resolve-PsDriverSmbVolumeFile -Volume $Volume).Path
+    $drive = Get-PsDriverVolumeDrive -VM $vm -DiskNumber $null -Path $path
+    if ($null -eq $drive) {
+        throw (New-PsDriverErrorRecord -Message "Volume ${id}: no drive of VM $Name holds $path." -Category ObjectNotFound -ErrorId 'PsDriver.VolumeDriveNotFound' -Target $id)
+    }
+    [pscustomobject]@{ Id = $id; VM = $vm; Path = $path; Drive = $drive }
+}
