@@ -16,7 +16,11 @@
     vtpm (Enable-VMTPM is there: Windows Server 2016 and later) and
     host_guarded (the Host Guardian Service client reports the host as
     guarded by a guarded fabric, Get-HgsClientConfiguration IsHostGuarded;
-    false without the HgsClient module).
+    false without the HgsClient module), hgs_mode (its Mode:
+    HostGuardianService or Local; null when unknown) and shielded_vm_tools
+    (the ShieldedVMProvisioning cmdlets, Initialize-ShieldedVM, are
+    installed). Shielded VMs need all three: guarded, HostGuardianService,
+    tools.
 
     assignable_devices lists the PCI Express devices prepared for Discrete
     Device Assignment: those dismounted from the host and free
@@ -47,7 +51,7 @@
     exists, total_gb, free_gb}, numa_nodes [{id, logical_processors,
     memory_mb_total, memory_mb_free}], uptime_seconds, ip_addresses
     (preferred addresses, without loopback and link-local ones), security
-    {vtpm, host_guarded}, assignable_devices [{location_path, instance_id,
+    {vtpm, host_guarded, hgs_mode, shielded_vm_tools}, assignable_devices [{location_path, instance_id,
     vendor_id, product_id, address, numa_node, assigned_to}].
 #>
 [CmdletBinding()]
@@ -156,18 +160,15 @@ function Get-GuestSecuritySupport {
     [CmdletBinding()]
     param()
     $vtpm = $null -ne (Get-Command -Name 'Hyper-V\Enable-VMTPM' -ErrorAction SilentlyContinue)
-    $guarded = $false
-    if ($null -ne (Get-Command -Name 'Get-HgsClientConfiguration' -ErrorAction SilentlyContinue)) {
-        try {
-            $guarded = [bool](Get-HgsClientConfiguration).IsHostGuarded
-        }
-        catch {
-            Write-Verbose "Cannot read the Host Guardian Service client configuration: $($_.Exception.Message)"
-        }
+    $guardian = Get-PsDriverHostGuardianState
+    if ($null -ne $guardian.error) {
+        Write-Verbose "Not guarded: $($guardian.error)"
     }
     [ordered]@{
-        vtpm         = $vtpm
-        host_guarded = $guarded
+        vtpm              = $vtpm
+        host_guarded      = $guardian.host_guarded
+        hgs_mode          = $guardian.mode
+        shielded_vm_tools = $guardian.shielded_vm_tools
     }
 }
 

@@ -146,6 +146,53 @@
                             -NewLocalKeyProtector: the host's untrusted
                             guardian, no guarded fabric needed). Needs
                             generation 2 and secure boot on.
+      shielding = null      {data_file, specialization = {},
+                            provisioning_timeout_s = 900,
+                            poll_interval_s = 5}: a shielded VM, on a host
+                            guarded by a Host Guardian Service (else
+                            ResourceUnavailable / PsDriver.HostNotGuarded,
+                            before anything is created).
+                              data_file
+                                      the shielding data file (.pdk) the
+                                      caller wrote directly in
+                                      instance_dir. The VM gets its key
+                                      protector (Get-KeyProtectorFromShieldingDataFile,
+                                      Set-VMKeyProtector -KeyProtector),
+                                      Set-VMSecurityPolicy -Shielded $true
+                                      and Enable-VMTPM. Not readable:
+                                      InvalidData / PsDriver.InvalidShieldingData.
+                              specialization
+                                      {"@Name@": "value"}: the
+                                      substitutions of the shielding data's
+                                      answer file, written with
+                                      New-ShieldedVMSpecializationDataFile
+                                      to <instance_dir>\specialization.fsk.
+                              provisioning_timeout_s (60-1700),
+                              poll_interval_s (1-60)
+                                      how long to wait for the
+                                      provisioning, polled with
+                                      Get-ShieldedVMProvisioningStatus.
+                            The root disk's image must be a signed template
+                            disk (Save-VolumeSignatureCatalog) that the
+                            shielding data trusts
+                            (Test-ShieldingDataApplicability), else
+                            InvalidArgument / PsDriver.NotATemplateDisk or
+                            PsDriver.ShieldingDataNotApplicable, before the
+                            VM is created. Instead of Start-VM,
+                            Initialize-ShieldedVM starts the VM and its
+                            provisioning, and this call waits for it:
+                            failed: InvalidResult /
+                            PsDriver.ShieldedProvisioningFailed; still
+                            running after provisioning_timeout_s:
+                            OperationTimeout /
+                            PsDriver.ShieldedProvisioningTimeout (both undo
+                            the spawn). Needs generation 2, secure boot, a
+                            root_disk with a vhdx source, power_on true and
+                            tpm null. The data file and the specialization
+                            file are deleted when the call ends, whatever
+                            happened; the instance folder too when the call
+                            fails and the folder held nothing but the data
+                            file at the start.
       assignable_devices = []
                             [{location_path}]: PCI Express devices for
                             Discrete Device Assignment, each dismounted
@@ -232,7 +279,9 @@
     created (paths this call created: the instance folder, disk files,
     config drive, in order), reused (existing disk files kept),
     console_logger (null without console_log; else pipe_path, log_path,
-    started, running, pid, error).
+    started, running, pid, error), shielding (null without spec.shielding;
+    else provisioned, provisioning_seconds: how long the provisioning took,
+    null with -WhatIf).
 #>
 [CmdletBinding(SupportsShouldProcess)]
 param(
@@ -486,7 +535,7 @@ function ConvertTo-InstancePlan {
         'dynamic_memory_ratio', 'vnuma', 'limit_cpu_features', 'root_disk', 'ephemerals', 'swap', 'nics',
         'serial_ports', 'config_drive', 'enable_metrics', 'power_on', 'notes_extra', 'automatic_stop_action',
         'console_log',
-        'nested_virtualization', 'disk_max_iops', 'tpm',
+        'nested_virtualization', 'disk_max_iops', 'tpm', 'shielding',
         'assignable_devices', 'mmio_space', 'volumes', 'ovs_vsctl_path')
     $plan = @{}
 
@@ -936,7 +985,97 @@ function ConvertTo-InstancePlan {
             throw (New-SpecError -Field "$s.assignable_devices" -Message "cannot be combined with dynamic memory (dynamic_memory_ratio $ratio).")
         }
     }
+    $plan.Shielding = ConvertTo-ShieldingPlan -Spec $Spec -Plan $plan
     $plan
+}
+
+function ConvertTo-ShieldingPlan {
+    <#
+    .SYNOPSIS
+        Checks spec.shielding against the rest of the plan; $null when there is none.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [object]$Spec,
+
+        [Parameter(Mandatory)]
+        [hashtable]$Plan
+    )
+    $p = 'spec.shielding'
+    $shielding = Read-SpecField -Object $Spec -Path 'spec' -Name 'shielding' -Type object -Nullable
+    if ($null -eq $shielding) {
+        return $null
+    }
+    Assert-KnownSpecField -Object $shielding -Path $p -Allowed @('data_file', 'specialization', 'provisioning_timeout_s', 'poll_interval_s')
+    $dataFile = Read-SpecField -Object $shielding -Path $p -Name 'data_file' -Type string -Required
+    if (-not (Test-PsDriverAbsolutePath -Path $dataFile) -or -not (Test-PsDriverSamePath -Left (Split-Path -Path $dataFile -Parent) -Right $Plan.InstanceDir)) {
+        throw (New-SpecError -Field "$p.data_file" -Message "must be a file directly in instance_dir, got '$dataFile'.")
+    }
+    $pairs = Read-SpecField -Object $shielding -Path $p -Name 'specialization' -Type object -Default @{}
+    $specialization = @{}
+    foreach ($key in @(Get-SpecFieldName -Object $pairs)) {
+        $value = Read-SpecField -Object $pairs -Path "$p.specialization" -Name $key -Type string -Required
+        if ([string]::IsNullOrWhiteSpace($key)) {
+            throw (New-SpecError -Field "$p.specialization" -Message 'has an empty key.')
+        }
+        $specialization[$key] = $value
+    }
+    $timeout = Read-SpecField -Object $shielding -Path $p -Name 'provisioning_timeout_s' -Type integer -Default ([long]900)
+    Assert-SpecRange -Field "$p.provisioning_timeout_s" -Value $timeout -Minimum 60 -Maximum 1700
+    $poll = Read-SpecField -Object $shielding -Path $p -Name 'poll_interval_s' -Type integer -Default ([long]5)
+    Assert-SpecRange -Field "$p.poll_interval_s" -Value $poll -Minimum 1 -Maximum 60
+    if ($Plan.Generation -ne 2 -or -not $Plan.SecureBoot) {
+        throw (New-SpecError -Field $p -Message 'needs a generation 2 VM with secure boot on (secure_boot.enabled true).')
+    }
+    if ($Plan.Tpm) {
+        throw (New-SpecError -Field $p -Message 'cannot be combined with tpm: a shielded VM gets its TPM with the key protector of the shielding data.')
+    }
+    if (-not $Plan.PowerOn) {
+        throw (New-SpecError -Field $p -Message 'needs power_on true: Initialize-ShieldedVM starts the VM.')
+    }
+    if ($null -eq $Plan.Root -or $null -eq $Plan.Root.Source -or $Plan.Root.Format -ne 'vhdx') {
+        throw (New-SpecError -Field $p -Message 'needs a root_disk whose source is a vhdx image (a signed template disk).')
+    }
+    @{
+        DataFile           = $dataFile
+        SpecializationFile = Join-Path -Path $Plan.InstanceDir -ChildPath 'specialization.fsk'
+        CatalogFile        = Join-Path -Path $Plan.InstanceDir -ChildPath 'template.vsc'
+        Specialization     = $specialization
+        TimeoutSeconds     = [int]$timeout
+        PollSeconds        = [int]$poll
+        KeyProtector       = $null
+        OnlyDataInFolder   = $false
+    }
+}
+
+function Remove-ShieldingFile {
+    <#
+    .SYNOPSIS
+        Deletes the shielding data and specialization files; after a failure also the folder that held only the data file.
+    #>
+    param(
+        [Parameter(Mandatory)]
+        [hashtable]$Plan,
+
+        [Parameter(Mandatory)]
+        [bool]$Failed
+    )
+    $shielding = $Plan.Shielding
+    foreach ($path in @($shielding.DataFile, $shielding.SpecializationFile, $shielding.CatalogFile)) {
+        try {
+            if (Test-Path -LiteralPath $path -PathType Leaf) {
+                Remove-Item -LiteralPath $path -Force -Confirm:$false
+            }
+        }
+        catch {
+            Write-Warning "Cannot remove the shielding file '$path': $($_.Exception.Message)"
+        }
+    }
+    if ($Failed -and $shielding.OnlyDataInFolder -and (Test-Path -LiteralPath $Plan.InstanceDir -PathType Container)) {
+        if (@(Get-ChildItem -LiteralPath $Plan.InstanceDir -Force).Count -eq 0) {
+            Remove-Item -LiteralPath $Plan.InstanceDir -Force -Confirm:$false
+        }
+    }
 }
 
 function Assert-RootSource {
@@ -1195,241 +1334,277 @@ if ($Spec -is [string]) {
     }
 }
 $plan = ConvertTo-InstancePlan -Spec $specObject
-if ($plan.SecureBoot -and @(Get-PsDriverSecureBootTemplate) -notcontains $plan.SecureBootTemplate) {
-    throw (New-PsDriverErrorRecord -Message "Secure boot template '$($plan.SecureBootTemplate)' is not available on this host (Windows $([System.Environment]::OSVersion.Version)); it offers $(@(Get-PsDriverSecureBootTemplate) -join ', ')." -Category InvalidArgument -ErrorId 'PsDriver.SecureBootTemplateUnavailable' -Target $plan.SecureBootTemplate)
-}
-
-if (@(Find-PsDriverVM -Name $plan.Name).Count -gt 0) {
-    throw (New-PsDriverErrorRecord -Message "A virtual machine named '$($plan.Name)' already exists on this host." -Category ResourceExists -ErrorId 'PsDriver.VMExists' -Target $plan.Name)
-}
-if ($null -ne $plan.Root) {
-    if (Test-Path -LiteralPath $plan.Root.Path -PathType Leaf) {
-        $plan.Root.Reused = $true
+$failed = $true
+try {
+    if ($null -ne $plan.Shielding -and (Test-Path -LiteralPath $plan.InstanceDir -PathType Container)) {
+        $inFolder = @(Get-ChildItem -LiteralPath $plan.InstanceDir -Force)
+        $plan.Shielding.OnlyDataInFolder = $inFolder.Count -eq 1 -and (Test-PsDriverSamePath -Left $inFolder[0].FullName -Right $plan.Shielding.DataFile)
     }
-    elseif ($null -ne $plan.Root.Source) {
-        Assert-RootSource -Root $plan.Root
+    if ($plan.SecureBoot -and @(Get-PsDriverSecureBootTemplate) -notcontains $plan.SecureBootTemplate) {
+        throw (New-PsDriverErrorRecord -Message "Secure boot template '$($plan.SecureBootTemplate)' is not available on this host (Windows $([System.Environment]::OSVersion.Version)); it offers $(@(Get-PsDriverSecureBootTemplate) -join ', ')." -Category InvalidArgument -ErrorId 'PsDriver.SecureBootTemplateUnavailable' -Target $plan.SecureBootTemplate)
     }
-}
 
-$created = [System.Collections.Generic.List[string]]::new()
-$reused = [System.Collections.Generic.List[string]]::new()
-$vmId = $null
-$state = 'NotCreated'
-$consoleLogger = $null
-
-if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.InstanceDir)'", 'Create instance')) {
-    $undo = [System.Collections.Generic.List[object]]::new()
-    try {
-        # Folder and files.
-        if (-not (Test-Path -LiteralPath $plan.InstanceDir -PathType Container)) {
-            $undo.Add(@{ Kind = 'Directory'; Path = $plan.InstanceDir })
-            $null = New-Item -ItemType Directory -Path $plan.InstanceDir -Force -Confirm:$false
-            $created.Add($plan.InstanceDir)
+    if (@(Find-PsDriverVM -Name $plan.Name).Count -gt 0) {
+        throw (New-PsDriverErrorRecord -Message "A virtual machine named '$($plan.Name)' already exists on this host." -Category ResourceExists -ErrorId 'PsDriver.VMExists' -Target $plan.Name)
+    }
+    if ($null -ne $plan.Root) {
+        if (Test-Path -LiteralPath $plan.Root.Path -PathType Leaf) {
+            $plan.Root.Reused = $true
         }
-        if ($null -ne $plan.Root) {
-            $root = $plan.Root
-            if ($root.Reused) {
-                $reused.Add($root.Path)
+        elseif ($null -ne $plan.Root.Source) {
+            Assert-RootSource -Root $plan.Root
+        }
+    }
+    if ($null -ne $plan.Shielding) {
+        if ($plan.Root.Reused) {
+            throw (New-PsDriverErrorRecord -Message "A shielded VM is provisioned from its template disk: '$($plan.Root.Path)' exists already." -Category ResourceExists -ErrorId 'PsDriver.RootDiskExists' -Target $plan.Root.Path)
+        }
+        Assert-PsDriverGuardedHost
+        $plan.Shielding.KeyProtector = Get-PsDriverShieldingKeyProtector -ShieldingDataFilePath $plan.Shielding.DataFile
+    }
+
+    $created = [System.Collections.Generic.List[string]]::new()
+    $reused = [System.Collections.Generic.List[string]]::new()
+    $vmId = $null
+    $state = 'NotCreated'
+    $consoleLogger = $null
+
+    $shieldingSeconds = $null
+    if ($PSCmdlet.ShouldProcess("virtual machine '$($plan.Name)' in '$($plan.InstanceDir)'", 'Create instance')) {
+        $undo = [System.Collections.Generic.List[object]]::new()
+        try {
+            if ($null -ne $plan.Shielding) {
+                # Before anything is created: the image must be a template disk the data trusts.
+                Assert-PsDriverTemplateDisk -TemplateDiskPath $plan.Root.Source -ShieldingDataFilePath $plan.Shielding.DataFile -CatalogPath $plan.Shielding.CatalogFile
             }
-            else {
-                $undo.Add(@{ Kind = 'File'; Path = $root.Path })
-                $wanted = $null
-                if ($null -ne $root.SizeGb -and $root.SizeGb -gt 0) {
-                    $wanted = [long]$root.SizeGb * 1GB
-                }
-                if ($null -eq $root.Source) {
-                    $null = Hyper-V\New-VHD -Path $root.Path -SizeBytes $wanted -Dynamic -Confirm:$false
-                }
-                elseif ($root.Format -eq 'iso') {
-                    Copy-Item -LiteralPath $root.Source -Destination $root.Path -Force -Confirm:$false
+            # Folder and files.
+            if (-not (Test-Path -LiteralPath $plan.InstanceDir -PathType Container)) {
+                $undo.Add(@{ Kind = 'Directory'; Path = $plan.InstanceDir })
+                $null = New-Item -ItemType Directory -Path $plan.InstanceDir -Force -Confirm:$false
+                $created.Add($plan.InstanceDir)
+            }
+            if ($null -ne $plan.Root) {
+                $root = $plan.Root
+                if ($root.Reused) {
+                    $reused.Add($root.Path)
                 }
                 else {
-                    if ($root.Cow) {
-                        $null = Hyper-V\New-VHD -Path $root.Path -ParentPath $root.Source -Differencing -Confirm:$false
+                    $undo.Add(@{ Kind = 'File'; Path = $root.Path })
+                    $wanted = $null
+                    if ($null -ne $root.SizeGb -and $root.SizeGb -gt 0) {
+                        $wanted = [long]$root.SizeGb * 1GB
                     }
-                    else {
+                    if ($null -eq $root.Source) {
+                        $null = Hyper-V\New-VHD -Path $root.Path -SizeBytes $wanted -Dynamic -Confirm:$false
+                    }
+                    elseif ($root.Format -eq 'iso') {
                         Copy-Item -LiteralPath $root.Source -Destination $root.Path -Force -Confirm:$false
                     }
-                    if ($null -ne $wanted -and $wanted -gt $root.ImageSize) {
-                        $null = Hyper-V\Resize-VHD -Path $root.Path -SizeBytes $wanted -Confirm:$false
+                    else {
+                        if ($root.Cow) {
+                            $null = Hyper-V\New-VHD -Path $root.Path -ParentPath $root.Source -Differencing -Confirm:$false
+                        }
+                        else {
+                            Copy-Item -LiteralPath $root.Source -Destination $root.Path -Force -Confirm:$false
+                        }
+                        if ($null -ne $wanted -and $wanted -gt $root.ImageSize) {
+                            $null = Hyper-V\Resize-VHD -Path $root.Path -SizeBytes $wanted -Confirm:$false
+                        }
                     }
+                    $created.Add($root.Path)
                 }
-                $created.Add($root.Path)
             }
-        }
-        foreach ($disk in $plan.Disks) {
-            if (Test-Path -LiteralPath $disk.Path -PathType Leaf) {
-                $reused.Add($disk.Path)
-                continue
+            foreach ($disk in $plan.Disks) {
+                if (Test-Path -LiteralPath $disk.Path -PathType Leaf) {
+                    $reused.Add($disk.Path)
+                    continue
+                }
+                $undo.Add(@{ Kind = 'File'; Path = $disk.Path })
+                $null = Hyper-V\New-VHD -Path $disk.Path -SizeBytes $disk.SizeBytes -Dynamic -Confirm:$false
+                $created.Add($disk.Path)
             }
-            $undo.Add(@{ Kind = 'File'; Path = $disk.Path })
-            $null = Hyper-V\New-VHD -Path $disk.Path -SizeBytes $disk.SizeBytes -Dynamic -Confirm:$false
-            $created.Add($disk.Path)
-        }
-        if ($null -ne $plan.ConfigDrive) {
-            $configPath = $plan.ConfigDrive.Path
-            $isNew = -not (Test-Path -LiteralPath $configPath -PathType Leaf)
-            if ($isNew) {
-                $undo.Add(@{ Kind = 'File'; Path = $configPath })
+            if ($null -ne $plan.ConfigDrive) {
+                $configPath = $plan.ConfigDrive.Path
+                $isNew = -not (Test-Path -LiteralPath $configPath -PathType Leaf)
+                if ($isNew) {
+                    $undo.Add(@{ Kind = 'File'; Path = $configPath })
+                }
+                [System.IO.File]::WriteAllBytes($configPath, $plan.ConfigDrive.Bytes)
+                if ($isNew) {
+                    $created.Add($configPath)
+                }
             }
-            [System.IO.File]::WriteAllBytes($configPath, $plan.ConfigDrive.Bytes)
-            if ($isNew) {
-                $created.Add($configPath)
+
+            # The VM. Recorded before New-VM: no VM of this name existed, so one found later is ours.
+            $undo.Add(@{ Kind = 'VM'; Name = $plan.Name })
+            $vmFolder = $plan.InstanceDir
+            if ((Split-Path -Path $plan.InstanceDir -Leaf) -eq $plan.Name) {
+                # New-VM puts the configuration in <Path>\<Name>: keep it inside the instance folder.
+                $vmFolder = Split-Path -Path $plan.InstanceDir -Parent
             }
-        }
+            $vm = Hyper-V\New-VM -Name $plan.Name -Generation $plan.Generation -Path $vmFolder -NoVHD -MemoryStartupBytes ([long]$plan.StartupMb * 1MB) -Confirm:$false
+            $vmId = $vm.Id.ToString()
 
-        # The VM. Recorded before New-VM: no VM of this name existed, so one found later is ours.
-        $undo.Add(@{ Kind = 'VM'; Name = $plan.Name })
-        $vmFolder = $plan.InstanceDir
-        if ((Split-Path -Path $plan.InstanceDir -Leaf) -eq $plan.Name) {
-            # New-VM puts the configuration in <Path>\<Name>: keep it inside the instance folder.
-            $vmFolder = Split-Path -Path $plan.InstanceDir -Parent
-        }
-        $vm = Hyper-V\New-VM -Name $plan.Name -Generation $plan.Generation -Path $vmFolder -NoVHD -MemoryStartupBytes ([long]$plan.StartupMb * 1MB) -Confirm:$false
-        $vmId = $vm.Id.ToString()
+            $setVmArgs = @{
+                VM                   = $vm
+                Notes                = $plan.Notes
+                AutomaticStartAction = 'Nothing'
+                SnapshotFileLocation = $plan.InstanceDir
+                SmartPagingFilePath  = $plan.InstanceDir
+                Confirm              = $false
+            }
+            if ($null -ne $plan.StopAction) {
+                $setVmArgs['AutomaticStopAction'] = $plan.StopAction
+            }
+            # Automatic checkpoints (Windows Server 2019 and later) would add a differencing disk at each start.
+            $hasAutomaticCheckpoints = $false
+            try {
+                $hasAutomaticCheckpoints = (Get-Command -Name 'Set-VM').Parameters.ContainsKey('AutomaticCheckpointsEnabled')
+            }
+            catch {
+                Write-Verbose "Cannot inspect Set-VM: $($_.Exception.Message)"
+            }
+            if ($hasAutomaticCheckpoints) {
+                $setVmArgs['AutomaticCheckpointsEnabled'] = $false
+            }
+            Hyper-V\Set-VM @setVmArgs
 
-        $setVmArgs = @{
-            VM                   = $vm
-            Notes                = $plan.Notes
-            AutomaticStartAction = 'Nothing'
-            SnapshotFileLocation = $plan.InstanceDir
-            SmartPagingFilePath  = $plan.InstanceDir
-            Confirm              = $false
-        }
-        if ($null -ne $plan.StopAction) {
-            $setVmArgs['AutomaticStopAction'] = $plan.StopAction
-        }
-        # Automatic checkpoints (Windows Server 2019 and later) would add a differencing disk at each start.
-        $hasAutomaticCheckpoints = $false
-        try {
-            $hasAutomaticCheckpoints = (Get-Command -Name 'Set-VM').Parameters.ContainsKey('AutomaticCheckpointsEnabled')
-        }
-        catch {
-            Write-Verbose "Cannot inspect Set-VM: $($_.Exception.Message)"
-        }
-        if ($hasAutomaticCheckpoints) {
-            $setVmArgs['AutomaticCheckpointsEnabled'] = $false
-        }
-        Hyper-V\Set-VM @setVmArgs
+            # New-VM adds a network adapter (and a DVD drive on generation 1): start from a clean VM.
+            foreach ($adapter in @(Hyper-V\Get-VMNetworkAdapter -VM $vm)) {
+                Hyper-V\Remove-VMNetworkAdapter -VMNetworkAdapter $adapter -Confirm:$false
+            }
+            foreach ($dvd in @(Hyper-V\Get-VMDvdDrive -VM $vm)) {
+                Hyper-V\Remove-VMDvdDrive -VMDvdDrive $dvd -Confirm:$false
+            }
 
-        # New-VM adds a network adapter (and a DVD drive on generation 1): start from a clean VM.
-        foreach ($adapter in @(Hyper-V\Get-VMNetworkAdapter -VM $vm)) {
-            Hyper-V\Remove-VMNetworkAdapter -VMNetworkAdapter $adapter -Confirm:$false
-        }
-        foreach ($dvd in @(Hyper-V\Get-VMDvdDrive -VM $vm)) {
-            Hyper-V\Remove-VMDvdDrive -VMDvdDrive $dvd -Confirm:$false
-        }
+            $processorArgs = @{
+                VM                               = $vm
+                Count                            = $plan.Vcpus
+                CompatibilityForMigrationEnabled = $plan.LimitCpuFeatures
+                Confirm                          = $false
+            }
+            if ($plan.Vnuma -and $null -ne $plan.VnumaProcessors) {
+                $processorArgs['MaximumCountPerNumaNode'] = $plan.VnumaProcessors
+            }
+            Hyper-V\Set-VMProcessor @processorArgs
 
-        $processorArgs = @{
-            VM                               = $vm
-            Count                            = $plan.Vcpus
-            CompatibilityForMigrationEnabled = $plan.LimitCpuFeatures
-            Confirm                          = $false
-        }
-        if ($plan.Vnuma -and $null -ne $plan.VnumaProcessors) {
-            $processorArgs['MaximumCountPerNumaNode'] = $plan.VnumaProcessors
-        }
-        Hyper-V\Set-VMProcessor @processorArgs
+            $memoryArgs = @{
+                VM                   = $vm
+                DynamicMemoryEnabled = $plan.DynamicMemory
+                StartupBytes         = [long]$plan.StartupMb * 1MB
+                Confirm              = $false
+            }
+            if ($plan.DynamicMemory) {
+                $memoryArgs['MinimumBytes'] = [long]$plan.StartupMb * 1MB
+                $memoryArgs['MaximumBytes'] = [long]$plan.MemoryMb * 1MB
+            }
+            if ($plan.Vnuma -and $null -ne $plan.VnumaMemoryMb) {
+                $memoryArgs['MaximumAmountPerNumaNodeBytes'] = [long]$plan.VnumaMemoryMb * 1MB
+            }
+            Hyper-V\Set-VMMemory @memoryArgs
+            if ($plan.NestedVirtualization) {
+                Hyper-V\Set-VMProcessor -VM $vm -ExposeVirtualizationExtensions $true -Confirm:$false
+            }
 
-        $memoryArgs = @{
-            VM                   = $vm
-            DynamicMemoryEnabled = $plan.DynamicMemory
-            StartupBytes         = [long]$plan.StartupMb * 1MB
-            Confirm              = $false
-        }
-        if ($plan.DynamicMemory) {
-            $memoryArgs['MinimumBytes'] = [long]$plan.StartupMb * 1MB
-            $memoryArgs['MaximumBytes'] = [long]$plan.MemoryMb * 1MB
-        }
-        if ($plan.Vnuma -and $null -ne $plan.VnumaMemoryMb) {
-            $memoryArgs['MaximumAmountPerNumaNodeBytes'] = [long]$plan.VnumaMemoryMb * 1MB
-        }
-        Hyper-V\Set-VMMemory @memoryArgs
-        if ($plan.NestedVirtualization) {
-            Hyper-V\Set-VMProcessor -VM $vm -ExposeVirtualizationExtensions $true -Confirm:$false
-        }
-
-        if ($plan.Generation -eq 2) {
-            if ($plan.SecureBoot) {
-                Hyper-V\Set-VMFirmware -VM $vm -EnableSecureBoot On -SecureBootTemplate $plan.SecureBootTemplate -Confirm:$false
+            if ($plan.Generation -eq 2) {
+                if ($plan.SecureBoot) {
+                    Hyper-V\Set-VMFirmware -VM $vm -EnableSecureBoot On -SecureBootTemplate $plan.SecureBootTemplate -Confirm:$false
+                }
+                else {
+                    Hyper-V\Set-VMFirmware -VM $vm -EnableSecureBoot Off -Confirm:$false
+                }
             }
             else {
-                Hyper-V\Set-VMFirmware -VM $vm -EnableSecureBoot Off -Confirm:$false
+                Hyper-V\Add-VMScsiController -VM $vm -Confirm:$false
             }
-        }
-        else {
-            Hyper-V\Add-VMScsiController -VM $vm -Confirm:$false
-        }
-        if ($plan.AssignableDevices.Count -gt 0) {
-            Add-InstanceAssignableDevice -Plan $plan -VM $vm
-        }
-        if ($plan.Tpm) {
-            Hyper-V\Set-VMKeyProtector -VM $vm -NewLocalKeyProtector -Confirm:$false
-            Hyper-V\Enable-VMTPM -VM $vm -Confirm:$false
-        }
+            if ($plan.AssignableDevices.Count -gt 0) {
+                Add-InstanceAssignableDevice -Plan $plan -VM $vm
+            }
+            if ($plan.Tpm) {
+                Hyper-V\Set-VMKeyProtector -VM $vm -NewLocalKeyProtector -Confirm:$false
+                Hyper-V\Enable-VMTPM -VM $vm -Confirm:$false
+            }
+            if ($null -ne $plan.Shielding) {
+                Hyper-V\Set-VMKeyProtector -VM $vm -KeyProtector $plan.Shielding.KeyProtector -Confirm:$false
+                Hyper-V\Set-VMSecurityPolicy -VM $vm -Shielded $true -Confirm:$false
+                Hyper-V\Enable-VMTPM -VM $vm -Confirm:$false
+            }
 
-        # Drives, then boot order.
-        $rootDrive = $null
-        foreach ($drive in $plan.Drives) {
-            $attached = Add-InstanceDrive -VM $vm -Drive $drive
-            if ($drive.Role -eq 'root' -or ($drive.Role -eq 'volume' -and $drive.Boot)) {
-                $rootDrive = $attached
+            # Drives, then boot order.
+            $rootDrive = $null
+            foreach ($drive in $plan.Drives) {
+                $attached = Add-InstanceDrive -VM $vm -Drive $drive
+                if ($drive.Role -eq 'root' -or ($drive.Role -eq 'volume' -and $drive.Boot)) {
+                    $rootDrive = $attached
+                }
             }
-        }
-        if ($plan.Generation -eq 1) {
-            $order = @('IDE', 'CD', 'LegacyNetworkAdapter', 'Floppy')
-            if ($null -ne $plan.Root -and $plan.Root.Format -eq 'iso') {
-                $order = @('CD', 'IDE', 'LegacyNetworkAdapter', 'Floppy')
+            if ($plan.Generation -eq 1) {
+                $order = @('IDE', 'CD', 'LegacyNetworkAdapter', 'Floppy')
+                if ($null -ne $plan.Root -and $plan.Root.Format -eq 'iso') {
+                    $order = @('CD', 'IDE', 'LegacyNetworkAdapter', 'Floppy')
+                }
+                Hyper-V\Set-VMBios -VM $vm -StartupOrder $order -Confirm:$false
             }
-            Hyper-V\Set-VMBios -VM $vm -StartupOrder $order -Confirm:$false
-        }
-        elseif ($null -ne $rootDrive) {
-            Hyper-V\Set-VMFirmware -VM $vm -FirstBootDevice $rootDrive -Confirm:$false
-        }
-        if ($null -ne $plan.DiskMaxIops) {
-            Set-LocalDiskQosLimit -Plan $plan -VM $vm
-        }
-        Set-VolumeQosLimit -Plan $plan -VM $vm
+            elseif ($null -ne $rootDrive) {
+                Hyper-V\Set-VMFirmware -VM $vm -FirstBootDevice $rootDrive -Confirm:$false
+            }
+            if ($null -ne $plan.DiskMaxIops) {
+                Set-LocalDiskQosLimit -Plan $plan -VM $vm
+            }
+            Set-VolumeQosLimit -Plan $plan -VM $vm
 
-        foreach ($nic in $plan.Nics) {
-            $adapterArgs = @{
-                VM               = $vm
-                Name             = $nic.Id
-                StaticMacAddress = $nic.Mac
-                Passthru         = $true
-                Confirm          = $false
+            foreach ($nic in $plan.Nics) {
+                $adapterArgs = @{
+                    VM               = $vm
+                    Name             = $nic.Id
+                    StaticMacAddress = $nic.Mac
+                    Passthru         = $true
+                    Confirm          = $false
+                }
+                if (-not [string]::IsNullOrEmpty($nic.Switch)) {
+                    $adapterArgs['SwitchName'] = $nic.Switch
+                }
+                $adapter = Hyper-V\Add-VMNetworkAdapter @adapterArgs
+                if ($null -ne $nic.Vlan) {
+                    Hyper-V\Set-VMNetworkAdapterVlan -VMNetworkAdapter $adapter -Access -VlanId ([int]$nic.Vlan) -Confirm:$false
+                }
+                if ($null -ne $nic.OvsBridge) {
+                    $undo.Add(@{ Kind = 'OvsPort'; Name = $nic.Id; OvsVsctl = $plan.OvsVsctl })
+                    Add-PsDriverOvsPort -OvsVsctl $plan.OvsVsctl -Bridge $nic.OvsBridge -Port $nic.Id -MacAddress $nic.Mac -InstanceUuid ([guid]$plan.Uuid)
+                }
             }
-            if (-not [string]::IsNullOrEmpty($nic.Switch)) {
-                $adapterArgs['SwitchName'] = $nic.Switch
+            foreach ($port in $plan.SerialPorts) {
+                Hyper-V\Set-VMComPort -VM $vm -Number $port.Number -Path $port.Path -Confirm:$false
             }
-            $adapter = Hyper-V\Add-VMNetworkAdapter @adapterArgs
-            if ($null -ne $nic.Vlan) {
-                Hyper-V\Set-VMNetworkAdapterVlan -VMNetworkAdapter $adapter -Access -VlanId ([int]$nic.Vlan) -Confirm:$false
+            if ($plan.EnableMetrics) {
+                Hyper-V\Enable-VMResourceMetering -VM $vm
             }
-            if ($null -ne $nic.OvsBridge) {
-                $undo.Add(@{ Kind = 'OvsPort'; Name = $nic.Id; OvsVsctl = $plan.OvsVsctl })
-                Add-PsDriverOvsPort -OvsVsctl $plan.OvsVsctl -Bridge $nic.OvsBridge -Port $nic.Id -MacAddress $nic.Mac -InstanceUuid ([guid]$plan.Uuid)
+            if ($null -ne $plan.ConsoleLog) {
+                # Before Start-VM: the logger waits for the pipe and so sees the first boot.
+                $consoleLogger = Start-InstanceConsoleLog -Plan $plan -VM $vm -Undo $undo
             }
+            if ($null -ne $plan.Shielding) {
+                # Initialize-ShieldedVM starts the VM; the provisioning goes on after the call.
+                New-ShieldedVMSpecializationDataFile -ShieldedVMSpecializationDataFilePath $plan.Shielding.SpecializationFile -SpecializationDataPairs $plan.Shielding.Specialization
+                $null = Initialize-ShieldedVM -VM $vm -ShieldingDataFilePath $plan.Shielding.DataFile -ShieldedVMSpecializationDataFilePath $plan.Shielding.SpecializationFile
+                $shieldingSeconds = Wait-PsDriverShieldedProvisioning -VM $vm -TimeoutSeconds $plan.Shielding.TimeoutSeconds -PollSeconds $plan.Shielding.PollSeconds
+            }
+            elseif ($plan.PowerOn) {
+                Hyper-V\Start-VM -VM $vm -Confirm:$false
+            }
+            $state = Get-PsDriverVMState -VM $vm
         }
-        foreach ($port in $plan.SerialPorts) {
-            Hyper-V\Set-VMComPort -VM $vm -Number $port.Number -Path $port.Path -Confirm:$false
+        catch {
+            $failure = $_
+            Undo-Creation -Undo $undo
+            throw $failure
         }
-        if ($plan.EnableMetrics) {
-            Hyper-V\Enable-VMResourceMetering -VM $vm
-        }
-        if ($null -ne $plan.ConsoleLog) {
-            # Before Start-VM: the logger waits for the pipe and so sees the first boot.
-            $consoleLogger = Start-InstanceConsoleLog -Plan $plan -VM $vm -Undo $undo
-        }
-        if ($plan.PowerOn) {
-            Hyper-V\Start-VM -VM $vm -Confirm:$false
-        }
-        $state = Get-PsDriverVMState -VM $vm
     }
-    catch {
-        $failure = $_
-        Undo-Creation -Undo $undo
-        throw $failure
+    $failed = $false
+}
+finally {
+    if ($null -ne $plan.Shielding -and -not $WhatIfPreference) {
+        Remove-ShieldingFile -Plan $plan -Failed $failed
     }
 }
 
@@ -1449,4 +1624,5 @@ if ($null -ne $plan.Root) {
     created        = @($created)
     reused         = @($reused)
     console_logger = $consoleLogger
+    shielding      = $(if ($null -ne $plan.Shielding) { [ordered]@{ provisioned = ($null -ne $shieldingSeconds); provisioning_seconds = $shieldingSeconds } } else { $null })
 }

@@ -11,7 +11,9 @@
     FunctionsToExport    = @(
         'Add-PsDriverOvsPort'
         'Assert-PsDriverConsoleLogTarget'
+        'Assert-PsDriverGuardedHost'
         'Assert-PsDriverNicHotplug'
+        'Assert-PsDriverTemplateDisk'
         'Connect-PsDriverIscsiVolume'
         'Connect-PsDriverSmbShare'
         'ConvertFrom-PsDriverJson'
@@ -31,12 +33,14 @@
         'Get-PsDriverCluster'
         'Get-PsDriverConsolePipePath'
         'Get-PsDriverFreeDriveSlot'
+        'Get-PsDriverHostGuardianState'
         'Get-PsDriverImageFile'
         'Get-PsDriverImageUsage'
         'Get-PsDriverNicRecord'
         'Get-PsDriverPathKey'
         'Get-PsDriverRescueRecord'
         'Get-PsDriverSecureBootTemplate'
+        'Get-PsDriverShieldingKeyProtector'
         'Get-PsDriverSnapshotVolume'
         'Get-PsDriverVM'
         'Get-PsDriverVMState'
@@ -65,6 +69,7 @@
         'Test-PsDriverSamePath'
         'Test-PsDriverShareInUse'
         'Undo-PsDriverVolumeChange'
+        'Wait-PsDriverShieldedProvisioning'
         'Wait-PsDriverVolumeDisk'
     )
     CmdletsToExport      = @()

@@ -50,8 +50,12 @@ WINDOWS_DOCSETS = {
     'ws2022': 'docset/winserver2022-ps',
     'ws2025': 'docset/winserver2025-ps',
 }
+#: A tuple names the folders one module has in different docsets (the first found is read):
+#: the shielded VM provisioning cmdlets are under ShieldedVmCmdlets up to Windows Server
+#: 2022 and ShieldedVMProvisioning (the module's name) from 2025 on.
 WINDOWS_MODULES = ('Hyper-V', 'Storage', 'iSCSI', 'MPIO', 'SmbShare', 'NetAdapter', 'NetTCPIP',
-                   'FailoverClusters', 'HgsClient', 'PnpDevice')
+                   'FailoverClusters', 'HgsClient', 'PnpDevice', 'ShieldedVMDataFile',
+                   ('ShieldedVmCmdlets', 'ShieldedVMProvisioning'))
 #: PowerShell docsets, oldest first.
 POWERSHELL_DOCSETS = {
     'ps5.1': 'reference/5.1',
@@ -344,17 +348,22 @@ def build(windows_docs: Source, powershell_docs: Source) -> dict[str, Any]:
     for source, docsets, modules in plan:
         for docset, folder in docsets.items():
             for module in modules:
+                names = module if isinstance(module, tuple) else (module,)
                 found = 0
-                for _file, text in source.markdown_files(f'{folder}/{module}'):
-                    page = parse_page(text)
-                    if page is None:
-                        continue
-                    name, signature = page
-                    _add(cmdlets, docset, _front_matter(text).get('module name') or module,
-                         name, signature)
-                    found += 1
+                for module_folder in names:
+                    for _file, text in source.markdown_files(f'{folder}/{module_folder}'):
+                        page = parse_page(text)
+                        if page is None:
+                            continue
+                        name, signature = page
+                        _add(cmdlets, docset,
+                             _front_matter(text).get('module name') or module_folder,
+                             name, signature)
+                        found += 1
+                    if found:
+                        break
                 if not found:
-                    raise SystemExit(f'{folder}/{module}: no cmdlet pages found')
+                    raise SystemExit(f'{folder}/{"|".join(names)}: no cmdlet pages found')
     return {
         'docsets': list(WINDOWS_DOCSETS) + list(POWERSHELL_DOCSETS),
         'sources': {

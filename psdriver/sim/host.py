@@ -16,6 +16,7 @@ from typing import Any
 from psdriver.sim import paths
 from psdriver.sim.faults import Faults
 from psdriver.sim.migration import MigrationRules
+from psdriver.sim.shielding import ShieldingRules
 from psdriver.sim.state import GIB, FileEntry, HostConfig, HostState, SmbShare, Switch, Volume
 from psdriver.sim.store import dumps, open_host_store
 from psdriver.sim.txn import reads
@@ -61,7 +62,7 @@ def new_state(cfg: HostConfig) -> HostState:
     return state
 
 
-class SimHost(MigrationRules):
+class SimHost(ShieldingRules, MigrationRules):
     """One simulated Hyper-V host.  See the rule modules for what it enforces."""
 
     def __init__(self, state_file: str | None = None, *, reset: bool = False,

@@ -71,6 +71,15 @@ class SimRunner:
             return image_files.vhdx(entry.vhd.size)
         return image_files.dynamic_vhd(entry.vhd.size)
 
+    def write_file(self, host_path: str, data: bytes) -> None:
+        """Write a small file over the share (shielding data), creating its folder."""
+        try:
+            with self.host.transaction(write=True):
+                self.host.make_dir(ntpath.dirname(host_path))
+                self.host.write_file(host_path, data, keep_content=True)
+        except SimError as exc:
+            raise BridgeTransportError('file upload', self.target, exc.message) from None
+
     def remove_file(self, host_path: str) -> None:
         """Delete a file over the share; a file already gone is fine."""
         try:
@@ -108,6 +117,10 @@ def put_image_file(host: SimHost, target: str, host_path: str, facts: dict[str, 
     if facts['format'] in ('vhd', 'vhdx'):
         vhd = VhdInfo(format=facts['format'].upper(), vhd_type=facts.get('vhd_type') or 'Dynamic',
                       size=facts['virtual_size_bytes'], disk_identifier=str(uuid.uuid4()).upper())
+        stem = ntpath.splitext(ntpath.basename(host_path))[0].lower()
+        signature = {k.lower(): v for k, v in host.config.template_disk_images.items()}.get(stem)
+        if signature and vhd.format == 'VHDX':
+            vhd.template_signature = dict(signature)
     try:
         with host.transaction(write=True):
             if host.exists(host_path):

@@ -82,6 +82,18 @@ class HostConfig:
     vtpm: bool = True
     #: Get-HgsClientConfiguration IsHostGuarded: shielded VMs can run here.
     host_guarded: bool = False
+    #: Get-HgsClientConfiguration Mode: HostGuardianService (attested by a Host Guardian
+    #: Service) or Local (a host outside a guarded fabric).
+    hgs_mode: str = 'HostGuardianService'
+    #: The ShieldedVMProvisioning cmdlets (Initialize-ShieldedVM ...) are installed.
+    shielded_vm_tools: bool = True
+    #: How many times Get-ShieldedVMProvisioningStatus answers "running" after
+    #: Initialize-ShieldedVM before the provisioning ends; -1: it never ends.
+    shielded_provisioning_polls: int = 2
+    #: Images that were prepared as shielded VM template disks (Protect-TemplateDisk)
+    #: before they reached Glance: image file stem (the Glance image id) -> its volume
+    #: signature catalog ``{'name', 'version'}``, given to the file when it is cached.
+    template_disk_images: dict[str, dict[str, str]] = field(default_factory=dict)
     #: TCP ports other programs on the host listen on (a serial relay cannot bind them).
     tcp_ports_in_use: list[int] = field(default_factory=list)
     #: PCI Express devices dismounted for Discrete Device Assignment: each a dict with
@@ -136,6 +148,9 @@ class VhdInfo:
     vhd_type: str                  # Fixed | Dynamic | Differencing
     size: int                      # virtual size, bytes
     parent_path: str | None = None
+    #: A shielded VM template disk (Protect-TemplateDisk): its volume signature
+    #: catalog, ``{'name', 'version'}``; None: not a template disk.
+    template_signature: dict[str, str] | None = None
     disk_identifier: str = ''
     logical_sector_size: int = 512
     physical_sector_size: int = 4096

@@ -81,8 +81,12 @@ def test_the_tool_writes_one_line_per_cmdlet_from_a_checkout(tmp_path):
     windows = tmp_path / 'windows-powershell-docs'
     core = tmp_path / 'PowerShell-Docs'
     for docset in ('winserver2016-ps', 'winserver2019-ps', 'winserver2022-ps', 'winserver2025-ps'):
+        # The shielded VM provisioning cmdlets moved to a folder named after their module.
+        provisioning = 'ShieldedVMProvisioning' if docset == 'winserver2025-ps' else \
+            'ShieldedVmCmdlets'
         for module in ('Hyper-V', 'Storage', 'iSCSI', 'MPIO', 'SmbShare', 'NetAdapter',
-                       'NetTCPIP', 'FailoverClusters', 'HgsClient', 'PnpDevice'):
+                       'NetTCPIP', 'FailoverClusters', 'HgsClient', 'PnpDevice',
+                       'ShieldedVMDataFile', provisioning):
             folder = windows / 'docset' / docset / module
             folder.mkdir(parents=True)
             page = PAGE.replace('Module Name: Hyper-V', f'Module Name: {module}')
@@ -105,6 +109,9 @@ def test_the_tool_writes_one_line_per_cmdlet_from_a_checkout(tmp_path):
     lines = out.read_text().splitlines()
     catalog = json.loads(out.read_text())
     assert len(lines) == len(catalog['cmdlets']) + 4
+    assert list(catalog['cmdlets']['Get-ShieldedVmCmdletsThing']['docs']) == [
+        'ws2016', 'ws2019', 'ws2022']
+    assert list(catalog['cmdlets']['Get-ShieldedVMProvisioningThing']['docs']) == ['ws2025']
     thing = catalog['cmdlets']['Get-Thing']          # Hyper-V from 2019 on
     assert list(thing['docs']) == ['ws2019', 'ws2022', 'ws2025']
     assert thing['docs']['ws2022'] == 'ws2019'       # the same signature is not repeated

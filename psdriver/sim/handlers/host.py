@@ -47,9 +47,16 @@ def get_host_info(host: SimHost, params: dict[str, Any]) -> dict[str, Any]:
         'numa_nodes': host.numa_nodes(),
         'uptime_seconds': host.uptime_seconds(),
         'ip_addresses': [ip for ip in cfg.ip_addresses if not _unreachable(ip)],
-        'security': {'vtpm': cfg.vtpm, 'host_guarded': cfg.host_guarded},
+        'security': {'vtpm': cfg.vtpm, **_guardian_state(host)},
         'assignable_devices': host.assignable_devices(),
     }
+
+
+def _guardian_state(host: SimHost) -> dict[str, Any]:
+    """``Get-PsDriverHostGuardianState``: Get-HgsClientConfiguration and the tools."""
+    hgs = host.hgs_client_configuration()
+    return {'host_guarded': hgs['IsHostGuarded'], 'hgs_mode': hgs['Mode'],
+            'shielded_vm_tools': host.config.shielded_vm_tools}
 
 
 @prepare('Get-HostInfo')

@@ -128,6 +128,9 @@ class Plan:
     tpm: bool = False
     assignable_devices: list[str] = field(default_factory=list)
     mmio_space: dict[str, int] | None = None
+    #: ``ConvertTo-ShieldingPlan``: data_file, specialization_file, catalog_file,
+    #: specialization, timeout, poll, key_protector, only_data_in_folder; or None.
+    shielding: dict[str, Any] | None = None
 
 
 def _disk_controller(disk: dict[str, Any], where: str, generation: int) -> str:
@@ -218,7 +221,43 @@ def build_plan(spec: Any) -> Plan:
         if plan.dynamic_memory:
             raise spec_error(f'{s}.assignable_devices', 'cannot be combined with dynamic memory '
                                                         f'(dynamic_memory_ratio {number(ratio)}).')
+    plan.shielding = _plan_shielding(plan, spec.get('shielding'))
     return plan
+
+
+def _plan_shielding(plan: Plan, shielding: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``ConvertTo-ShieldingPlan``: spec.shielding against the rest of the plan."""
+    if shielding is None:
+        return None
+    p = 'spec.shielding'
+    data_file = shielding['data_file']
+    if not is_absolute(data_file) or \
+            paths.key(paths.parent(paths.normalize(data_file)) or '') != \
+            paths.key(paths.normalize(plan.instance_dir)):
+        raise spec_error(f'{p}.data_file', f"must be a file directly in instance_dir, got "
+                                           f"'{data_file}'.")
+    specialization = dict(shielding.get('specialization') or {})
+    if any(not key.strip() for key in specialization):
+        raise spec_error(f'{p}.specialization', 'has an empty key.')
+    if plan.generation != 2 or not plan.secure_boot:
+        raise spec_error(p, 'needs a generation 2 VM with secure boot on '
+                            '(secure_boot.enabled true).')
+    if plan.tpm:
+        raise spec_error(p, 'cannot be combined with tpm: a shielded VM gets its TPM with the '
+                            'key protector of the shielding data.')
+    if not plan.power_on:
+        raise spec_error(p, 'needs power_on true: Initialize-ShieldedVM starts the VM.')
+    root = plan.root
+    if root is None or root['source'] is None or root['format'] != 'vhdx':
+        raise spec_error(p, 'needs a root_disk whose source is a vhdx image (a signed template '
+                            'disk).')
+    return {'data_file': data_file,
+            'specialization_file': join(plan.instance_dir, 'specialization.fsk'),
+            'catalog_file': join(plan.instance_dir, 'template.vsc'),
+            'specialization': specialization,
+            'timeout': shielding.get('provisioning_timeout_s', 900),
+            'poll': shielding.get('poll_interval_s', 5),
+            'key_protector': None, 'only_data_in_folder': False}
 
 
 def _plan_drives(plan: Plan, spec: dict[str, Any]) -> None:
@@ -433,9 +472,106 @@ def _undo(host: SimHost, steps: list[tuple[str, ...]]) -> None:
             continue
 
 
+def _check_shielding(host: SimHost, plan: Plan) -> None:
+    """``Assert-PsDriverGuardedHost`` and ``Get-PsDriverShieldingKeyProtector``."""
+    shielding = plan.shielding
+    if plan.root['reused']:
+        raise script_error(f"A shielded VM is provisioned from its template disk: "
+                           f"'{plan.root['path']}' exists already.", 'ResourceExists',
+                           'PsDriver.RootDiskExists', plan.root['path'])
+    cfg = host.config
+    hgs = host.hgs_client_configuration()
+    why = None
+    if not cfg.shielded_vm_tools:
+        why = ('the shielded VM provisioning cmdlets (Initialize-ShieldedVM) are not '
+               'installed')
+    elif not hgs['IsHostGuarded']:
+        why = 'it is not guarded (Get-HgsClientConfiguration IsHostGuarded is false)'
+    elif hgs['Mode'] != 'HostGuardianService':
+        why = (f"its Host Guardian Service client is in mode '{hgs['Mode']}', not "
+               'HostGuardianService')
+    if why:
+        raise script_error(f'This host cannot run shielded virtual machines: {why}.',
+                           'ResourceUnavailable', 'PsDriver.HostNotGuarded', cfg.hostname)
+    if not is_file(host, shielding['data_file']):
+        raise script_error(f"The shielding data file '{shielding['data_file']}' was not found.",
+                           'ObjectNotFound', 'PsDriver.ShieldingDataNotFound',
+                           shielding['data_file'])
+    try:
+        shielding['key_protector'] = host.key_protector_from_shielding_data(
+            shielding['data_file'])
+    except SimError as exc:
+        raise script_error(f'The shielding data cannot be read: {exc.message}', 'InvalidData',
+                           'PsDriver.InvalidShieldingData', shielding['data_file']) from None
+
+
+def _check_template_disk(host: SimHost, plan: Plan) -> None:
+    """``Assert-PsDriverTemplateDisk``: a signed template disk the shielding data trusts."""
+    shielding, source = plan.shielding, plan.root['source']
+    try:
+        try:
+            host.save_volume_signature_catalog(source, shielding['catalog_file'])
+        except SimError as exc:
+            raise script_error(f"The root disk image '{source}' is not a signed shielded VM "
+                               f'template disk (Protect-TemplateDisk): {exc.message}',
+                               'InvalidArgument', 'PsDriver.NotATemplateDisk', source) from None
+        if not host.test_shielding_data_applicability(shielding['data_file'],
+                                                      shielding['catalog_file']):
+            raise script_error(f"The shielding data cannot be used with the template disk "
+                               f"'{source}': its volume signature catalog matches no volume ID "
+                               'qualifier of the shielding data.', 'InvalidArgument',
+                               'PsDriver.ShieldingDataNotApplicable', source)
+    finally:
+        if is_file(host, shielding['catalog_file']):
+            host.remove_item(shielding['catalog_file'])
+
+
+def _provision_shielded(host: SimHost, plan: Plan) -> float:
+    """Initialize-ShieldedVM, then ``Wait-PsDriverShieldedProvisioning`` (simulated time)."""
+    shielding = plan.shielding
+    host.new_specialization_data_file(shielding['specialization_file'],
+                                      shielding['specialization'])
+    host.initialize_shielded_vm(plan.name, shielding['data_file'],
+                                shielding['specialization_file'])
+    elapsed = 0.0
+    while True:
+        job = host.shielded_vm_provisioning_status(plan.name)
+        if job['JobState'] == 7:
+            return elapsed
+        if job['JobState'] not in (2, 3, 4):
+            detail = job['ErrorDescription'] or \
+                f"the provisioning job ended in state {job['JobState']}"
+            raise script_error(f"Provisioning the shielded virtual machine '{plan.name}' "
+                               f'failed: {detail}', 'InvalidResult',
+                               'PsDriver.ShieldedProvisioningFailed', plan.name)
+        if elapsed + shielding['poll'] > shielding['timeout']:
+            raise script_error(f"Provisioning the shielded virtual machine '{plan.name}' did "
+                               f"not finish within {shielding['timeout']} seconds.",
+                               'OperationTimeout', 'PsDriver.ShieldedProvisioningTimeout',
+                               plan.name)
+        elapsed += shielding['poll']
+
+
+def _remove_shielding_files(host: SimHost, plan: Plan, failed: bool) -> None:
+    """``Remove-ShieldingFile``: the data and specialization files; the folder after a failure."""
+    shielding = plan.shielding
+    for path in (shielding['data_file'], shielding['specialization_file'],
+                 shielding['catalog_file']):
+        try:
+            if is_file(host, path):
+                host.remove_item(path)
+        except SimError:
+            continue
+    if failed and shielding['only_data_in_folder'] and is_dir(host, plan.instance_dir) and \
+            not host.list_dir(plan.instance_dir):
+        host.remove_item(plan.instance_dir)
+
+
 def _create(host: SimHost, plan: Plan, undo: list[tuple[str, ...]], created: list[str],
             reused: list[str], logger: dict[str, Any]) -> str:
     """The spawn steps; returns the VM id (``logger`` gets the console_logger record)."""
+    if plan.shielding is not None:
+        _check_template_disk(host, plan)
     if not is_dir(host, plan.instance_dir):
         undo.append(('Directory', plan.instance_dir))
         host.make_dir(plan.instance_dir)
@@ -513,6 +649,10 @@ def _create(host: SimHost, plan: Plan, undo: list[tuple[str, ...]], created: lis
     if plan.tpm:
         host.set_local_key_protector(name)
         host.enable_vtpm(name)
+    if plan.shielding is not None:
+        host.set_key_protector(name, plan.shielding['key_protector'])
+        host.set_security_policy(name, True)
+        host.enable_vtpm(name)
 
     root_drive = None
     for drive in plan.drives:
@@ -559,7 +699,9 @@ def _create(host: SimHost, plan: Plan, undo: list[tuple[str, ...]], created: lis
     if plan.console_log is not None:
         # Before the start: the logger waits for the pipe and so sees the first boot.
         logger.update(_start_console_log(host, plan, undo))
-    if plan.power_on:
+    if plan.shielding is not None:
+        plan.shielding['seconds'] = _provision_shielded(host, plan)
+    elif plan.power_on:
         host.start_vm(name)
     return vm.id
 
@@ -572,6 +714,23 @@ def spawn(host: SimHost, spec: Any) -> dict[str, Any]:
         except ValueError as exc:
             raise spec_error('spec', f'is a string but not JSON: {exc}') from None
     plan = build_plan(spec)
+    if plan.shielding is None:
+        return _spawn_plan(host, plan, spec)
+    shielding = plan.shielding
+    if is_dir(host, plan.instance_dir):
+        inside = host.list_dir(plan.instance_dir)
+        shielding['only_data_in_folder'] = len(inside) == 1 and \
+            paths.key(inside[0].path) == paths.key(paths.normalize(shielding['data_file']))
+    failed = True
+    try:
+        result = _spawn_plan(host, plan, spec)
+        failed = False
+        return result
+    finally:
+        _remove_shielding_files(host, plan, failed)
+
+
+def _spawn_plan(host: SimHost, plan: Plan, spec: dict[str, Any]) -> dict[str, Any]:
     if any(nic['ovs_bridge'] for nic in plan.nics):
         # ConvertTo-InstancePlan resolves ovs-vsctl with the rest of the plan.
         plan.ovs_vsctl = resolve_ovs_vsctl(host, spec.get('ovs_vsctl_path'))
@@ -589,6 +748,8 @@ def spawn(host: SimHost, spec: Any) -> dict[str, Any]:
             plan.root['reused'] = True
         elif plan.root['source'] is not None:
             _check_root_source(host, plan.root)
+    if plan.shielding is not None:
+        _check_shielding(host, plan)
 
     created: list[str] = []
     reused: list[str] = []
@@ -610,6 +771,8 @@ def spawn(host: SimHost, spec: Any) -> dict[str, Any]:
         'created': created,
         'reused': reused,
         'console_logger': logger or None,
+        'shielding': None if plan.shielding is None else {
+            'provisioned': True, 'provisioning_seconds': plan.shielding['seconds']},
     }
 
 
