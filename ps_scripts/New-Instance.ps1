@@ -1051,7 +1051,7 @@ function ConvertTo-ShieldingPlan {
 function Remove-ShieldingFile {
     <#
     .SYNOPSIS
-        Deletes the shielding data and specialization files; after a failure also the folder that held only the data file.
+        Deletes the shielding data and specialization files; after a failure also the folder that held only the data file at the start.
     #>
     param(
         [Parameter(Mandatory)]
@@ -1072,8 +1072,12 @@ function Remove-ShieldingFile {
         }
     }
     if ($Failed -and $shielding.OnlyDataInFolder -and (Test-Path -LiteralPath $Plan.InstanceDir -PathType Container)) {
-        if (@(Get-ChildItem -LiteralPath $Plan.InstanceDir -Force).Count -eq 0) {
-            Remove-Item -LiteralPath $Plan.InstanceDir -Force -Confirm:$false
+        # It held nothing but the data file at the start: all in it is this call's.
+        try {
+            Remove-Item -LiteralPath $Plan.InstanceDir -Recurse -Force -Confirm:$false
+        }
+        catch {
+            Write-Warning "Cannot remove the instance folder '$($Plan.InstanceDir)': $($_.Exception.Message)"
         }
     }
 }

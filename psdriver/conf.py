@@ -124,6 +124,15 @@ hyperv_opts = [
              'ovs-vsctl.exe is looked up on the PATH of the host. Connect the '
              'adapters to the switch that has the Open vSwitch extension '
              'enabled with vswitch_name.'),
+    cfg.IntOpt(
+        'shielded_vm_provisioning_timeout',
+        default=900,
+        min=60,
+        max=1700,
+        help='Seconds spawn waits for the provisioning of a shielded VM '
+             '(os_shielded_vm) that Initialize-ShieldedVM starts on the host. '
+             'A provisioning that fails or takes longer fails the build and '
+             'removes the VM.'),
     cfg.StrOpt(
         'vswitch_name',
         help='Name of the external Hyper-V virtual switch that instance '

@@ -92,12 +92,13 @@ class HyperVDriver(driver.ComputeDriver):
         self._vifops = vifops.VifOps(bridge, CONF)
         self._imagecache = imagecache.ImageCache(bridge, CONF)
         self._volumeops = volumeops.VolumeOps(bridge, CONF, self.VOLUME_TYPES)
+        self._files = hostfiles.for_transport(CONF, bridge)
         self._vmops = vmops.VMOps(bridge, CONF, self._imagecache, self._vifops,
                                   virtapi=self.virtapi, host_facts=self._hostops.host_facts,
-                                  host_info=self._hostops.host_info, volumes=self._volumeops)
+                                  host_info=self._hostops.host_info, volumes=self._volumeops,
+                                  files=self._files)
         self._serialconsole = serialconsoleops.SerialConsoleOps(bridge, CONF,
                                                                 self._vmops.instance_dir)
-        self._files = hostfiles.for_transport(CONF, bridge)
         self._snapshotops = snapshotops.SnapshotOps(bridge, CONF, self._files,
                                                     on_change=self._vmops.invalidate)
         self._migrationops = migrationops.MigrationOps(bridge, CONF, self._vmops,
@@ -256,7 +257,7 @@ class HyperVDriver(driver.ComputeDriver):
         provider_tree.update_inventory(nodename, self.hostops.provider_inventory(
             CONF, self._get_reserved_host_disk_gb_from_config(), ratios))
         ours = {t for t in provider_tree.data(nodename).traits
-                if t.startswith('HW_CPU_X86_') or t in instancefeatures.VTPM_TRAITS}
+                if t.startswith('HW_CPU_X86_') or t in instancefeatures.SECURITY_TRAITS}
         wanted = self.hostops.host_traits()
         if ours - wanted:
             provider_tree.remove_traits(nodename, *(ours - wanted))

@@ -141,6 +141,15 @@ class HostFiles(abc.ABC):
         """Delete a file of the host; a file already gone is fine."""
 
     @abc.abstractmethod
+    def write_bytes(self, host_path: str, data: bytes) -> None:
+        """Put a small file (shielding data) on the host, creating its folder.
+
+        The file appears complete or not at all (written under a temporary
+        name, then renamed over any file of that name).  Its content is
+        never logged.
+        """
+
+    @abc.abstractmethod
     def copy_to_peer(self, host_paths: list[str], peer: str, peer_folder: str) -> int:
         """Copy files of this host into ``peer_folder`` of the Hyper-V host ``peer``.
 
@@ -186,6 +195,18 @@ class LocalFiles(HostFiles):
 
     def remove(self, host_path: str) -> None:
         self.discard(host_path)
+
+    def write_bytes(self, host_path: str, data: bytes) -> None:
+        directory = os.path.dirname(host_path)
+        temp = os.path.join(directory, partial_name(os.path.basename(host_path)))
+        try:
+            os.makedirs(directory, exist_ok=True)
+            with open(temp, 'wb') as handle:
+                handle.write(data)
+            os.replace(temp, host_path)
+        except OSError as exc:
+            self.discard(temp)
+            raise ImageTransferError(path=host_path, reason=str(exc)) from exc
 
     def copy_to_peer(self, host_paths: list[str], peer: str, peer_folder: str) -> int:
         """nova-compute runs on the Hyper-V host: a Windows SMB copy to the peer's share."""
@@ -255,6 +276,9 @@ class RunnerFiles(_StagedLocally):
 
     def remove(self, host_path: str) -> None:
         self._runner_call('remove_file', host_path, host_path)
+
+    def write_bytes(self, host_path: str, data: bytes) -> None:
+        self._runner_call('write_file', host_path, host_path, data)
 
     def copy_to_peer(self, host_paths: list[str], peer: str, peer_folder: str) -> int:
         """Through the management node: this host's share to the peer's."""
@@ -413,6 +437,26 @@ class SmbFiles(_StagedLocally):
     def remove(self, host_path: str) -> None:
         self._register(self.unc_path(host_path))
         self._remove_quietly(self.unc_path(host_path))
+
+    def write_bytes(self, host_path: str, data: bytes) -> None:
+        import smbclient
+        from smbprotocol import exceptions as smb_exc
+
+        unc = self.unc_path(host_path)
+        directory, name = ntpath.split(unc)
+        temp = ntpath.join(directory, partial_name(name))
+        kwargs = self._kwargs()
+        try:
+            self._register(unc)
+            smbclient.makedirs(directory, exist_ok=True, **kwargs)
+            with smbclient.open_file(temp, mode='wb', **kwargs) as handle:
+                handle.write(data)
+            if self._exists(unc):
+                smbclient.remove(unc, **kwargs)
+            smbclient.rename(temp, unc, **kwargs)
+        except (OSError, smb_exc.SMBException, ValueError) as exc:
+            self._remove_quietly(temp)
+            raise ImageTransferError(path=unc, reason=f'{type(exc).__name__}: {exc}') from None
 
     def copy_to_peer(self, host_paths: list[str], peer: str, peer_folder: str) -> int:
         """Through this management node: read this host's share, write the peer's share.

@@ -96,6 +96,11 @@ def disk_max_iops(instance: Any) -> int | None:
 #: ``hw:tpm_secret_security = host``.
 VTPM_TRAITS = frozenset({'COMPUTE_SECURITY_TPM_2_0', 'COMPUTE_SECURITY_TPM_CRB',
                          'COMPUTE_SECURITY_TPM_SECRET_SECURITY_HOST'})
+#: A host that can provision shielded VMs (guarded by a Host Guardian Service, with
+#: the provisioning cmdlets). os-traits has no trait for it: a custom one.
+SHIELDED_VM_TRAIT = 'CUSTOM_HYPERV_SHIELDED_VM'
+#: The traits update_provider_tree keeps in step with the host.
+SECURITY_TRAITS = VTPM_TRAITS | {SHIELDED_VM_TRAIT}
 
 
 class VTPMNotSupported(exception.InvalidInput):
@@ -105,9 +110,29 @@ class VTPMNotSupported(exception.InvalidInput):
 
 
 def host_security_traits(host_info: dict[str, Any]) -> set[str]:
-    """Traits for what the host really offers guests (a virtual TPM 2.0)."""
+    """Traits for what the host really offers guests: a virtual TPM 2.0, shielded VMs."""
     security = host_info.get('security') or {}
-    return set(VTPM_TRAITS) if security.get('vtpm') else set()
+    if not security.get('vtpm'):
+        return set()
+    traits = set(VTPM_TRAITS)
+    if shielded_vm_refusal(host_info) is None:
+        traits.add(SHIELDED_VM_TRAIT)
+    return traits
+
+
+def shielded_vm_refusal(host_info: dict[str, Any]) -> str | None:
+    """Why the host Get-HostInfo describes cannot run shielded VMs (None: it can)."""
+    security = host_info.get('security') or {}
+    if not security.get('vtpm'):
+        return 'it has no virtual TPM (Enable-VMTPM)'
+    if not security.get('host_guarded'):
+        return 'it is not guarded by a Host Guardian Service (Get-HgsClientConfiguration)'
+    if security.get('hgs_mode') != 'HostGuardianService':
+        return (f"its Host Guardian Service client is in mode {security.get('hgs_mode')!r}, "
+                'not HostGuardianService')
+    if not security.get('shielded_vm_tools'):
+        return 'the shielded VM provisioning cmdlets (Initialize-ShieldedVM) are not installed'
+    return None
 
 
 def wants_vtpm(instance: Any, image_meta: Any) -> bool:
@@ -135,11 +160,12 @@ def tpm_spec(instance: Any, image_meta: Any, secure_boot: dict[str, Any] | None,
 
     A virtual TPM needs secure boot (requested with ``os:secure_boot`` /
     ``os_secure_boot = required``) and is sealed with a local key protector.
-    A shielded VM needs a host guarded by a Host Guardian Service and the
-    image's shielding data (``img_pdk_reference``); psdriver does not
-    provision shielding data, so it is refused on every host, with the
-    reason that applies to this one.  ``host_facts`` (the last host report)
-    is only asked when the instance wants one of these.
+    A shielded VM needs a host guarded by a Host Guardian Service (else
+    ``ComputeResourcesUnavailable``: another host may be) and secure boot;
+    its TPM comes with the shielding data (New-Instance's ``shielding``
+    field, see :mod:`psdriver.ops.shieldingops`), so ``tpm`` stays None.
+    ``host_facts`` (the last host report) is only asked when the instance
+    wants one of these.
     """
     shielded = wants_shielded_vm(instance)
     if not shielded and not wants_vtpm(instance, image_meta):
@@ -147,15 +173,18 @@ def tpm_spec(instance: Any, image_meta: Any, secure_boot: dict[str, Any] | None,
     host_info = host_facts() if host_facts else None
     security = (host_info or {}).get('security') or {}
     if shielded:
-        if not security.get('host_guarded'):
+        refusal = shielded_vm_refusal(host_info) if host_info is not None else None
+        if refusal:
             raise exception.ComputeResourcesUnavailable(
-                reason='the image asks for a shielded VM (os_shielded_vm) but this host is '
-                       'not guarded by a Host Guardian Service')
-        raise VTPMNotSupported(
-            instance_uuid=instance.uuid,
-            reason='shielded VMs (os_shielded_vm, img_pdk_reference) are not supported by '
-                   'psdriver; use a virtual TPM with a local key protector (hw:tpm_version '
-                   '2.0) instead')
+                reason=f'the image asks for a shielded VM (os_shielded_vm) but this host '
+                       f'cannot run one: {refusal}')
+        if not (secure_boot or {}).get('enabled'):
+            raise VTPMNotSupported(
+                instance_uuid=instance.uuid,
+                reason='a shielded VM needs secure boot: ask for it with '
+                       'os:secure_boot=required (flavor) or os_secure_boot=required (image), '
+                       'on a generation 2 image (hw_machine_type=hyperv-gen2)')
+        return None
     if host_info is not None and not security.get('vtpm'):
         raise exception.ComputeResourcesUnavailable(
             reason='the instance asks for a virtual TPM but this host has none (Enable-VMTPM)')

@@ -45,7 +45,7 @@ from nova.virt import driver as virt_driver
 from oslo_log import log as logging
 
 from psdriver.bridge.client import Bridge
-from psdriver.ops import errors
+from psdriver.ops import errors, instancefeatures
 from psdriver.ops.hostfiles import HostFiles
 from psdriver.ops.vmops import VMOps, vm_generation
 
@@ -89,7 +89,12 @@ class MigrationOps:
 
     @staticmethod
     def check_target_flavor(instance: Any, flavor: Any) -> None:
-        """A disk is never shrunk: refuse before the VM is touched."""
+        """A disk is never shrunk, a shielded VM never remade: refuse before the VM is touched."""
+        if instancefeatures.wants_shielded_vm(instance):
+            raise exception.InstanceFaultRollback(exception.ResizeError(
+                reason='a shielded VM (os_shielded_vm) cannot be resized or cold migrated: '
+                       'its disk is sealed to the key protector of the VM that was '
+                       'provisioned, which psdriver does not carry over'))
         old = instance.flavor
         for what, new_gb, old_gb in (('root', flavor.root_gb, old.root_gb),
                                      ('ephemeral', flavor.ephemeral_gb, old.ephemeral_gb)):

@@ -27,7 +27,9 @@ from oslo_utils import excutils
 
 from psdriver.bridge import errors as bridge_errors
 from psdriver.bridge.client import Bridge
-from psdriver.ops import configdrive, errors, instancefeatures, pciops, serialconsoleops, vifops
+from psdriver.ops import (
+    configdrive, errors, hostfiles, instancefeatures, pciops, serialconsoleops, shieldingops,
+    vifops)
 from psdriver.ops.vifevents import VifPlugWait
 from psdriver.ops.imagecache import CachedImage
 from psdriver.ops.vifops import VifOps
@@ -118,6 +120,15 @@ def secure_boot(instance: Any, image_meta: Any, generation: int) -> dict[str, An
     return {'enabled': True, 'template': template}
 
 
+#: Seconds between two polls of a shielded VM's provisioning (New-Instance waits for it).
+SHIELDED_POLL_SECONDS = 5
+
+#: Host refusals of a shielded VM's image or shielding data: no other host does better.
+SHIELDING_IMAGE_REFUSALS = frozenset({
+    'PsDriver.NotATemplateDisk', 'PsDriver.ShieldingDataNotApplicable',
+    'PsDriver.InvalidShieldingData'})
+
+
 class RemoteFXNotSupported(exception.InvalidInput):
     """A flavor asks for RemoteFX: the build is aborted, not rescheduled (no host has it)."""
 
@@ -168,8 +179,11 @@ class VMOps:
                  clock: Callable[[], float] = time.monotonic, virtapi: Any = None,
                  host_facts: Callable[[], dict[str, Any]] | None = None,
                  host_info: Callable[[bool], dict[str, Any]] | None = None,
-                 volumes: VolumeOps | None = None) -> None:
+                 volumes: VolumeOps | None = None,
+                 files: hostfiles.HostFiles | None = None) -> None:
         self._bridge = bridge
+        #: How files reach the host (the shielding data); made on first use when None.
+        self._files = files
         self._host_facts = host_facts
         self._host_info = host_info
         self._vif_wait = VifPlugWait(virtapi, conf)
@@ -248,11 +262,13 @@ class VMOps:
         from_volume = self._volumes.is_boot_from_volume(block_device_info)
         tpm = instancefeatures.tpm_spec(
             instance, image_meta, secure_boot(instance, image_meta, generation), self._host_facts)
+        shielding = self._shielding(context, instance, from_volume, power_on)
         devices = pciops.device_spec(instance, self._pci_host_info)
         drive = self._config_drive(context, instance, injected_files, admin_password,
                                    network_info)
-        # Ports Neutron has not bound yet: create the VM off, wait, then start it.
-        events = self._vif_wait.events(network_info) if power_on else []
+        # Ports Neutron has not bound yet: create the VM off, wait, then start it. A
+        # shielded VM starts with its provisioning, inside New-Instance: it does not wait.
+        events = self._vif_wait.events(network_info) if power_on and not shielding else []
         attached = self._connected_volumes(instance, block_device_info)
 
         def create(image: CachedImage | None, last_try: bool) -> dict[str, Any]:
@@ -269,8 +285,18 @@ class VMOps:
                 serialconsoleops.serial_port_specs(self._conf, instance)
             LOG.info('Creating VM %s (generation %d, %d vCPUs, %d MB%s)', instance.name,
                      generation, spec['vcpus'], spec['memory_mb'],
-                     ', boot from volume' if from_volume else '', instance=instance)
+                     ', boot from volume' if from_volume else
+                     ', shielded' if shielding else '', instance=instance)
+            data_file = None
             try:
+                if shielding:
+                    data_file = self._path(instance, shieldingops.DATA_FILE_NAME)
+                    self._put_shielding_data(data_file, shielding['data'])
+                    spec['shielding'] = {
+                        'data_file': data_file, 'specialization': shielding['pairs'],
+                        'provisioning_timeout_s':
+                            self._conf.hyperv.shielded_vm_provisioning_timeout,
+                        'poll_interval_s': SHIELDED_POLL_SECONDS}
                 with SpawnErrors(instance):
                     try:
                         return self._call_with_image('New-Instance', {'Spec': spec},
@@ -279,6 +305,8 @@ class VMOps:
                         self._remove_after_timeout(instance, exc)
             finally:
                 self.invalidate()
+                if data_file is not None:
+                    self._remove_shielding_data(instance, data_file)
 
         def create_from_cache() -> dict[str, Any]:
             if from_volume:
@@ -306,6 +334,55 @@ class VMOps:
                     self._volumes.disconnect_volumes(instance, block_device_info)
         result['state'] = started['state']
         return result
+
+    def _shielding(self, context: Any, instance: Any, from_volume: bool,
+                   power_on: bool) -> dict[str, Any] | None:
+        """The shielding data and specialization values of a shielded VM, or None.
+
+        Read before anything is created: an instance that cannot be shielded
+        fails here (the host's refusals come from New-Instance).
+        """
+        if not instancefeatures.wants_shielded_vm(instance):
+            return None
+        refuse = instancefeatures.VTPMNotSupported
+        if from_volume:
+            raise refuse(instance_uuid=instance.uuid,
+                         reason='a shielded VM is provisioned from a template disk image; it '
+                                'cannot boot from a volume')
+        if not power_on:
+            raise refuse(instance_uuid=instance.uuid,
+                         reason='a shielded VM starts with its provisioning; it cannot be '
+                                'created powered off')
+        reference = shieldingops.pdk_reference(instance)
+        if reference is None:
+            raise shieldingops.ShieldingDataUnavailable(
+                image_id=instance.image_ref or instance.uuid,
+                reason=f'a shielded VM (os_shielded_vm) needs the Barbican container of its '
+                       f'shielding data: set the image property (or instance metadata) '
+                       f'{shieldingops.PDK_REFERENCE}')
+        pairs = shieldingops.specialization_pairs(instance)
+        return {'data': shieldingops.fetch_shielding_data(context, instance, reference),
+                'pairs': pairs}
+
+    def _host_files(self) -> hostfiles.HostFiles:
+        if self._files is None:
+            self._files = hostfiles.for_transport(self._conf, self._bridge)
+        return self._files
+
+    def _put_shielding_data(self, host_path: str, data: bytes) -> None:
+        try:
+            self._host_files().write_bytes(host_path, data)
+        except hostfiles.ImageTransferError as exc:
+            raise errors.HyperVHostError(reason=f'the shielding data cannot be put on the '
+                                                f'host: {exc}') from exc
+
+    def _remove_shielding_data(self, instance: Any, host_path: str) -> None:
+        """New-Instance deletes it; this is for a call that never ran or never ended."""
+        try:
+            self._host_files().remove(host_path)
+        except Exception as exc:  # noqa: BLE001 (the spawn's own outcome is what counts)
+            LOG.warning('Cannot make sure the shielding data file %s is gone: %s', host_path,
+                        exc, instance=instance)
 
     def _start_spawned(self, instance: Any) -> dict[str, Any]:
         """Start the VM spawn created off (its console logger already waits for the pipe)."""
@@ -347,6 +424,11 @@ class VMOps:
         keeps existing files); the VM, its NICs and config drive are made
         for the instance's current flavor.
         """
+        if instancefeatures.wants_shielded_vm(instance):
+            # Its disk is sealed to the key protector of the VM that was provisioned.
+            raise errors.HyperVHostError(
+                reason=f'{instance.name} is a shielded VM: psdriver cannot make it again over '
+                       'its disks (resize, cold migration)')
         root = None
         if root_format:
             root = {'source': None, 'cow': False, 'format': root_format,
@@ -861,6 +943,13 @@ class SpawnErrors:
                             f'Hyper-V: {exc.problem}') from exc
             raise exception.InstanceUnacceptable(instance_id=self._instance.uuid,
                                                  reason=exc.problem) from exc
+        error_id = getattr(exc, 'error_id', None)
+        if error_id in SHIELDING_IMAGE_REFUSALS:
+            raise shieldingops.ShieldingDataUnavailable(
+                image_id=self._instance.image_ref or self._instance.uuid,
+                reason=exc.message) from exc
+        if error_id == 'PsDriver.RootDiskExists':
+            raise errors.HyperVHostError(reason=f'{exc.script}: {exc.message}') from exc
         if isinstance(exc, bridge_errors.ScriptResourceExists):
             raise exception.InstanceExists(name=self._instance.name) from exc
         if isinstance(exc, bridge_errors.ScriptResourceUnavailable):

@@ -197,19 +197,3 @@ def test_a_host_without_vtpm_refuses_it_for_another_host_to_try(tmp_path):
         with pytest.raises(exception.ComputeResourcesUnavailable, match='virtual TPM'):
             env.spawn(instance, image)
         assert env.calls_of('New-Instance') == []
-
-
-@pytest.mark.parametrize('guarded, error, reason', [
-    (False, exception.ComputeResourcesUnavailable, 'not guarded'),
-    (True, exception.InvalidInput, 'not supported by psdriver'),
-])
-def test_shielded_vms_are_refused_with_the_reason_that_applies(tmp_path, guarded, error, reason):
-    with DriverEnv(tmp_path) as env:
-        driver = env.build()
-        env.host.state.config.host_guarded = guarded
-        driver.init_host('SIMHV01')
-        image = gen2(env, os_secure_boot='required')
-        instance = env.instance(image, system_metadata={'image_os_shielded_vm': 'required'})
-        with pytest.raises(error, match=reason):
-            env.spawn(instance, image)
-        assert env.calls_of('New-Instance') == []

@@ -562,9 +562,11 @@ def _remove_shielding_files(host: SimHost, plan: Plan, failed: bool) -> None:
                 host.remove_item(path)
         except SimError:
             continue
-    if failed and shielding['only_data_in_folder'] and is_dir(host, plan.instance_dir) and \
-            not host.list_dir(plan.instance_dir):
-        host.remove_item(plan.instance_dir)
+    if failed and shielding['only_data_in_folder'] and is_dir(host, plan.instance_dir):
+        try:        # it held nothing but the data file at the start: all in it is ours
+            host.remove_item(plan.instance_dir, recurse=True)
+        except SimError:
+            pass
 
 
 def _create(host: SimHost, plan: Plan, undo: list[tuple[str, ...]], created: list[str],
