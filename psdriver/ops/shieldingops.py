@@ -57,8 +57,8 @@ def specialization_pairs(instance: Any) -> dict[str, str]:
     wanted = pairs.get(key)
     if wanted and wanted != instance.hostname:
         raise exception.InvalidInput(
-            reason=f'instance {instance.uuid}: the metadata {FSK_PREFIX}{COMPUTER_NAME}={wanted!r} differs from the '
-                   f'instance hostname {instance.hostname!r}')
+            reason=f'instance {instance.uuid}: the metadata {FSK_PREFIX}{COMPUTER_NAME}='
+                   f'{wanted!r} differs from the instance hostname {instance.hostname!r}')
     pairs[key] = instance.hostname
     return pairs
 
