@@ -353,6 +353,57 @@ def calls_in(text: str, source: str, line_offset: int = 0) -> list[Call]:
     return calls
 
 
+@dataclasses.dataclass
+class Invocation:
+    """A command that is no cmdlet or function call: a native program or ``& <something>``."""
+    source: str
+    line: int
+    kind: str          # program | variable | script block | expression
+    target: str        # as written: the program's name or path, the variable, the expression
+
+
+#: What the grammar reads as a command name in ``0..5``: no command at all.
+_RANGE_ARTEFACT = re.compile(r'^\d+\.\.')
+_PLAIN_VARIABLE = re.compile(r'^\$[\w:]+$')
+
+
+def invocations_in(text: str, source: str, line_offset: int = 0) -> list[Invocation]:
+    """Every command of a PowerShell text that :func:`calls_in` cannot bind.
+
+    A name that is no ``Verb-Noun`` (``ovs-vsctl.exe``, ``netsh``, a path) is
+    a native program; ``&``/``.`` followed by a string or a path names one
+    too; followed by a variable, a script block or another expression, what
+    runs is decided when the script runs.
+    """
+    found = []
+    for node in _walk(pwsh_syntax.parse(text).root_node):
+        if node.type != 'command':
+            continue
+        line = node.start_point[0] + 1 + line_offset
+        name_node = next((c for c in node.children if c.type == 'command_name'), None)
+        if name_node is not None:
+            name = _text(name_node)
+            if not _COMMAND_NAME.match(name) and not _RANGE_ARTEFACT.match(name):
+                found.append(Invocation(source, line, 'program', name))
+            continue
+        expr = next((c for c in node.children if c.type == 'command_name_expr'), None)
+        if expr is None:
+            continue
+        written = _text(expr).strip()
+        inner = expr.named_children[0].type if expr.named_children else ''
+        if inner == 'script_block_expression':
+            kind = 'script block'
+        elif _PLAIN_VARIABLE.match(written):
+            kind = 'variable'
+        elif inner in ('string_literal', 'command_name', 'expandable_string_literal') or \
+                inner == 'path_command_name' and not written.startswith('$'):
+            kind, written = 'program', written.strip('\'"')
+        else:
+            kind = 'expression'
+        found.append(Invocation(source, line, kind, written))
+    return found
+
+
 def functions_in(text: str) -> dict[str, Signature]:
     """The functions a PowerShell text defines, with their signatures, by lower-case name."""
     found = {}

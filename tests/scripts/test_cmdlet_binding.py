@@ -169,6 +169,80 @@ def test_every_call_binds(unit, catalog):
     assert not problems, '\n'.join(problems)
 
 
+# -- native programs and `& <something>` ----------------------------------------------------
+
+#: Native programs a script may name in its text (lower case name or path -> why). None
+#: today: a program whose place differs from host to host is resolved at run time and
+#: called through a variable listed below, so that a missing one is a clear error
+#: (PsDriver.OvsVsctlNotFound) rather than "the term is not recognized". Listing one here
+#: needs a reason: what it is, where it comes from, why no cmdlet does the job.
+NATIVE_PROGRAMS: dict[str, str] = {}
+#: Variables the scripts invoke with `&` (lower case -> what they hold).
+INVOKED_VARIABLES = {
+    '$ovsvsctl': 'ovs-vsctl.exe of Open vSwitch for Windows: the full path '
+                 'Resolve-PsDriverOvsVsctl found ([hyperv] ovs_vsctl_path, else PATH), '
+                 'called by Invoke-PsDriverOvsVsctl with an argument array',
+    '$scriptblock': 'Invoke-PsDriverScriptBlock: the [scriptblock] parameter (the wrapped '
+                    'script), never a program',
+    '$change': 'Invoke-PsDriverNicChange: its [scriptblock] parameter, never a program',
+    '$alive': "the serial relay's liveness check, a script block defined beside it",
+}
+
+
+def invocation_problems(unit: Unit) -> list[str]:
+    """Commands the binder cannot check that are not accounted for above."""
+    problems = []
+    for found in cb.invocations_in(unit.text, unit.label, unit.line_offset):
+        where = f'{unit.label}:{found.line}: {found.target}'
+        if found.kind == 'program' and found.target.lower() not in NATIVE_PROGRAMS:
+            problems.append(f'{where}: native program not in NATIVE_PROGRAMS (call it through '
+                            f'a resolved path, or list it with a reason)')
+        elif found.kind == 'variable' and found.target.lower() not in INVOKED_VARIABLES:
+            problems.append(f'{where}: invoked variable not in INVOKED_VARIABLES (say what it '
+                            f'holds)')
+        elif found.kind == 'expression':
+            problems.append(f'{where}: invoked expression: put what it names in a listed '
+                            f'variable')
+    return problems
+
+
+@pytest.mark.parametrize('unit', UNITS, ids=lambda u: u.label)
+def test_native_programs_and_invoked_variables_are_accounted_for(unit):
+    problems = invocation_problems(unit)
+    assert not problems, '\n'.join(problems)
+
+
+def test_the_allow_lists_list_only_what_the_scripts_use():
+    used = {(f.kind, f.target.lower()) for unit in UNITS
+            for f in cb.invocations_in(unit.text, unit.label)}
+    assert {('variable', name) for name in INVOKED_VARIABLES} <= used
+    assert {('program', name) for name in NATIVE_PROGRAMS} <= used
+
+
+@pytest.mark.parametrize('text, problem', [
+    ('ovs-vsctl.exe --if-exists del-port p', 'ovs-vsctl.exe: native program'),
+    ("& 'C:\\Program Files\\Open vSwitch\\bin\\ovs-vsctl.exe' show", 'ovs-vsctl.exe: native'),
+    ('& ovs-vsctl.exe show', 'ovs-vsctl.exe: native program'),
+    ('netsh advfirewall show allprofiles', 'netsh: native program'),
+    ('& $tool --version', '$tool: invoked variable'),
+    ('& $item.FullName', '$item.FullName: invoked expression'),
+])
+def test_unknown_native_programs_and_invocations_fail(text, problem):
+    problems = invocation_problems(Unit('Selftest.ps1', text))
+    assert len(problems) == 1 and problem in problems[0], problems
+    assert problems[0].startswith('Selftest.ps1:1: ')
+
+
+@pytest.mark.parametrize('text', [
+    '$ovs = Resolve-Thing\n& $OvsVsctl @(\'show\') 2>&1',
+    '& { Get-Date }',
+    'foreach ($i in 0..5) { $i }',
+    'Hyper-V\\Get-VM -Name a',
+])
+def test_accounted_invocations_pass(text):
+    assert invocation_problems(Unit('Selftest.ps1', text)) == []
+
+
 #: Cmdlets whose docs show -Confirm but that change nothing themselves.
 NO_CONFIRM_NEEDED = frozenset({'foreach-object', 'where-object'})
 
