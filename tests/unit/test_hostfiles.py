@@ -405,3 +405,39 @@ def test_smb_reuses_its_session(smb, samba):
     assert sorted(os.listdir(samba.share_dir / '_base')) == sorted([f'{IMAGE}.vhdx',
                                                                     f'{OTHER}.vhdx'])
     assert len(smb._cache) == 1
+
+
+# -- small files the driver writes (shielding data) ----------------------------------------
+
+SECRET = b'\x00\x01 shielding data \xff'
+
+
+def test_local_write_bytes_creates_the_folder_and_replaces_a_file(tmp_path):
+    files = hostfiles.LocalFiles()
+    target = tmp_path / 'instance-1' / 'shielding.pdk'
+    files.write_bytes(str(target), b'old')
+    files.write_bytes(str(target), SECRET)
+    assert target.read_bytes() == SECRET
+    assert os.listdir(target.parent) == ['shielding.pdk']     # no temporary file left
+    files.remove(str(target))
+    files.remove(str(target))                                  # gone already: fine
+    assert not target.exists()
+
+
+def test_sim_write_bytes_keeps_the_content_on_the_host(host):
+    files = hostfiles.RunnerFiles(SimRunner(host).put_file, runner=SimRunner(host))
+    path = f'{INSTANCES}\\instance-1\\shielding.pdk'
+    files.write_bytes(path, SECRET)
+    assert host.read_file(path) == SECRET
+    files.remove(path)
+    assert not host.exists(path)
+
+
+def test_smb_write_bytes_arrives_whole_over_the_share(smb, samba):
+    path = f'{INSTANCES}\\instance-1\\shielding.pdk'
+    smb.write_bytes(path, b'old')
+    smb.write_bytes(path, SECRET)
+    assert (samba.share_dir / 'instance-1' / 'shielding.pdk').read_bytes() == SECRET
+    assert os.listdir(samba.share_dir / 'instance-1') == ['shielding.pdk']
+    smb.remove(path)
+    assert os.listdir(samba.share_dir / 'instance-1') == []
