@@ -263,6 +263,10 @@ function Get-AssignableDevice {
     , $devices.ToArray()
 }
 
+if (-not (Get-Command -Name 'Get-PsDriverHostGuardianState' -ErrorAction SilentlyContinue)) {
+    Import-Module -Name (Join-Path -Path $PSScriptRoot -ChildPath 'PsDriver.psd1') -Verbose:$false
+}
+
 Initialize-NativeHostApi
 $os = Get-CimInstance -ClassName Win32_OperatingSystem
 $computer = Get-CimInstance -ClassName Win32_ComputerSystem

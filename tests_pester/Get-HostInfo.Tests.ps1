@@ -12,6 +12,10 @@ BeforeAll {
     Add-CommandStub -Name 'Get-VMHostAssignableDevice'
     Add-CommandStub -Name 'Get-VMAssignableDevice' -Parameter 'VM'
     Add-CommandStub -Name 'Get-HgsClientConfiguration'
+    Add-CommandStub -Name 'Initialize-ShieldedVM'
+    # The guarded-host check is the helper Get-PsDriverHostGuardianState: its commands are
+    # mocked in the module's scope.
+    Import-PsDriverModule
     Add-CommandStub -Name 'Get-PnpDeviceProperty' -Parameter 'InstanceId', 'KeyName'
 }
 
@@ -59,7 +63,7 @@ Describe 'Get-HostInfo' -Skip:(-not $IsWindows) {
         Mock Get-VMAssignableDevice -MockWith {
             [pscustomobject]@{ InstanceID = 'PCIP\VEN_8086&DEV_0D58&SUBSYS_00018086&REV_02\6&1A2B3C4D&0&0008'; LocationPath = 'PCIROOT(0)#PCI(0100)#PCI(0000)' }
         } -RemoveParameterType 'VM'
-        Mock Get-HgsClientConfiguration -MockWith { throw 'The HgsClient module is not installed.' }
+        Mock Get-HgsClientConfiguration -ModuleName PsDriver -MockWith { throw 'The HgsClient module is not installed.' }
         Mock Get-PnpDeviceProperty -MockWith {
             $bus = 3
             if ($InstanceId -like '*VEN_8086*') {
@@ -109,21 +113,28 @@ Describe 'Get-HostInfo' -Skip:(-not $IsWindows) {
         Test-Json -Json ($result | ConvertTo-Json -Depth 10) -Schema $script:ResultSchema | Should -BeTrue
     }
 
-    It 'reports a guarded host that offers virtual TPMs' {
-        Mock Get-Command -ParameterFilter { $Name -in @('Hyper-V\Enable-VMTPM', 'Get-HgsClientConfiguration') } -MockWith {
+    It 'reports a guarded host that offers virtual TPMs and shielded VMs' {
+        Mock Get-Command -ParameterFilter { $Name -eq 'Hyper-V\Enable-VMTPM' } -MockWith {
             [pscustomobject]@{ Name = $Name }
         }
-        Mock Get-HgsClientConfiguration { [pscustomobject]@{ IsHostGuarded = $true } }
+        Mock Get-Command -ModuleName PsDriver -ParameterFilter { $Name -in @('Get-HgsClientConfiguration', 'Initialize-ShieldedVM') } -MockWith {
+            [pscustomobject]@{ Name = $Name }
+        }
+        Mock Get-HgsClientConfiguration -ModuleName PsDriver { [pscustomobject]@{ IsHostGuarded = $true; Mode = 'HostGuardianService' } }
         $result = & $script:ScriptPath -InstancesPath $env:TEMP
         $result['security']['vtpm'] | Should -BeTrue
         $result['security']['host_guarded'] | Should -BeTrue
+        $result['security']['hgs_mode'] | Should -Be 'HostGuardianService'
+        $result['security']['shielded_vm_tools'] | Should -BeTrue
         Test-Json -Json ($result | ConvertTo-Json -Depth 10) -Schema $script:ResultSchema | Should -BeTrue
     }
 
     It 'reports no guarded fabric without the HgsClient module' {
-        Mock Get-Command -ParameterFilter { $Name -eq 'Get-HgsClientConfiguration' } -MockWith { }
+        Mock Get-Command -ModuleName PsDriver -ParameterFilter { $Name -in @('Get-HgsClientConfiguration', 'Initialize-ShieldedVM') } -MockWith { }
         $result = & $script:ScriptPath -InstancesPath $env:TEMP
         $result['security']['host_guarded'] | Should -BeFalse
+        $result['security']['hgs_mode'] | Should -BeNullOrEmpty
+        $result['security']['shielded_vm_tools'] | Should -BeFalse
     }
 
     It 'measures the nearest existing parent of a missing instances path' {

@@ -131,7 +131,16 @@ BeforeAll {
     Add-CommandStub -Name 'Add-VMScsiController' -Parameter 'VM'
     Add-CommandStub -Name 'Set-VMProcessor' -Parameter 'VM', 'Count', 'CompatibilityForMigrationEnabled', 'MaximumCountPerNumaNode', 'ExposeVirtualizationExtensions'
     Add-CommandStub -Name 'Get-VMHardDiskDrive' -Parameter 'VM'
-    Add-CommandStub -Name 'Set-VMKeyProtector' -Parameter 'VM', '-NewLocalKeyProtector'
+    Add-CommandStub -Name 'Set-VMKeyProtector' -Parameter 'VM', '-NewLocalKeyProtector', 'KeyProtector'
+    Add-CommandStub -Name 'Set-VMSecurityPolicy' -Parameter 'VM', 'Shielded'
+    # Shielded VMs: HgsClient, ShieldedVMDataFile and ShieldedVMProvisioning.
+    Add-CommandStub -Name 'Get-HgsClientConfiguration'
+    Add-CommandStub -Name 'Get-KeyProtectorFromShieldingDataFile' -Parameter 'ShieldingDataFilePath'
+    Add-CommandStub -Name 'Save-VolumeSignatureCatalog' -Parameter 'TemplateDiskPath', 'VolumeSignatureCatalogPath'
+    Add-CommandStub -Name 'Test-ShieldingDataApplicability' -Parameter 'ShieldingDataFilePath', 'VolumeSignatureCatalogPath'
+    Add-CommandStub -Name 'New-ShieldedVMSpecializationDataFile' -Parameter 'ShieldedVMSpecializationDataFilePath', 'SpecializationDataPairs'
+    Add-CommandStub -Name 'Initialize-ShieldedVM' -Parameter 'VM', 'ShieldingDataFilePath', 'ShieldedVMSpecializationDataFilePath'
+    Add-CommandStub -Name 'Get-ShieldedVMProvisioningStatus' -Parameter 'VM'
     Add-CommandStub -Name 'Enable-VMTPM' -Parameter 'VM'
     Add-CommandStub -Name 'Set-VMHardDiskDrive' -Parameter 'VMHardDiskDrive', 'MaximumIOPS'
     Add-CommandStub -Name 'Set-VMMemory' -Parameter 'VM', 'DynamicMemoryEnabled', 'StartupBytes', 'MinimumBytes', 'MaximumBytes', 'MaximumAmountPerNumaNodeBytes'
@@ -1098,6 +1107,113 @@ Describe 'New-Instance' {
             Test-Path -LiteralPath $script:Spec['instance_dir'] | Should -BeFalse
             Should -Invoke New-VM -Times 0 -Exactly
             Should -Invoke New-VHD -Times 0 -Exactly
+        }
+    }
+
+    Context 'a shielded VM' {
+        BeforeEach {
+            $script:Root = New-TestRoot
+            $script:Spec = New-Gen2Spec -Root $script:Root
+            $script:Spec['secure_boot'] = [ordered]@{ enabled = $true; template = 'MicrosoftWindows' }
+            $dir = $script:Spec['instance_dir']
+            # The driver wrote the shielding data into the instance folder before the call.
+            $script:DataFile = New-TestFile -Path (Join-Path -Path $dir -ChildPath 'shielding.pdk')
+            $script:Spec['shielding'] = [ordered]@{
+                data_file              = $script:DataFile
+                specialization         = [ordered]@{ '@ComputerName@' = 'vm-1' }
+                provisioning_timeout_s = 60
+                poll_interval_s        = 1
+            }
+            $PsdTest['JobStates'] = [System.Collections.Generic.Queue[int]]::new([int[]]@(4, 4, 7))
+            Mock Get-HgsClientConfiguration -ModuleName PsDriver {
+                [pscustomobject]@{ IsHostGuarded = $true; Mode = 'HostGuardianService' }
+            }
+            Mock Get-KeyProtectorFromShieldingDataFile -ModuleName PsDriver { [byte[]]@(0, 0, 36, 52) }
+            Mock Save-VolumeSignatureCatalog -ModuleName PsDriver {
+                $null = New-Item -ItemType File -Path $VolumeSignatureCatalogPath -Force
+            }
+            Mock Test-ShieldingDataApplicability -ModuleName PsDriver { $true }
+            Mock Set-VMKeyProtector { Invoke-FakeStep -Step 'Set-VMKeyProtector' } -RemoveParameterType 'VM'
+            Mock Set-VMSecurityPolicy { Invoke-FakeStep -Step 'Set-VMSecurityPolicy' } -RemoveParameterType 'VM'
+            Mock Enable-VMTPM { Invoke-FakeStep -Step 'Enable-VMTPM' } -RemoveParameterType 'VM'
+            Mock New-ShieldedVMSpecializationDataFile {
+                $null = New-Item -ItemType File -Path $ShieldedVMSpecializationDataFilePath -Force
+            }
+            Mock Initialize-ShieldedVM {
+                Invoke-FakeStep -Step 'Initialize-ShieldedVM'
+                @($VM)[0].State = 'Running'
+                [pscustomobject]@{ JobState = 4 }
+            } -RemoveParameterType 'VM'
+            Mock Get-ShieldedVMProvisioningStatus -ModuleName PsDriver {
+                [pscustomobject]@{ JobState = $PsdTest.JobStates.Dequeue(); ErrorDescription = 'The template disk is not trusted.' }
+            } -RemoveParameterType 'VM'
+            Mock Start-Sleep -ModuleName PsDriver { }
+        }
+
+        It 'takes the key protector from the shielding data, provisions and waits, and deletes the files' {
+            $result = & $script:ScriptPath -Spec $script:Spec
+
+            Assert-MatchesContract -Result $result
+            $result.shielding.provisioned | Should -BeTrue
+            $result.state | Should -Be 'Running'
+            Should -Invoke Set-VMKeyProtector -Times 1 -Exactly -ParameterFilter { (@($KeyProtector) -join ',') -eq '0,0,36,52' }
+            Should -Invoke Set-VMSecurityPolicy -Times 1 -Exactly -ParameterFilter { $Shielded -eq $true }
+            Should -Invoke Enable-VMTPM -Times 1 -Exactly
+            Should -Invoke New-ShieldedVMSpecializationDataFile -Times 1 -Exactly -ParameterFilter { $SpecializationDataPairs['@ComputerName@'] -eq 'vm-1' }
+            Should -Invoke Initialize-ShieldedVM -Times 1 -Exactly -ParameterFilter { $ShieldingDataFilePath -eq $script:DataFile }
+            Should -Invoke Get-ShieldedVMProvisioningStatus -ModuleName PsDriver -Times 3 -Exactly
+            Should -Invoke Start-VM -Times 0 -Exactly
+            $PsdTest.Calls.IndexOf('Set-VMKeyProtector#1') | Should -BeLessThan $PsdTest.Calls.IndexOf('Enable-VMTPM#1')
+            @(Get-ChildItem -LiteralPath $script:Spec['instance_dir'] -Filter '*.pdk').Count | Should -Be 0
+            @(Get-ChildItem -LiteralPath $script:Spec['instance_dir'] -Filter '*.fsk').Count | Should -Be 0
+            @(Get-ChildItem -LiteralPath $script:Spec['instance_dir'] -Filter '*.vsc').Count | Should -Be 0
+        }
+
+        It 'refuses a host that is not guarded before anything is created, leaving no folder' {
+            Mock Get-HgsClientConfiguration -ModuleName PsDriver {
+                [pscustomobject]@{ IsHostGuarded = $false; Mode = 'HostGuardianService' }
+            }
+
+            { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.HostNotGuarded'
+
+            Should -Invoke New-VM -Times 0 -Exactly
+            Test-Path -LiteralPath $script:Spec['instance_dir'] | Should -BeFalse
+        }
+
+        It 'refuses an image that is not a template disk before the VM is created' {
+            Mock Save-VolumeSignatureCatalog -ModuleName PsDriver { throw 'The disk has no volume signature catalog.' }
+
+            { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.NotATemplateDisk'
+
+            Should -Invoke New-VM -Times 0 -Exactly
+            Test-Path -LiteralPath $script:Spec['instance_dir'] | Should -BeFalse
+        }
+
+        It 'refuses shielding data that does not trust the template disk' {
+            Mock Test-ShieldingDataApplicability -ModuleName PsDriver { $false }
+
+            { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.ShieldingDataNotApplicable'
+
+            Should -Invoke New-VM -Times 0 -Exactly
+        }
+
+        It 'removes the VM when the provisioning fails' {
+            $PsdTest['JobStates'] = [System.Collections.Generic.Queue[int]]::new([int[]]@(4, 10))
+
+            $failure = { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -PassThru
+
+            $failure.FullyQualifiedErrorId | Should -Be 'PsDriver.ShieldedProvisioningFailed'
+            $failure.Exception.Message | Should -Match 'The template disk is not trusted'
+            $PsdTest.Vms.Count | Should -Be 0
+            Test-Path -LiteralPath $script:Spec['instance_dir'] | Should -BeFalse
+        }
+
+        It 'refuses shielding combined with a local virtual TPM' {
+            $script:Spec['tpm'] = [ordered]@{ key_protector = 'local' }
+
+            { & $script:ScriptPath -Spec $script:Spec } | Should -Throw -ErrorId 'PsDriver.InvalidSpec'
+
+            Should -Invoke New-VM -Times 0 -Exactly
         }
     }
 

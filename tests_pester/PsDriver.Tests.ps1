@@ -511,3 +511,49 @@ Describe 'Open vSwitch helpers' {
         { Resolve-PsDriverOvsVsctl -Path (Join-Path -Path $TestDrive -ChildPath 'ovs-vsctl.exe') } | Should -Throw -ErrorId 'PsDriver.OvsVsctlNotFound*'
     }
 }
+
+Describe 'shielded VM helpers' {
+    BeforeAll {
+        Add-CommandStubSet -Commands ([ordered]@{
+                'Get-HgsClientConfiguration'            = @()
+                'Initialize-ShieldedVM'                 = @('VM', 'ShieldingDataFilePath', 'ShieldedVMSpecializationDataFilePath')
+                'Get-ShieldedVMProvisioningStatus'      = @('VM')
+                'Get-KeyProtectorFromShieldingDataFile' = @('ShieldingDataFilePath')
+            })
+    }
+
+    It 'calls a host guarded only in HostGuardianService mode with the provisioning cmdlets' {
+        Mock Get-HgsClientConfiguration -ModuleName PsDriver { [pscustomobject]@{ IsHostGuarded = $true; Mode = 'Local' } }
+        { Assert-PsDriverGuardedHost } | Should -Throw -ErrorId 'PsDriver.HostNotGuarded*'
+        Mock Get-HgsClientConfiguration -ModuleName PsDriver { [pscustomobject]@{ IsHostGuarded = $true; Mode = 'HostGuardianService' } }
+        { Assert-PsDriverGuardedHost } | Should -Not -Throw
+        (Get-PsDriverHostGuardianState).mode | Should -Be 'HostGuardianService'
+    }
+
+    It 'reads the key protector of a shielding data file as bytes' {
+        $pdk = Join-Path -Path $TestDrive -ChildPath 'data.pdk'
+        Set-Content -LiteralPath $pdk -Value 'x'
+        Mock Get-KeyProtectorFromShieldingDataFile -ModuleName PsDriver { [byte[]]@(1, 2, 3) }
+        $bytes = Get-PsDriverShieldingKeyProtector -ShieldingDataFilePath $pdk
+        $bytes.GetType() | Should -Be ([byte[]])
+        $bytes.Length | Should -Be 3
+        Mock Get-KeyProtectorFromShieldingDataFile -ModuleName PsDriver { throw 'not a shielding data file' }
+        { Get-PsDriverShieldingKeyProtector -ShieldingDataFilePath $pdk } | Should -Throw -ErrorId 'PsDriver.InvalidShieldingData*'
+        { Get-PsDriverShieldingKeyProtector -ShieldingDataFilePath "$pdk.missing" } | Should -Throw -ErrorId 'PsDriver.ShieldingDataNotFound*'
+    }
+
+    It 'gives up on a provisioning still running after the timeout' {
+        Mock Get-ShieldedVMProvisioningStatus -ModuleName PsDriver { [pscustomobject]@{ JobState = 4 } } -RemoveParameterType 'VM'
+        Mock Start-Sleep -ModuleName PsDriver { }
+        $vm = [pscustomobject]@{ Name = 'instance-1' }
+        { Wait-PsDriverShieldedProvisioning -VM $vm -TimeoutSeconds 1 -PollSeconds 1 } | Should -Throw -ErrorId 'PsDriver.ShieldedProvisioningTimeout*'
+    }
+
+    It 'reports a failed provisioning with the job error' {
+        Mock Get-ShieldedVMProvisioningStatus -ModuleName PsDriver {
+            [pscustomobject]@{ JobState = 10; ErrorDescription = 'attestation failed' }
+        } -RemoveParameterType 'VM'
+        $vm = [pscustomobject]@{ Name = 'instance-1' }
+        { Wait-PsDriverShieldedProvisioning -VM $vm -TimeoutSeconds 60 -PollSeconds 1 } | Should -Throw '*attestation failed*'
+    }
+}

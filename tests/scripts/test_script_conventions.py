@@ -269,6 +269,11 @@ def import_problems(text: str, helpers: set[str]) -> list[str]:
                   for node in block.children if node.type not in ('function_statement', 'comment')]
     first = next((n for n in statements if _mentions(n.text.decode('utf-8'), helpers)), None)
     if first is None:
+        functions = [node for block in root.children if block.type == 'statement_list'
+                     for node in block.children if node.type == 'function_statement']
+        if any(_mentions(f.text.decode('utf-8'), helpers) for f in functions):
+            problems.append('a function of the script uses a helper of PsDriver.psm1 but the '
+                            'script has no import guard')
         return problems
     guard = _IMPORT_GUARD.match(first.text.decode('utf-8'))
     if guard is None:
@@ -475,6 +480,9 @@ def test_import_check_accepts_a_guarded_script_and_one_without_helpers():
     (lambda t: t.replace('$vm = Get-PsDriverVM', 'Get-PsDriverVM -Name x\n$vm = Get-PsDriverVM')
      .replace("if (-not (Get-Command", "Get-PsDriverVM -Name y\nif (-not (Get-Command"),
      'before the import guard'),
+    # A helper used only inside a function of the script still needs the import.
+    (lambda t: _GOOD + 'function Get-Local {\n    param()\n    Get-PsDriverVM -Name x\n}\n'
+     'Get-Local\n', 'has no import guard'),
 ])
 def test_import_check_finds_gaps(edit, fragment):
     problems = import_problems(edit(_GUARDED), _HELPERS)
