@@ -522,7 +522,7 @@ Describe 'shielded VM helpers' {
             })
     }
 
-    It 'calls a host guarded only in HostGuardianService mode with the provisioning cmdlets' {
+    It 'counts a host as guarded only in HostGuardianService mode' {
         Mock Get-HgsClientConfiguration -ModuleName PsDriver { [pscustomobject]@{ IsHostGuarded = $true; Mode = 'Local' } }
         { Assert-PsDriverGuardedHost } | Should -Throw -ErrorId 'PsDriver.HostNotGuarded*'
         Mock Get-HgsClientConfiguration -ModuleName PsDriver { [pscustomobject]@{ IsHostGuarded = $true; Mode = 'HostGuardianService' } }

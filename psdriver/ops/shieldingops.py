@@ -67,26 +67,35 @@ def _image_id(instance: Any) -> str:
     return instance.image_ref or instance.uuid
 
 
-def _barbican(context: Any) -> Any:
+def _barbican(context: Any, conf: Any) -> Any:
     """A Barbican client acting with the request's token (compute-hyperv's way).
 
-    The endpoint is the catalog's public ``key-manager`` one, given to the
-    client without its version (the client adds ``/v1/``), as castellan does:
-    nova's context auth plugin returns catalog URLs as they are, without
-    version discovery.
+    The endpoint is nova's own ``[barbican] barbican_endpoint`` when set (the
+    options nova's key manager reads), else the request's service catalog
+    entry ``key-manager`` of type ``barbican_endpoint_type`` in
+    ``barbican_region_name``; it is given to the client without its version
+    (the client adds ``/v1/``), as castellan does: nova's context auth plugin
+    returns catalog URLs as they are, without version discovery.
     """
     from barbicanclient import client as barbican_client
     from keystoneauth1 import session as ks_session
 
+    options = getattr(conf, 'barbican', None)
     session = ks_session.Session(auth=context.get_auth_plugin())
-    endpoint = session.get_endpoint(service_type='key-manager', interface='public')
+    endpoint = getattr(options, 'barbican_endpoint', None)
     if not endpoint:
-        raise LookupError('the service catalog of the request names no key-manager endpoint')
+        endpoint = session.get_endpoint(
+            service_type='key-manager',
+            interface=getattr(options, 'barbican_endpoint_type', None) or 'public',
+            region_name=getattr(options, 'barbican_region_name', None))
+    if not endpoint:
+        raise LookupError('no Barbican endpoint: the request\'s service catalog names no '
+                          'key-manager endpoint and [barbican] barbican_endpoint is not set')
     endpoint = re.sub(r'/v1$', '', endpoint.rstrip('/'))
     return barbican_client.Client(session=session, endpoint=endpoint)
 
 
-def fetch_shielding_data(context: Any, instance: Any, reference: str) -> bytes:
+def fetch_shielding_data(context: Any, instance: Any, reference: str, conf: Any = None) -> bytes:
     """The shielding data file: the container's secrets "1".."n", concatenated.
 
     Raises :class:`ShieldingDataUnavailable` (nova aborts the build) when the
@@ -97,7 +106,7 @@ def fetch_shielding_data(context: Any, instance: Any, reference: str) -> bytes:
                                        reason='no request context to read the shielding data '
                                               'with')
     try:
-        container = _barbican(context).containers.get(reference)
+        container = _barbican(context, conf).containers.get(reference)
         secrets = dict(container.secrets)
         expected = [str(n) for n in range(1, len(secrets) + 1)]
         if not secrets or sorted(secrets, key=lambda n: (len(n), n)) != expected:

@@ -361,7 +361,8 @@ class VMOps:
                        f'shielding data: set the image property (or instance metadata) '
                        f'{shieldingops.PDK_REFERENCE}')
         pairs = shieldingops.specialization_pairs(instance)
-        return {'data': shieldingops.fetch_shielding_data(context, instance, reference),
+        return {'data': shieldingops.fetch_shielding_data(context, instance, reference,
+                                                          self._conf),
                 'pairs': pairs}
 
     def _host_files(self) -> hostfiles.HostFiles:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import io
 import json
 
+import fixtures
 import pytest
 from oslo_utils.fixture import uuidsentinel as uuids
 
 from psdriver.sim import image_files
+from psdriver.sim.shielding import shielding_data_file
 from tests.functional import harness
+from tests.infra.barbican import FakeBarbican
 
 pytestmark = pytest.mark.functional
 
@@ -168,3 +171,82 @@ class SerialConsoleTest(harness.PsDriverTestBase):
         self._console(third)
         self.assertEqual(10000, self.sim_host().serial_relay(self.instance(third).name)['port'])
         self.assertNoTraceback()
+
+
+#: The token the API's requests carry (keystonemiddleware's job in a real deployment).
+USER_TOKEN = 'token-of-the-user'
+#: The volume signature catalog of the shielded VM template disk the tests' image is.
+TEMPLATE_DISK = {'name': 'WindowsServer2022', 'version': '1.0.0.0'}
+
+
+class ShieldedVMTest(harness.PsDriverTestBase):
+    """host1 is not guarded, host2 is: a shielded VM, shielding data from a local Barbican.
+
+    An image that asks for the trait CUSTOM_HYPERV_SHIELDED_VM lands on the guarded host;
+    one that does not and is sent to the unguarded host fails there with the reason.
+    """
+
+    COMPUTE_HOSTS = ('host1', 'host2')
+    SIM_HOSTS = {
+        'host1': {'template_disk_images': {uuids.shielded_image: TEMPLATE_DISK}},
+        'host2': {'host_guarded': True,
+                  'template_disk_images': {uuids.shielded_image: TEMPLATE_DISK}},
+    }
+
+    def setUp(self) -> None:
+        self.barbican = FakeBarbican(USER_TOKEN)
+        self.barbican.__enter__()
+        self.addCleanup(self.barbican.__exit__, None, None, None)
+        super().setUp()
+        self.flags(barbican_endpoint=self.barbican.url, group='barbican')
+        # nova's API fixture replaces keystonemiddleware and makes contexts without the
+        # user's token; keystonemiddleware passes it on, and the compute service reads
+        # Barbican with it: give the API's contexts one, as a real deployment has.
+        from nova.api import auth as api_auth
+        make_context = api_auth.NovaKeystoneContext._create_context
+
+        def with_token(env, **kwargs):
+            ctx = make_context(env, **kwargs)
+            ctx.auth_token = USER_TOKEN
+            return ctx
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'nova.api.auth.NovaKeystoneContext._create_context', with_token))
+
+    def _shielded_image(self, **properties: str) -> str:
+        data = image_files.vhdx(harness.IMAGE_VIRTUAL_SIZE)
+        pdk = shielding_data_file(b'guardians', [dict(TEMPLATE_DISK,
+                                                      version_rule='GreaterThanOrEquals')])
+        reference = self.barbican.add_container({'1': pdk[:16], '2': pdk[16:]})
+        self.glance.create(None, {
+            'id': uuids.shielded_image, 'name': 'shielded', 'status': 'active',
+            'visibility': 'public', 'disk_format': 'vhdx', 'container_format': 'bare',
+            'size': len(data), 'min_ram': 0, 'min_disk': 0,
+            'properties': {'hw_machine_type': 'hyperv-gen2', 'os_secure_boot': 'required',
+                           'os_shielded_vm': 'required', 'img_pdk_reference': reference,
+                           **properties},
+        }, data=io.BytesIO(data))
+        return uuids.shielded_image
+
+    def test_the_trait_takes_a_shielded_vm_to_the_guarded_host_where_it_is_provisioned(self):
+        image = self._shielded_image(**{'trait:CUSTOM_HYPERV_SHIELDED_VM': 'required'})
+        server = self.boot(image_uuid=image)
+        self.assertEqual('host2', server['OS-EXT-SRV-ATTR:host'])
+        vm = self.host_vm(server, 'host2')
+        self.assertEqual((True, True, True),
+                         (vm.extra['shielded'], vm.extra['tpm'], vm.extra['provisioned']))
+        self.assertEqual('Running', vm.state)
+        self.assertEqual({USER_TOKEN}, set(self.barbican.tokens))
+        self.assertEqual([], [e.path for e in self.sim_host('host2').list_dir(
+            f'{harness.INSTANCES_PATH}\\{self.instance(server).name}')
+            if e.path.lower().endswith(('.pdk', '.fsk', '.vsc'))])
+        self.assertNoTraceback()
+
+    def test_an_unguarded_host_refuses_it_with_the_reason(self):
+        self.flags(max_attempts=1, group='scheduler')
+        server = self.boot(image_uuid=self._shielded_image(), host='host1',
+                           expected_state='ERROR')
+        self.assertIsNone(self.host_vm(server, 'host1'))
+        self.assertIn('this host cannot run one: it is not guarded by a Host Guardian Service',
+                      server['fault']['message'])
+        self.assertEqual([], self.barbican.requests)      # refused before reading the data

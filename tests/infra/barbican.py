@@ -9,10 +9,10 @@ against it:
 * ``GET /v1/secrets/<id>`` (metadata) and ``GET /v1/secrets/<id>/payload``.
 
 Every request must carry the token given to :class:`FakeBarbican`
-(``X-Auth-Token``), as keystone middleware would require; a wrong or missing
-one is 401.  Unknown ids are 404 with Barbican's error body.  ``requests``
-records what was asked (method and path), for tests that check what a
-client did.
+(``X-Auth-Token``; with ``token=None`` any token), as keystone middleware
+would require; a wrong or missing one is 401.  Unknown ids are 404 with
+Barbican's error body.  ``requests`` records what was asked (method and
+path) and ``tokens`` the tokens sent, for tests that check what a client did.
 """
 
 from __future__ import annotations
@@ -27,11 +27,13 @@ from typing import Any
 class FakeBarbican:
     """Start with ``with FakeBarbican(token) as barbican:``; ``barbican.url`` is the endpoint."""
 
-    def __init__(self, token: str) -> None:
+    def __init__(self, token: str | None) -> None:
         self.token = token
         self.containers: dict[str, dict[str, Any]] = {}
         self.secrets: dict[str, dict[str, Any]] = {}
         self.requests: list[tuple[str, str]] = []
+        #: The X-Auth-Token of each request after version discovery.
+        self.tokens: list[str | None] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -106,7 +108,9 @@ def _handler(barbican: FakeBarbican) -> type[BaseHTTPRequestHandler]:
                                      'type': 'application/vnd.openstack.key-manager-v1+json'}],
                 }]}})
                 return
-            if self.headers.get('X-Auth-Token') != barbican.token:
+            token = self.headers.get('X-Auth-Token')
+            barbican.tokens.append(token)
+            if not token or barbican.token is not None and token != barbican.token:
                 self._error(401, 'Unauthorized', 'The request you have made requires '
                                                  'authentication.')
                 return
