@@ -20,6 +20,7 @@ differs from the hostname is refused, as compute-hyperv refused it.
 
 from __future__ import annotations
 
+import logging as std_logging
 import re
 from typing import Any
 
@@ -35,6 +36,10 @@ FSK_PREFIX = 'fsk:'
 COMPUTER_NAME = 'ComputerName'
 #: The file New-Instance reads the shielding data from, in the instance folder.
 DATA_FILE_NAME = 'shielding.pdk'
+#: keystoneauth logs text and JSON response bodies at DEBUG, and Barbican's answers
+#: carry the shielding data: its requests log here, never below INFO.
+BARBICAN_HTTP_LOG = std_logging.getLogger('psdriver.shielding.barbican_http')
+BARBICAN_HTTP_LOG.setLevel(std_logging.INFO)
 
 
 class ShieldingDataUnavailable(exception.ImageUnacceptable):
@@ -92,7 +97,7 @@ def _barbican(context: Any, conf: Any) -> Any:
         raise LookupError('no Barbican endpoint: the request\'s service catalog names no '
                           'key-manager endpoint and [barbican] barbican_endpoint is not set')
     endpoint = re.sub(r'/v1$', '', endpoint.rstrip('/'))
-    return barbican_client.Client(session=session, endpoint=endpoint)
+    return barbican_client.Client(session=session, endpoint=endpoint, logger=BARBICAN_HTTP_LOG)
 
 
 def fetch_shielding_data(context: Any, instance: Any, reference: str, conf: Any = None) -> bytes:

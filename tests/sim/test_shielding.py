@@ -6,6 +6,7 @@ import base64
 
 import pytest
 
+from psdriver.bridge import contracts
 from psdriver.sim import SimHost
 from psdriver.sim.errors import SimError
 from psdriver.sim.handlers.spawn import spawn
@@ -111,11 +112,13 @@ def spec(**shielding) -> dict:
 
 
 def new_instance(host: SimHost, value: dict) -> dict:
+    contracts.load_contract('New-Instance').validate_spec(value)
     return spawn(host, value)
 
 
 def test_new_instance_provisions_and_removes_the_shielding_files(guarded):
     result = new_instance(guarded, spec(poll_interval_s=5))
+    contracts.load_contract('New-Instance').validate(result)
     assert result['shielding'] == {'provisioned': True, 'provisioning_seconds': 10.0}
     vm = guarded.get_vm(NAME)
     assert vm.state == 'Running' and vm.extra['shielded'] and vm.extra['tpm']

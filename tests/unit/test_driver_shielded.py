@@ -130,6 +130,21 @@ def test_a_shielded_vm_is_provisioned_from_the_barbican_shielding_data(env, barb
     assert sum(1 for _m, path in barbican.requests if path.endswith('/payload')) == 2
 
 
+def test_payloads_are_not_logged_even_as_text(env, barbican, caplog):
+    """keystoneauth logs text/plain and JSON bodies at DEBUG: not those of Barbican."""
+    caplog.set_level(logging.DEBUG)
+    image = template_image(env)
+    data = shielding_data_file(KEY_PROTECTOR, TRUSTS_TEMPLATE)
+    reference = barbican.add_container({'1': data})
+    secret_id = barbican.containers[reference.rsplit('/', 1)[1]]['secret_refs'][0][
+        'secret_ref'].rsplit('/', 1)[1]
+    barbican.secrets[secret_id]['content_type'] = 'text/plain'
+    instance = shielded_instance(env, image, reference)
+    spawn(env, request_context(barbican), instance, image)
+    assert env.vm(instance).extra['provisioned']
+    assert 'volume_id_qualifiers' not in caplog.text        # a word of the payload
+
+
 def test_the_instance_metadata_reference_wins_over_the_image_property(env, barbican):
     image = template_image(env)
     good = pdk_container(barbican)
