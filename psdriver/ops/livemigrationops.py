@@ -44,7 +44,7 @@ from oslo_log import log as logging
 from oslo_serialization import jsonutils
 
 from psdriver.bridge.client import Bridge
-from psdriver.ops import errors
+from psdriver.ops import errors, instancefeatures
 from psdriver.ops.hostfiles import HostFiles
 from psdriver.ops.vmops import CONSOLE_LOG, CONSOLE_LOG_BYTES, VMOps
 
@@ -128,6 +128,11 @@ class LiveMigrationOps:
             reason = (f"the source's processors are {src_vendor} and this host's "
                       f"{info['processor_vendor']}: Hyper-V cannot live migrate between "
                       'processor manufacturers')
+        if reason is None and instancefeatures.wants_shielded_vm(instance):
+            refusal = self._vmops.shielded_vm_refusal()
+            if refusal:
+                reason = (f"{instance.name} is a shielded VM and the destination host "
+                          f"{info['hostname']} cannot run one: {refusal}")
         if reason is not None:
             self._host_info('cleanup', Probe='Remove', ProbeFile=probe)
             self._refuse(reason)

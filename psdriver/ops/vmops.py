@@ -365,6 +365,12 @@ class VMOps:
                                                           self._conf),
                 'pairs': pairs}
 
+    def shielded_vm_refusal(self) -> str | None:
+        """Why this host (its last report) cannot run shielded VMs; None: it can."""
+        if self._host_facts is None:
+            return None
+        return instancefeatures.shielded_vm_refusal(self._host_facts())
+
     def _host_files(self) -> hostfiles.HostFiles:
         if self._files is None:
             self._files = hostfiles.for_transport(self._conf, self._bridge)

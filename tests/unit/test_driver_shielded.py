@@ -279,3 +279,19 @@ def test_a_shielded_vm_is_not_resized(env, barbican):
         env.driver.migrate_disk_and_power_off(None, instance, HOSTNAME, instance.flavor,
                                               network_model.NetworkInfo([]))
     assert env.vm(instance).state == 'Running'
+
+
+def test_a_shielded_vm_does_not_live_migrate_to_an_unguarded_host(tmp_path, barbican):
+    env = guarded_env(tmp_path, host_guarded=False)
+    try:
+        env.host.set_migration(enabled=True, use_any_network=True)
+        image = template_image(env)
+        instance = shielded_instance(env, image, pdk_container(barbican))
+        with pytest.raises(exception.MigrationPreCheckError,
+                           match='shielded VM and the destination host .* cannot run one: it '
+                                 'is not guarded'):
+            env.driver.check_can_live_migrate_destination(None, instance, {}, {})
+        plain = env.instance(image)
+        assert env.driver.check_can_live_migrate_destination(None, plain, {}, {}) is not None
+    finally:
+        env.__exit__(None, None, None)
