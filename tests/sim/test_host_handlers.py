@@ -23,7 +23,8 @@ def test_host_info_shape_and_defaults(host):
                          'logical_processors', 'cpu', 'memory_mb_total', 'memory_mb_free',
                          'instances_path', 'numa_nodes', 'uptime_seconds', 'ip_addresses',
                          'security', 'assignable_devices'}
-    assert info['security'] == {'vtpm': True, 'host_guarded': False}
+    assert info['security'] == {'vtpm': True, 'host_guarded': False,
+                                'hgs_mode': 'HostGuardianService', 'shielded_vm_tools': True}
     assert info['assignable_devices'] == []
     assert info['hostname'] == 'SIMHV01'
     assert info['logical_processors'] == 16
