@@ -174,12 +174,13 @@ function Wait-PsDriverShieldedProvisioning {
     .DESCRIPTION
         Polls Get-ShieldedVMProvisioningStatus. Its result is a CimInstance
         of the provisioning job; the docs do not list its properties, and
-        this reads the standard ones of a CIM_ConcreteJob: JobState (2 New,
-        3 Starting, 4 Running, 7 Completed; anything else ended without
-        success) and ErrorDescription. A failed provisioning is
-        PsDriver.ShieldedProvisioningFailed (InvalidResult), one still
-        running after TimeoutSeconds PsDriver.ShieldedProvisioningTimeout
-        (OperationTimeout).
+        this reads the standard ones of a CIM_ConcreteJob: JobState (7
+        Completed; 8 Terminated, 9 Killed and 10 Exception ended without
+        success; the others, such as 4 Running, are still going) and
+        ErrorDescription. A failed provisioning, or a status without
+        JobState, is PsDriver.ShieldedProvisioningFailed (InvalidResult),
+        one still going after TimeoutSeconds
+        PsDriver.ShieldedProvisioningTimeout (OperationTimeout).
 
     .PARAMETER VM
         The VM being provisioned.
@@ -206,13 +207,24 @@ function Wait-PsDriverShieldedProvisioning {
     )
     $clock = [System.Diagnostics.Stopwatch]::StartNew()
     while ($true) {
-        $job = Get-ShieldedVMProvisioningStatus -VM $VM
-        $jobState = [int]$job.JobState
+        $job = @(Get-ShieldedVMProvisioningStatus -VM $VM) | Select-Object -First 1
+        $stateProperty = $null
+        if ($null -ne $job) {
+            $stateProperty = $job.PSObject.Properties['JobState']
+        }
+        if ($null -eq $stateProperty) {
+            throw (New-PsDriverErrorRecord -Message "Provisioning the shielded virtual machine '$($VM.Name)': Get-ShieldedVMProvisioningStatus returned no JobState." -Category InvalidResult -ErrorId 'PsDriver.ShieldedProvisioningFailed' -Target $VM.Name)
+        }
+        $jobState = [int]$stateProperty.Value
         if ($jobState -eq 7) {
             return $clock.Elapsed.TotalSeconds
         }
-        if ($jobState -notin @(2, 3, 4)) {
-            $detail = [string]$job.ErrorDescription
+        if ($jobState -in @(8, 9, 10)) {
+            $detail = $null
+            $errorProperty = $job.PSObject.Properties['ErrorDescription']
+            if ($null -ne $errorProperty) {
+                $detail = [string]$errorProperty.Value
+            }
             if ([string]::IsNullOrWhiteSpace($detail)) {
                 $detail = "the provisioning job ended in state $jobState"
             }

@@ -538,7 +538,7 @@ def _provision_shielded(host: SimHost, plan: Plan) -> float:
         job = host.shielded_vm_provisioning_status(plan.name)
         if job['JobState'] == 7:
             return elapsed
-        if job['JobState'] not in (2, 3, 4):
+        if job['JobState'] in (8, 9, 10):
             detail = job['ErrorDescription'] or \
                 f"the provisioning job ended in state {job['JobState']}"
             raise script_error(f"Provisioning the shielded virtual machine '{plan.name}' "
